@@ -1,0 +1,95 @@
+package correlation
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// Embedded is the store used when no Redis is configured: the RedisStore
+// code, unchanged, on an in-process miniredis, so that the embedded default
+// and the tests have exactly the semantics of production. Data lives in
+// memory and is lost on Close.
+type Embedded struct {
+	*RedisStore
+	srv    *miniredis.Miniredis
+	client *redis.Client
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+}
+
+// embeddedClockTick is how often the embedded server's clock catches up with
+// real time. miniredis expires keys only when its clock moves, so without
+// this the embedded store would keep every link forever.
+const embeddedClockTick = time.Minute
+
+// NewEmbedded starts an in-process Redis on a free loopback port and returns
+// a store on it. Close it to stop the server.
+func NewEmbedded(cfg RedisConfig) (*Embedded, error) {
+	srv := miniredis.NewMiniRedis()
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("cannot start embedded correlation store: %w", err)
+	}
+	client := redis.NewClient(&redis.Options{
+		Addr:                  srv.Addr(),
+		ContextTimeoutEnabled: true,
+		// The server is in-process: a dial that takes longer has failed.
+		DialTimeout: 200 * time.Millisecond,
+		// miniredis speaks RESP2 and RESP3; RESP2 skips the HELLO handshake.
+		Protocol: 2,
+	})
+	store, err := NewRedisStore(client, cfg)
+	if err != nil {
+		_ = client.Close()
+		srv.Close()
+		return nil, err
+	}
+	e := &Embedded{RedisStore: store, srv: srv, client: client, stop: make(chan struct{}), done: make(chan struct{})}
+	go e.tickClock()
+	return e, nil
+}
+
+func (e *Embedded) tickClock() {
+	defer close(e.done)
+	t := time.NewTicker(embeddedClockTick)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case now := <-t.C:
+			e.srv.FastForward(now.Sub(last))
+			last = now
+		}
+	}
+}
+
+// Addr is the embedded server's address, for redis-cli while debugging.
+func (e *Embedded) Addr() string { return e.srv.Addr() }
+
+// Server is the embedded miniredis, for tests: FastForward moves its clock
+// to expire keys, Close and Restart simulate losing Redis and getting it
+// back.
+func (e *Embedded) Server() *miniredis.Miniredis { return e.srv }
+
+// Close stops the server and releases the client. Calling it again is a
+// no-op.
+func (e *Embedded) Close() error {
+	var err error
+	e.once.Do(func() {
+		close(e.stop)
+		<-e.done
+		err = e.client.Close()
+		e.srv.Close()
+	})
+	if err != nil && !errors.Is(err, redis.ErrClosed) {
+		return fmt.Errorf("cannot close embedded correlation store: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,479 @@
+package correlation
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/33god/bloodbank-go/bus"
+)
+
+// DefaultKeyPrefix is the key prefix of the deployed Python tracker. A store
+// with another prefix shares no graph with the Python services.
+const DefaultKeyPrefix = "bloodbank:correlation:"
+
+// DefaultTTL is how long a link is kept: the Python default
+// CORRELATION_TTL_DAYS=30.
+const DefaultTTL = 30 * 24 * time.Hour
+
+// DefaultWriteTimeout bounds one Record call, as the Python publisher bounds
+// add_correlation at 1 s: correlation is optional and must not hold up a
+// publish.
+const DefaultWriteTimeout = time.Second
+
+// DefaultMaxDepth bounds Ancestors, Descendants and Debug when the caller
+// passes maxDepth <= 0; it is the Python tracker's max_depth.
+const DefaultMaxDepth = 100
+
+// TTLFromDays converts CORRELATION_TTL_DAYS to a TTL.
+func TTLFromDays(days int) time.Duration { return time.Duration(days) * 24 * time.Hour }
+
+// RedisConfig configures a RedisStore. The zero value is the Python layout
+// with the Python defaults.
+type RedisConfig struct {
+	// KeyPrefix comes before "forward:{id}" and "reverse:{id}". Optional,
+	// default DefaultKeyPrefix. Change it only to isolate tests or tenants.
+	KeyPrefix string
+
+	// TTL is set on every key a Record writes, so reverse sets are kept
+	// alive as long as their parent keeps getting children. Optional,
+	// default DefaultTTL (30 days); whole seconds, at least one (Redis
+	// EXPIRE counts seconds; shorter values are refused).
+	TTL time.Duration
+
+	// WriteTimeout bounds a Record call, including the connection attempt.
+	// Optional, default DefaultWriteTimeout (1 s). The client must honour
+	// context deadlines (ContextTimeoutEnabled, set by NewUniversalClient)
+	// for the bound to hold on a stalled connection.
+	WriteTimeout time.Duration
+
+	// MaxDepth is used by Ancestors, Descendants and Debug when they get
+	// maxDepth <= 0. Optional, default DefaultMaxDepth (100).
+	MaxDepth int
+
+	// Now stamps created_at on links recorded without CreatedAt. Optional,
+	// default time.Now; tests set it.
+	Now func() time.Time
+}
+
+func (c *RedisConfig) setDefaults() {
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = DefaultKeyPrefix
+	}
+	if c.TTL == 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.MaxDepth == 0 {
+		c.MaxDepth = DefaultMaxDepth
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem of the configuration at once. Zero values
+// are valid: they stand for the defaults.
+func (c RedisConfig) Validate() error {
+	var errs []error
+	if c.TTL < 0 || (c.TTL > 0 && (c.TTL < time.Second || c.TTL%time.Second != 0)) {
+		errs = append(errs, fmt.Errorf("TTL %s must be a whole number of seconds, at least 1s", c.TTL))
+	}
+	if c.WriteTimeout < 0 {
+		errs = append(errs, fmt.Errorf("WriteTimeout %s must not be negative", c.WriteTimeout))
+	}
+	if c.MaxDepth < 0 {
+		errs = append(errs, fmt.Errorf("MaxDepth %d must not be negative", c.MaxDepth))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid correlation RedisConfig: %w", err)
+	}
+	return nil
+}
+
+// RedisStore is the Store on Redis, in the layout of the deployed Python
+// tracker, so Go and Python services read and write one graph. See the
+// package documentation for the layout and the guarantees.
+type RedisStore struct {
+	client redis.UniversalClient
+	cfg    RedisConfig
+	fwd    string // KeyPrefix + "forward:"
+	rev    string // KeyPrefix + "reverse:"
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// NewRedisStore returns a store on client, which may be a standalone,
+// Sentinel (failover) or Cluster client. The store does not connect: a Redis
+// that is down at start makes calls fail, not the constructor, so a service
+// starts without its optional correlation store. The caller keeps ownership
+// of client and closes it.
+func NewRedisStore(client redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
+	if client == nil {
+		return nil, errors.New("cannot create correlation store: redis client is nil")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cannot create correlation store: %w", err)
+	}
+	cfg.setDefaults()
+	return &RedisStore{
+		client: client,
+		cfg:    cfg,
+		fwd:    cfg.KeyPrefix + "forward:",
+		rev:    cfg.KeyPrefix + "reverse:",
+	}, nil
+}
+
+// ForwardKey is the key holding the link of child: a JSON string
+// {"parent_event_ids": [...], "created_at": "...", "metadata": {...}}.
+func (s *RedisStore) ForwardKey(child uuid.UUID) string { return s.fwd + child.String() }
+
+// ReverseKey is the key of the set of the children of parent.
+func (s *RedisStore) ReverseKey(parent uuid.UUID) string { return s.rev + parent.String() }
+
+// Record writes every link in one pipeline: per link, SET of the forward key
+// with the TTL; per distinct parent, one SADD of all its new children and an
+// EXPIRE that refreshes the set's TTL. It is a pipeline, not a MULTI/EXEC
+// transaction like the Python tracker's, because a transaction cannot span
+// Cluster slots; every command is idempotent, so recording a link again
+// repairs a partial write. Recording a child again replaces its parents and
+// metadata (the forward key is overwritten, as in Python) and adds it to the
+// new parents' sets. The call is bounded by WriteTimeout.
+func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
+	if len(links) == 0 {
+		return nil
+	}
+	now := s.cfg.Now()
+	values := make([][]byte, len(links))
+	for i, l := range links {
+		v, err := encodeForward(l, now)
+		if err != nil {
+			return fmt.Errorf("cannot record correlation links: %w", err)
+		}
+		values[i] = v
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
+	pipe := s.client.Pipeline()
+	for i, l := range links {
+		pipe.Set(ctx, s.ForwardKey(l.Child), values[i], s.cfg.TTL)
+	}
+	// One SADD per parent however many of the links name it: fewer commands
+	// for fan-in batches, and the EXPIRE runs once per set.
+	var order []uuid.UUID
+	members := make(map[uuid.UUID][]any, len(links))
+	for _, l := range links {
+		for _, p := range l.Parents {
+			if _, ok := members[p]; !ok {
+				order = append(order, p)
+			}
+			members[p] = append(members[p], l.Child.String())
+		}
+	}
+	for _, p := range order {
+		key := s.ReverseKey(p)
+		pipe.SAdd(ctx, key, members[p]...)
+		pipe.Expire(ctx, key, s.cfg.TTL)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("cannot record %d correlation link(s): %w", len(links), err)
+	}
+	return nil
+}
+
+// encodeForward writes the forward value as the Python tracker does
+// (orjson: compact, keys in this order); Python readers only json-decode it.
+func encodeForward(l Link, now time.Time) ([]byte, error) {
+	if err := l.checkIDs(); err != nil {
+		return nil, err
+	}
+	meta := []byte("{}")
+	if len(l.Metadata) > 0 {
+		m, err := json.Marshal(l.Metadata)
+		if err != nil {
+			return nil, fmt.Errorf("%w: metadata of child %s is not JSON: %v", ErrInvalidLink, l.Child, err)
+		}
+		meta = m
+	}
+	created := l.CreatedAt
+	if created.IsZero() {
+		created = now
+	}
+	b := make([]byte, 0, 64+len(l.Parents)*39+len(bus.TimestampLayout)+len(meta))
+	b = append(b, `{"parent_event_ids":[`...)
+	for i, p := range l.Parents {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, p.String()...)
+		b = append(b, '"')
+	}
+	b = append(b, `],"created_at":"`...)
+	b = append(b, bus.FormatTimestamp(created)...)
+	b = append(b, `","metadata":`...)
+	b = append(b, meta...)
+	return append(b, '}'), nil
+}
+
+// forwardJSON is the forward value as any writer may have written it:
+// Python's json.dumps (spaced) or orjson (compact), with created_at in any
+// ISO-8601 form.
+type forwardJSON struct {
+	ParentEventIDs *[]string      `json:"parent_event_ids"`
+	CreatedAt      any            `json:"created_at"`
+	Metadata       map[string]any `json:"metadata"`
+}
+
+// decodeForward reads a forward value. Numbers in metadata become
+// json.Number so that integers written by Python survive exactly. A missing
+// or unreadable created_at leaves CreatedAt zero: nothing in either language
+// depends on it, so it is no reason to hide the parents.
+func decodeForward(key string, child uuid.UUID, raw string) (Link, error) {
+	b := []byte(raw)
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return Link{}, &MalformedError{Key: key, Err: errors.New("value is not a JSON object")}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var f forwardJSON
+	if err := dec.Decode(&f); err != nil {
+		return Link{}, &MalformedError{Key: key, Err: err}
+	}
+	if f.ParentEventIDs == nil {
+		return Link{}, &MalformedError{Key: key, Err: errors.New(`"parent_event_ids" is missing or null`)}
+	}
+	l := Link{Child: child, Parents: make([]uuid.UUID, len(*f.ParentEventIDs)), Metadata: f.Metadata}
+	for i, s := range *f.ParentEventIDs {
+		id, err := uuid.Parse(s)
+		if err != nil {
+			return Link{}, &MalformedError{Key: key, Err: fmt.Errorf("parent_event_ids[%d] %q is not a UUID", i, s)}
+		}
+		l.Parents[i] = id
+	}
+	if s, ok := f.CreatedAt.(string); ok {
+		if t, err := bus.ParseTimestamp(s); err == nil {
+			l.CreatedAt = t
+		}
+	}
+	return l, nil
+}
+
+// Lookup returns the link recorded for child.
+func (s *RedisStore) Lookup(ctx context.Context, child uuid.UUID) (Link, error) {
+	key := s.ForwardKey(child)
+	raw, err := s.client.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		return Link{}, fmt.Errorf("cannot look up %s: %w", child, ErrNotFound)
+	}
+	if err != nil {
+		return Link{}, fmt.Errorf("cannot look up correlation of %s: %w", child, err)
+	}
+	return decodeForward(key, child, raw)
+}
+
+// Parents returns the parents of id in recorded order; none when no link
+// was recorded. One GET.
+func (s *RedisStore) Parents(ctx context.Context, id uuid.UUID) ([]uuid.UUID, error) {
+	l, err := s.Lookup(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return []uuid.UUID{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return l.Parents, nil
+}
+
+// Metadata returns the metadata of id's link: nil when none was recorded,
+// {} when it was recorded without metadata. One GET.
+func (s *RedisStore) Metadata(ctx context.Context, id uuid.UUID) (map[string]any, error) {
+	l, err := s.Lookup(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if l.Metadata == nil {
+		// Stored as null or absent: Python's .get("metadata") gives None too.
+		return nil, nil
+	}
+	return l.Metadata, nil
+}
+
+// Children returns the children of id sorted by id. One SMEMBERS.
+func (s *RedisStore) Children(ctx context.Context, id uuid.UUID) ([]uuid.UUID, error) {
+	key := s.ReverseKey(id)
+	members, err := s.client.SMembers(ctx, key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("cannot read children of %s: %w", id, err)
+	}
+	ids, err := parseMembers(key, members)
+	if err != nil {
+		return nil, err
+	}
+	sortIDs(ids)
+	return ids, nil
+}
+
+// Ancestors returns the ancestors of id, nearest first. One pipelined round
+// trip per level.
+func (s *RedisStore) Ancestors(ctx context.Context, id uuid.UUID, maxDepth int) ([]uuid.UUID, error) {
+	w, err := s.walk(ctx, id, maxDepth, true, false)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read ancestors of %s: %w", id, err)
+	}
+	return w.ancestors, nil
+}
+
+// Descendants returns the descendants of id, nearest first. One pipelined
+// round trip per level.
+func (s *RedisStore) Descendants(ctx context.Context, id uuid.UUID, maxDepth int) ([]uuid.UUID, error) {
+	w, err := s.walk(ctx, id, maxDepth, false, true)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read descendants of %s: %w", id, err)
+	}
+	return w.descendants, nil
+}
+
+// Debug walks both directions at once: each round trip fetches the next
+// level of ancestors and of descendants together, and the first one also
+// gives the parents, children and metadata.
+func (s *RedisStore) Debug(ctx context.Context, id uuid.UUID, maxDepth int) (Dump, error) {
+	w, err := s.walk(ctx, id, maxDepth, true, true)
+	if err != nil {
+		return Dump{}, fmt.Errorf("cannot dump correlation of %s: %w", id, err)
+	}
+	d := Dump{
+		EventID:     id,
+		Parents:     []uuid.UUID{},
+		Children:    w.children,
+		Ancestors:   w.ancestors,
+		Descendants: w.descendants,
+	}
+	if w.self != nil {
+		d.Parents = w.self.Parents
+		d.Metadata = w.self.Metadata
+	}
+	return d, nil
+}
+
+type walkResult struct {
+	self                   *Link // the link of the start, if recorded
+	children               []uuid.UUID
+	ancestors, descendants []uuid.UUID
+}
+
+// walk is a breadth-first search from id, upwards (forward keys), downwards
+// (reverse sets) or both, with the whole frontier of each direction fetched
+// in one pipeline per level. Each event is reported once, at its smallest
+// distance; the start is never reported, which also ends cycles.
+func (s *RedisStore) walk(ctx context.Context, id uuid.UUID, maxDepth int, up, down bool) (walkResult, error) {
+	if maxDepth <= 0 {
+		maxDepth = s.cfg.MaxDepth
+	}
+	res := walkResult{children: []uuid.UUID{}, ancestors: []uuid.UUID{}, descendants: []uuid.UUID{}}
+	var upFront, downFront []uuid.UUID
+	seenUp := map[uuid.UUID]bool{id: true}
+	seenDown := map[uuid.UUID]bool{id: true}
+	if up {
+		upFront = []uuid.UUID{id}
+	}
+	if down {
+		downFront = []uuid.UUID{id}
+	}
+	for depth := 0; depth < maxDepth && len(upFront)+len(downFront) > 0; depth++ {
+		pipe := s.client.Pipeline()
+		gets := make([]*redis.StringCmd, len(upFront))
+		for i, n := range upFront {
+			gets[i] = pipe.Get(ctx, s.ForwardKey(n))
+		}
+		sets := make([]*redis.StringSliceCmd, len(downFront))
+		for i, n := range downFront {
+			sets[i] = pipe.SMembers(ctx, s.ReverseKey(n))
+		}
+		// Exec's error is the first failed command's; a missing forward key
+		// fails its GET with redis.Nil, so judge each command below.
+		_, _ = pipe.Exec(ctx)
+
+		var nextUp []uuid.UUID
+		for i, n := range upFront {
+			raw, err := gets[i].Result()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			if err != nil {
+				return walkResult{}, err
+			}
+			l, err := decodeForward(s.ForwardKey(n), n, raw)
+			if err != nil {
+				return walkResult{}, err
+			}
+			if depth == 0 {
+				res.self = &l
+			}
+			for _, p := range l.Parents {
+				if !seenUp[p] {
+					seenUp[p] = true
+					nextUp = append(nextUp, p)
+				}
+			}
+		}
+		var nextDown []uuid.UUID
+		for i, n := range downFront {
+			members, err := sets[i].Result()
+			if err != nil {
+				return walkResult{}, err
+			}
+			ids, err := parseMembers(s.ReverseKey(n), members)
+			if err != nil {
+				return walkResult{}, err
+			}
+			if depth == 0 {
+				res.children = slices.Clone(ids)
+				sortIDs(res.children)
+			}
+			for _, c := range ids {
+				if !seenDown[c] {
+					seenDown[c] = true
+					nextDown = append(nextDown, c)
+				}
+			}
+		}
+		sortIDs(nextUp)
+		sortIDs(nextDown)
+		res.ancestors = append(res.ancestors, nextUp...)
+		res.descendants = append(res.descendants, nextDown...)
+		upFront, downFront = nextUp, nextDown
+	}
+	return res, nil
+}
+
+func parseMembers(key string, members []string) ([]uuid.UUID, error) {
+	ids := make([]uuid.UUID, len(members))
+	for i, m := range members {
+		id, err := uuid.Parse(m)
+		if err != nil {
+			return nil, &MalformedError{Key: key, Err: fmt.Errorf("member %q is not a UUID", m)}
+		}
+		ids[i] = id
+	}
+	return ids, nil
+}
+
+// sortIDs orders ids as their canonical strings sort: comparing the 16
+// bytes gives the same order without formatting them.
+func sortIDs(ids []uuid.UUID) {
+	slices.SortFunc(ids, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+}

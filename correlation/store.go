@@ -1,0 +1,155 @@
+package correlation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Link records that Child was caused by Parents: one entry of the
+// correlation graph, the forward key of Child plus Child's membership in the
+// reverse set of every parent.
+type Link struct {
+	// Child is the event that was caused. Required.
+	Child uuid.UUID
+	// Parents are the events that caused Child, usually its envelope's
+	// correlation_ids. Required: at least one, none of them uuid.Nil (the
+	// Python publisher records nothing for an event without parents).
+	Parents []uuid.UUID
+	// Metadata is stored with the link and returned by Metadata and Debug.
+	// Optional; it must encode to a JSON object. A nil map is stored as {},
+	// as the Python tracker does.
+	Metadata map[string]any
+	// CreatedAt is when the link was made. Optional: zero means the time of
+	// the Record call.
+	CreatedAt time.Time
+}
+
+// Validate reports whether Record would accept the link, so that a caller
+// batching links (Recorder) can refuse a bad one alone instead of losing the
+// whole batch with it. The error wraps ErrInvalidLink.
+func (l Link) Validate() error {
+	if err := l.checkIDs(); err != nil {
+		return err
+	}
+	if len(l.Metadata) > 0 {
+		if _, err := json.Marshal(l.Metadata); err != nil {
+			return fmt.Errorf("%w: metadata of child %s is not JSON: %v", ErrInvalidLink, l.Child, err)
+		}
+	}
+	return nil
+}
+
+func (l Link) checkIDs() error {
+	if l.Child == uuid.Nil {
+		return fmt.Errorf("%w: child event id is the nil UUID", ErrInvalidLink)
+	}
+	if len(l.Parents) == 0 {
+		return fmt.Errorf("%w: child %s has no parent event ids", ErrInvalidLink, l.Child)
+	}
+	for _, p := range l.Parents {
+		if p == uuid.Nil {
+			return fmt.Errorf("%w: child %s has the nil UUID as a parent", ErrInvalidLink, l.Child)
+		}
+	}
+	return nil
+}
+
+// Writer records links. The middleware depends on this alone, so that
+// anything able to store a link (a Store, a Recorder, a test fake) fits.
+type Writer interface {
+	// Record stores every link, in one round trip for stores that talk to a
+	// server. Either all links are valid and written, or the error wraps
+	// ErrInvalidLink and nothing is written; a failure of the server may
+	// leave some links written (writes are idempotent: recording again
+	// repairs them). Recording a child again replaces its parents and
+	// metadata; as in Python, it stays listed among the children of its
+	// former parents until their sets expire.
+	Record(ctx context.Context, links ...Link) error
+}
+
+// Store is the correlation graph: what caused an event, what it caused, and
+// the transitive closures of both.
+//
+// Results are deterministic: Parents keeps the order the link was recorded
+// with; Children and every level of Ancestors and Descendants are sorted by
+// the ids' canonical string form; Ancestors and Descendants list the nearest
+// events first (breadth first), each event once, never the starting event
+// itself, even when a cycle leads back to it.
+//
+// An event with nothing recorded is not an error: its lists are empty and
+// its metadata is nil.
+type Store interface {
+	Writer
+	// Lookup returns the link recorded for child, or an error wrapping
+	// ErrNotFound.
+	Lookup(ctx context.Context, child uuid.UUID) (Link, error)
+	// Parents returns the direct causes of id.
+	Parents(ctx context.Context, id uuid.UUID) ([]uuid.UUID, error)
+	// Children returns the events id directly caused.
+	Children(ctx context.Context, id uuid.UUID) ([]uuid.UUID, error)
+	// Ancestors returns the causes of id up to maxDepth links away
+	// (maxDepth 1 = the parents); maxDepth <= 0 means the store's default
+	// (100).
+	Ancestors(ctx context.Context, id uuid.UUID, maxDepth int) ([]uuid.UUID, error)
+	// Descendants returns what id caused, up to maxDepth links away.
+	Descendants(ctx context.Context, id uuid.UUID, maxDepth int) ([]uuid.UUID, error)
+	// Metadata returns the metadata recorded with id's own link to its
+	// parents: nil when no link was recorded, an empty map when the link
+	// carried none.
+	Metadata(ctx context.Context, id uuid.UUID) (map[string]any, error)
+	// Debug returns everything known about id in one value.
+	Debug(ctx context.Context, id uuid.UUID, maxDepth int) (Dump, error)
+}
+
+// Dump is the debug view of one event, the JSON object the Python tracker's
+// debug_dump returns: {event_id, parents, children, ancestors, descendants,
+// metadata}. Lists are never null in JSON. Metadata is null when no link was
+// recorded for the event and an object (maybe {}) when one was, which is
+// what Python returns (it writes metadata or {} and reads .get("metadata")).
+type Dump struct {
+	EventID     uuid.UUID      `json:"event_id"`
+	Parents     []uuid.UUID    `json:"parents"`
+	Children    []uuid.UUID    `json:"children"`
+	Ancestors   []uuid.UUID    `json:"ancestors"`
+	Descendants []uuid.UUID    `json:"descendants"`
+	Metadata    map[string]any `json:"metadata"`
+}
+
+// MarshalJSON writes empty lists as [] rather than null, as Python does.
+func (d Dump) MarshalJSON() ([]byte, error) {
+	type plain Dump
+	p := plain(d)
+	for _, s := range []*[]uuid.UUID{&p.Parents, &p.Children, &p.Ancestors, &p.Descendants} {
+		if *s == nil {
+			*s = []uuid.UUID{}
+		}
+	}
+	return json.Marshal(p)
+}
+
+// ErrInvalidLink is wrapped by Record and Link.Validate for a link that
+// cannot be stored: no child, no parents, or metadata that is not JSON.
+var ErrInvalidLink = errors.New("invalid correlation link")
+
+// ErrNotFound is wrapped by Lookup when no link is recorded for the event
+// (never recorded, or expired).
+var ErrNotFound = errors.New("no correlation link recorded")
+
+// MalformedError reports a stored value that is not in the layout of the
+// wire contract (section 4), for instance a key written by another program.
+type MalformedError struct {
+	Key string // the Redis key holding the value
+	Err error  // what is wrong with it
+}
+
+func (e *MalformedError) Error() string {
+	return fmt.Sprintf("malformed correlation data at %s: %v", e.Key, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *MalformedError) Unwrap() error { return e.Err }
