@@ -1,0 +1,469 @@
+package domains
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Kind says whether a payload is a command, which a command processor
+// executes, or a fact, which only reports what happened.
+type Kind string
+
+const (
+	// Fact is a payload that reports something that happened. Python calls
+	// these events; `bb list-events --type event` lists them.
+	Fact Kind = "fact"
+	// Command is a payload that a command processor executes; its Result is
+	// the routing key of the event the execution publishes.
+	Command Kind = "command"
+)
+
+// ParseKind reads a kind as the CLI spells it: "event" or "fact", "command".
+func ParseKind(s string) (Kind, error) {
+	switch strings.ToLower(s) {
+	case "event", "fact":
+		return Fact, nil
+	case "command":
+		return Command, nil
+	}
+	return "", fmt.Errorf("cannot parse kind %q: want event, fact or command", s)
+}
+
+// Spec describes a payload type to Register. T is the Go payload type; it is
+// inferred from the Spec literal.
+type Spec[T any] struct {
+	// RoutingKey is required: an exact key ("fireflies.transcript.ready") or a
+	// template whose {placeholders} are filled from top-level string fields of
+	// the payload ("artifact.{action}"). A placeholder field must be a
+	// required string; when it is an Enum, only its values match.
+	RoutingKey string
+	// Domain groups events for listing, named as Python names it, with "/"
+	// for nesting ("agent/thread"). Optional; default: the routing key's
+	// first word.
+	Domain string
+	// Kind is Fact (the default) or Command.
+	Kind Kind
+	// Result is, for a Command only, the routing key of the event its
+	// execution publishes. Optional.
+	Result string
+	// Aliases are more names Lookup accepts, such as the Python class name
+	// ("FirefliesTranscriptReadyPayload"), so `bb show` takes either.
+	Aliases []string
+	// Description is one line for listings and the schema's description.
+	Description string
+	// Example is required: a realistic payload. Register rejects it unless
+	// it validates against the generated schema, so schema and example
+	// cannot drift apart; `bb show` prints it and `bb publish --mock` sends it.
+	Example T
+}
+
+// EventType is one registered payload type. It is immutable and safe for
+// concurrent use.
+type EventType struct {
+	pattern     keyPattern
+	domain      string
+	kind        Kind
+	result      string
+	name        string
+	aliases     []string
+	description string
+	goType      reflect.Type
+	schema      []byte
+	example     []byte
+	root        *node
+	decode      func([]byte) (any, error)
+}
+
+// RoutingKey is the key the type is registered under, possibly a template
+// such as "artifact.{action}".
+func (e *EventType) RoutingKey() string { return e.pattern.raw }
+
+// IsTemplate reports whether RoutingKey has {placeholders}.
+func (e *EventType) IsTemplate() bool { return e.pattern.isTemplate() }
+
+// RoutingKeys lists the concrete keys the type travels under: the key
+// itself, or every expansion of a template whose placeholders are all
+// enumerations ("artifact.created", "artifact.updated", "artifact.deleted").
+// It is nil for a template with a free placeholder.
+func (e *EventType) RoutingKeys() []string {
+	if !e.IsTemplate() {
+		return []string{e.pattern.raw}
+	}
+	return e.pattern.expand()
+}
+
+// Domain is the domain name as Python lists it, e.g. "agent/thread".
+func (e *EventType) Domain() string { return e.domain }
+
+// Kind is Fact or Command.
+func (e *EventType) Kind() Kind { return e.kind }
+
+// Result is, for a command, the routing key of the event it publishes; "" otherwise.
+func (e *EventType) Result() string { return e.result }
+
+// Name is the Go type name qualified by its package name, "fireflies.TranscriptReady".
+func (e *EventType) Name() string { return e.name }
+
+// Aliases are the other names the type is known by, e.g. its Python class name.
+func (e *EventType) Aliases() []string { return slices.Clone(e.aliases) }
+
+// Description is a one-line summary.
+func (e *EventType) Description() string { return e.description }
+
+// Type is the Go payload type.
+func (e *EventType) Type() reflect.Type { return e.goType }
+
+// Schema is the payload's JSON Schema (draft 2020-12), indented. It is the
+// document Validate enforces.
+func (e *EventType) Schema() json.RawMessage { return slices.Clone(e.schema) }
+
+// Example is a valid example payload, as compact JSON.
+func (e *EventType) Example() json.RawMessage { return slices.Clone(e.example) }
+
+// Validate checks a payload against the type's schema alone; use
+// Registry.Validate to also check it against the routing key it travels under.
+func (e *EventType) Validate(payload []byte) error {
+	if problems := validate(e.root, payload); problems != nil {
+		return &ValidationError{Problems: problems}
+	}
+	return nil
+}
+
+// ResolveRoutingKey fills a template key from a JSON payload; for an exact
+// key it returns the key. A missing or unusable field is a *ValidationError
+// naming it.
+func (e *EventType) ResolveRoutingKey(payload []byte) (string, error) {
+	return e.pattern.resolve(payload)
+}
+
+// Decode decodes a payload into a new value of the Go type (not a pointer),
+// applying the type's defaults. It does not validate.
+func (e *EventType) Decode(payload []byte) (any, error) { return e.decode(payload) }
+
+// Registry maps routing keys and names to payload types. The zero value is
+// not usable; call NewRegistry. It is safe for concurrent use, though
+// registering everything before the first lookup is the expected pattern.
+type Registry struct {
+	mu        sync.RWMutex
+	byKey     map[string]*EventType // exact routing keys
+	templates []*EventType          // template routing keys, in registration order
+	byName    map[string]*EventType // routing keys (exact and template), Go names, aliases
+	byType    map[reflect.Type]*EventType
+	all       []*EventType
+}
+
+// NewRegistry returns an empty registry. catalog.New returns one holding
+// every built-in domain.
+func NewRegistry() *Registry {
+	return &Registry{
+		byKey:  map[string]*EventType{},
+		byName: map[string]*EventType{},
+		byType: map[reflect.Type]*EventType{},
+	}
+}
+
+// Register adds payload type T under spec.RoutingKey. Registering the same
+// type under the same key again is a no-op that keeps the first Spec, so
+// two packages may both register a domain they share. Anything else that
+// reuses a taken routing key, type or name fails with ErrAlreadyRegistered;
+// a bad spec fails with ErrInvalidSpec.
+func Register[T any](r *Registry, spec Spec[T]) error {
+	t := reflect.TypeFor[T]()
+	example, err := json.Marshal(spec.Example)
+	if err != nil {
+		return fmt.Errorf("cannot register %s: %w: cannot encode its example: %w", t, ErrInvalidSpec, err)
+	}
+	e, err := newEventType(t, spec.RoutingKey, spec.Domain, spec.Kind, spec.Result, spec.Aliases, spec.Description, example)
+	if err != nil {
+		return fmt.Errorf("cannot register %s under %q: %w", t, spec.RoutingKey, err)
+	}
+	e.decode = func(payload []byte) (any, error) { return Decode[T](payload) }
+	if _, err := e.Decode(e.example); err != nil {
+		return fmt.Errorf("cannot register %s under %q: %w: its example does not decode: %w", t, spec.RoutingKey, ErrInvalidSpec, err)
+	}
+	return r.add(e)
+}
+
+// MustRegister is Register for package initialisation, where a failure is
+// a programming error: it panics.
+func MustRegister[T any](r *Registry, spec Spec[T]) {
+	if err := Register(r, spec); err != nil {
+		panic(err)
+	}
+}
+
+func newEventType(t reflect.Type, key, domain string, kind Kind, result string, aliases []string, description string, example []byte) (*EventType, error) {
+	if t.Kind() != reflect.Struct || t.Name() == "" {
+		return nil, fmt.Errorf("%w: a payload type must be a named struct, not %s", ErrInvalidSpec, t)
+	}
+	pattern, err := parseRoutingKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidSpec, err)
+	}
+	if domain == "" {
+		domain, _, _ = strings.Cut(key, ".")
+	}
+	if !isDomain(domain) {
+		return nil, fmt.Errorf("%w: domain %q: want words separated by '/', e.g. \"agent/thread\"", ErrInvalidSpec, domain)
+	}
+	switch kind {
+	case "":
+		kind = Fact
+	case Fact, Command:
+	default:
+		return nil, fmt.Errorf("%w: kind %q: want %q or %q", ErrInvalidSpec, kind, Fact, Command)
+	}
+	if result != "" {
+		if kind != Command {
+			return nil, fmt.Errorf("%w: only a command has a result", ErrInvalidSpec)
+		}
+		if _, err := parseRoutingKey(result); err != nil {
+			return nil, fmt.Errorf("%w: result: %v", ErrInvalidSpec, err)
+		}
+	}
+	for _, a := range aliases {
+		if a == "" || strings.ContainsAny(a, " \t\r\n") {
+			return nil, fmt.Errorf("%w: alias %q is empty or has spaces", ErrInvalidSpec, a)
+		}
+	}
+	schema, err := generateSchema(t, t.String(), description)
+	if err != nil {
+		return nil, err
+	}
+	root, err := compileSchema(schema)
+	if err != nil {
+		return nil, err
+	}
+	for i, w := range pattern.words {
+		if w.field == "" {
+			continue
+		}
+		p := root.props[w.field]
+		if p == nil || p.ref.nullable || p.ref.node.types != tString || !slices.ContainsFunc(root.required, func(q *prop) bool { return q == p }) {
+			return nil, fmt.Errorf("%w: routing key %q: placeholder {%s} must name a required string field", ErrInvalidSpec, key, w.field)
+		}
+		pattern.words[i].enum = p.ref.node.enum
+	}
+	e := &EventType{
+		pattern:     pattern,
+		domain:      domain,
+		kind:        kind,
+		result:      result,
+		name:        t.String(),
+		aliases:     slices.Clone(aliases),
+		description: description,
+		goType:      t,
+		schema:      schema,
+		example:     example,
+		root:        root,
+	}
+	if err := e.Validate(example); err != nil {
+		return nil, fmt.Errorf("%w: its example does not validate: %w", ErrInvalidSpec, err)
+	}
+	if _, err := e.ResolveRoutingKey(example); err != nil {
+		return nil, fmt.Errorf("%w: its example does not fill the routing key: %w", ErrInvalidSpec, err)
+	}
+	return e, nil
+}
+
+func isDomain(d string) bool {
+	if d == "" {
+		return false
+	}
+	for w := range strings.SplitSeq(d, "/") {
+		if w == "" || !isKeyWord(w) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Registry) add(e *EventType) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old := r.byName[e.pattern.raw]; old != nil && old.goType == e.goType && old.pattern.raw == e.pattern.raw {
+		return nil
+	}
+	taken := func(what string, by *EventType) error {
+		return fmt.Errorf("cannot register %s under %q: %w: %s is taken by %s (%s)", e.name, e.pattern.raw, ErrAlreadyRegistered, what, by.name, by.pattern.raw)
+	}
+	if old := r.byType[e.goType]; old != nil {
+		return taken("the Go type", old)
+	}
+	names := append([]string{e.pattern.raw, e.name}, e.aliases...)
+	for _, name := range names {
+		if old := r.byName[name]; old != nil {
+			return taken(fmt.Sprintf("name %q", name), old)
+		}
+	}
+	for _, t := range r.templates {
+		if t.pattern.overlaps(e.pattern) {
+			return taken("a routing key matching the same keys", t)
+		}
+	}
+	if e.IsTemplate() {
+		for key, old := range r.byKey {
+			if e.pattern.matches(key) {
+				return taken(fmt.Sprintf("routing key %q, which the template matches,", key), old)
+			}
+		}
+		r.templates = append(r.templates, e)
+	} else {
+		r.byKey[e.pattern.raw] = e
+	}
+	for _, name := range names {
+		r.byName[name] = e
+	}
+	r.byType[e.goType] = e
+	r.all = append(r.all, e)
+	return nil
+}
+
+// Lookup finds a type by any of its names: an exact routing key, a key that
+// fills a template ("artifact.created"), the template itself, the Go name
+// ("fireflies.TranscriptReady") or an alias ("FirefliesTranscriptReadyPayload").
+// The error wraps ErrUnknownEventType.
+func (r *Registry) Lookup(name string) (*EventType, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if e := r.byName[name]; e != nil {
+		return e, nil
+	}
+	if e := r.matchTemplate(name); e != nil {
+		return e, nil
+	}
+	return nil, fmt.Errorf("%w %q", ErrUnknownEventType, name)
+}
+
+// LookupKey finds the type a message with this concrete routing key carries,
+// exactly or through a template. Unlike Lookup it accepts no type names: a
+// routing key on the wire is never "fireflies.TranscriptReady".
+func (r *Registry) LookupKey(routingKey string) (*EventType, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if e := r.byKey[routingKey]; e != nil {
+		return e, nil
+	}
+	if e := r.matchTemplate(routingKey); e != nil {
+		return e, nil
+	}
+	return nil, fmt.Errorf("%w %q", ErrUnknownEventType, routingKey)
+}
+
+func (r *Registry) matchTemplate(key string) *EventType {
+	for _, e := range r.templates {
+		if e.pattern.matches(key) {
+			return e
+		}
+	}
+	return nil
+}
+
+// Validate checks a payload that travels under routingKey: against the
+// schema of the type registered for the key, and, for a template key,
+// that the placeholder fields agree with the key. It returns nil, a
+// *ValidationError listing every problem, or an error wrapping
+// ErrUnknownEventType; a caller decides whether an unknown type is
+// rejected or passed through.
+func (r *Registry) Validate(routingKey string, payload []byte) error {
+	e, err := r.LookupKey(routingKey)
+	if err != nil {
+		return err
+	}
+	problems := validate(e.root, payload)
+	if problems == nil && e.IsTemplate() {
+		problems = e.pattern.mismatches(routingKey, payload)
+	}
+	if problems != nil {
+		return &ValidationError{Problems: problems}
+	}
+	return nil
+}
+
+// ValidateValue encodes a Go payload and validates it under routingKey, so
+// a producer catches a missing required field before publishing.
+func (r *Registry) ValidateValue(routingKey string, v any) error {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("cannot encode %T: %w", v, err)
+	}
+	return r.Validate(routingKey, payload)
+}
+
+// RoutingKeyFor returns the routing key a Go payload travels under, filling
+// a template from the value's fields (artifact.Changed{Action: "created"} →
+// "artifact.created"). v may be a value or a pointer to one.
+func (r *Registry) RoutingKeyFor(v any) (string, error) {
+	t := reflect.TypeOf(v)
+	if t == nil {
+		return "", fmt.Errorf("%w: nil payload", ErrUnknownEventType)
+	}
+	r.mu.RLock()
+	e := r.byType[deref(t)]
+	r.mu.RUnlock()
+	if e == nil {
+		return "", fmt.Errorf("%w: no routing key for Go type %s", ErrUnknownEventType, t)
+	}
+	if !e.IsTemplate() {
+		return e.pattern.raw, nil
+	}
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("cannot encode %T: %w", v, err)
+	}
+	return e.ResolveRoutingKey(payload)
+}
+
+// Filter selects event types in Registry.Events. The zero Filter selects all.
+type Filter struct {
+	// Domain selects a domain and the domains nested in it: "agent" selects
+	// "agent/thread" and "agent/feedback". "agent.thread" is read as
+	// "agent/thread". Optional.
+	Domain string
+	// Kind selects Fact or Command. Optional.
+	Kind Kind
+}
+
+func (f Filter) match(e *EventType) bool {
+	if f.Kind != "" && e.kind != f.Kind {
+		return false
+	}
+	if f.Domain == "" {
+		return true
+	}
+	d := strings.ReplaceAll(f.Domain, ".", "/")
+	return e.domain == d || strings.HasPrefix(e.domain, d+"/")
+}
+
+// Events lists the registered types that f selects, sorted by routing key.
+func (r *Registry) Events(f Filter) []*EventType {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []*EventType
+	for _, e := range r.all {
+		if f.match(e) {
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, func(a, b *EventType) int { return cmp.Compare(a.pattern.raw, b.pattern.raw) })
+	return out
+}
+
+// Domains lists the domain names, sorted, as Python's list_domains does.
+func (r *Registry) Domains() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []string
+	for _, e := range r.all {
+		if !slices.Contains(out, e.domain) {
+			out = append(out, e.domain)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
