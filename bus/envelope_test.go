@@ -981,8 +981,9 @@ func TestDecodeEnvelope_malformed(t *testing.T) {
 				t.Errorf("on error the envelope = %+v, want the zero envelope", env)
 			}
 			// json.Unmarshal into an Envelope reports the same problem for
-			// bodies that are JSON at all.
-			if json.Valid(tt.body) {
+			// bodies that are JSON at all, except null, which leaves an
+			// Envelope unchanged as encoding/json does for every type.
+			if json.Valid(tt.body) && strings.TrimSpace(string(tt.body)) != "null" {
 				var viaStd bus.Envelope
 				err := json.Unmarshal(tt.body, &viaStd)
 				if !errors.As(err, &me) {

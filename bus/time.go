@@ -17,7 +17,8 @@ const TimestampLayout = "2006-01-02T15:04:05.000000Z"
 // "2026-01-29T10:00:00.123456" with no offset, which means UTC. Zero to nine
 // fractional digits are accepted, and a space may stand in for the "T" as
 // Python's str(datetime) writes it. The result is in UTC.
-func ParseTimestamp(s string) (time.Time, error) {
+func ParseTimestamp(in string) (time.Time, error) {
+	s := in
 	if len(s) >= 11 && s[10] == ' ' {
 		s = s[:10] + "T" + s[11:]
 	}
@@ -32,7 +33,7 @@ func ParseTimestamp(s string) (time.Time, error) {
 	if t, err := time.Parse(time.DateOnly, s); err == nil {
 		return t.UTC(), nil
 	}
-	return time.Time{}, fmt.Errorf("invalid timestamp %q: want ISO-8601 such as 2026-01-29T10:00:00.123456Z", truncate(s, 64))
+	return time.Time{}, fmt.Errorf("invalid timestamp %q: want ISO-8601 such as 2026-01-29T10:00:00.123456Z", truncate(in, 64))
 }
 
 // FormatTimestamp writes t the way Bloodbank writes every timestamp

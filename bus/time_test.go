@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,13 +96,8 @@ func TestParseTimestamp_invalid(t *testing.T) {
 			if !strings.Contains(err.Error(), "ISO-8601") {
 				t.Errorf("error = %q, want it to say what form is expected", err)
 			}
-			// The input is quoted as read, with a space at index 10 already
-			// turned into the "T" it stands for.
-			quoted := in
-			if len(in) > 10 && in[10] == ' ' {
-				quoted = in[:10] + "T" + in[11:]
-			}
-			if len(in) <= 64 && !strings.Contains(err.Error(), quoted) {
+			// The input is quoted exactly as the caller wrote it.
+			if len(in) <= 64 && !strings.Contains(err.Error(), strconv.Quote(in)) {
 				t.Errorf("error = %q, want it to quote the input", err)
 			}
 			if len(err.Error()) > 200 {

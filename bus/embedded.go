@@ -1,0 +1,425 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Embedded is an in-process broker with the semantics of one RabbitMQ topic
+// exchange: named queues, bindings with "*" and "#" patterns, each message
+// routed once to every queue with a matching binding, competing consumers on
+// a queue, and messages kept until acked (a nack requeues). It is what a
+// service runs on when no RABBIT_URL is set, and what unit tests run on.
+// Watermill's GoChannel cannot stand in here: it has no wildcard routing and
+// hands every message to every subscriber.
+//
+// Nothing survives the process: it is a development and test transport.
+type Embedded struct {
+	mu     sync.RWMutex
+	queues map[string]*embQueue
+	logger *slog.Logger
+	closed atomic.Bool
+
+	unroutable atomic.Int64
+}
+
+// NewEmbedded returns an empty in-process broker. A nil logger logs nothing.
+func NewEmbedded(logger *slog.Logger) *Embedded {
+	return &Embedded{queues: map[string]*embQueue{}, logger: orNop(logger)}
+}
+
+// Close stops the broker: publishes and new subscriptions fail with ErrClosed.
+func (e *Embedded) Close() error {
+	e.closed.Store(true)
+	return nil
+}
+
+// DeclareQueue creates a queue if it does not exist and binds it to each
+// pattern (idempotent, as on RabbitMQ).
+func (e *Embedded) DeclareQueue(name string, patterns ...string) error {
+	compiled := make([]Pattern, 0, len(patterns))
+	for _, p := range patterns {
+		c, err := CompilePattern(p)
+		if err != nil {
+			return err
+		}
+		compiled = append(compiled, c)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	q, ok := e.queues[name]
+	if !ok {
+		q = &embQueue{name: name, signal: make(chan struct{})}
+		e.queues[name] = q
+	}
+	for _, c := range compiled {
+		if !q.boundTo(c.String()) {
+			q.bindings = append(q.bindings, c)
+		}
+	}
+	return nil
+}
+
+// DeleteQueue removes a queue and the messages in it.
+func (e *Embedded) DeleteQueue(name string) {
+	e.mu.Lock()
+	delete(e.queues, name)
+	e.mu.Unlock()
+}
+
+// QueueLength returns the number of ready (not in-flight) messages in a queue.
+func (e *Embedded) QueueLength(name string) int {
+	e.mu.RLock()
+	q := e.queues[name]
+	e.mu.RUnlock()
+	if q == nil {
+		return 0
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// Unroutable counts the messages published with no queue bound to their key.
+func (e *Embedded) Unroutable() int64 { return e.unroutable.Load() }
+
+// route puts a copy of msg into every queue bound to key and returns how
+// many queues took it.
+func (e *Embedded) route(key string, msg *message.Message) int {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	n := 0
+	for _, q := range e.queues {
+		for _, b := range q.bindings {
+			if b.Match(key) {
+				q.push(embItem{msg: msg.Copy(), routingKey: key}, false)
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+func (e *Embedded) queue(name string) *embQueue {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.queues[name]
+}
+
+type embItem struct {
+	msg        *message.Message
+	routingKey string
+}
+
+type embQueue struct {
+	name     string
+	bindings []Pattern
+
+	mu     sync.Mutex
+	items  []embItem
+	signal chan struct{} // closed and replaced whenever an item is added
+}
+
+func (q *embQueue) boundTo(p string) bool {
+	for _, b := range q.bindings {
+		if b.String() == p {
+			return true
+		}
+	}
+	return false
+}
+
+// push adds an item; a requeued item goes to the front, as close to its
+// original position as RabbitMQ puts it.
+func (q *embQueue) push(it embItem, front bool) {
+	q.mu.Lock()
+	if front {
+		q.items = append([]embItem{it}, q.items...)
+	} else {
+		q.items = append(q.items, it)
+	}
+	close(q.signal)
+	q.signal = make(chan struct{})
+	q.mu.Unlock()
+}
+
+func (q *embQueue) pop(stop <-chan struct{}) (embItem, bool) {
+	for {
+		select {
+		case <-stop:
+			return embItem{}, false
+		default:
+		}
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			it := q.items[0]
+			q.items[0] = embItem{}
+			q.items = q.items[1:]
+			q.mu.Unlock()
+			return it, true
+		}
+		signal := q.signal
+		q.mu.Unlock()
+		select {
+		case <-signal:
+		case <-stop:
+			return embItem{}, false
+		}
+	}
+}
+
+// EmbeddedPublisherConfig configures an EmbeddedPublisher.
+type EmbeddedPublisherConfig struct {
+	// Marshaler, when set, runs every message through the wire codec on the
+	// way in and out (Marshal, then Unmarshal of the publishing), so that
+	// subscribers receive exactly what they would from RabbitMQ: malformed
+	// bodies marked, metadata as headers. Optional; bus.Open sets Codec{}.
+	Marshaler wamqp.Marshaler
+	// UnroutableIsError makes Publish return ErrUnroutable for a message that
+	// no queue is bound to. Optional; by default it is logged and counted.
+	UnroutableIsError bool
+	// Logger receives warnings about unroutable messages. Optional.
+	Logger *slog.Logger
+}
+
+// EmbeddedPublisher publishes to an Embedded broker. The Watermill topic is
+// the routing key.
+type EmbeddedPublisher struct {
+	broker *Embedded
+	cfg    EmbeddedPublisherConfig
+	logger *slog.Logger
+}
+
+// Publisher returns a publisher on the broker.
+func (e *Embedded) Publisher(cfg EmbeddedPublisherConfig) *EmbeddedPublisher {
+	return &EmbeddedPublisher{broker: e, cfg: cfg, logger: orNop(cfg.Logger)}
+}
+
+// Publish routes each message to the queues bound to topic. It returns once
+// every message is queued, the embedded equivalent of a broker confirm.
+func (p *EmbeddedPublisher) Publish(topic string, msgs ...*message.Message) error {
+	if p.broker.closed.Load() {
+		return ErrClosed
+	}
+	for _, msg := range msgs {
+		out := msg
+		if p.cfg.Marshaler != nil {
+			pub, err := p.cfg.Marshaler.Marshal(msg)
+			if err != nil {
+				return err
+			}
+			out, err = p.cfg.Marshaler.Unmarshal(amqp.Delivery{
+				Body: pub.Body, MessageId: pub.MessageId, Headers: pub.Headers, RoutingKey: topic,
+				ContentType: pub.ContentType, DeliveryMode: pub.DeliveryMode,
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if p.broker.route(topic, out) == 0 {
+			p.broker.unroutable.Add(1)
+			if p.cfg.UnroutableIsError {
+				return fmt.Errorf("cannot publish %s to %q: %w", msg.UUID, topic, ErrUnroutable)
+			}
+			p.logger.Warn("unroutable: no queue is bound to the routing key; message dropped by the broker",
+				slog.String("routing_key", topic), slog.String("event_id", msg.UUID))
+		}
+	}
+	return nil
+}
+
+// Close is a no-op: the publisher holds nothing.
+func (p *EmbeddedPublisher) Close() error { return nil }
+
+// SubscriberConfig configures a subscriber on either transport.
+type SubscriberConfig struct {
+	// QueueName maps a Watermill topic (a binding pattern) to the queue it is
+	// consumed from. Optional; by default each topic gets its own queue named
+	// after it. A service sets it to a constant, its service queue
+	// (ServiceQueueName), so all its handlers share one queue.
+	QueueName func(topic string) string
+	// Patterns lists every pattern that will be subscribed on a shared queue.
+	// Optional: when set, consumption starts only once each has a
+	// subscription, so no delivery is taken before its handler listens.
+	Patterns []string
+	// Consumers is how many deliveries of one queue are handled at once.
+	// Optional; default 10.
+	Consumers int
+	// Prefetch is the AMQP QoS prefetch count of a queue's channel. Optional;
+	// default Consumers. Ignored by the embedded transport.
+	Prefetch int
+	// DrainTimeout bounds how long Close waits for in-flight messages to be
+	// acked or nacked before it requeues them. Optional; default 30s.
+	DrainTimeout time.Duration
+	// Logger. Optional; default logs nothing.
+	Logger *slog.Logger
+}
+
+func (c *SubscriberConfig) setDefaults() {
+	if c.QueueName == nil {
+		c.QueueName = func(topic string) string { return topic }
+	}
+	if c.Consumers <= 0 {
+		c.Consumers = 10
+	}
+	if c.Prefetch <= 0 {
+		c.Prefetch = c.Consumers
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	c.Logger = orNop(c.Logger)
+}
+
+// subscriberCore is the part of a subscriber both transports share: one
+// queueConsumer per queue, created on first Subscribe.
+type subscriberCore struct {
+	cfg       SubscriberConfig
+	declare   func(queue string, pattern string) error
+	newSource func(queue string) (source, error)
+
+	mu        sync.Mutex
+	consumers map[string]*queueConsumer
+	closed    bool
+}
+
+func (s *subscriberCore) subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	pattern, err := CompilePattern(topic)
+	if err != nil {
+		return nil, err
+	}
+	queue := s.cfg.QueueName(topic)
+	if err := s.declare(queue, topic); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	qc := s.consumers[queue]
+	if qc == nil {
+		qc = newQueueConsumer(queue, s.cfg.Consumers, s.cfg.DrainTimeout, s.cfg.Patterns, s.cfg.Logger,
+			func() (source, error) { return s.newSource(queue) })
+		qc.onEmpty = s.retire
+		s.consumers[queue] = qc
+	}
+	s.mu.Unlock()
+	sub, err := qc.add(ctx, pattern)
+	if err != nil {
+		return nil, err
+	}
+	return sub.out, nil
+}
+
+// retire stops a consumer whose subscriptions have all ended.
+func (s *subscriberCore) retire(qc *queueConsumer) {
+	s.mu.Lock()
+	if s.consumers[qc.queue] == qc {
+		delete(s.consumers, qc.queue)
+	}
+	s.mu.Unlock()
+	go qc.close()
+}
+
+func (s *subscriberCore) close() {
+	s.mu.Lock()
+	s.closed = true
+	consumers := s.consumers
+	s.consumers = map[string]*queueConsumer{}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, qc := range consumers {
+		wg.Go(qc.close)
+	}
+	wg.Wait()
+}
+
+// EmbeddedSubscriber consumes from an Embedded broker. Subscribe(topic)
+// binds the topic, a pattern, to the topic's queue (SubscriberConfig.QueueName)
+// and returns the messages of that queue whose routing key matches it.
+type EmbeddedSubscriber struct {
+	core   subscriberCore
+	broker *Embedded
+}
+
+// Subscriber returns a subscriber on the broker.
+func (e *Embedded) Subscriber(cfg SubscriberConfig) *EmbeddedSubscriber {
+	cfg.setDefaults()
+	s := &EmbeddedSubscriber{broker: e}
+	s.core = subscriberCore{
+		cfg:       cfg,
+		consumers: map[string]*queueConsumer{},
+		declare: func(queue, pattern string) error {
+			if e.closed.Load() {
+				return ErrClosed
+			}
+			return e.DeclareQueue(queue, pattern)
+		},
+		newSource: func(queue string) (source, error) {
+			q := e.queue(queue)
+			if q == nil {
+				return nil, fmt.Errorf("queue %q was deleted", queue)
+			}
+			return &embSource{q: q}, nil
+		},
+	}
+	return s
+}
+
+// Subscribe implements message.Subscriber.
+func (s *EmbeddedSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	return s.core.subscribe(ctx, topic)
+}
+
+// SubscribeInitialize declares the topic's queue and binding without
+// consuming, so messages published before Subscribe are kept.
+func (s *EmbeddedSubscriber) SubscribeInitialize(topic string) error {
+	return s.core.declare(s.core.cfg.QueueName(topic), topic)
+}
+
+// Close drains in-flight messages (see SubscriberConfig.DrainTimeout) and
+// closes every subscription channel.
+func (s *EmbeddedSubscriber) Close() error {
+	s.core.close()
+	return nil
+}
+
+type embSource struct{ q *embQueue }
+
+func (s *embSource) fetch(stop <-chan struct{}) (delivery, bool) {
+	it, ok := s.q.pop(stop)
+	if !ok {
+		return delivery{}, false
+	}
+	var settled atomic.Bool
+	return delivery{
+		msg:        it.msg,
+		routingKey: it.routingKey,
+		ack:        func() { settled.Store(true) },
+		nack: func() {
+			if settled.CompareAndSwap(false, true) {
+				// A fresh message, as RabbitMQ redelivers a fresh delivery:
+				// the old one has been acked or nacked already.
+				s.q.push(embItem{msg: it.msg.Copy(), routingKey: it.routingKey}, true)
+			}
+		},
+	}, true
+}
+
+func (s *embSource) close() {}
+
+var (
+	_ message.Publisher           = (*EmbeddedPublisher)(nil)
+	_ message.Subscriber          = (*EmbeddedSubscriber)(nil)
+	_ message.SubscribeInitializer = (*EmbeddedSubscriber)(nil)
+)

@@ -1,0 +1,35 @@
+package bus
+
+import (
+	"errors"
+	"strings"
+)
+
+// ErrUnroutable is returned by a publish whose message the broker confirmed
+// but could not route to any queue: nobody was bound to its routing key, so
+// the event went nowhere. Check it with errors.Is.
+var ErrUnroutable = errors.New("no queue is bound to the routing key")
+
+// ErrNotConfirmed is returned by a publish the broker refused (nack) or whose
+// channel closed before the confirm arrived: the event may not be stored.
+var ErrNotConfirmed = errors.New("broker did not confirm the publish")
+
+// ErrClosed is returned by a publisher or subscriber used after Close.
+var ErrClosed = errors.New("closed")
+
+// MalformedError says why a body is not a Bloodbank v1 envelope.
+type MalformedError struct {
+	// Reason is a sentence a person can act on, naming the field at fault.
+	Reason string
+}
+
+func (e *MalformedError) Error() string { return "malformed envelope: " + e.Reason }
+
+// InvalidEnvelopeError lists everything wrong with an envelope built in Go.
+type InvalidEnvelopeError struct {
+	Problems []string
+}
+
+func (e *InvalidEnvelopeError) Error() string {
+	return "invalid envelope: " + strings.Join(e.Problems, "; ")
+}
