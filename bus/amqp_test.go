@@ -1,0 +1,348 @@
+package bus_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/internal/testenv"
+)
+
+// rabbit gives a test a connection to the real broker and its own exchange,
+// deleted with every queue the test declared when it ends.
+type rabbit struct {
+	t        testing.TB
+	url      string
+	conn     *bus.AMQPConnection
+	exchange string
+	mu       sync.Mutex
+	queues   map[string]bool
+}
+
+func newRabbit(t testing.TB) *rabbit {
+	t.Helper()
+	url := testenv.RabbitURL(t)
+	conn, err := bus.DialAMQP(context.Background(), bus.ConnectionConfig{URL: url, ConnectTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rabbit{t: t, url: url, conn: conn, exchange: "bbtest." + uuid.NewString()[:8], queues: map[string]bool{}}
+	t.Cleanup(func() {
+		raw := r.raw()
+		defer raw.Close()
+		ch, err := raw.Channel()
+		if err == nil {
+			r.mu.Lock()
+			for q := range r.queues {
+				_, _ = ch.QueueDelete(q, false, false, false)
+			}
+			r.mu.Unlock()
+			_ = ch.ExchangeDelete(r.exchange, false, false)
+			_ = ch.Close()
+		}
+		_ = conn.Close()
+	})
+	return r
+}
+
+func (r *rabbit) queue(name string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := r.exchange + "." + name
+	r.queues[q] = true
+	return q
+}
+
+// raw is a plain amqp091 connection, standing in for the Python services.
+func (r *rabbit) raw() *amqp.Connection {
+	c, err := amqp.Dial(r.url)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return c
+}
+
+func (r *rabbit) topology() bus.Topology { return bus.Topology{Exchange: r.exchange} }
+
+func TestAMQP_universalPubSub(t *testing.T) {
+	r := newRabbit(t)
+	marshaler := wamqp.DefaultMarshaler{}
+	newPubSub := func(t *testing.T, queueName func(string) string) (message.Publisher, message.Subscriber) {
+		pub, err := bus.NewAMQPPublisher(r.conn, bus.PublisherConfig{Topology: r.topology(), Marshaler: marshaler})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := bus.NewAMQPSubscriber(r.conn, bus.AMQPSubscriberConfig{
+			Topology:  r.topology(),
+			Marshaler: marshaler,
+			SubscriberConfig: bus.SubscriberConfig{
+				QueueName:    queueName,
+				Consumers:    10,
+				DrainTimeout: time.Second,
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pub, sub
+	}
+	tests.TestPubSub(t, tests.Features{
+		ConsumerGroups:      true,
+		ExactlyOnceDelivery: false,
+		GuaranteedOrder:     false,
+		Persistent:          true,
+		ForceShort:          true,
+	},
+		func(t *testing.T) (message.Publisher, message.Subscriber) {
+			return newPubSub(t, func(topic string) string { return r.queue(topic) })
+		},
+		func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
+			return newPubSub(t, func(topic string) string { return r.queue(group + "." + topic) })
+		})
+}
+
+// pythonBody is an envelope exactly as the Python publisher writes it:
+// compact JSON, +00:00 offset, explicit nulls.
+func pythonBody(id uuid.UUID, eventType string) []byte {
+	return []byte(`{"event_id":"` + id.String() + `","event_type":"` + eventType + `","timestamp":"2026-01-29T10:00:00.123456+00:00","version":"1.0.0","source":{"host":"127.0.0.1","type":"manual","app":"http-client","meta":null},"correlation_ids":[],"agent_context":{"type":"claude-code","name":"Code Analyzer","system_prompt":null,"instance_id":null,"mcp_servers":null,"file_references":null,"url_references":null,"code_state":null,"checkpoint_id":null,"meta":null},"payload":{"provider":"anthropic","model":"claude-sonnet-4","prompt":"Analyze this codebase","project":"bloodbank","working_dir":null,"domain":null,"tags":["analysis"]}}`)
+}
+
+func TestAMQP_pythonPublishGoReceives(t *testing.T) {
+	r := newRabbit(t)
+	queue := r.queue("svc")
+	sub, err := bus.NewAMQPSubscriber(r.conn, bus.AMQPSubscriberConfig{
+		Topology:         r.topology(),
+		SubscriberConfig: bus.SubscriberConfig{QueueName: func(string) string { return queue }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	msgs, err := sub.Subscribe(ctx, "agent.thread.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	raw := r.raw()
+	defer raw.Close()
+	ch, err := raw.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	err = ch.PublishWithContext(ctx, r.exchange, "agent.thread.prompt", false, false, amqp.Publishing{
+		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: id.String(),
+		Body: pythonBody(id, "agent.thread.prompt"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case msg := <-msgs:
+		defer msg.Ack()
+		if msg.UUID != id.String() {
+			t.Errorf("UUID = %s, want the event id %s", msg.UUID, id)
+		}
+		if reason, bad := bus.Malformed(msg); bad {
+			t.Fatalf("a Python envelope was marked malformed: %s", reason)
+		}
+		env, err := bus.EnvelopeFromMessage(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.EventType != "agent.thread.prompt" || env.Source.App != "http-client" || env.AgentContext == nil || env.AgentContext.Name != "Code Analyzer" {
+			t.Errorf("envelope = %+v, want the Python event's fields", env)
+		}
+		if want := time.Date(2026, 1, 29, 10, 0, 0, 123456000, time.UTC); !env.Timestamp.Equal(want) {
+			t.Errorf("timestamp = %v, want %v", env.Timestamp, want)
+		}
+		var payload struct {
+			Prompt string   `json:"prompt"`
+			Tags   []string `json:"tags"`
+		}
+		if err := json.Unmarshal(msg.Payload, &payload); err != nil || payload.Prompt != "Analyze this codebase" || len(payload.Tags) != 1 {
+			t.Errorf("payload = %s (%v), want the Python payload", msg.Payload, err)
+		}
+		if got := msg.Metadata.Get(bus.MetaRoutingKey); got != "agent.thread.prompt" {
+			t.Errorf("routing key metadata = %q", got)
+		}
+	case <-ctx.Done():
+		t.Fatal("the Go subscriber did not receive the Python-style event")
+	}
+}
+
+func TestAMQP_goPublishRawReceives(t *testing.T) {
+	r := newRabbit(t)
+	raw := r.raw()
+	defer raw.Close()
+	ch, err := raw.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue := r.queue("python")
+	if err := r.topology().DeclareQueue(ch, queue, "fireflies.#"); err != nil {
+		t.Fatal(err)
+	}
+	deliveries, err := ch.Consume(queue, "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	pub, err := bus.NewAMQPPublisher(r.conn, bus.PublisherConfig{Topology: r.topology(), UnroutableIsError: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	env, err := bus.NewEnvelope("fireflies.transcript.upload", map[string]any{"media_file": "a.mp4", "media_duration_seconds": 60, "media_type": "video/mp4"},
+		bus.WithCorrelationIDs(uuid.New()), bus.WithSource(bus.Source{Host: "h", Type: bus.TriggerHook, App: "go-test"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := bus.NewMessage(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(env.EventType, msg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-deliveries:
+		if d.DeliveryMode != amqp.Persistent || d.ContentType != "application/json" || d.ContentEncoding != "utf-8" || d.MessageId != env.EventID.String() {
+			t.Errorf("properties: mode=%d type=%q encoding=%q id=%q; want 2, application/json, utf-8, %s",
+				d.DeliveryMode, d.ContentType, d.ContentEncoding, d.MessageId, env.EventID)
+		}
+		var body map[string]json.RawMessage
+		if err := json.Unmarshal(d.Body, &body); err != nil {
+			t.Fatalf("body is not a JSON object: %v", err)
+		}
+		for _, k := range []string{"event_id", "event_type", "timestamp", "version", "source", "correlation_ids", "agent_context", "payload"} {
+			if _, ok := body[k]; !ok {
+				t.Errorf("body lacks %q: %s", k, d.Body)
+			}
+		}
+		got, err := bus.DecodeEnvelope(d.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.EventID != env.EventID || got.CorrelationIDs[0] != env.CorrelationIDs[0] || string(body["agent_context"]) != "null" {
+			t.Errorf("decoded %+v, want %+v", got, env)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("raw consumer received nothing")
+	}
+	if s := pub.Stats(); s.Confirmed != 1 || s.Unroutable != 0 {
+		t.Errorf("stats = %+v, want one confirmed publish", s)
+	}
+}
+
+func TestAMQP_unroutableIsReported(t *testing.T) {
+	r := newRabbit(t)
+	for _, asError := range []bool{true, false} {
+		pub, err := bus.NewAMQPPublisher(r.conn, bus.PublisherConfig{Topology: r.topology(), UnroutableIsError: asError})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, _ := bus.NewEnvelope("nobody.listens", map[string]any{"x": 1})
+		msg, _ := bus.NewMessage(env)
+		err = pub.Publish(env.EventType, msg)
+		if asError && !errorsIs(err, bus.ErrUnroutable) {
+			t.Errorf("UnroutableIsError: err = %v, want ErrUnroutable", err)
+		}
+		if !asError && err != nil {
+			t.Errorf("default: err = %v, want nil (logged and counted)", err)
+		}
+		if got := pub.Stats().Unroutable; got != 1 {
+			t.Errorf("Unroutable = %d, want 1", got)
+		}
+		_ = pub.Close()
+	}
+}
+
+// Two services on one exchange each get exactly what their patterns match.
+func TestAMQP_servicesReceiveWhatTheirPatternsMatch(t *testing.T) {
+	r := newRabbit(t)
+	type svc struct {
+		name     string
+		patterns []string
+		want     []string
+	}
+	services := []svc{
+		{"transcripts", []string{"fireflies.transcript.*"}, []string{"fireflies.transcript.ready", "fireflies.transcript.failed"}},
+		{"agents", []string{"agent.#", "llm.prompt"}, []string{"agent.thread.prompt", "agent.feedback.requested", "llm.prompt"}},
+	}
+	keys := []string{"fireflies.transcript.ready", "agent.thread.prompt", "fireflies.transcript.failed", "llm.prompt", "llm.response", "agent.feedback.requested", "fireflies.other.ready"}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got := make([]chan string, len(services))
+	for i, s := range services {
+		queue := r.queue(s.name)
+		sub, err := bus.NewAMQPSubscriber(r.conn, bus.AMQPSubscriberConfig{
+			Topology: r.topology(),
+			SubscriberConfig: bus.SubscriberConfig{
+				QueueName: func(string) string { return queue },
+				Patterns:  s.patterns,
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		got[i] = make(chan string, 100)
+		for _, p := range s.patterns {
+			msgs, err := sub.Subscribe(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func(out chan<- string) {
+				for m := range msgs {
+					out <- bus.EventType(m)
+					m.Ack()
+				}
+			}(got[i])
+		}
+	}
+	pub, err := bus.NewAMQPPublisher(r.conn, bus.PublisherConfig{Topology: r.topology()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	for _, k := range keys {
+		env, _ := bus.NewEnvelope(k, map[string]any{"n": k})
+		msg, _ := bus.NewMessage(env)
+		if err := pub.Publish(k, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, s := range services {
+		var received []string
+		for range s.want {
+			select {
+			case k := <-got[i]:
+				received = append(received, k)
+			case <-ctx.Done():
+				t.Fatalf("%s received %v, want %v", s.name, received, s.want)
+			}
+		}
+		select {
+		case extra := <-got[i]:
+			t.Errorf("%s also received %s", s.name, extra)
+		case <-time.After(300 * time.Millisecond):
+		}
+		if strings.Join(sortedCopy(received), ",") != strings.Join(sortedCopy(s.want), ",") {
+			t.Errorf("%s received %v, want %v", s.name, received, s.want)
+		}
+	}
+}

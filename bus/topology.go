@@ -1,0 +1,138 @@
+package bus
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// DefaultExchange is the exchange every Bloodbank v1 service shares.
+const DefaultExchange = "bloodbank.events.v1"
+
+// Queue types a service queue can be declared with.
+const (
+	QueueClassic = "classic"
+	QueueQuorum  = "quorum"
+)
+
+// ServiceQueueName names a service's queue: "{exchange}.{service}". The
+// name is part of the contract: renaming a service moves it to a new, empty
+// queue, and the old one keeps collecting events until it is deleted.
+func ServiceQueueName(exchange, service string) string { return exchange + "." + service }
+
+// Topology declares the Bloodbank exchange and queues. Its declarations
+// match the Python services' flag for flag (a durable topic exchange, not
+// auto-deleted, not internal, no arguments; durable queues), because
+// RabbitMQ refuses a redeclaration with different flags (406
+// PRECONDITION_FAILED) and would break whichever side came second.
+type Topology struct {
+	// Exchange is the topic exchange. Optional; default DefaultExchange.
+	Exchange string
+	// QueueType is QueueClassic or QueueQuorum. Optional; default classic,
+	// declared with no x-queue-type argument as the Python services do.
+	QueueType string
+	// Temporary declares queues exclusive and auto-deleted instead of
+	// durable, for a tail that must leave nothing behind.
+	Temporary bool
+}
+
+func (t Topology) exchange() string {
+	if t.Exchange == "" {
+		return DefaultExchange
+	}
+	return t.Exchange
+}
+
+// Validate reports a queue type other than classic or quorum, or a
+// temporary quorum queue.
+func (t Topology) Validate() error {
+	switch t.QueueType {
+	case "", QueueClassic:
+	case QueueQuorum:
+		if t.Temporary {
+			return fmt.Errorf("invalid topology: quorum queues cannot be temporary")
+		}
+	default:
+		return fmt.Errorf("invalid queue type %q: want %q or %q", t.QueueType, QueueClassic, QueueQuorum)
+	}
+	return nil
+}
+
+// DeclareExchange declares the exchange.
+func (t Topology) DeclareExchange(ch *amqp.Channel) error {
+	if err := ch.ExchangeDeclare(t.exchange(), amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("cannot declare exchange %q: %w", t.exchange(), err)
+	}
+	return nil
+}
+
+// DeclareQueue declares the exchange, the queue and one binding per pattern.
+func (t Topology) DeclareQueue(ch *amqp.Channel, queue string, patterns ...string) error {
+	if err := t.DeclareExchange(ch); err != nil {
+		return err
+	}
+	var args amqp.Table
+	if t.QueueType == QueueQuorum {
+		args = amqp.Table{"x-queue-type": QueueQuorum}
+	}
+	durable, autoDelete, exclusive := !t.Temporary, t.Temporary, t.Temporary
+	if _, err := ch.QueueDeclare(queue, durable, autoDelete, exclusive, false, args); err != nil {
+		return fmt.Errorf("cannot declare queue %q: %w", queue, err)
+	}
+	for _, p := range patterns {
+		if err := ch.QueueBind(queue, p, t.exchange(), false, nil); err != nil {
+			return fmt.Errorf("cannot bind queue %q to %q: %w", queue, p, err)
+		}
+	}
+	return nil
+}
+
+// bindings remembers every pattern bound per queue, so that the topology
+// can be declared again, whole, after a broker restart.
+type bindings struct {
+	mu sync.Mutex
+	m  map[string][]string
+}
+
+func (b *bindings) add(queue, pattern string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = map[string][]string{}
+	}
+	if !slices.Contains(b.m[queue], pattern) {
+		b.m[queue] = append(b.m[queue], pattern)
+	}
+	return slices.Clone(b.m[queue])
+}
+
+func (b *bindings) of(queue string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.m[queue])
+}
+
+// TopologyBuilder lets a plain watermill-amqp subscriber use the Bloodbank
+// topology: the queue is bound to every pattern in Patterns instead of to
+// the one routing key watermill-amqp derives from the topic.
+type TopologyBuilder struct {
+	Topology
+	// Patterns are the binding patterns of the queue. Required.
+	Patterns []string
+}
+
+// BuildTopology implements watermill-amqp's TopologyBuilder.
+func (b TopologyBuilder) BuildTopology(ch *amqp.Channel, queueName, _ string, _ wamqp.Config, _ watermill.LoggerAdapter) error {
+	return b.DeclareQueue(ch, queueName, b.Patterns...)
+}
+
+// ExchangeDeclare implements watermill-amqp's TopologyBuilder.
+func (b TopologyBuilder) ExchangeDeclare(ch *amqp.Channel, _ string, _ wamqp.Config) error {
+	return b.DeclareExchange(ch)
+}
+
+var _ wamqp.TopologyBuilder = TopologyBuilder{}
