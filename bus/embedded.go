@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
+	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -419,7 +419,7 @@ func (s *embSource) fetch(stop <-chan struct{}) (delivery, bool) {
 func (s *embSource) close() {}
 
 var (
-	_ message.Publisher           = (*EmbeddedPublisher)(nil)
-	_ message.Subscriber          = (*EmbeddedSubscriber)(nil)
+	_ message.Publisher            = (*EmbeddedPublisher)(nil)
+	_ message.Subscriber           = (*EmbeddedSubscriber)(nil)
 	_ message.SubscribeInitializer = (*EmbeddedSubscriber)(nil)
 )

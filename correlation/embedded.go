@@ -39,7 +39,8 @@ func NewEmbedded(cfg RedisConfig) (*Embedded, error) {
 		Addr:                  srv.Addr(),
 		ContextTimeoutEnabled: true,
 		// The server is in-process: a dial that takes longer has failed.
-		DialTimeout: 200 * time.Millisecond,
+		DialTimeout:   200 * time.Millisecond,
+		DialerRetries: 1,
 		// miniredis speaks RESP2 and RESP3; RESP2 skips the HELLO handshake.
 		Protocol: 2,
 	})

@@ -174,6 +174,9 @@ func NewRegistry() *Registry {
 // a bad spec fails with ErrInvalidSpec.
 func Register[T any](r *Registry, spec Spec[T]) error {
 	t := reflect.TypeFor[T]()
+	if reflect.ValueOf(&spec.Example).Elem().IsZero() {
+		return fmt.Errorf("cannot register %s under %q: %w: Example is required", t, spec.RoutingKey, ErrInvalidSpec)
+	}
 	example, err := json.Marshal(spec.Example)
 	if err != nil {
 		return fmt.Errorf("cannot register %s: %w: cannot encode its example: %w", t, ErrInvalidSpec, err)

@@ -196,14 +196,17 @@ func TestRegister_invalidSpecFails(t *testing.T) {
 			return domains.Register(r, domains.Spec[orderEvent]{RoutingKey: "shop.event", Example: orderEvent{Status: "lost"}})
 		}, `payload.status: expected one of "created", "cancelled", got "lost"`},
 		{"default of the wrong type", func(r *domains.Registry) error {
-			return domains.Register(r, domains.Spec[withBadDefault]{RoutingKey: "shop.bad", Example: withBadDefault{}})
+			return domains.Register(r, domains.Spec[withBadDefault]{RoutingKey: "shop.bad", Example: withBadDefault{N: 1}})
 		}, `default "many"`},
 		{"unsupported schema keyword", func(r *domains.Registry) error {
 			return domains.Register(r, domains.Spec[withMinLength]{RoutingKey: "shop.named", Example: withMinLength{Name: "n"}})
 		}, "minLength"},
 		{"type JSON cannot carry", func(r *domains.Registry) error {
-			return domains.Register(r, domains.Spec[withChan]{RoutingKey: "shop.chan"})
+			return domains.Register(r, domains.Spec[withChan]{RoutingKey: "shop.chan", Example: withChan{C: make(chan int)}})
 		}, "chan"},
+		{"no example", func(r *domains.Registry) error {
+			return domains.Register(r, domains.Spec[orderPlaced]{RoutingKey: "shop.placed"})
+		}, "Example is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
