@@ -103,8 +103,9 @@
 // other. It walks the payload bytes once, checking JSON syntax as strictly as
 // encoding/json and the schema together, without decoding into maps.
 // Measured on a fireflies.transcript.ready payload with 200 sentences
-// (86 kB): about 0.25 ms and one allocation (parsing the date-time) per
-// validation, against 12 ms and 32,000 allocations for
+// (86 kB, BenchmarkValidate_TranscriptReady200): about 0.17 ms (500 MB/s)
+// and one allocation (parsing the date-time) per validation, against 12 ms
+// and 32,000 allocations for
 // santhosh-tekuri/jsonschema/v6 on the same schema, whose nested error tree
 // would also have needed flattening into paths. Date-times accept the three
 // forms of bus.ParseTimestamp (Z, +00:00, naive), which a strict RFC 3339
