@@ -1,0 +1,46 @@
+package artifact
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/33god/bloodbank-go/domains"
+)
+
+// Register adds the domain's payload types to r under their routing keys
+// (Changed under RoutingKeyTemplate) and their Python class names.
+func Register(r *domains.Registry) error {
+	err := errors.Join(
+		domains.Register(r, domains.Spec[Changed]{
+			RoutingKey:  RoutingKeyTemplate,
+			Domain:      Domain,
+			Aliases:     []string{"Artifact"},
+			Description: "An artifact was created, updated or deleted; the key's last word is the action.",
+			Example: Changed{
+				Action:   ActionCreated,
+				Kind:     "transcript",
+				URI:      "s3://bloodbank-artifacts/transcripts/01JJQ4ZK8W3M5N7P9R2T4V6X8Z.md",
+				Title:    new("Team standup, 29 January"),
+				Metadata: map[string]any{"source": "fireflies", "sentences": 212},
+			},
+		}),
+		domains.Register(r, domains.Spec[IngestionFailed]{
+			RoutingKey:  RoutingKeyIngestionFailed,
+			Domain:      Domain,
+			Aliases:     []string{"ArtifactIngestionFailedPayload"},
+			Description: "Ingesting an artifact into the RAG store failed.",
+			Example: IngestionFailed{
+				ArtifactURI:  "s3://bloodbank-artifacts/transcripts/01JJQ4ZK8W3M5N7P9R2T4V6X8Z.md",
+				ArtifactKind: "transcript",
+				ErrorMessage: "embedding service unavailable",
+				ErrorCode:    new("embedding_unavailable"),
+				RetryCount:   2,
+				IsRetryable:  true,
+			},
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("cannot register domain %s: %w", Domain, err)
+	}
+	return nil
+}

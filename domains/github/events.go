@@ -1,0 +1,61 @@
+package github
+
+import (
+	"encoding/json"
+
+	"github.com/33god/bloodbank-go/domains"
+)
+
+// Domain is the domain name, as Python's registry lists it.
+const Domain = "github"
+
+// RoutingKeyPRCreated is the routing key of PRCreated, part of the wire contract.
+const RoutingKeyPRCreated = "github.pr.created"
+
+// PRCreated reports a new pull request, whose details wait in a cache under
+// CacheKey. Python: GitHubPRCreatedPayload.
+type PRCreated struct {
+	CacheKey  string    `json:"cache_key" jsonschema_description:"Key of the PR data in the cache, e.g. trinote|423."`
+	CacheType CacheType `json:"cache_type" default:"redis"`
+}
+
+// MarshalJSON writes an unset cache type as "redis", Python's default.
+func (p PRCreated) MarshalJSON() ([]byte, error) {
+	type plain PRCreated
+	if p.CacheType == "" {
+		p.CacheType = CacheRedis
+	}
+	return json.Marshal(plain(p))
+}
+
+// UnmarshalJSON reads an absent or null cache type as "redis".
+func (p *PRCreated) UnmarshalJSON(b []byte) error {
+	type plain PRCreated
+	v := plain{CacheType: CacheRedis}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*p = PRCreated(v)
+	return nil
+}
+
+// CacheType is where the PR details are stored.
+type CacheType string
+
+// The cache types the contract allows.
+const (
+	CacheRedis  CacheType = "redis"
+	CacheMemory CacheType = "memory"
+	CacheFile   CacheType = "file"
+)
+
+// EnumValues makes the schema, and so Validate, reject any other cache type.
+func (CacheType) EnumValues() []string {
+	return []string{string(CacheRedis), string(CacheMemory), string(CacheFile)}
+}
+
+var (
+	_ domains.Enum     = CacheType("")
+	_ json.Marshaler   = PRCreated{}
+	_ json.Unmarshaler = (*PRCreated)(nil)
+)

@@ -1,0 +1,43 @@
+package llm_test
+
+import (
+	"testing"
+
+	"github.com/33god/bloodbank-go/domains"
+	"github.com/33god/bloodbank-go/domains/agent/thread"
+	"github.com/33god/bloodbank-go/domains/catalog"
+	"github.com/33god/bloodbank-go/domains/llm"
+)
+
+// llm and agent/thread payloads share their fields but not their types, so a
+// Go value always names its own routing key.
+func TestTypesAreDistinctFromAgentThread(t *testing.T) {
+	r, err := catalog.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		value any
+		want  string
+	}{
+		{llm.Prompt{Provider: "openai", Prompt: "hi"}, llm.RoutingKeyPrompt},
+		{thread.Prompt{Provider: "openai", Prompt: "hi"}, thread.RoutingKeyPrompt},
+		{llm.ErrorPayload{}, llm.RoutingKeyError},
+		{thread.ErrorPayload{}, thread.RoutingKeyError},
+	}
+	for _, tt := range tests {
+		if got, err := r.RoutingKeyFor(tt.value); err != nil || got != tt.want {
+			t.Errorf("RoutingKeyFor(%T) = %q, %v; want %q", tt.value, got, err, tt.want)
+		}
+	}
+	if e, _ := r.LookupKey(llm.RoutingKeyPrompt); e.Kind() != domains.Command || e.Result() != llm.RoutingKeyResponse {
+		t.Errorf("llm.prompt: kind %s result %q, want a command answered by %s", e.Kind(), e.Result(), llm.RoutingKeyResponse)
+	}
+}
+
+func TestPrompt_tagsDefaultToEmpty(t *testing.T) {
+	got, err := domains.Decode[llm.Prompt]([]byte(`{"provider": "openai", "model": null, "prompt": "hi", "tags": null}`))
+	if err != nil || got.Tags == nil || got.Model != nil {
+		t.Errorf("Decode = %+v, %v; want empty tags and a nil model", got, err)
+	}
+}

@@ -1,0 +1,62 @@
+package llm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/33god/bloodbank-go/domains"
+)
+
+// Register adds the domain's payload types to r, each under its routing key
+// and its Python class name. The prompt is registered as a command whose
+// result is RoutingKeyResponse.
+func Register(r *domains.Registry) error {
+	err := errors.Join(
+		domains.Register(r, domains.Spec[Prompt]{
+			RoutingKey:  RoutingKeyPrompt,
+			Domain:      Domain,
+			Kind:        domains.Command,
+			Result:      RoutingKeyResponse,
+			Aliases:     []string{"LLMPrompt"},
+			Description: "Command: send a prompt to a language model; answered by llm.response.",
+			Example: Prompt{
+				Provider:   "openai",
+				Model:      new("gpt-4.1"),
+				Prompt:     "Summarise the last three standups in five bullet points.",
+				Project:    new("bloodbank"),
+				WorkingDir: new("/home/dev/bloodbank"),
+				Tags:       []string{"summary", "meetings"},
+			},
+		}),
+		domains.Register(r, domains.Spec[Response]{
+			RoutingKey:  RoutingKeyResponse,
+			Domain:      Domain,
+			Aliases:     []string{"LLMResponse"},
+			Description: "A language model answered a prompt; correlation_ids names the prompt.",
+			Example: Response{
+				Provider:   "openai",
+				Response:   "- Go consumer ships Friday\n- CI flake tracked\n- Retry middleware paired on",
+				Model:      new("gpt-4.1"),
+				TokensUsed: new(512),
+				DurationMS: new(2310),
+			},
+		}),
+		domains.Register(r, domains.Spec[ErrorPayload]{
+			RoutingKey:  RoutingKeyError,
+			Domain:      Domain,
+			Aliases:     []string{"LLMErrorPayload"},
+			Description: "A language model call failed (rate limit, error, timeout).",
+			Example: ErrorPayload{
+				Provider:     "openai",
+				Model:        new("gpt-4.1"),
+				ErrorMessage: "context length exceeded: 131072 tokens",
+				ErrorCode:    new("context_length_exceeded"),
+				IsRetryable:  false,
+			},
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("cannot register domain %s: %w", Domain, err)
+	}
+	return nil
+}
