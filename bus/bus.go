@@ -1,0 +1,190 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+)
+
+// Transport names.
+const (
+	TransportAMQP     = "amqp"
+	TransportEmbedded = "embedded"
+)
+
+// Bus is a process's connection to Bloodbank: a confirmed publisher and the
+// means to build service routers, on RabbitMQ when RABBIT_URL is set and on
+// the in-process Embedded broker otherwise. Publishing and consuming use
+// separate AMQP connections, as RabbitMQ recommends, so that flow control on
+// a busy publisher never stalls consumers.
+type Bus struct {
+	cfg    Config
+	logger *slog.Logger
+
+	pubConn, subConn *AMQPConnection
+	embedded         *Embedded
+	amqpPub          *AMQPPublisher
+	publisher        message.Publisher
+}
+
+// Open connects the bus as cfg says. On RabbitMQ it waits up to
+// BB_CONNECT_TIMEOUT for the broker, logging why it waits.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Bus, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b := &Bus{cfg: cfg, logger: orNop(logger)}
+	topo := b.topology()
+	if cfg.Embedded() {
+		b.embedded = NewEmbedded(b.logger)
+		b.publisher = b.embedded.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger})
+		return b, nil
+	}
+	var err error
+	conn := ConnectionConfig{URL: cfg.RabbitURL, ConnectTimeout: cfg.ConnectTimeout, Logger: b.logger}
+	conn.Name = cfg.ServiceName + " publisher"
+	if b.pubConn, err = DialAMQP(ctx, conn); err != nil {
+		return nil, err
+	}
+	conn.Name = cfg.ServiceName + " consumer"
+	if b.subConn, err = DialAMQP(ctx, conn); err != nil {
+		_ = b.pubConn.Close()
+		return nil, err
+	}
+	b.amqpPub, err = NewAMQPPublisher(b.pubConn, PublisherConfig{
+		Topology: topo, Channels: cfg.PublisherChannels, ConfirmTimeout: cfg.PublishTimeout, Logger: b.logger,
+	})
+	if err != nil {
+		_ = b.Close()
+		return nil, err
+	}
+	b.publisher = b.amqpPub
+	return b, nil
+}
+
+// NewEmbeddedBus is Open on the given in-process broker, for tests that run
+// several buses (services) against one broker.
+func NewEmbeddedBus(cfg Config, broker *Embedded, logger *slog.Logger) *Bus {
+	b := &Bus{cfg: cfg, logger: orNop(logger), embedded: broker}
+	b.publisher = broker.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger})
+	return b
+}
+
+func (b *Bus) topology() Topology {
+	return Topology{Exchange: b.cfg.ExchangeName, QueueType: b.cfg.QueueType}
+}
+
+// Config returns the settings the bus was opened with.
+func (b *Bus) Config() Config { return b.cfg }
+
+// Logger returns the bus's logger.
+func (b *Bus) Logger() *slog.Logger { return b.logger }
+
+// Transport says which transport the bus runs on: TransportAMQP or TransportEmbedded.
+func (b *Bus) Transport() string {
+	if b.embedded != nil {
+		return TransportEmbedded
+	}
+	return TransportAMQP
+}
+
+// Embedded returns the in-process broker, or nil on RabbitMQ.
+func (b *Bus) Embedded() *Embedded { return b.embedded }
+
+// Publisher returns the bus's Watermill publisher (the routing key is the
+// topic), with the decorators added by DecoratePublisher.
+func (b *Bus) Publisher() message.Publisher { return b.publisher }
+
+// DecoratePublisher wraps the bus's publisher, for example to record
+// correlation links. Call it before publishing or running services.
+func (b *Bus) DecoratePublisher(decorate func(message.Publisher) message.Publisher) {
+	b.publisher = decorate(b.publisher)
+}
+
+// Publish publishes envelopes under their event types and returns once the
+// broker has confirmed every one. An envelope with no correlation ids
+// published with a handler's context (see WithCause) is linked to the event
+// that handler is handling.
+func (b *Bus) Publish(ctx context.Context, envs ...Envelope) error {
+	var errs []error
+	for _, env := range envs {
+		if len(env.CorrelationIDs) == 0 {
+			if cause, ok := CauseFromContext(ctx); ok {
+				env.CorrelationIDs = []uuid.UUID{cause}
+			}
+		}
+		msg, err := NewMessage(env)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		msg.SetContext(ctx)
+		if err := b.publisher.Publish(env.EventType, msg); err != nil {
+			errs = append(errs, fmt.Errorf("cannot publish %s %s: %w", env.EventType, env.EventID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Subscriber returns a subscriber for a service's queue.
+func (b *Bus) Subscriber(cfg SubscriberConfig) (message.Subscriber, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = b.logger
+	}
+	if b.embedded != nil {
+		return b.embedded.Subscriber(cfg), nil
+	}
+	return NewAMQPSubscriber(b.subConn, AMQPSubscriberConfig{SubscriberConfig: cfg, Topology: b.topology()})
+}
+
+// TemporarySubscriber returns a subscriber whose queues are exclusive and
+// deleted when it disconnects, for watching the bus without leaving state.
+func (b *Bus) TemporarySubscriber(cfg SubscriberConfig) (message.Subscriber, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = b.logger
+	}
+	if b.embedded != nil {
+		return b.embedded.Subscriber(cfg), nil
+	}
+	topo := b.topology()
+	topo.Temporary, topo.QueueType = true, QueueClassic
+	return NewAMQPSubscriber(b.subConn, AMQPSubscriberConfig{SubscriberConfig: cfg, Topology: topo})
+}
+
+// Ready reports whether the broker is reachable now.
+func (b *Bus) Ready() error {
+	if b.embedded != nil {
+		return nil
+	}
+	if !b.pubConn.Connected() || !b.subConn.Connected() {
+		return errors.New("RabbitMQ is not connected")
+	}
+	return nil
+}
+
+// PublisherStats returns the AMQP publisher's counters (zero when embedded).
+func (b *Bus) PublisherStats() PublisherStats {
+	if b.amqpPub == nil {
+		return PublisherStats{}
+	}
+	return b.amqpPub.Stats()
+}
+
+// Close closes the publisher and the connections. Close services first.
+func (b *Bus) Close() error {
+	var errs []error
+	if b.publisher != nil {
+		errs = append(errs, b.publisher.Close())
+	}
+	if b.subConn != nil {
+		errs = append(errs, b.subConn.Close())
+	}
+	if b.pubConn != nil {
+		errs = append(errs, b.pubConn.Close())
+	}
+	return errors.Join(errs...)
+}
