@@ -36,7 +36,8 @@ type subscription struct {
 	pattern Pattern
 	out     chan *message.Message
 	ctx     context.Context
-	done    chan struct{} // closed when the subscription ends
+	done    chan struct{} // closed when the subscription ends: no new messages
+	abandon chan struct{} // closed when its in-flight messages are given up
 	sending sync.WaitGroup
 }
 
@@ -84,7 +85,7 @@ func newQueueConsumer(queue string, workers int, drain time.Duration, patterns [
 // pattern has a subscription, so that no delivery is taken from a shared
 // queue before the handler it belongs to is listening.
 func (qc *queueConsumer) add(ctx context.Context, pattern Pattern) (*subscription, error) {
-	sub := &subscription{pattern: pattern, out: make(chan *message.Message), ctx: ctx, done: make(chan struct{})}
+	sub := &subscription{pattern: pattern, out: make(chan *message.Message), ctx: ctx, done: make(chan struct{}), abandon: make(chan struct{})}
 	qc.mu.Lock()
 	defer qc.mu.Unlock()
 	select {
@@ -153,8 +154,7 @@ func (qc *queueConsumer) remove(sub *subscription) {
 		return // close already ended it
 	}
 	close(sub.done)
-	sub.sending.Wait()
-	close(sub.out)
+	qc.drain(sub)
 	if empty && qc.onEmpty != nil {
 		qc.onEmpty(qc)
 	}
@@ -209,8 +209,10 @@ func (qc *queueConsumer) dispatch(d delivery) bool {
 			m = d.msg.Copy()
 		}
 		// The message's context ends when the delivery is settled, as with
-		// watermill-amqp, so work a handler started for it does not outlive it.
-		ctx, cancel := context.WithCancel(s.ctx)
+		// watermill-amqp, so work a handler started for it does not outlive
+		// it; it does not end when the subscription's context does, so that
+		// a shutdown lets in-flight handlers finish.
+		ctx, cancel := context.WithCancel(context.WithoutCancel(s.ctx))
 		defer cancel()
 		m.SetContext(ctx)
 		select {
@@ -235,7 +237,7 @@ func (qc *queueConsumer) dispatch(d delivery) bool {
 		case <-m.Acked():
 		case <-m.Nacked():
 			ok = false
-		case <-targets[i].done:
+		case <-targets[i].abandon:
 			ok = false
 		case <-qc.drainExpired:
 			ok = false
@@ -243,6 +245,20 @@ func (qc *queueConsumer) dispatch(d delivery) bool {
 		targets[i].sending.Done()
 	}
 	return ok
+}
+
+// drain waits for the messages a subscription's handlers still hold, up to
+// the drain timeout, then closes its channel.
+func (qc *queueConsumer) drain(sub *subscription) {
+	drained := make(chan struct{})
+	go func() { sub.sending.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(qc.drainTimeout):
+		close(sub.abandon)
+		<-drained
+	}
+	close(sub.out)
 }
 
 // close stops intake, waits up to the drain timeout for in-flight deliveries
@@ -273,8 +289,7 @@ func (qc *queueConsumer) close() {
 		qc.mu.Unlock()
 		for _, s := range subs {
 			close(s.done)
-			s.sending.Wait()
-			close(s.out)
+			qc.drain(s)
 		}
 	})
 }
