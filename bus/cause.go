@@ -41,7 +41,9 @@ const (
 	KindHandler     = "handler"
 )
 
-func (e *PermanentError) Error() string { return fmt.Sprintf("permanent %s failure: %v", e.Kind, e.Err) }
+func (e *PermanentError) Error() string {
+	return fmt.Sprintf("permanent %s failure: %v", e.Kind, e.Err)
+}
 
 // Unwrap returns the underlying error.
 func (e *PermanentError) Unwrap() error { return e.Err }
