@@ -1,0 +1,383 @@
+package correlation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// RecorderConfig configures a Recorder.
+type RecorderConfig struct {
+	// Timeout bounds one write to the store. Optional, default 1 s (the
+	// Python publisher's bound).
+	Timeout time.Duration
+
+	// Logger receives a warning when links could not be recorded. Optional,
+	// default a logger that discards everything.
+	Logger *slog.Logger
+
+	// WarnInterval is the least time between two warnings: during an outage
+	// every publish fails, and one line per second with a count says as much
+	// as thousands. The first failure is always logged. Optional, default
+	// 1 s; negative logs every failure.
+	WarnInterval time.Duration
+
+	// MaxInFlight is how many writes may wait on the store at once. When
+	// the store hangs, further links fail at once instead of piling up
+	// goroutines. Optional, default 256.
+	MaxInFlight int
+
+	// Batching queues links and writes them from one goroutine, many per
+	// round trip, so Record returns without waiting for Redis at all.
+	// Optional, default false: Record writes the links it is given in one
+	// round trip and waits for it (at most Timeout).
+	Batching bool
+
+	// BatchSize is the most links one batched write carries; a full batch
+	// is written at once. Optional, default 256. Batching only.
+	BatchSize int
+
+	// FlushInterval is the longest a queued link waits for its batch to
+	// fill. Optional, default 5 ms. Batching only.
+	FlushInterval time.Duration
+
+	// QueueSize is how many links may wait to be written; beyond it links
+	// are refused and counted as failed, so memory stays bounded while
+	// Redis is away. Optional, default 8192. Batching only.
+	QueueSize int
+}
+
+func (c *RecorderConfig) setDefaults() {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultWriteTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.WarnInterval == 0 {
+		c.WarnInterval = time.Second
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 256
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 256
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = 5 * time.Millisecond
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = 8192
+	}
+}
+
+// Validate reports every problem of the configuration at once. Zero values
+// are valid: they stand for the defaults.
+func (c RecorderConfig) Validate() error {
+	var errs []error
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("Timeout %s must not be negative", c.Timeout))
+	}
+	if c.MaxInFlight < 0 {
+		errs = append(errs, fmt.Errorf("MaxInFlight %d must not be negative", c.MaxInFlight))
+	}
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("BatchSize %d must not be negative", c.BatchSize))
+	}
+	if c.FlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("FlushInterval %s must not be negative", c.FlushInterval))
+	}
+	if c.QueueSize < 0 {
+		errs = append(errs, fmt.Errorf("QueueSize %d must not be negative", c.QueueSize))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid correlation RecorderConfig: %w", err)
+	}
+	return nil
+}
+
+// ErrRecorderBusy is logged for links refused because MaxInFlight writes
+// were already waiting or the batching queue was full.
+var ErrRecorderBusy = errors.New("correlation recorder is saturated")
+
+// ErrRecorderClosed is logged for links given to a closed Recorder.
+var ErrRecorderClosed = errors.New("correlation recorder is closed")
+
+// Recorder writes links for the bus without ever failing or stalling it:
+// Record returns no error and returns within the configured bound, and a
+// link that cannot be written is logged (rate-limited) and counted. It is
+// what the correlation middleware uses; give it a Store (or any Writer).
+//
+// Guarantees. Without batching, Record returns when the links are written
+// or after Timeout, whichever is first; links not confirmed by then count
+// as failed (a write that completes later stays written). With batching,
+// Record only enqueues and returns at once; each queued link is then either
+// written or counted as failed and logged, normally within FlushInterval +
+// Timeout, but later while earlier batches are still timing out against a
+// stalled Redis (batches are written one at a time, in order), and never
+// later than Close. Links refused because the queue is full count as
+// failed at once.
+type Recorder struct {
+	w   Writer
+	cfg RecorderConfig
+
+	recorded   atomic.Uint64
+	failed     atomic.Uint64
+	suppressed atomic.Uint64
+	lastWarn   atomic.Int64
+
+	sem      chan struct{}
+	inflight sync.WaitGroup
+
+	mu      sync.RWMutex // guards closed and sending on queue
+	closed  bool
+	queue   chan Link
+	flushes chan chan struct{}
+	done    chan struct{}
+}
+
+// NewRecorder returns a Recorder writing to w.
+func NewRecorder(w Writer, cfg RecorderConfig) (*Recorder, error) {
+	if w == nil {
+		return nil, errors.New("cannot create correlation recorder: writer is nil")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cannot create correlation recorder: %w", err)
+	}
+	cfg.setDefaults()
+	r := &Recorder{w: w, cfg: cfg, sem: make(chan struct{}, cfg.MaxInFlight)}
+	if cfg.Batching {
+		r.queue = make(chan Link, cfg.QueueSize)
+		r.flushes = make(chan chan struct{})
+		r.done = make(chan struct{})
+		go r.run()
+	}
+	return r, nil
+}
+
+// Record writes links, or counts and logs those it could not write. Links
+// that fail Link.Validate are refused alone. The context's values reach the
+// store, its cancellation does not: a handler that gives up should not
+// leave its event unrecorded, and Timeout bounds the wait anyway. The
+// recorder may read a link's Parents and Metadata after Record returns
+// (while a batch waits, or a timed-out write finishes): do not modify them.
+func (r *Recorder) Record(ctx context.Context, links ...Link) {
+	// Copied: a write that times out goes on after Record returns, and the
+	// caller may reuse its slice.
+	valid := make([]Link, 0, len(links))
+	for _, l := range links {
+		if err := l.Validate(); err != nil {
+			r.fail([]Link{l}, err)
+			continue
+		}
+		valid = append(valid, l)
+	}
+	if len(valid) == 0 {
+		return
+	}
+	if r.cfg.Batching {
+		r.enqueue(valid)
+		return
+	}
+	r.mu.RLock()
+	closed := r.closed
+	r.mu.RUnlock()
+	if closed {
+		r.fail(valid, ErrRecorderClosed)
+		return
+	}
+	r.write(context.WithoutCancel(ctx), valid)
+}
+
+// write stores links in one call to the writer, waiting at most Timeout
+// even if the writer ignores its context.
+func (r *Recorder) write(ctx context.Context, links []Link) {
+	select {
+	case r.sem <- struct{}{}:
+	default:
+		r.fail(links, ErrRecorderBusy)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	result := make(chan error, 1)
+	r.inflight.Add(1)
+	go func() {
+		defer r.inflight.Done()
+		defer func() { <-r.sem }()
+		result <- r.w.Record(ctx, links...)
+	}()
+	select {
+	case err := <-result:
+		if err != nil {
+			r.fail(links, err)
+			return
+		}
+		r.recorded.Add(uint64(len(links)))
+	case <-ctx.Done():
+		r.fail(links, fmt.Errorf("no answer within %s: %w", r.cfg.Timeout, ctx.Err()))
+	}
+}
+
+func (r *Recorder) enqueue(links []Link) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		r.fail(links, ErrRecorderClosed)
+		return
+	}
+	for i, l := range links {
+		select {
+		case r.queue <- l:
+		default:
+			r.fail(links[i:], fmt.Errorf("%w: %d links already queued", ErrRecorderBusy, r.cfg.QueueSize))
+			return
+		}
+	}
+}
+
+// run is the batching loop: it collects up to BatchSize links, or what
+// arrived within FlushInterval of the first, and writes them together.
+func (r *Recorder) run() {
+	defer close(r.done)
+	batch := make([]Link, 0, r.cfg.BatchSize)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	flush := func() {
+		timer.Stop()
+		if len(batch) == 0 {
+			return
+		}
+		r.write(context.Background(), batch)
+		batch = make([]Link, 0, r.cfg.BatchSize)
+	}
+	add := func(l Link) {
+		batch = append(batch, l)
+		if len(batch) == 1 {
+			timer.Reset(r.cfg.FlushInterval)
+		}
+		if len(batch) >= r.cfg.BatchSize {
+			flush()
+		}
+	}
+	for {
+		select {
+		case l, ok := <-r.queue:
+			if !ok {
+				flush()
+				return
+			}
+			add(l)
+		case <-timer.C:
+			flush()
+		case reply := <-r.flushes:
+			// Write what is queued now; links queued later wait their turn.
+			for n := len(r.queue); n > 0; n-- {
+				add(<-r.queue)
+			}
+			flush()
+			close(reply)
+		}
+	}
+}
+
+// Flush writes every link queued before the call and returns when they are
+// written or counted as failed, or when ctx ends. Without batching it only
+// waits for the writes in flight.
+func (r *Recorder) Flush(ctx context.Context) error {
+	if !r.cfg.Batching {
+		return r.waitInflight(ctx)
+	}
+	reply := make(chan struct{})
+	select {
+	case r.flushes <- reply:
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cannot flush correlation links: %w", ctx.Err())
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cannot flush correlation links: %w", ctx.Err())
+	}
+}
+
+// Close stops accepting links, writes those queued, and waits for the
+// writes in flight, or until ctx ends. Links recorded after Close count as
+// failed. Calling it again waits again.
+func (r *Recorder) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if !r.closed {
+		r.closed = true
+		if r.queue != nil {
+			close(r.queue)
+		}
+	}
+	r.mu.Unlock()
+	if r.done != nil {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return fmt.Errorf("cannot close correlation recorder: links still queued: %w", ctx.Err())
+		}
+	}
+	return r.waitInflight(ctx)
+}
+
+func (r *Recorder) waitInflight(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		r.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cannot wait for correlation writes in flight: %w", ctx.Err())
+	}
+}
+
+// Recorded is how many links were written.
+func (r *Recorder) Recorded() uint64 { return r.recorded.Load() }
+
+// Failed is how many links were not written: refused as invalid, refused
+// while saturated or closed, or whose write failed or timed out.
+func (r *Recorder) Failed() uint64 { return r.failed.Load() }
+
+func (r *Recorder) fail(links []Link, err error) {
+	total := r.failed.Add(uint64(len(links)))
+	if iv := r.cfg.WarnInterval; iv > 0 {
+		now := time.Now().UnixNano()
+		last := r.lastWarn.Load()
+		if last != 0 && now-last < int64(iv) || !r.lastWarn.CompareAndSwap(last, now) {
+			r.suppressed.Add(1)
+			return
+		}
+	}
+	attrs := []any{
+		slog.Int("links", len(links)),
+		slog.String("event_id", firstChild(links).String()),
+		slog.Any("error", err),
+		slog.Uint64("failed_total", total),
+	}
+	if n := r.suppressed.Swap(0); n > 0 {
+		attrs = append(attrs, slog.Uint64("warnings_suppressed", n))
+	}
+	r.cfg.Logger.Warn("correlation links not recorded", attrs...)
+}
+
+func firstChild(links []Link) uuid.UUID {
+	if len(links) == 0 {
+		return uuid.Nil
+	}
+	return links[0].Child
+}
