@@ -1,0 +1,18 @@
+// Command bb is the Bloodbank operator's command line: it lists and shows the
+// event catalogue, publishes events (or prints them with --dry-run), tails
+// the bus, computes deterministic event ids and traces an event through the
+// correlation graph in Redis. It speaks the v1 wire contract, so what it
+// publishes is what the Python services publish.
+//
+// Settings come from the environment and a .env file in the working
+// directory (RABBIT_URL, EXCHANGE_NAME, REDIS_*, CORRELATION_TTL_DAYS,
+// BB_LOG_*), the same variables the services read. Results go to stdout,
+// logs and errors to stderr.
+//
+// Exit codes: 0 success; 1 bad usage or invalid input; 2 infrastructure
+// (broker or Redis unreachable, publish not confirmed).
+//
+// Layout: main.go only calls run; root.go builds the command tree and maps
+// errors to exit codes (errors.go); each command lives in its own file, and
+// settings.go holds what several commands share (settings, logger, bus).
+package main

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/correlation"
+)
+
+func (a *app) traceCommand() *cobra.Command {
+	var depth int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "trace EVENT_ID",
+		Short: "Show what caused an event and what it caused, from the correlation store in Redis",
+		Long: `Show an event's place in the correlation graph the services record in Redis
+(REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_PASSWORD or REDIS_URL): its parents
+(the events that caused it), its children, then all its ancestors and
+descendants, nearest first, up to --depth links away, and the metadata
+recorded with its link.
+
+--json prints the debug dump the Python tracker's debug_dump returns:
+{"event_id", "parents", "children", "ancestors", "descendants", "metadata"}.
+
+An event nobody recorded links for is not an error: its lists are empty.
+Links expire after CORRELATION_TTL_DAYS (30 by default).`,
+		Example: `  bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11
+  bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11 --depth 3 --json | jq .descendants`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runTrace(cmd.Context(), args[0], depth, asJSON)
+		},
+	}
+	cmd.Flags().IntVar(&depth, "depth", correlation.DefaultMaxDepth, "follow ancestors and descendants at most `N` links away")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the debug dump as JSON")
+	return cmd
+}
+
+func (a *app) runTrace(ctx context.Context, arg string, depth int, asJSON bool) error {
+	id, err := parseUUID("EVENT_ID", arg)
+	if err != nil {
+		return err
+	}
+	if depth < 1 {
+		return usageErrorf("--depth must be 1 or more, got %d", depth)
+	}
+	cfg, err := a.settings()
+	if err != nil {
+		return err
+	}
+	settings := correlation.Settings{
+		URL: cfg.RedisURL, Host: cfg.RedisHost, Port: cfg.RedisPort, DB: cfg.RedisDB, Password: cfg.RedisPassword,
+	}
+	logger, err := a.logger(cfg)
+	if err != nil {
+		return err
+	}
+	// go-redis logs every failed dial on its own global logger; route its
+	// lines to ours at debug level, since the error says it all.
+	redis.SetLogger(redisLogger{logger})
+	client, err := correlation.NewUniversalClient(settings)
+	if err != nil {
+		return usageErrorf("%v (fix REDIS_URL, REDIS_HOST, REDIS_PORT or REDIS_DB)", err)
+	}
+	defer client.Close()
+	store, err := correlation.NewRedisStore(client, correlation.RedisConfig{
+		TTL: correlation.TTLFromDays(cfg.CorrelationTTLDays), MaxDepth: depth,
+	})
+	if err != nil {
+		return usageErrorf("%v (fix CORRELATION_TTL_DAYS)", err)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	dump, err := store.Debug(ctx, id, depth)
+	if err != nil {
+		return a.redisError(err, cfg)
+	}
+	if asJSON {
+		return writeIndentedJSON(a.stdout, dump)
+	}
+	var link *correlation.Link
+	if l, err := store.Lookup(ctx, id); err == nil {
+		link = &l
+	} else if !errors.Is(err, correlation.ErrNotFound) {
+		return a.redisError(err, cfg)
+	}
+	printTrace(a.stdout, dump, link, depth)
+	return nil
+}
+
+// redisError explains a failed read: stored data in an unknown layout, or
+// a Redis that could not be reached in time. Both are exit 2.
+func (a *app) redisError(err error, cfg bus.Config) error {
+	if me, ok := errors.AsType[*correlation.MalformedError](err); ok {
+		return infraErrorf("the correlation store holds a value bb cannot read: %v\nkey %s was not written in the layout of the wire contract (section 4); inspect it with redis-cli", err, me.Key)
+	}
+	return infraErrorf("cannot read the correlation graph from Redis at %s within %s: %v\ncheck that Redis is running there and that REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_PASSWORD (or REDIS_URL) point at it, or raise --timeout",
+		redisWhere(cfg), a.timeout, err)
+}
+
+// redisWhere says which Redis the settings name, without the password.
+func redisWhere(cfg bus.Config) string {
+	if cfg.RedisURL != "" {
+		return bus.RedactURL(cfg.RedisURL)
+	}
+	return fmt.Sprintf("%s (database %d)", net.JoinHostPort(cfg.RedisHost, strconv.Itoa(cfg.RedisPort)), cfg.RedisDB)
+}
+
+// redisLogger adapts slog for go-redis's internal logging.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+}
+
+// writeIndentedJSON writes v as indented JSON without HTML escaping.
+func writeIndentedJSON(w io.Writer, v any) error {
+	compact, err := marshalLine(v)
+	if err != nil {
+		return fmt.Errorf("cannot encode JSON: %w", err)
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, compact, "", "  "); err != nil {
+		return fmt.Errorf("cannot indent JSON: %w", err)
+	}
+	out.WriteByte('\n')
+	_, err = w.Write(out.Bytes())
+	return err
+}
+
+// printTrace writes the readable tree of one event's correlations.
+func printTrace(w io.Writer, d correlation.Dump, link *correlation.Link, depth int) {
+	fmt.Fprintf(w, "event %s\n", d.EventID)
+	if link != nil {
+		fmt.Fprintf(w, "│ recorded  %s\n", bus.FormatTimestamp(link.CreatedAt))
+	}
+	if d.Metadata != nil {
+		meta, err := marshalLine(d.Metadata)
+		if err != nil {
+			meta = []byte(fmt.Sprint(d.Metadata))
+		}
+		fmt.Fprintf(w, "│ metadata  %s\n", meta)
+	}
+	if len(d.Parents)+len(d.Children)+len(d.Ancestors)+len(d.Descendants) == 0 {
+		fmt.Fprintf(w, "└─ no correlation recorded: nothing links this event to a parent or a child (links expire after CORRELATION_TTL_DAYS)\n")
+		return
+	}
+	sections := []struct {
+		title string
+		ids   []uuid.UUID
+	}{
+		{"parents (caused it)", d.Parents},
+		{"children (it caused)", d.Children},
+		{fmt.Sprintf("ancestors, nearest first, up to %d links", depth), d.Ancestors},
+		{fmt.Sprintf("descendants, nearest first, up to %d links", depth), d.Descendants},
+	}
+	for i, s := range sections {
+		branch, indent := "├─", "│  "
+		if i == len(sections)-1 {
+			branch, indent = "└─", "   "
+		}
+		fmt.Fprintf(w, "%s %s: %d\n", branch, s.title, len(s.ids))
+		for j, id := range s.ids {
+			leaf := "├─"
+			if j == len(s.ids)-1 {
+				leaf = "└─"
+			}
+			fmt.Fprintf(w, "%s%s %s\n", indent, leaf, id)
+		}
+	}
+}
