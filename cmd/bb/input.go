@@ -74,8 +74,10 @@ func describeJSONError(b []byte, err error, offset int64) string {
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return "unexpected end of input (an unclosed { [ or \"?)"
 	}
+	// The decoder reports the offset after the offending byte; place the
+	// column on that byte.
 	line, col := 1, 1
-	for _, c := range b[:min(int(offset), len(b))] {
+	for _, c := range b[:max(0, min(int(offset)-1, len(b)))] {
 		if c == '\n' {
 			line, col = line+1, 1
 		} else {

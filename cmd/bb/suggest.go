@@ -29,7 +29,7 @@ func closeMatches(reg *domains.Registry, name string) []string {
 		dist int
 	}
 	want := strings.ToLower(name)
-	limit := max(2, len(want)/4)
+	limit := max(2, len(want)/6)
 	score := func(c string) (int, bool) {
 		lc := strings.ToLower(c)
 		if d := editDistance(want, lc); d <= limit {
@@ -83,6 +83,9 @@ func closeMatches(reg *domains.Registry, name string) []string {
 	})
 	out := make([]string, 0, 5)
 	for _, c := range found[:min(5, len(found))] {
+		if c.dist > found[0].dist+2 {
+			break // far worse than the best: noise
+		}
 		out = append(out, c.name)
 	}
 	return out
