@@ -30,6 +30,10 @@ type PublisherConfig struct {
 	// logged as a warning and counted (Stats), because in publish/subscribe
 	// a fact nobody listens to yet is normal.
 	UnroutableIsError bool
+	// ToQueues publishes through the default exchange: the topic is the name
+	// of the queue a message goes to (a poison or delay queue), which must
+	// exist; a missing queue makes the publish unroutable.
+	ToQueues bool
 	// Marshaler writes messages as AMQP publishings. Optional; default Codec{}.
 	Marshaler wamqp.Marshaler
 	// Logger. Optional; default logs nothing.
@@ -157,7 +161,11 @@ func (p *AMQPPublisher) PublishAsync(ctx context.Context, topic string, msg *mes
 		p.failed.Add(1)
 		return nil, fmt.Errorf("cannot publish %s: %w", msg.UUID, err)
 	}
-	c, err := pc.publish(ctx, p.cfg.Topology.exchange(), topic, pub)
+	exchange := p.cfg.Topology.exchange()
+	if p.cfg.ToQueues {
+		exchange = ""
+	}
+	c, err := pc.publish(ctx, exchange, topic, pub)
 	if err != nil {
 		p.failed.Add(1)
 		return nil, fmt.Errorf("cannot publish %s: %w", msg.UUID, err)
@@ -205,9 +213,11 @@ func (s *pubSlot) channel(ctx context.Context) (*pubChannel, error) {
 	}
 	// Declared on every new channel so that publishing after a broker
 	// restart, or before any consumer ran, never hits a missing exchange.
-	if err := s.p.cfg.Topology.DeclareExchange(ch); err != nil {
-		_ = ch.Close()
-		return nil, err
+	if !s.p.cfg.ToQueues {
+		if err := s.p.cfg.Topology.DeclareExchange(ch); err != nil {
+			_ = ch.Close()
+			return nil, err
+		}
 	}
 	s.pc = newPubChannel(ch, s.p)
 	return s.pc, nil

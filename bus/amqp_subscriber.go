@@ -221,9 +221,14 @@ func (src *amqpSource) forward(deliveries <-chan amqp.Delivery, tag string) bool
 				msg = message.NewMessage(d.MessageId, d.Body)
 				msg.Metadata[MetaMalformed] = err.Error()
 			}
+			key := msg.Metadata.Get(MetaRoutingKey)
+			if key == "" {
+				key = d.RoutingKey
+			}
 			dv := delivery{
 				msg:        msg,
-				routingKey: d.RoutingKey,
+				body:       d.Body,
+				routingKey: key,
 				ack:        func() { _ = d.Ack(false) },
 				nack:       func() { _ = d.Nack(false, true) },
 			}

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 
+	"time"
+
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // Transport names.
@@ -29,6 +32,7 @@ type Bus struct {
 	embedded         *Embedded
 	amqpPub          *AMQPPublisher
 	publisher        message.Publisher
+	queuePub         message.Publisher
 }
 
 // Open connects the bus as cfg says. On RabbitMQ it waits up to
@@ -42,6 +46,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Bus, error) {
 	if cfg.Embedded() {
 		b.embedded = NewEmbedded(b.logger)
 		b.publisher = b.embedded.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger})
+		b.queuePub = b.embedded.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger, ToQueues: true, UnroutableIsError: true})
 		return b, nil
 	}
 	var err error
@@ -63,6 +68,13 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Bus, error) {
 		return nil, err
 	}
 	b.publisher = b.amqpPub
+	b.queuePub, err = NewAMQPPublisher(b.pubConn, PublisherConfig{
+		Topology: topo, Channels: 1, ConfirmTimeout: cfg.PublishTimeout, Logger: b.logger, ToQueues: true, UnroutableIsError: true,
+	})
+	if err != nil {
+		_ = b.Close()
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -71,6 +83,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Bus, error) {
 func NewEmbeddedBus(cfg Config, broker *Embedded, logger *slog.Logger) *Bus {
 	b := &Bus{cfg: cfg, logger: orNop(logger), embedded: broker}
 	b.publisher = broker.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger})
+	b.queuePub = broker.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger, ToQueues: true, UnroutableIsError: true})
 	return b
 }
 
@@ -130,6 +143,50 @@ func (b *Bus) Publish(ctx context.Context, envs ...Envelope) error {
 	return errors.Join(errs...)
 }
 
+// QueuePublisher returns a confirmed publisher whose topic is a queue
+// name: it sends straight to that queue (the default exchange), as parking a
+// message in a poison queue or a retry in a delay queue needs. Publishing to
+// a queue that does not exist fails with ErrUnroutable.
+func (b *Bus) QueuePublisher() message.Publisher { return b.queuePub }
+
+// DeclareQueue declares a durable queue with no bindings, such as a poison queue.
+func (b *Bus) DeclareQueue(ctx context.Context, name string) error {
+	if b.embedded != nil {
+		return b.embedded.DeclareQueue(name)
+	}
+	return b.withChannel(ctx, func(ch *amqp.Channel) error { return b.topology().DeclareQueue(ch, name) })
+}
+
+// DeclareDelayQueue declares a queue that holds each message for delay and
+// then moves it to the queue deadLetterTo (see Topology.DeclareDelayQueue).
+func (b *Bus) DeclareDelayQueue(ctx context.Context, name string, delay time.Duration, deadLetterTo string) error {
+	if b.embedded != nil {
+		return b.embedded.DeclareDelayQueue(name, delay, deadLetterTo)
+	}
+	return b.withChannel(ctx, func(ch *amqp.Channel) error {
+		return b.topology().DeclareDelayQueue(ch, name, delay, deadLetterTo)
+	})
+}
+
+// WithChannel runs fn on a fresh AMQP channel of the consumer connection,
+// for operations the bus has no method for (inspecting or purging a queue).
+// It fails on the embedded transport.
+func (b *Bus) WithChannel(ctx context.Context, fn func(ch *amqp.Channel) error) error {
+	if b.embedded != nil {
+		return errors.New("no AMQP channel: the bus runs on the embedded transport")
+	}
+	return b.withChannel(ctx, fn)
+}
+
+func (b *Bus) withChannel(ctx context.Context, fn func(ch *amqp.Channel) error) error {
+	ch, err := b.subConn.Channel(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ch.Close() }()
+	return fn(ch)
+}
+
 // Subscriber returns a subscriber for a service's queue.
 func (b *Bus) Subscriber(cfg SubscriberConfig) (message.Subscriber, error) {
 	if cfg.Logger == nil {
@@ -179,6 +236,9 @@ func (b *Bus) Close() error {
 	var errs []error
 	if b.publisher != nil {
 		errs = append(errs, b.publisher.Close())
+	}
+	if b.queuePub != nil {
+		errs = append(errs, b.queuePub.Close())
 	}
 	if b.subConn != nil {
 		errs = append(errs, b.subConn.Close())

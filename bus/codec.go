@@ -112,6 +112,9 @@ func DecodeDelivery(body []byte, messageID, routingKey string, headers amqp.Tabl
 			msg.Metadata[k] = s
 		}
 	}
+	if orig, ok := headers[MetaOriginalRoutingKey].(string); ok && orig != "" {
+		routingKey = orig
+	}
 	if routingKey != "" {
 		msg.Metadata[MetaRoutingKey] = routingKey
 	}

@@ -16,6 +16,7 @@ import (
 // behaves as RabbitMQ does by construction.
 type delivery struct {
 	msg        *message.Message
+	body       []byte // the body as it arrived, for parking it unchanged
 	routingKey string
 	ack        func()
 	nack       func() // requeue
@@ -34,6 +35,7 @@ type source interface {
 // routing key matches pattern go to out.
 type subscription struct {
 	pattern Pattern
+	handler string // the router handler consuming it, if known
 	out     chan *message.Message
 	ctx     context.Context
 	done    chan struct{} // closed when the subscription ends: no new messages
@@ -85,7 +87,7 @@ func newQueueConsumer(queue string, workers int, drain time.Duration, patterns [
 // pattern has a subscription, so that no delivery is taken from a shared
 // queue before the handler it belongs to is listening.
 func (qc *queueConsumer) add(ctx context.Context, pattern Pattern) (*subscription, error) {
-	sub := &subscription{pattern: pattern, out: make(chan *message.Message), ctx: ctx, done: make(chan struct{}), abandon: make(chan struct{})}
+	sub := &subscription{pattern: pattern, handler: handlerOfSubscription(ctx), out: make(chan *message.Message), ctx: ctx, done: make(chan struct{}), abandon: make(chan struct{})}
 	qc.mu.Lock()
 	defer qc.mu.Unlock()
 	select {
@@ -180,8 +182,14 @@ func (qc *queueConsumer) work() {
 func (qc *queueConsumer) dispatch(d delivery) bool {
 	qc.mu.RLock()
 	var targets []*subscription
+	// A redelivery for one handler (a retry, a replay) goes to that handler
+	// alone when it is still here, so the others do not run twice.
+	target := d.msg.Metadata.Get(MetaTargetHandler)
+	if target != "" && !qc.hasHandler(target, d.routingKey) {
+		target = ""
+	}
 	for _, s := range qc.subs {
-		if s.pattern.Match(d.routingKey) {
+		if s.pattern.Match(d.routingKey) && (target == "" || s.handler == target) {
 			s.sending.Add(1)
 			targets = append(targets, s)
 		}
@@ -214,6 +222,9 @@ func (qc *queueConsumer) dispatch(d delivery) bool {
 		// a shutdown lets in-flight handlers finish.
 		ctx, cancel := context.WithCancel(context.WithoutCancel(s.ctx))
 		defer cancel()
+		if d.body != nil {
+			ctx = context.WithValue(ctx, originalBodyKey{}, d.body)
+		}
 		m.SetContext(ctx)
 		select {
 		case s.out <- m:
@@ -245,6 +256,40 @@ func (qc *queueConsumer) dispatch(d delivery) bool {
 		targets[i].sending.Done()
 	}
 	return ok
+}
+
+func (qc *queueConsumer) hasHandler(name, key string) bool {
+	for _, s := range qc.subs {
+		if s.handler == name && s.pattern.Match(key) {
+			return true
+		}
+	}
+	return false
+}
+
+type originalBodyKey struct{}
+
+// OriginalBody returns the body a message arrived with, byte for byte, or
+// nil when it did not come from a broker. Parking a message uses it so that
+// the poison queue holds exactly what the producer sent.
+func OriginalBody(msg *message.Message) []byte {
+	b, _ := msg.Context().Value(originalBodyKey{}).([]byte)
+	return b
+}
+
+type handlerKey struct{}
+
+// WithHandlerName marks a Subscribe context with the router handler that
+// will consume the subscription, so that redeliveries addressed to one
+// handler (MetaTargetHandler) reach only it. Service does this for its
+// handlers.
+func WithHandlerName(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, handlerKey{}, name)
+}
+
+func handlerOfSubscription(ctx context.Context) string {
+	s, _ := ctx.Value(handlerKey{}).(string)
+	return s
 }
 
 // drain waits for the messages a subscription's handlers still hold, up to

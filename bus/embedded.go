@@ -93,20 +93,66 @@ func (e *Embedded) Unroutable() int64 { return e.unroutable.Load() }
 
 // route puts a copy of msg into every queue bound to key and returns how
 // many queues took it.
-func (e *Embedded) route(key string, msg *message.Message) int {
+func (e *Embedded) route(key string, msg *message.Message, body []byte) int {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	n := 0
 	for _, q := range e.queues {
 		for _, b := range q.bindings {
 			if b.Match(key) {
-				q.push(embItem{msg: msg.Copy(), routingKey: key}, false)
+				e.deliver(q, embItem{msg: msg.Copy(), routingKey: key, body: body})
 				n++
 				break
 			}
 		}
 	}
 	return n
+}
+
+// sendToQueue is the default exchange: the routing key is a queue name.
+func (e *Embedded) sendToQueue(queue string, msg *message.Message, body []byte) int {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	q := e.queues[queue]
+	if q == nil {
+		return 0
+	}
+	e.deliver(q, embItem{msg: msg.Copy(), routingKey: queue, body: body})
+	return 1
+}
+
+// deliver queues an item, or for a delay queue, moves it to the queue it
+// dead-letters to once its delay has passed, as a RabbitMQ queue with a
+// message TTL and a dead-letter routing key does.
+func (e *Embedded) deliver(q *embQueue, it embItem) {
+	if q.delay <= 0 {
+		q.push(it, false)
+		return
+	}
+	time.AfterFunc(q.delay, func() {
+		if e.closed.Load() {
+			return
+		}
+		e.sendToQueue(q.deadLetterTo, it.msg, it.body)
+	})
+}
+
+// DeclareDelayQueue declares a queue that holds each message for delay,
+// then moves it to the queue deadLetterTo.
+func (e *Embedded) DeclareDelayQueue(name string, delay time.Duration, deadLetterTo string) error {
+	if delay <= 0 {
+		return fmt.Errorf("cannot declare delay queue %q: delay must be positive", name)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if q, ok := e.queues[name]; ok {
+		if q.delay != delay || q.deadLetterTo != deadLetterTo {
+			return fmt.Errorf("cannot declare delay queue %q: it exists with other arguments (PRECONDITION_FAILED)", name)
+		}
+		return nil
+	}
+	e.queues[name] = &embQueue{name: name, signal: make(chan struct{}), delay: delay, deadLetterTo: deadLetterTo}
+	return nil
 }
 
 func (e *Embedded) queue(name string) *embQueue {
@@ -118,11 +164,15 @@ func (e *Embedded) queue(name string) *embQueue {
 type embItem struct {
 	msg        *message.Message
 	routingKey string
+	body       []byte
 }
 
 type embQueue struct {
 	name     string
 	bindings []Pattern
+
+	delay        time.Duration // a delay queue holds nothing consumable
+	deadLetterTo string
 
 	mu     sync.Mutex
 	items  []embItem
@@ -187,6 +237,9 @@ type EmbeddedPublisherConfig struct {
 	// UnroutableIsError makes Publish return ErrUnroutable for a message that
 	// no queue is bound to. Optional; by default it is logged and counted.
 	UnroutableIsError bool
+	// ToQueues publishes through the default exchange: the topic is the
+	// name of the queue the message goes to, which must exist.
+	ToQueues bool
 	// Logger receives warnings about unroutable messages. Optional.
 	Logger *slog.Logger
 }
@@ -212,6 +265,7 @@ func (p *EmbeddedPublisher) Publish(topic string, msgs ...*message.Message) erro
 	}
 	for _, msg := range msgs {
 		out := msg
+		var body []byte
 		if p.cfg.Marshaler != nil {
 			pub, err := p.cfg.Marshaler.Marshal(msg)
 			if err != nil {
@@ -224,8 +278,15 @@ func (p *EmbeddedPublisher) Publish(topic string, msgs ...*message.Message) erro
 			if err != nil {
 				return err
 			}
+			body = pub.Body
 		}
-		if p.broker.route(topic, out) == 0 {
+		var n int
+		if p.cfg.ToQueues {
+			n = p.broker.sendToQueue(topic, out, body)
+		} else {
+			n = p.broker.route(topic, out, body)
+		}
+		if n == 0 {
 			p.broker.unroutable.Add(1)
 			if p.cfg.UnroutableIsError {
 				return fmt.Errorf("cannot publish %s to %q: %w", msg.UUID, topic, ErrUnroutable)
@@ -402,15 +463,20 @@ func (s *embSource) fetch(stop <-chan struct{}) (delivery, bool) {
 		return delivery{}, false
 	}
 	var settled atomic.Bool
+	key := it.msg.Metadata.Get(MetaRoutingKey)
+	if key == "" {
+		key = it.routingKey
+	}
 	return delivery{
 		msg:        it.msg,
-		routingKey: it.routingKey,
+		body:       it.body,
+		routingKey: key,
 		ack:        func() { settled.Store(true) },
 		nack: func() {
 			if settled.CompareAndSwap(false, true) {
 				// A fresh message, as RabbitMQ redelivers a fresh delivery:
 				// the old one has been acked or nacked already.
-				s.q.push(embItem{msg: it.msg.Copy(), routingKey: it.routingKey}, true)
+				s.q.push(embItem{msg: it.msg.Copy(), routingKey: it.routingKey, body: it.body}, true)
 			}
 		},
 	}, true

@@ -38,8 +38,16 @@ const (
 	// valid envelope; it holds the reason, and the message's Payload holds the
 	// original body unchanged. Validation middleware parks such messages.
 	MetaMalformed = "bb_malformed"
-	// MetaRoutingKey holds the routing key a message was delivered under.
+	// MetaRoutingKey holds the routing key a message was delivered under:
+	// its original routing key when it came back through a delay queue.
 	MetaRoutingKey = "bb_routing_key"
+	// MetaOriginalRoutingKey is set, as a header, on a message sent to a
+	// delay or poison queue: the routing key it was first published with,
+	// which dispatch uses when the message comes back.
+	MetaOriginalRoutingKey = "bb_original_routing_key"
+	// MetaTargetHandler, when set on a redelivered message, names the one
+	// handler of the service it is for (a retry or a replay).
+	MetaTargetHandler = "bb_target_handler"
 )
 
 // envelopeKeys are the metadata keys that the codec writes into the body;

@@ -170,7 +170,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.router.AddMiddleware(s.guard)
 	s.router.AddMiddleware(s.middleware...)
 	for _, h := range s.handlers {
-		s.router.AddConsumerHandler(h.name, h.pattern, sub, h.fn)
+		s.router.AddConsumerHandler(h.name, h.pattern, namedSubscriber{sub, h.name}, h.fn)
 	}
 	s.logger.Info("service starting", slog.String("transport", s.bus.Transport()), slog.String("queue", queue),
 		slog.Any("patterns", s.Patterns()), slog.Int("consumers", s.bus.cfg.EffectiveConsumers()))
@@ -181,6 +181,21 @@ func (s *Service) Run(ctx context.Context) error {
 	s.logger.Info("service stopped")
 	return err
 }
+
+// namedSubscriber tells the shared subscriber which handler each
+// subscription belongs to, so redeliveries can target one handler.
+type namedSubscriber struct {
+	message.Subscriber
+	name string
+}
+
+func (n namedSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	return n.Subscriber.Subscribe(WithHandlerName(ctx, n.name), topic)
+}
+
+// Close drains and closes the shared subscriber; Watermill calls it once
+// per handler, and every call after the first waits for the same drain.
+func (n namedSubscriber) Close() error { return n.Subscriber.Close() }
 
 // guard is the outermost middleware. A permanent failure that no inner
 // middleware (such as a poison queue) took care of would otherwise be

@@ -288,3 +288,47 @@ func TestService_stopDrainsInFlightHandlers(t *testing.T) {
 		t.Errorf("%d messages were requeued; want all %d acked", q, n)
 	}
 }
+
+// A redelivery addressed to one handler (a retry, a replay) reaches only it,
+// through a delay queue that hands it back to the service queue.
+func TestService_targetedRedeliveryThroughDelayQueue(t *testing.T) {
+	broker := bus.NewEmbedded(nil)
+	b := embeddedBus(t, broker, "svc")
+	s, _ := b.NewService("")
+	got := make(chan string, 10)
+	for _, name := range []string{"first", "second"} {
+		_ = bus.Handle(s, name, "job.#", func(ctx context.Context, ev bus.Event[map[string]any]) error {
+			got <- name
+			return nil
+		})
+	}
+	runService(t, s)
+	ctx := context.Background()
+	delayQueue := s.QueueName() + ".retry.50ms"
+	if err := b.DeclareDelayQueue(ctx, delayQueue, 50*time.Millisecond, s.QueueName()); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := bus.NewEnvelope("job.run", map[string]any{})
+	msg, _ := bus.NewMessage(env)
+	msg.Metadata.Set(bus.MetaTargetHandler, "second")
+	msg.Metadata.Set(bus.MetaOriginalRoutingKey, "job.run")
+	if err := b.QueuePublisher().Publish(delayQueue, msg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case name := <-got:
+		if name != "second" {
+			t.Errorf("handler %q got the redelivery, want only \"second\"", name)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the delayed redelivery never arrived")
+	}
+	select {
+	case name := <-got:
+		t.Errorf("handler %q also got it", name)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := b.QueuePublisher().Publish("no.such.queue", msg); !errors.Is(err, bus.ErrUnroutable) {
+		t.Errorf("publishing to a missing queue: err = %v, want ErrUnroutable", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
@@ -87,6 +88,25 @@ func (t Topology) DeclareQueue(ch *amqp.Channel, queue string, patterns ...strin
 		if err := ch.QueueBind(queue, p, t.exchange(), false, nil); err != nil {
 			return fmt.Errorf("cannot bind queue %q to %q: %w", queue, p, err)
 		}
+	}
+	return nil
+}
+
+// DeclareDelayQueue declares a durable queue that holds each message for
+// delay and then dead-letters it, through the default exchange, to the
+// queue deadLetterTo. This is how a retry waits without pinning a consumer
+// and without the delayed-message plugin, which current RabbitMQ lacks.
+func (t Topology) DeclareDelayQueue(ch *amqp.Channel, name string, delay time.Duration, deadLetterTo string) error {
+	if delay <= 0 {
+		return fmt.Errorf("cannot declare delay queue %q: delay must be positive", name)
+	}
+	args := amqp.Table{
+		"x-message-ttl":             delay.Milliseconds(),
+		"x-dead-letter-exchange":    "",
+		"x-dead-letter-routing-key": deadLetterTo,
+	}
+	if _, err := ch.QueueDeclare(name, true, false, false, false, args); err != nil {
+		return fmt.Errorf("cannot declare delay queue %q: %w", name, err)
 	}
 	return nil
 }

@@ -1,0 +1,33 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+GO ?= go
+PKGS := ./...
+
+.PHONY: run test test-unit test-restart lint bench build
+
+## run: start the command processor (on the embedded transport unless RABBIT_URL is set)
+run:
+	$(GO) run ./cmd/command-processor
+
+## test: vet, every test with the race detector, then the broker-restart tests alone
+test: lint test-unit test-restart
+
+test-unit:
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# These stop and start RabbitMQ, so they run after everything else, alone.
+test-restart:
+	BB_TEST_BROKER_RESTART=1 $(GO) test -race -count=1 -timeout 5m -run 'Restart' $(PKGS)
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## bench: Go benchmarks of the hot paths, with allocations
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## build: the binaries, into bin/
+build:
+	$(GO) build -o bin/ ./cmd/...
