@@ -14,9 +14,11 @@ test: lint test-unit test-restart
 test-unit:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
-# These stop and start RabbitMQ, so they run after everything else, alone.
+# Tests named TestDisruptive_* stop RabbitMQ or Redis or kill processes, so
+# they skip unless BB_TEST_DISRUPTIVE=1 and run after everything else, one
+# package at a time.
 test-restart:
-	BB_TEST_BROKER_RESTART=1 $(GO) test -race -count=1 -timeout 5m -run 'Restart' $(PKGS)
+	BB_TEST_DISRUPTIVE=1 $(GO) test -race -count=1 -p 1 -timeout 10m -run 'Disruptive' $(PKGS)
 
 ## lint: gofmt and go vet
 lint:

@@ -31,7 +31,7 @@ type Codec struct{}
 // headers.
 func (Codec) Marshal(msg *message.Message) (amqp.Publishing, error) {
 	var body []byte
-	if _, malformed := Malformed(msg); malformed {
+	if _, malformed := Malformed(msg); malformed || msg.Metadata.Get(MetaRawBody) != "" {
 		body = msg.Payload
 	} else {
 		env, err := EnvelopeFromMessage(msg)
@@ -54,7 +54,7 @@ func (Codec) Marshal(msg *message.Message) (amqp.Publishing, error) {
 	}
 	var headers amqp.Table
 	for k, v := range msg.Metadata {
-		if envelopeKeys[k] || k == MetaRoutingKey {
+		if envelopeKeys[k] || k == MetaRoutingKey || k == MetaRawBody {
 			continue
 		}
 		if headers == nil {
@@ -105,7 +105,7 @@ func DecodeDelivery(body []byte, messageID, routingKey string, headers amqp.Tabl
 	for k, v := range headers {
 		// Only the codec decides what is malformed and under which key a
 		// message arrived: a header cannot claim either.
-		if envelopeKeys[k] || k == MetaMalformed || k == MetaRoutingKey {
+		if envelopeKeys[k] || k == MetaMalformed || k == MetaRoutingKey || k == MetaRawBody {
 			continue
 		}
 		if s, ok := headerString(v); ok {

@@ -45,6 +45,11 @@ const (
 	// delay or poison queue: the routing key it was first published with,
 	// which dispatch uses when the message comes back.
 	MetaOriginalRoutingKey = "bb_original_routing_key"
+	// MetaRawBody, when set on a message, makes the codec write its Payload
+	// as the AMQP body unchanged instead of an envelope built from metadata:
+	// parking and replaying a message keep the producer's bytes. It never
+	// travels as a header.
+	MetaRawBody = "bb_raw_body"
 	// MetaTargetHandler, when set on a redelivered message, names the one
 	// handler of the service it is for (a retry or a replay).
 	MetaTargetHandler = "bb_target_handler"

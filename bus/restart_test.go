@@ -29,10 +29,10 @@ func restartBroker(t *testing.T) {
 // The broker restarts under a running service: publishing and consuming
 // resume in the same process, with the topology declared again. It stops
 // RabbitMQ, so it runs only when asked (make test runs it alone, after
-// everything else): BB_TEST_BROKER_RESTART=1.
-func TestAMQP_brokerRestartResumes(t *testing.T) {
-	if os.Getenv("BB_TEST_BROKER_RESTART") != "1" {
-		t.Skip("restarts RabbitMQ; run alone with BB_TEST_BROKER_RESTART=1 (make test does)")
+// everything else): BB_TEST_DISRUPTIVE=1.
+func TestDisruptive_brokerRestartResumes(t *testing.T) {
+	if os.Getenv("BB_TEST_DISRUPTIVE") != "1" {
+		t.Skip("restarts RabbitMQ; run alone with BB_TEST_DISRUPTIVE=1 (make test does)")
 	}
 	r := newRabbit(t)
 	queue := r.queue("restart")
