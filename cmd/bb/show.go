@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -48,30 +47,28 @@ which is what bb publish --mock sends.`,
 }
 
 func (a *app) show(et *domains.EventType) error {
-	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "routing key:\t%s\n", et.RoutingKey())
+	w := a.stdout
+	field := func(label, value string) { fmt.Fprintf(w, "%-15s%s\n", label+":", value) }
+	field("routing key", et.RoutingKey())
 	if et.IsTemplate() {
-		fmt.Fprintf(tw, "expands to:\t%s\n", strings.Join(et.RoutingKeys(), ", "))
+		field("expands to", strings.Join(et.RoutingKeys(), ", "))
 	}
-	fmt.Fprintf(tw, "domain:\t%s\n", et.Domain())
+	field("domain", et.Domain())
 	switch et.Kind() {
 	case domains.Command:
-		fmt.Fprintf(tw, "kind:\tcommand (a command processor executes it)\n")
+		field("kind", "command (a command processor executes it)")
 		if et.Result() != "" {
-			fmt.Fprintf(tw, "result event:\t%s\n", et.Result())
+			field("result event", et.Result())
 		}
 	default:
-		fmt.Fprintf(tw, "kind:\tfact (an event: it reports what happened)\n")
+		field("kind", "fact (an event: it reports what happened)")
 	}
-	fmt.Fprintf(tw, "go type:\t%s\n", et.Name())
+	field("go type", et.Name())
 	if aliases := et.Aliases(); len(aliases) > 0 {
-		fmt.Fprintf(tw, "aliases:\t%s\n", strings.Join(aliases, ", "))
+		field("aliases", strings.Join(aliases, ", "))
 	}
 	if et.Description() != "" {
-		fmt.Fprintf(tw, "description:\t%s\n", et.Description())
-	}
-	if err := tw.Flush(); err != nil {
-		return err
+		field("description", et.Description())
 	}
 	var schema bytes.Buffer
 	if err := json.Indent(&schema, et.Schema(), "", "  "); err != nil {
