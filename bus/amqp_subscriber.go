@@ -99,7 +99,8 @@ type amqpSource struct {
 	out   chan delivery
 
 	stop     chan struct{}
-	stopOnce sync.Once
+	stopOnce sync.Once // links the workers' stop to this source's
+	haltOnce sync.Once
 	done     chan struct{}
 
 	mu sync.Mutex
@@ -123,13 +124,7 @@ func (src *amqpSource) fetch(stop <-chan struct{}) (delivery, bool) {
 	}
 }
 
-func (src *amqpSource) halt() {
-	select {
-	case <-src.stop:
-	default:
-		close(src.stop)
-	}
-}
+func (src *amqpSource) halt() { src.haltOnce.Do(func() { close(src.stop) }) }
 
 func (src *amqpSource) run() {
 	defer close(src.done)

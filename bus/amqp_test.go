@@ -346,3 +346,81 @@ func TestAMQP_servicesReceiveWhatTheirPatternsMatch(t *testing.T) {
 		}
 	}
 }
+
+// The whole path a service uses: bus.Open on RabbitMQ, a typed handler, a
+// Python-style event published by a raw client.
+func TestAMQP_serviceHandlesPythonEvent(t *testing.T) {
+	r := newRabbit(t)
+	cfg, err := bus.LoadConfig([]string{"RABBIT_URL=" + r.url, "EXCHANGE_NAME=" + r.exchange, "SERVICE_NAME=go_consumer", "BB_DRAIN_TIMEOUT=2s"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.queue("go_consumer")
+	b, err := bus.Open(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.Transport() != bus.TransportAMQP {
+		t.Fatalf("transport = %s", b.Transport())
+	}
+	svc, err := b.NewService("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type promptPayload struct {
+		Provider string   `json:"provider"`
+		Prompt   string   `json:"prompt"`
+		Domain   *string  `json:"domain"`
+		Tags     []string `json:"tags"`
+	}
+	got := make(chan bus.Event[promptPayload], 1)
+	if err := bus.Handle(svc, "on_prompt", "agent.thread.*", func(ctx context.Context, ev bus.Event[promptPayload]) error {
+		got <- ev
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	<-svc.Running()
+
+	raw := r.raw()
+	defer raw.Close()
+	ch, err := raw.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	if err := ch.PublishWithContext(ctx, r.exchange, "agent.thread.prompt", false, false, amqp.Publishing{
+		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: id.String(), Body: pythonBody(id, "agent.thread.prompt"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-got:
+		if ev.Envelope.EventID != id || ev.Payload.Prompt != "Analyze this codebase" || ev.Payload.Domain != nil || ev.Payload.Tags[0] != "analysis" {
+			t.Errorf("handler got %+v", ev)
+		}
+		if ev.Envelope.Source.App != "http-client" || ev.Envelope.AgentContext.Type != bus.AgentClaudeCode {
+			t.Errorf("envelope metadata lost: %+v", ev.Envelope)
+		}
+	case <-ctx.Done():
+		t.Fatal("the typed handler did not receive the Python event")
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	// Everything was acked: the durable queue is empty after the service stopped.
+	q, err := ch.QueueDeclarePassive(svc.QueueName(), true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Messages != 0 {
+		t.Errorf("%d messages left in %s", q.Messages, svc.QueueName())
+	}
+}
