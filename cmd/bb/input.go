@@ -21,16 +21,19 @@ func (a *app) readSource(flag, value string) ([]byte, error) {
 		}
 		return b, nil
 	case strings.HasPrefix(value, "@"):
+		if value == "@" {
+			return nil, usageErrorf("%s: no file name after @ (e.g. %s @payload.json)", flag, flag)
+		}
 		return readFile(flag, value[1:])
 	default:
 		return []byte(value), nil
 	}
 }
 
-// readFile reads a file named by a flag; - is stdin's job, not a file's.
+// readFile reads a file named by a flag.
 func readFile(flag, path string) ([]byte, error) {
 	if path == "" {
-		return nil, usageErrorf("%s: no file name after @ (e.g. %s @payload.json)", flag, flag)
+		return nil, usageErrorf("%s needs a file name (or - for stdin)", flag)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -190,6 +190,29 @@ func (p *process) waitStderr(s string) {
 	}
 }
 
+// waitStdout blocks until stdout contains s, the process ended, or 30 s
+// passed.
+func (p *process) waitStdout(s string) {
+	p.t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		text, changed := p.stdout.snapshot()
+		if strings.Contains(text, s) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-p.done:
+			if strings.Contains(p.stdout.String(), s) {
+				return
+			}
+			p.t.Fatalf("bb ended before printing %q: %v\nstdout:\n%s\nstderr:\n%s", s, p.err, p.stdout.String(), p.stderrText())
+		case <-deadline:
+			p.t.Fatalf("bb did not print %q within 30 s\nstdout:\n%s\nstderr:\n%s", s, p.stdout.String(), p.stderrText())
+		}
+	}
+}
+
 // wait waits (at most 30 s) for the process to end and returns its result.
 func (p *process) wait() result {
 	p.t.Helper()
@@ -214,22 +237,37 @@ func (p *process) stderrText() string {
 	return strings.Join(p.stderr, "\n")
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once,
+// which tells waiters when it grows.
 type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{} // closed and replaced on every write
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.changed != nil {
+		close(b.changed)
+	}
+	b.changed = make(chan struct{})
 	return b.buf.Write(p)
 }
 
 func (b *syncBuffer) String() string {
+	text, _ := b.snapshot()
+	return text
+}
+
+// snapshot returns the contents and a channel closed at the next write.
+func (b *syncBuffer) snapshot() (string, <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.buf.String()
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
+	return b.buf.String(), b.changed
 }
 
 var _ io.Writer = (*syncBuffer)(nil)

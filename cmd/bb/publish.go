@@ -142,8 +142,8 @@ func (a *app) runPublish(cmd *cobra.Command, args []string, o publishOptions) er
 	}
 
 	var env bus.Envelope
-	if o.envelopeJSON != "" || o.envelopeFile != "" {
-		env, err = a.envelopeFromFlags(cmd, args, o, reg)
+	if source := given[0]; source == "--"+flagEnvelopeJSON || source == "--"+flagEnvelopeFile {
+		env, err = a.envelopeFromFlags(cmd, args, o, reg, source)
 	} else {
 		if len(args) == 0 {
 			return usageErrorf("missing ROUTING_KEY_OR_NAME: say which event to publish, e.g. 'bb publish agent.thread.prompt --mock' (see 'bb list-events')")
@@ -232,7 +232,7 @@ func (a *app) envelopeFromPayload(cmd *cobra.Command, arg string, o publishOptio
 }
 
 // envelopeFromFlags reads a whole envelope, to be published as is.
-func (a *app) envelopeFromFlags(cmd *cobra.Command, args []string, o publishOptions, reg *domains.Registry) (bus.Envelope, error) {
+func (a *app) envelopeFromFlags(cmd *cobra.Command, args []string, o publishOptions, reg *domains.Registry, what string) (bus.Envelope, error) {
 	for _, name := range envelopeFieldFlags {
 		if cmd.Flags().Changed(name) {
 			return bus.Envelope{}, usageErrorf("--%s cannot change an envelope given whole (it is published as is): edit the envelope instead", name)
@@ -240,16 +240,13 @@ func (a *app) envelopeFromFlags(cmd *cobra.Command, args []string, o publishOpti
 	}
 	var raw []byte
 	var err error
-	what := "--envelope-json"
-	if o.envelopeJSON != "" {
+	switch {
+	case what == "--"+flagEnvelopeJSON:
 		raw, err = a.readSource(what, o.envelopeJSON)
-	} else {
-		what = "--envelope-file"
-		if o.envelopeFile == "-" {
-			raw, err = a.readSource(what, "-")
-		} else {
-			raw, err = readFile(what, o.envelopeFile)
-		}
+	case o.envelopeFile == "-":
+		raw, err = a.readSource(what, "-")
+	default:
+		raw, err = readFile(what, o.envelopeFile)
 	}
 	if err != nil {
 		return bus.Envelope{}, err

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -107,9 +109,10 @@ func (r *rabbit) publishRaw(key string, body []byte) {
 	}
 }
 
-// queueExists asks the broker with a passive declare, on a channel of its
-// own since a failed passive declare closes the channel.
-func (r *rabbit) queueExists(queue string) bool {
+// passiveDeclare asks the broker about a queue, on a channel of its own
+// since a failed passive declare closes the channel; it returns the AMQP
+// reply code (0 when the queue exists and this connection may use it).
+func (r *rabbit) passiveDeclare(queue string) int {
 	r.t.Helper()
 	ch, err := r.conn.Channel()
 	if err != nil {
@@ -118,13 +121,13 @@ func (r *rabbit) queueExists(queue string) bool {
 	defer ch.Close()
 	_, err = ch.QueueDeclarePassive(queue, false, false, false, false, nil)
 	if err == nil {
-		return true
+		return 0
 	}
-	if e, ok := errors.AsType[*amqp.Error](err); ok && e.Code == amqp.NotFound {
-		return false
+	if e, ok := errors.AsType[*amqp.Error](err); ok {
+		return e.Code
 	}
 	r.t.Fatalf("passive declare of %s: %v", queue, err)
-	return false
+	return 0
 }
 
 func TestPublish_deliversAV1EnvelopeWithTheContractProperties(t *testing.T) {
@@ -274,9 +277,9 @@ func TestTail_prettyPrintsOneReadableLine(t *testing.T) {
 	}
 }
 
-// The tail's queue is exclusive and auto-deleted: after it exits, nothing
-// of it is left on the broker.
-func TestTail_leavesNoQueueBehind(t *testing.T) {
+// The tail's queue is exclusive to its connection, so the broker deletes
+// it when the tail exits: nothing of it is left behind.
+func TestTail_queueIsExclusive(t *testing.T) {
 	r := newRabbit(t)
 	tail := startTail(t, r, "--count", "1", "github.#")
 	queue := ""
@@ -292,17 +295,35 @@ func TestTail_leavesNoQueueBehind(t *testing.T) {
 	if !strings.HasPrefix(queue, "bb.tail.") {
 		t.Fatalf("tail did not log its queue bb.tail.<uuid>: %q", queue)
 	}
+	if code := r.passiveDeclare(queue); code != amqp.ResourceLocked {
+		t.Errorf("passive declare of the tail's queue from another connection: reply %d, want %d (RESOURCE_LOCKED: exclusive)", code, amqp.ResourceLocked)
+	}
 	mustSucceed(t, run{env: r.env()}, "publish", "github.pr.created", "--mock")
 	if out := tail.wait(); out.code != 0 {
 		t.Fatalf("tail: want exit 0\n%s", out)
 	}
-	// The broker deletes an exclusive queue as the connection that owned it
-	// goes; that may finish just after bb exited, so ask until it is gone.
-	deadline := time.Now().Add(10 * time.Second)
-	for r.queueExists(queue) {
-		if time.Now().After(deadline) {
-			t.Fatalf("queue %s still exists 10 s after the tail ended", queue)
-		}
-		time.Sleep(20 * time.Millisecond)
+}
+
+// Without --count a tail runs until SIGINT or SIGTERM, and then ends
+// normally, having printed what it received.
+func TestTail_endsCleanlyOnSignals(t *testing.T) {
+	for _, sig := range []os.Signal{syscall.SIGTERM, os.Interrupt} {
+		t.Run(sig.String(), func(t *testing.T) {
+			r := newRabbit(t)
+			tail := startTail(t, r, "llm.*")
+			res := mustSucceed(t, run{env: r.env()}, "publish", "llm.prompt", "--mock")
+			id := strings.TrimSpace(res.stdout)
+			tail.waitStdout(id)
+			if err := tail.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			out := tail.wait()
+			if out.code != 0 {
+				t.Fatalf("want exit 0 on %s\n%s", sig, out)
+			}
+			if ls := lines(out.stdout); len(ls) != 1 || !strings.Contains(ls[0], id) {
+				t.Errorf("want the one event printed\n%s", out)
+			}
+		})
 	}
 }
