@@ -13,6 +13,13 @@
 // (broker or Redis unreachable, publish not confirmed).
 //
 // Layout: main.go only calls run; root.go builds the command tree and maps
-// errors to exit codes (errors.go); each command lives in its own file, and
-// settings.go holds what several commands share (settings, logger, bus).
+// errors to exit codes (errors.go); each command lives in its own file
+// (publish.go, tail.go, id.go, trace.go, list_events.go, list_commands.go,
+// show.go); what several commands share is in settings.go (settings, logger,
+// bus), input.go (reading and checking JSON) and suggest.go (close matches
+// for a misspelt event type).
+//
+// The tests build the binary once and run it as a user does; those that
+// need RabbitMQ or Redis use internal/testenv, each on its own exchange or
+// its own random event ids.
 package main

@@ -180,7 +180,7 @@ func (a *app) envelopeFromPayload(cmd *cobra.Command, arg string, o publishOptio
 	switch {
 	case o.mock:
 		if et == nil {
-			return bus.Envelope{}, usageErrorf("--mock needs a registered event type, and %s%s", unknownTypeMessage(reg, arg), listHint)
+			return bus.Envelope{}, usageErrorf("--mock needs a registered event type, and %s", unknownTypeMessage(reg, arg))
 		}
 		what = "the example payload of " + et.RoutingKey()
 		payload, err = mockPayload(reg, et, arg)
