@@ -55,10 +55,11 @@ func NewAMQPSubscriber(conn *AMQPConnection, cfg AMQPSubscriberConfig) (*AMQPSub
 	return s, nil
 }
 
-// declare declares the queue with every pattern bound so far.
-func (s *AMQPSubscriber) declare(queue, pattern string) error {
+// declare declares the queue with every pattern bound so far, waiting for
+// a reconnect at most until ctx ends or 30s pass.
+func (s *AMQPSubscriber) declare(ctx context.Context, queue, pattern string) error {
 	patterns := s.bindings.add(queue, pattern)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	ch, err := s.conn.Channel(ctx)
 	if err != nil {
@@ -75,7 +76,7 @@ func (s *AMQPSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 
 // SubscribeInitialize declares the queue and binding without consuming.
 func (s *AMQPSubscriber) SubscribeInitialize(topic string) error {
-	return s.declare(s.cfg.QueueName(topic), topic)
+	return s.declare(context.Background(), s.cfg.QueueName(topic), topic)
 }
 
 // Close drains in-flight messages, then closes every channel it opened and

@@ -45,7 +45,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Bus, error) {
 	topo := b.topology()
 	if cfg.Embedded() {
 		b.embedded = NewEmbedded(b.logger)
-		b.publisher = b.embedded.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger})
+		b.publisher = b.embedded.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger, UnroutableIsError: cfg.UnroutableIsError})
 		b.queuePub = b.embedded.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger, ToQueues: true, UnroutableIsError: true})
 		return b, nil
 	}
@@ -62,6 +62,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Bus, error) {
 	}
 	b.amqpPub, err = NewAMQPPublisher(b.pubConn, PublisherConfig{
 		Topology: topo, Channels: cfg.PublisherChannels, ConfirmTimeout: cfg.PublishTimeout, Logger: b.logger,
+		UnroutableIsError: cfg.UnroutableIsError,
 	})
 	if err != nil {
 		_ = b.Close()

@@ -39,6 +39,7 @@ type Config struct {
 	Consumers         int           `env:"BB_CONSUMERS" envDefault:"0"`
 	QueueType         string        `env:"BB_QUEUE_TYPE" envDefault:"classic"`
 	PublisherChannels int           `env:"BB_PUBLISHER_CHANNELS" envDefault:"4"`
+	UnroutableIsError bool          `env:"BB_UNROUTABLE_IS_ERROR" envDefault:"false"`
 	ConnectTimeout    time.Duration `env:"BB_CONNECT_TIMEOUT" envDefault:"30s"`
 	PublishTimeout    time.Duration `env:"BB_PUBLISH_TIMEOUT" envDefault:"10s"`
 	DrainTimeout      time.Duration `env:"BB_DRAIN_TIMEOUT" envDefault:"30s"`
@@ -131,8 +132,8 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.RedisURL != "" {
-		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "redis-sentinel") {
-			p = append(p, "REDIS_URL: want redis://, rediss:// or redis-sentinel:// (got "+RedactURL(c.RedisURL)+")")
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			p = append(p, "REDIS_URL: want redis://[user:password@]host:port/db or rediss:// (got "+RedactURL(c.RedisURL)+")")
 		}
 	}
 	if c.RedisPort < 1 || c.RedisPort > 65535 {

@@ -345,7 +345,7 @@ func (c *SubscriberConfig) setDefaults() {
 // queueConsumer per queue, created on first Subscribe.
 type subscriberCore struct {
 	cfg       SubscriberConfig
-	declare   func(queue string, pattern string) error
+	declare   func(ctx context.Context, queue string, pattern string) error
 	newSource func(queue string) (source, error)
 
 	mu        sync.Mutex
@@ -359,7 +359,7 @@ func (s *subscriberCore) subscribe(ctx context.Context, topic string) (<-chan *m
 		return nil, err
 	}
 	queue := s.cfg.QueueName(topic)
-	if err := s.declare(queue, topic); err != nil {
+	if err := s.declare(ctx, queue, topic); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -420,7 +420,7 @@ func (e *Embedded) Subscriber(cfg SubscriberConfig) *EmbeddedSubscriber {
 	s.core = subscriberCore{
 		cfg:       cfg,
 		consumers: map[string]*queueConsumer{},
-		declare: func(queue, pattern string) error {
+		declare: func(_ context.Context, queue, pattern string) error {
 			if e.closed.Load() {
 				return ErrClosed
 			}
@@ -445,7 +445,7 @@ func (s *EmbeddedSubscriber) Subscribe(ctx context.Context, topic string) (<-cha
 // SubscribeInitialize declares the topic's queue and binding without
 // consuming, so messages published before Subscribe are kept.
 func (s *EmbeddedSubscriber) SubscribeInitialize(topic string) error {
-	return s.core.declare(s.core.cfg.QueueName(topic), topic)
+	return s.core.declare(context.Background(), s.core.cfg.QueueName(topic), topic)
 }
 
 // Close drains in-flight messages (see SubscriberConfig.DrainTimeout) and

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/33god/bloodbank-go/bus"
 )
 
 // Settings says where Redis is. Its fields are the environment variables the
@@ -222,3 +224,15 @@ func (s Settings) redacted() Settings {
 }
 
 func slices0(s []string) []string { return append([]string(nil), s...) }
+
+// SettingsFromConfig takes the Redis settings out of a service's bus
+// settings (REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_PASSWORD).
+func SettingsFromConfig(cfg bus.Config) Settings {
+	return Settings{URL: cfg.RedisURL, Host: cfg.RedisHost, Port: cfg.RedisPort, DB: cfg.RedisDB, Password: cfg.RedisPassword}
+}
+
+// RedisConfigFromConfig is the store configuration a service's settings
+// ask for: the TTL from CORRELATION_TTL_DAYS, every other field default.
+func RedisConfigFromConfig(cfg bus.Config) RedisConfig {
+	return RedisConfig{TTL: TTLFromDays(cfg.CorrelationTTLDays)}
+}
