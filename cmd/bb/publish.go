@@ -404,6 +404,9 @@ func (a *app) publish(ctx context.Context, env bus.Envelope) error {
 	if err != nil {
 		return err
 	}
+	// The bus reports an unroutable publish as an error instead of logging
+	// it, so the one warning below is all the user sees.
+	cfg.UnroutableIsError = true
 	b, err := a.openBus(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -411,14 +414,15 @@ func (a *app) publish(ctx context.Context, env bus.Envelope) error {
 	defer b.Close()
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	before := b.PublisherStats().Unroutable
-	if err := b.Publish(ctx, env); err != nil {
-		return infraErrorf("%v\nthe event may not have been stored: check the broker at %s (its logs, disk and memory alarms), then publish again with --event-id %s so consumers can tell a repeat",
-			err, bus.RedactURL(cfg.RabbitURL), env.EventID)
-	}
-	if b.PublisherStats().Unroutable > before {
+	err = b.Publish(ctx, env)
+	if errors.Is(err, bus.ErrUnroutable) {
 		a.warnf("no queue is bound to routing key %q on exchange %q: the broker confirmed event %s but dropped it, because nobody listens for it yet",
 			env.EventType, cfg.ExchangeName, env.EventID)
+		err = nil
+	}
+	if err != nil {
+		return infraErrorf("%v\nthe event may not have been stored: check the broker at %s (its logs, disk and memory alarms), then publish again with --event-id %s so consumers can tell a repeat",
+			err, bus.RedactURL(cfg.RabbitURL), env.EventID)
 	}
 	fmt.Fprintln(a.stdout, env.EventID)
 	return nil

@@ -60,9 +60,7 @@ func (a *app) runTrace(ctx context.Context, arg string, depth int, asJSON bool) 
 	if err != nil {
 		return err
 	}
-	settings := correlation.Settings{
-		URL: cfg.RedisURL, Host: cfg.RedisHost, Port: cfg.RedisPort, DB: cfg.RedisDB, Password: cfg.RedisPassword,
-	}
+	settings := correlation.SettingsFromConfig(cfg)
 	logger, err := a.logger(cfg)
 	if err != nil {
 		return err
