@@ -1,0 +1,162 @@
+package cqrs
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/domains"
+)
+
+// Collector gathers the events a command causes, in the order it adds them
+// (Python's EventCollector). The processor publishes them, in that order,
+// only once Execute has returned without error.
+//
+// Each event is completed as it is added, so the command can see the id it
+// will be published under:
+//
+//   - event_id: SideEffectID(event type, command id, position), unless a
+//     whole envelope added with AddEnvelope already has one;
+//   - correlation_ids: [command id] (an envelope's own ids are kept, after
+//     the command id);
+//   - agent_context: the command's, unless the envelope sets its own;
+//   - source: the processor's (CollectorConfig.Source) unless set;
+//   - timestamp: now unless set; version 1.0.0.
+//
+// A Collector belongs to one execution and is not safe for concurrent use.
+type Collector struct {
+	cc     CommandContext
+	cfg    CollectorConfig
+	events []bus.Envelope
+}
+
+// CollectorConfig configures a Collector.
+type CollectorConfig struct {
+	// Registry gives the routing key of a typed payload and validates
+	// payloads before they are collected. Required.
+	Registry *domains.Registry
+	// Source is the source of collected events that set none. Optional;
+	// default DefaultSource("").
+	Source bus.Source
+	// Now stamps collected events. Optional; default time.Now.
+	Now func() time.Time
+}
+
+// DefaultSource is the source of the events a command processor publishes:
+// this host, trigger type agent (it answers on behalf of an agent), and app
+// (default "command_processor").
+func DefaultSource(app string) bus.Source {
+	if app == "" {
+		app = "command_processor"
+	}
+	return bus.Source{Host: bus.Hostname(), Type: bus.TriggerAgent, App: app}
+}
+
+func (c *CollectorConfig) setDefaults() {
+	if c.Source.Host == "" {
+		app := c.Source.App
+		c.Source = DefaultSource(app)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem of the configuration at once.
+func (c CollectorConfig) Validate() error {
+	if c.Registry == nil {
+		return errors.New("invalid cqrs CollectorConfig: Registry is required (use catalog.New)")
+	}
+	return nil
+}
+
+// NewCollector returns an empty collector for the command cc describes.
+// The processor makes one per execution; tests of a command make their own.
+func NewCollector(cc CommandContext, cfg CollectorConfig) (*Collector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	return &Collector{cc: cc, cfg: cfg}, nil
+}
+
+// Add collects a typed payload under the routing key the registry gives its
+// type, and returns the envelope it will be published in. A payload whose
+// type is not registered, or that fails validation, is not collected: the
+// error is permanent (a bus.PermanentError of kind invalid), since running
+// the command again cannot fix its code.
+func (c *Collector) Add(payload any) (bus.Envelope, error) {
+	key, _, err := routingKeyOf(c.cfg.Registry, payload)
+	if err != nil {
+		return bus.Envelope{}, &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("cannot collect %T: %w", payload, err)}
+	}
+	if err := c.cfg.Registry.ValidateValue(key, payload); err != nil {
+		return bus.Envelope{}, &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", key, err)}
+	}
+	opts := append(c.fill(), bus.WithEventID(SideEffectID(key, c.cc.EventID, len(c.events))))
+	env, err := bus.NewEnvelope(key, payload, opts...)
+	if err != nil {
+		return bus.Envelope{}, &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", key, err)}
+	}
+	c.events = append(c.events, env)
+	return env, nil
+}
+
+// AddEnvelope collects a whole envelope, completing the fields it leaves
+// unset (see Collector). EventType and Payload are required. An event type
+// the registry knows is validated; an unknown one is collected as is, since
+// a command may publish events of domains this service does not know.
+func (c *Collector) AddEnvelope(env bus.Envelope) (bus.Envelope, error) {
+	if env.EventType == "" {
+		return bus.Envelope{}, &bus.PermanentError{Kind: bus.KindInvalid, Err: errors.New("cannot collect an envelope without event_type")}
+	}
+	if err := c.cfg.Registry.Validate(env.EventType, env.Payload); err != nil && !errors.Is(err, domains.ErrUnknownEventType) {
+		return bus.Envelope{}, &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", env.EventType, err)}
+	}
+	if env.EventID == uuid.Nil {
+		env.EventID = SideEffectID(env.EventType, c.cc.EventID, len(c.events))
+	}
+	if !slices.Contains(env.CorrelationIDs, c.cc.EventID) && c.cc.EventID != uuid.Nil {
+		env.CorrelationIDs = append([]uuid.UUID{c.cc.EventID}, env.CorrelationIDs...)
+	}
+	if env.AgentContext == nil {
+		env.AgentContext = c.cc.AgentContext
+	}
+	if env.Source.Host == "" {
+		env.Source = c.cfg.Source
+	}
+	if env.Timestamp.IsZero() {
+		env.Timestamp = c.cfg.Now()
+	}
+	if env.Version == "" {
+		env.Version = bus.EnvelopeVersion
+	}
+	if err := env.Validate(); err != nil {
+		return bus.Envelope{}, &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", env.EventType, err)}
+	}
+	c.events = append(c.events, env)
+	return env, nil
+}
+
+func (c *Collector) fill() []bus.EnvelopeOption {
+	var opts []bus.EnvelopeOption
+	opts = append(opts, bus.WithSource(c.cfg.Source), bus.WithTimestamp(c.cfg.Now()))
+	if c.cc.EventID != uuid.Nil {
+		opts = append(opts, bus.WithCorrelationIDs(c.cc.EventID))
+	}
+	if c.cc.AgentContext != nil {
+		opts = append(opts, bus.WithAgentContext(c.cc.AgentContext))
+	}
+	return opts
+}
+
+// Events returns the collected events in the order they were added
+// (Python's collect()). The slice is a copy.
+func (c *Collector) Events() []bus.Envelope { return slices.Clone(c.events) }
+
+// Len is how many events were collected.
+func (c *Collector) Len() int { return len(c.events) }

@@ -1,0 +1,120 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Request is what a prompt command asks an Agent: the fields
+// agent.thread.prompt and llm.prompt share.
+type Request struct {
+	Provider   string
+	Model      *string
+	Prompt     string
+	Project    *string
+	WorkingDir *string
+	Domain     *string
+	Tags       []string
+}
+
+// Answer is an Agent's reply.
+type Answer struct {
+	// Text is the response. Required.
+	Text string
+	// Model is the model that answered; nil keeps the prompt's model.
+	Model *string
+	// TokensUsed is what the answer cost.
+	TokensUsed int
+}
+
+// Agent answers prompts: the model behind the prompt commands. It is
+// called concurrently, once per prompt.
+//
+// Its errors decide the command's outcome. A transient error (IsTransient:
+// an *AgentError with Retryable set, or a context error) fails the command,
+// so the prompt is redelivered and asked again; any other error is final:
+// the command publishes an error event (agent.thread.error, llm.error) as its
+// outcome and the prompt is acked.
+type Agent interface {
+	Respond(ctx context.Context, req Request) (Answer, error)
+}
+
+// EchoAgent is the reference agent of the wire contract (section 6): it calls
+// no model and answers "Echoing your prompt: <prompt>", with TokensUsed the
+// number of words of prompt and answer. Same prompt, same answer.
+type EchoAgent struct {
+	// Delay simulates a model's latency before each answer. Optional;
+	// default none. A context that ends first makes the answer a transient
+	// error.
+	Delay time.Duration
+}
+
+// Respond echoes req.Prompt.
+func (a EchoAgent) Respond(ctx context.Context, req Request) (Answer, error) {
+	if a.Delay > 0 {
+		t := time.NewTimer(a.Delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return Answer{}, ctx.Err()
+		}
+	}
+	text := "Echoing your prompt: " + req.Prompt
+	return Answer{Text: text, TokensUsed: len(strings.Fields(req.Prompt)) + len(strings.Fields(text))}, nil
+}
+
+// AgentError is a failure an Agent reports with what the error event needs.
+type AgentError struct {
+	// Code is the error_code of the error event, e.g. "rate_limit_error".
+	// Optional; default "agent_error".
+	Code string
+	// Retryable marks a failure that asking again may fix (a rate limit,
+	// a timeout): the command fails and the prompt is redelivered.
+	Retryable bool
+	// Err is the underlying error. Required.
+	Err error
+}
+
+func (e *AgentError) Error() string {
+	if e.Code != "" {
+		return fmt.Sprintf("%s: %v", e.Code, e.Err)
+	}
+	return fmt.Sprint(e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *AgentError) Unwrap() error { return e.Err }
+
+// IsTransient reports whether an Agent's error is worth asking again for:
+// an *AgentError with Retryable set, or the end of the context (a timeout,
+// a cancellation), which says nothing about the prompt.
+func IsTransient(err error) bool {
+	var ae *AgentError
+	if errors.As(err, &ae) {
+		return ae.Retryable
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// errorCode is the error_code an Agent's final error is published with.
+func errorCode(err error) string {
+	var ae *AgentError
+	if errors.As(err, &ae) && ae.Code != "" {
+		return ae.Code
+	}
+	return "agent_error"
+}
+
+// ask calls agent, or EchoAgent when it is nil, and measures the call.
+func ask(ctx context.Context, agent Agent, req Request) (Answer, int, error) {
+	if agent == nil {
+		agent = EchoAgent{}
+	}
+	start := time.Now()
+	ans, err := agent.Respond(ctx, req)
+	return ans, int(time.Since(start).Milliseconds()), err
+}

@@ -1,0 +1,16 @@
+// Package commands holds the behaviour of the built-in commands, one use
+// case per file: AgentThreadPrompt (agent.thread.prompt → agent.thread.response
+// or agent.thread.error) and LLMPrompt (llm.prompt → llm.response or
+// llm.error). Both embed their pure-data payload from the domain package and
+// ask an Agent; EchoAgent is the reference agent of the wire contract, a
+// deterministic echo that calls no model.
+//
+// The outcome of a prompt follows the Agent's error:
+//
+//	no error                  → the response event; the prompt is acked
+//	final error (the default) → the error event (is_retryable false); the prompt is acked
+//	transient (IsTransient)   → nothing published; the command fails and is
+//	                            redelivered under the service's retry policy
+//
+// Register adds them all to a cqrs.Processor.
+package commands

@@ -1,0 +1,157 @@
+package cqrs
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/33god/bloodbank-go/bus"
+)
+
+// Execution is one command being executed: what a Decorator sees. The
+// processor fills Result, Published and RolledBack as the execution goes,
+// so a decorator reads them after calling next.
+type Execution struct {
+	// HandlerName is the name of the command's handler (its routing key).
+	HandlerName string
+	// Command is the decoded command, a value of the registered type.
+	Command any
+	// Context describes the command's envelope.
+	Context CommandContext
+	// Message is the message that carried the command.
+	Message *message.Message
+
+	// Result is what Execute returned, once it succeeded.
+	Result any
+	// Published lists the collected events that were published, in order.
+	Published []bus.Envelope
+	// RolledBack reports that the command failed and Rollback was called.
+	RolledBack bool
+}
+
+// HandlerFunc executes one command: the processor's core, and what
+// decorators wrap. A nil error means the command succeeded and every event
+// it collected was published.
+type HandlerFunc func(ctx context.Context, ex *Execution) error
+
+// Decorator wraps every command handler of a processor, as the
+// wild-workouts decorators wrap every command: logging, metrics, tracing.
+// The processor always applies its own logging and metrics decorators,
+// outermost; ProcessorConfig.Decorators go inside them, the first outermost.
+type Decorator func(next HandlerFunc) HandlerFunc
+
+func applyDecorators(h HandlerFunc, ds ...Decorator) HandlerFunc {
+	for i := len(ds) - 1; i >= 0; i-- {
+		h = ds[i](h)
+	}
+	return h
+}
+
+// Outcomes of a command, as the log line of every command names them.
+const (
+	// OutcomeExecuted: Execute succeeded and its events were published.
+	OutcomeExecuted = "executed"
+	// OutcomeFailed: the command failed and was rolled back; the error is
+	// not permanent, so the message is not acked and the service's retry
+	// policy applies.
+	OutcomeFailed = "failed"
+	// OutcomeRejected: the command failed permanently (a bus.PermanentError,
+	// a panic): retrying cannot help; the service parks or logs it.
+	OutcomeRejected = "rejected"
+)
+
+func outcomeOf(err error) string {
+	switch {
+	case err == nil:
+		return OutcomeExecuted
+	case bus.IsPermanent(err):
+		return OutcomeRejected
+	default:
+		return OutcomeFailed
+	}
+}
+
+// logging writes one line per command: id, type, duration, outcome, the
+// events it published and, on failure, the error.
+func logging(logger *slog.Logger) Decorator {
+	return func(next HandlerFunc) HandlerFunc {
+		return func(ctx context.Context, ex *Execution) error {
+			start := time.Now()
+			err := next(ctx, ex)
+			outcome := outcomeOf(err)
+			published := make([]string, len(ex.Published))
+			for i, e := range ex.Published {
+				published[i] = e.EventType + "/" + e.EventID.String()
+			}
+			attrs := []slog.Attr{
+				slog.String("id", ex.Context.EventID.String()),
+				slog.String("type", ex.Context.EventType),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+				slog.String("outcome", outcome),
+				slog.Any("published", published),
+			}
+			level := slog.LevelInfo
+			if err != nil {
+				level = slog.LevelWarn
+				if outcome == OutcomeRejected {
+					level = slog.LevelError
+				}
+				attrs = append(attrs, slog.Bool("rolled_back", ex.RolledBack), slog.String("error", err.Error()))
+			}
+			logger.LogAttrs(ctx, level, "command", attrs...)
+			return err
+		}
+	}
+}
+
+// counters are the processor's metrics; Stats reads them.
+type counters struct {
+	executed, failed, published, facts, unknown, rejected atomic.Uint64
+}
+
+// metrics counts what every command did.
+func (c *counters) metrics(next HandlerFunc) HandlerFunc {
+	return func(ctx context.Context, ex *Execution) error {
+		err := next(ctx, ex)
+		c.published.Add(uint64(len(ex.Published)))
+		if err != nil {
+			c.failed.Add(1)
+		} else {
+			c.executed.Add(1)
+		}
+		return err
+	}
+}
+
+// Stats counts what a processor did since it was built. Every message a
+// processor's handlers receive counts once, under one of Executed, Failed,
+// Facts, Unknown or Rejected.
+type Stats struct {
+	// Executed commands succeeded and their events were published.
+	Executed uint64
+	// Failed commands returned an error (or panicked), or their events
+	// could not all be published; each failed attempt counts.
+	Failed uint64
+	// Published counts the events commands collected and published.
+	Published uint64
+	// Facts are events of a registered fact type that reached a command
+	// handler: acked and logged, not executed, as the Python processor does.
+	Facts uint64
+	// Unknown are events of a type the registry does not know: acked and
+	// logged, not executed.
+	Unknown uint64
+	// Rejected messages never reached Execute: malformed, invalid for their
+	// type, or a registered command type that no handler executes. Their
+	// error is permanent.
+	Rejected uint64
+}
+
+func (c *counters) stats() Stats {
+	return Stats{
+		Executed: c.executed.Load(), Failed: c.failed.Load(), Published: c.published.Load(),
+		Facts: c.facts.Load(), Unknown: c.unknown.Load(), Rejected: c.rejected.Load(),
+	}
+}

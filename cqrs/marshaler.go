@@ -1,0 +1,116 @@
+package cqrs
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	wcqrs "github.com/ThreeDotsLabs/watermill/components/cqrs"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/domains"
+)
+
+// Marshaler is Watermill's cqrs.CommandEventMarshaler speaking the bus's
+// envelope metadata, so that Watermill's CommandBus, EventBus and
+// CommandProcessor carry Bloodbank v1 events:
+//
+//   - Name is the routing key the registry gives a payload's type (or the
+//     payload a command type embeds), or a bus.Envelope's event type;
+//   - NameFromMessage is bus.EventType(msg), the envelope's event_type;
+//   - Marshal turns a bus.Envelope into a message as is (bus.NewMessage),
+//     and wraps any other payload in a new envelope (random event id, the
+//     configured source);
+//   - Unmarshal hydrates a message as Python's registry does: it validates
+//     the payload against the schema of its event type, then decodes it into
+//     v (or, for a *bus.Envelope, rebuilds the whole envelope).
+//
+// Unmarshal errors are permanent (bus.PermanentError): a message that is
+// malformed or invalid now will be so on every redelivery.
+type Marshaler struct {
+	reg *domains.Registry
+	src bus.Source
+}
+
+var _ wcqrs.CommandEventMarshaler = (*Marshaler)(nil)
+
+// NewMarshaler returns a Marshaler on reg (required). source is the source
+// of the envelopes Marshal builds around bare payloads; a zero source means
+// DefaultSource("").
+func NewMarshaler(reg *domains.Registry, source bus.Source) (*Marshaler, error) {
+	if reg == nil {
+		return nil, errors.New("cannot build cqrs Marshaler: a registry is required (use catalog.New)")
+	}
+	if source.Host == "" {
+		source = DefaultSource(source.App)
+	}
+	return &Marshaler{reg: reg, src: source}, nil
+}
+
+// Name returns the routing key of v, or "" when v's type is not registered.
+func (m *Marshaler) Name(v any) string {
+	switch e := v.(type) {
+	case bus.Envelope:
+		return e.EventType
+	case *bus.Envelope:
+		return e.EventType
+	}
+	key, _, err := routingKeyOf(m.reg, v)
+	if err != nil {
+		return ""
+	}
+	return key
+}
+
+// NameFromMessage returns the event type of msg.
+func (m *Marshaler) NameFromMessage(msg *message.Message) string { return bus.EventType(msg) }
+
+// Marshal turns v into a message: a bus.Envelope as it is, any other
+// payload in a new envelope under its routing key.
+func (m *Marshaler) Marshal(v any) (*message.Message, error) {
+	switch e := v.(type) {
+	case bus.Envelope:
+		return bus.NewMessage(e)
+	case *bus.Envelope:
+		return bus.NewMessage(*e)
+	}
+	key, _, err := routingKeyOf(m.reg, v)
+	if err != nil {
+		return nil, fmt.Errorf("cannot marshal %T: %w", v, err)
+	}
+	env, err := bus.NewEnvelope(key, v, bus.WithSource(m.src))
+	if err != nil {
+		return nil, fmt.Errorf("cannot marshal %s: %w", key, err)
+	}
+	return bus.NewMessage(env)
+}
+
+// Unmarshal validates msg's payload against its event type and decodes it
+// into v, a pointer; a *bus.Envelope receives the whole envelope. An event
+// type the registry does not know is decoded without validation.
+func (m *Marshaler) Unmarshal(msg *message.Message, v any) error {
+	if reason, bad := bus.Malformed(msg); bad {
+		return &bus.PermanentError{Kind: bus.KindMalformed, Err: &bus.MalformedError{Reason: reason}}
+	}
+	if e, ok := v.(*bus.Envelope); ok {
+		env, err := bus.EnvelopeFromMessage(msg)
+		if err != nil {
+			return &bus.PermanentError{Kind: bus.KindMalformed, Err: err}
+		}
+		*e = env
+		return nil
+	}
+	eventType := m.NameFromMessage(msg)
+	if err := m.reg.Validate(eventType, msg.Payload); err != nil && !errors.Is(err, domains.ErrUnknownEventType) {
+		return &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("%s %s: %w", eventType, msg.UUID, err)}
+	}
+	if !bytes.HasPrefix(bytes.TrimLeft(msg.Payload, " \t\r\n"), []byte("{")) {
+		return &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("%s %s: the payload is not a JSON object", eventType, msg.UUID)}
+	}
+	if err := json.Unmarshal(msg.Payload, v); err != nil {
+		return &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("cannot decode %s %s into %T: %w", eventType, msg.UUID, v, err)}
+	}
+	return nil
+}
