@@ -1,0 +1,439 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/33god/bloodbank-go/bus"
+)
+
+// The W3C trace-context keys, in message metadata and therefore, through
+// the wire codec, in AMQP headers. They are the names the W3C
+// specification fixes, so any service that copies the headers of what it
+// consumes onto what it publishes (Python services included) carries the
+// trace along without knowing about it.
+const (
+	// HeaderTraceParent is the W3C traceparent: version, trace id, parent
+	// span id and flags, e.g.
+	// "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".
+	HeaderTraceParent = "traceparent"
+	// HeaderTraceState is the W3C tracestate: vendor data, absent when empty.
+	HeaderTraceState = "tracestate"
+)
+
+// Span attributes of Bloodbank's own, next to the OpenTelemetry messaging
+// semantic conventions (messaging.system, messaging.operation.type,
+// messaging.destination.name, messaging.rabbitmq.destination.routing_key,
+// messaging.message.id, error.type).
+const (
+	// AttrEventID is the event id, the key of the correlation graph:
+	// `bb trace <id>` and correlation.Store.Debug find the events a span
+	// is about by it.
+	AttrEventID = attribute.Key("bloodbank.event_id")
+	// AttrEventType is the envelope's event_type.
+	AttrEventType = attribute.Key("bloodbank.event_type")
+	// AttrCorrelationIDs are the event's parents in the correlation graph
+	// (its correlation_ids), when it has any.
+	AttrCorrelationIDs = attribute.Key("bloodbank.correlation_ids")
+	// AttrHandler is the Watermill handler that handled the message.
+	AttrHandler = attribute.Key("bloodbank.handler")
+	// AttrCommand is the command an execute span executes (its routing key).
+	AttrCommand = attribute.Key("bloodbank.command")
+)
+
+// TracerName is the instrumentation scope of the spans Tracing starts.
+const TracerName = "github.com/33god/bloodbank-go/middleware"
+
+// TracingConfig configures Tracing. The zero value is usable.
+type TracingConfig struct {
+	// TracerProvider starts the spans. Optional; default
+	// otel.GetTracerProvider(), which does nothing until the process
+	// installs a provider with otel.SetTracerProvider: tracing is off
+	// unless a binary turns it on (see NewTracing).
+	TracerProvider trace.TracerProvider
+	// Propagator writes the trace context into message metadata and reads
+	// it back. Optional; default propagation.TraceContext{}, the W3C
+	// traceparent and tracestate. Not the global propagator on purpose:
+	// its default propagates nothing, and the headers on the wire are a
+	// contract with every other service on the bus.
+	Propagator propagation.TextMapPropagator
+	// System is the messaging.system attribute. Optional; default
+	// "rabbitmq". A plain Watermill app on another Pub/Sub names its own.
+	System string
+	// Destination is the messaging.destination.name attribute: the
+	// exchange messages are published to. Optional; default
+	// bus.DefaultExchange (set it to bus.Config.ExchangeName).
+	Destination string
+}
+
+func (c *TracingConfig) setDefaults() {
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
+	}
+	if c.Propagator == nil {
+		c.Propagator = propagation.TraceContext{}
+	}
+	if c.System == "" {
+		c.System = "rabbitmq"
+	}
+	if c.Destination == "" {
+		c.Destination = bus.DefaultExchange
+	}
+}
+
+// Tracing carries OpenTelemetry traces across the bus. Its three pieces
+// make one trace of a chain of events, whichever process handles each:
+//
+//   - a publisher decorator (DecoratePublisher, PublisherDecorator) starts a
+//     producer span "publish <routing key>" for every message, a child of
+//     the span in the message's context, and writes the span's context into
+//     the message metadata (HeaderTraceParent, HeaderTraceState); the wire
+//     codec sends metadata as AMQP headers;
+//   - a handler middleware (Middleware) reads that context back from the
+//     delivery and starts a consumer span "handle <routing key>", its child,
+//     which the handler's context carries, so that what the handler
+//     publishes with it (bus.Bus.Publish(ctx, ...), or messages it returns)
+//     continues the trace;
+//   - Execute wraps a command's execution in a span "execute <command>",
+//     for the command processor (package cqrs) to call.
+//
+// Every span carries the event id (AttrEventID and messaging.message.id),
+// which is the key of the correlation graph, the event type and the routing
+// key; a failed handler or execution records its error, with error.type the
+// kind of a *bus.PermanentError ("invalid", "malformed", ...) or the Go
+// type of any other error.
+//
+// Off by default: with no TracerProvider configured and none installed
+// globally, every span is a no-op. Even then the middleware is not inert in
+// one useful way: a delivery's traceparent reaches the handler's context
+// and is written again on what it publishes, so a Go service in the middle
+// of a chain passes the trace through as a Python service that copies its
+// headers does.
+//
+// To turn it on, a binary builds an OpenTelemetry SDK TracerProvider with
+// an exporter (examples/tracing does, for BB_TRACING=stdout) and passes it
+// in TracingConfig or installs it with otel.SetTracerProvider. Install the
+// pieces where messages leave and enter the process:
+//
+//	tr := middleware.NewTracing(middleware.TracingConfig{TracerProvider: tp, Destination: cfg.ExchangeName})
+//	b.DecoratePublisher(tr.DecoratePublisher)   // bus.Bus.Publish
+//	svc.Use(tr.Middleware)                      // first: outermost, so one span covers retries and parking
+//	router.AddPublisherDecorators(tr.PublisherDecorator()) // a plain router: what handlers return
+//
+// Tracing is safe for concurrent use.
+type Tracing struct {
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
+	common     []attribute.KeyValue
+}
+
+// NewTracing returns the tracing middleware and publisher decorator.
+func NewTracing(cfg TracingConfig) *Tracing {
+	cfg.setDefaults()
+	return &Tracing{
+		tracer:     cfg.TracerProvider.Tracer(TracerName),
+		propagator: cfg.Propagator,
+		common: []attribute.KeyValue{
+			semconv.MessagingSystemKey.String(cfg.System),
+			semconv.MessagingDestinationName(cfg.Destination),
+		},
+	}
+}
+
+// MetadataCarrier lets an OpenTelemetry propagator read and write message
+// metadata, for code that moves trace context by hand (an HTTP gateway that
+// publishes what it receives, say):
+//
+//	propagation.TraceContext{}.Inject(ctx, middleware.MetadataCarrier(msg.Metadata))
+type MetadataCarrier message.Metadata
+
+var _ propagation.TextMapCarrier = MetadataCarrier(nil)
+
+// Get returns the value of key, "" when absent.
+func (c MetadataCarrier) Get(key string) string { return c[key] }
+
+// Set sets key to value.
+func (c MetadataCarrier) Set(key, value string) { c[key] = value }
+
+// Keys lists the keys present.
+func (c MetadataCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// DecoratePublisher wraps pub so that every message it publishes gets a
+// producer span and carries its context; its signature is the one
+// bus.Bus.DecoratePublisher takes:
+//
+//	b.DecoratePublisher(tr.DecoratePublisher)
+func (t *Tracing) DecoratePublisher(pub message.Publisher) message.Publisher {
+	return &tracingPublisher{pub: pub, t: t}
+}
+
+// PublisherDecorator is DecoratePublisher for a Watermill router's
+// AddPublisherDecorators, which traces the messages its handlers return.
+func (t *Tracing) PublisherDecorator() message.PublisherDecorator {
+	return func(pub message.Publisher) (message.Publisher, error) {
+		return t.DecoratePublisher(pub), nil
+	}
+}
+
+// tracingPublisher is the publisher DecoratePublisher returns.
+type tracingPublisher struct {
+	pub message.Publisher
+	t   *Tracing
+}
+
+// Publish starts one producer span per message, child of the span in the
+// message's context or, when there is none, of the trace context the
+// message already carries (a replayed message keeps its trace), and
+// writes it into the message's metadata. The spans end when the decorated
+// publisher returned (on RabbitMQ: confirmed), with its error.
+func (p *tracingPublisher) Publish(topic string, msgs ...*message.Message) error {
+	spans := make([]trace.Span, 0, len(msgs))
+	for _, msg := range msgs {
+		if msg == nil {
+			continue
+		}
+		ctx := msg.Context()
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			ctx = p.t.propagator.Extract(ctx, MetadataCarrier(msg.Metadata))
+		}
+		attrs := p.t.eventAttributes(msg, topic, semconv.MessagingOperationTypeSend, "publish")
+		_, span := p.t.tracer.Start(ctx, "publish "+topic,
+			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+		// A stale context from an earlier hop must not survive next to the
+		// new one: Inject writes tracestate only when it is not empty.
+		delete(msg.Metadata, HeaderTraceParent)
+		delete(msg.Metadata, HeaderTraceState)
+		p.t.propagator.Inject(trace.ContextWithSpan(ctx, span), MetadataCarrier(msg.Metadata))
+		spans = append(spans, span)
+	}
+	err := p.pub.Publish(topic, msgs...)
+	for _, span := range spans {
+		endSpan(span, err)
+	}
+	return err
+}
+
+// Close closes the decorated publisher.
+func (p *tracingPublisher) Close() error { return p.pub.Close() }
+
+// Middleware implements message.HandlerMiddleware: it starts a consumer
+// span "handle <routing key>", child of the trace context the message
+// carries, puts it in the message's context for the handler, and ends it
+// with the handler's error. Messages the handler returns are given the
+// span as their parent, so that the router's (decorated) publisher
+// continues the trace. Install it outermost (after a recoverer), so that
+// one span covers every retry of a delivery and its parking.
+func (t *Tracing) Middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) (out []*message.Message, err error) {
+		ctx := t.propagator.Extract(msg.Context(), MetadataCarrier(msg.Metadata))
+		key := tracingRoutingKey(msg)
+		attrs := t.eventAttributes(msg, key, semconv.MessagingOperationTypeProcess, "handle")
+		if name := message.HandlerNameFromCtx(msg.Context()); name != "" {
+			attrs = append(attrs, AttrHandler.String(name))
+		}
+		ctx, span := t.tracer.Start(ctx, "handle "+key,
+			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
+		defer endSpanOnPanic(span)
+		msg.SetContext(ctx)
+
+		out, err = h(msg)
+		for _, m := range out {
+			if m != nil && !trace.SpanContextFromContext(m.Context()).IsValid() {
+				m.SetContext(trace.ContextWithSpan(m.Context(), span))
+			}
+		}
+		endSpan(span, err)
+		return out, err
+	}
+}
+
+// ExecuteParams describes a command execution to Execute.
+type ExecuteParams struct {
+	// Command names the command: its routing key, "agent.thread.prompt".
+	// Required; the span is "execute <Command>".
+	Command string
+	// EventID is the command's event id. Optional; default Message.UUID.
+	EventID string
+	// Message is the message that carried the command. Optional: it gives
+	// the event id, type and parents, and, when ctx carries no span (the
+	// command processor's router has no tracing Middleware), the trace
+	// context the span continues.
+	Message *message.Message
+	// Attributes are added to the span. Optional.
+	Attributes []attribute.KeyValue
+}
+
+// Execute runs fn inside a span "execute <command>", the span of a
+// command's execution: a child of the span in ctx (the handle span of
+// Middleware) or, without one, of the trace context p.Message carries.
+// fn gets a context with the span; the events it publishes with that
+// context (bus.Bus.Publish(ctx, ...)) are the span's children, and
+// trace.SpanFromContext(ctx) lets it add attributes. The span records fn's
+// error, or a panic, which Execute lets go on.
+//
+// This is the hook package cqrs calls, as a decorator of every command
+// handler:
+//
+//	func(next HandlerFunc) HandlerFunc {
+//		return func(ctx context.Context, ex *Execution) error {
+//			return tr.Execute(ctx, middleware.ExecuteParams{
+//				Command: ex.Context.EventType, EventID: ex.Context.EventID.String(), Message: ex.Message,
+//			}, func(ctx context.Context) error { return next(ctx, ex) })
+//		}
+//	}
+func (t *Tracing) Execute(ctx context.Context, p ExecuteParams, fn func(ctx context.Context) error) error {
+	if !trace.SpanContextFromContext(ctx).IsValid() && p.Message != nil {
+		ctx = t.propagator.Extract(ctx, MetadataCarrier(p.Message.Metadata))
+	}
+	attrs := []attribute.KeyValue{AttrCommand.String(p.Command)}
+	eventID := p.EventID
+	if p.Message != nil {
+		if eventID == "" {
+			eventID = p.Message.UUID
+		}
+		if et := bus.EventType(p.Message); et != "" {
+			attrs = append(attrs, AttrEventType.String(et))
+		}
+		if ids := p.Message.Metadata.Get(bus.MetaCorrelationIDs); ids != "" {
+			attrs = append(attrs, AttrCorrelationIDs.StringSlice(splitIDs(ids)))
+		}
+	} else {
+		attrs = append(attrs, AttrEventType.String(p.Command))
+	}
+	if eventID != "" {
+		attrs = append(attrs, AttrEventID.String(eventID))
+	}
+	attrs = append(attrs, p.Attributes...)
+	ctx, span := t.tracer.Start(ctx, "execute "+p.Command,
+		trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
+	defer endSpanOnPanic(span)
+	err := fn(ctx)
+	endSpan(span, err)
+	return err
+}
+
+// eventAttributes are the attributes of a publish or handle span.
+func (t *Tracing) eventAttributes(msg *message.Message, routingKey string, op attribute.KeyValue, opName string) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, len(t.common)+8)
+	attrs = append(attrs, t.common...)
+	attrs = append(attrs,
+		op,
+		semconv.MessagingOperationName(opName),
+		semconv.MessagingRabbitMQDestinationRoutingKey(routingKey),
+		semconv.MessagingMessageID(msg.UUID),
+		AttrEventID.String(msg.UUID),
+	)
+	eventType := bus.EventType(msg)
+	if eventType == "" {
+		eventType = routingKey
+	}
+	attrs = append(attrs, AttrEventType.String(eventType))
+	if ids := msg.Metadata.Get(bus.MetaCorrelationIDs); ids != "" {
+		attrs = append(attrs, AttrCorrelationIDs.StringSlice(splitIDs(ids)))
+	}
+	return attrs
+}
+
+// tracingRoutingKey is the routing key a delivery came under, else its
+// event type, else the topic its handler subscribed to.
+func tracingRoutingKey(msg *message.Message) string {
+	if k := msg.Metadata.Get(bus.MetaRoutingKey); k != "" {
+		return k
+	}
+	if k := bus.EventType(msg); k != "" {
+		return k
+	}
+	return message.SubscribeTopicFromCtx(msg.Context())
+}
+
+// splitIDs renders bus.MetaCorrelationIDs as a list, keeping only valid ids.
+func splitIDs(s string) []string {
+	ids, err := bus.ParseIDs(s)
+	if err != nil {
+		return []string{s}
+	}
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.String()
+	}
+	return out
+}
+
+// endSpan ends span with err: its status, an exception event and error.type.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		recordError(span, err, errorType(err))
+	}
+	span.End()
+}
+
+func recordError(span trace.Span, err error, errType string) {
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+	span.SetAttributes(semconv.ErrorTypeKey.String(errType))
+}
+
+// endSpanOnPanic ends span when a panic goes through, and lets it go on.
+func endSpanOnPanic(span trace.Span) {
+	if v := recover(); v != nil {
+		recordError(span, fmt.Errorf("panic: %v", v), "panic")
+		span.End()
+		panic(v)
+	}
+}
+
+// errorType classifies err for error.type, in few values as the semantic
+// conventions ask: the kind of a permanent error ("invalid", "malformed",
+// ...), what a publish failed with, a timeout, else the Go type of the
+// innermost error that is not one of the standard library's anonymous
+// wrappers (fmt.Errorf's, errors.Join's): "*middleware.RetryError" when
+// the retries gave up, "*middleware.PanicError" for a recovered panic.
+func errorType(err error) string {
+	var pe *bus.PermanentError
+	switch {
+	case errors.As(err, &pe) && pe.Kind != "":
+		return pe.Kind
+	case errors.Is(err, bus.ErrUnroutable):
+		return "unroutable"
+	case errors.Is(err, bus.ErrNotConfirmed):
+		return "not_confirmed"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	for isStdWrapper(err) {
+		next := errors.Unwrap(err)
+		if next == nil {
+			break
+		}
+		err = next
+	}
+	return reflect.TypeOf(err).String()
+}
+
+// isStdWrapper reports whether err is one of the standard library's
+// anonymous wrappers, whose type says nothing about the failure.
+func isStdWrapper(err error) bool {
+	switch reflect.TypeOf(err).String() {
+	case "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
+		return true
+	}
+	return false
+}
