@@ -30,6 +30,7 @@ type Bus struct {
 
 	pubConn, subConn *AMQPConnection
 	embedded         *Embedded
+	embPub           *EmbeddedPublisher
 	amqpPub          *AMQPPublisher
 	publisher        message.Publisher
 	queuePub         message.Publisher
@@ -45,7 +46,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Bus, error) {
 	topo := b.topology()
 	if cfg.Embedded() {
 		b.embedded = NewEmbedded(b.logger)
-		b.publisher = b.embedded.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger, UnroutableIsError: cfg.UnroutableIsError})
+		b.embPub = b.embedded.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger, UnroutableIsError: cfg.UnroutableIsError})
+		b.publisher = b.embPub
 		b.queuePub = b.embedded.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger, ToQueues: true, UnroutableIsError: true})
 		return b, nil
 	}
@@ -83,7 +85,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Bus, error) {
 // several buses (services) against one broker.
 func NewEmbeddedBus(cfg Config, broker *Embedded, logger *slog.Logger) *Bus {
 	b := &Bus{cfg: cfg, logger: orNop(logger), embedded: broker}
-	b.publisher = broker.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger})
+	b.embPub = broker.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger, UnroutableIsError: cfg.UnroutableIsError})
+	b.publisher = b.embPub
 	b.queuePub = broker.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger, ToQueues: true, UnroutableIsError: true})
 	return b
 }
@@ -216,6 +219,9 @@ func (b *Bus) TemporarySubscriber(cfg SubscriberConfig) (message.Subscriber, err
 // Ready reports whether the broker is reachable now.
 func (b *Bus) Ready() error {
 	if b.embedded != nil {
+		if b.embedded.closed.Load() {
+			return fmt.Errorf("embedded broker: %w", ErrClosed)
+		}
 		return nil
 	}
 	if !b.pubConn.Connected() || !b.subConn.Connected() {
@@ -224,8 +230,11 @@ func (b *Bus) Ready() error {
 	return nil
 }
 
-// PublisherStats returns the AMQP publisher's counters (zero when embedded).
+// PublisherStats returns the publisher's counters.
 func (b *Bus) PublisherStats() PublisherStats {
+	if b.embPub != nil {
+		return b.embPub.Stats()
+	}
 	if b.amqpPub == nil {
 		return PublisherStats{}
 	}

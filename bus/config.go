@@ -32,8 +32,9 @@ type Config struct {
 	RedisURL           string `env:"REDIS_URL"`
 	CorrelationTTLDays int    `env:"CORRELATION_TTL_DAYS" envDefault:"30"`
 
-	HTTPHost string `env:"HTTP_HOST" envDefault:"0.0.0.0"`
-	HTTPPort int    `env:"HTTP_PORT" envDefault:"8682"`
+	HTTPHost  string `env:"HTTP_HOST" envDefault:"0.0.0.0"`
+	HTTPPort  int    `env:"HTTP_PORT" envDefault:"8682"`
+	HTTPToken string `env:"HTTP_TOKEN"`
 
 	Prefetch          int           `env:"BB_PREFETCH" envDefault:"10"`
 	Consumers         int           `env:"BB_CONSUMERS" envDefault:"0"`
@@ -197,9 +198,12 @@ func (c Config) LogValue() slog.Value {
 	if c.RabbitURL != "" {
 		rabbit = RedactURL(c.RabbitURL)
 	}
-	redisPassword := "unset"
+	redisPassword, httpToken := "unset", "unset"
 	if c.RedisPassword != "" {
 		redisPassword = "set"
+	}
+	if c.HTTPToken != "" {
+		httpToken = "set"
 	}
 	return slog.GroupValue(
 		slog.String("service", c.ServiceName),
@@ -208,6 +212,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("exchange", c.ExchangeName),
 		slog.String("redis", fmt.Sprintf("%s:%d/%d", c.RedisHost, c.RedisPort, c.RedisDB)),
 		slog.String("redis_password", redisPassword),
+		slog.String("http_token", httpToken),
 		slog.Int("prefetch", c.Prefetch),
 		slog.Int("consumers", c.EffectiveConsumers()),
 		slog.String("queue_type", c.QueueType),

@@ -250,6 +250,15 @@ type EmbeddedPublisher struct {
 	broker *Embedded
 	cfg    EmbeddedPublisherConfig
 	logger *slog.Logger
+
+	published, unroutable, failed atomic.Int64
+}
+
+// Stats counts what the publisher did, as AMQPPublisher.Stats does; every
+// routed message counts as confirmed.
+func (p *EmbeddedPublisher) Stats() PublisherStats {
+	pub, unr, failed := p.published.Load(), p.unroutable.Load(), p.failed.Load()
+	return PublisherStats{Published: pub, Confirmed: pub - failed, Unroutable: unr, Failed: failed}
 }
 
 // Publisher returns a publisher on the broker.
@@ -264,11 +273,13 @@ func (p *EmbeddedPublisher) Publish(topic string, msgs ...*message.Message) erro
 		return ErrClosed
 	}
 	for _, msg := range msgs {
+		p.published.Add(1)
 		out := msg
 		var body []byte
 		if p.cfg.Marshaler != nil {
 			pub, err := p.cfg.Marshaler.Marshal(msg)
 			if err != nil {
+				p.failed.Add(1)
 				return err
 			}
 			out, err = p.cfg.Marshaler.Unmarshal(amqp.Delivery{
@@ -288,6 +299,7 @@ func (p *EmbeddedPublisher) Publish(topic string, msgs ...*message.Message) erro
 		}
 		if n == 0 {
 			p.broker.unroutable.Add(1)
+			p.unroutable.Add(1)
 			if p.cfg.UnroutableIsError {
 				return fmt.Errorf("cannot publish %s to %q: %w", msg.UUID, topic, ErrUnroutable)
 			}
