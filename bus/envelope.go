@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -221,7 +222,14 @@ func encodePayload(payload any) (json.RawMessage, error) {
 	case []byte:
 		return json.RawMessage(p), nil
 	}
-	return json.Marshal(payload)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	// As Python's json.dumps: <, > and & stay as they are.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(payload); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
 var hostname = func() string {
