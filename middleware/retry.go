@@ -1,0 +1,449 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/33god/bloodbank-go/bus"
+)
+
+// Headers of a message that Retry sends back through the broker. They are
+// read back when it returns, so the count survives the round trip, and they
+// are part of the contract: a Python consumer sees them too.
+const (
+	// HeaderAttempts is how many times the handler has run on the message,
+	// in every delivery so far.
+	HeaderAttempts = "bb_attempts"
+	// HeaderRedeliveries is how many times the message went back through
+	// the broker (a delay queue).
+	HeaderRedeliveries = "bb_redeliveries"
+	// HeaderFirstFailure is when the first attempt failed (RFC 3339, UTC).
+	HeaderFirstFailure = "bb_first_failure"
+	// HeaderLastError is the text of the last attempt's error.
+	HeaderLastError = "bb_last_error"
+)
+
+var retryHeaders = map[string]bool{HeaderAttempts: true, HeaderRedeliveries: true, HeaderFirstFailure: true, HeaderLastError: true}
+
+// ErrRetriesExhausted is matched (errors.Is) by the *RetryError Retry
+// returns when every attempt failed with a transient error and no
+// redelivery is left: the message needs an operator. Poison parks it.
+var ErrRetriesExhausted = errors.New("retries exhausted")
+
+// RetryError is what Retry returns when it stops trying a message without
+// success: because an attempt failed permanently (bus.IsPermanent), because
+// every attempt failed (Exhausted), or because the message's context ended.
+// It wraps the last attempt's error, so errors.Is and errors.As see through
+// it, and tells the poison queue what happened.
+type RetryError struct {
+	// Attempts is how many times the handler ran on this message, in every
+	// delivery (the HeaderAttempts count plus this delivery's attempts).
+	Attempts int
+	// Redeliveries is how many times the message went back through the broker.
+	Redeliveries int
+	// FirstFailure and LastFailure bound the failures, across deliveries.
+	FirstFailure, LastFailure time.Time
+	// Exhausted is true when every attempt failed with a transient error
+	// and no redelivery is left; errors.Is(err, ErrRetriesExhausted) then holds.
+	Exhausted bool
+	// Err is the last attempt's error.
+	Err error
+}
+
+func (e *RetryError) Error() string {
+	if e.Exhausted {
+		return fmt.Sprintf("retries exhausted after %d attempts and %d redeliveries: %v", e.Attempts, e.Redeliveries, e.Err)
+	}
+	return fmt.Sprintf("attempt %d failed: %v", e.Attempts, e.Err)
+}
+
+// Unwrap returns the last attempt's error.
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrRetriesExhausted) hold for an exhausted retry.
+func (e *RetryError) Is(target error) bool { return target == ErrRetriesExhausted && e.Exhausted }
+
+// PanicError is a handler panic that Retry (or Poison) recovered. It is
+// transient: the handler is retried, and a message whose every attempt
+// panicked is parked with kind KindPanic and the panic as the reason.
+type PanicError struct {
+	// Value is what the handler panicked with.
+	Value any
+	// Stack is the goroutine's stack at the panic.
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// Unwrap returns the panic value when it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// RetryParams is what a RetryConfig.OnRetry hook gets.
+type RetryParams struct {
+	// Message is the message being retried. Do not modify it.
+	Message *message.Message
+	// Handler is the Watermill handler name.
+	Handler string
+	// Attempt is the attempt that failed, counted across deliveries from 1.
+	Attempt int
+	// Err is its error.
+	Err error
+	// Delay is the wait before the next attempt.
+	Delay time.Duration
+}
+
+// RedeliverParams is what a Redeliverer gets.
+type RedeliverParams struct {
+	// Message is the copy to send: the same UUID (event id), the body as it
+	// arrived with bus.MetaRawBody set, the retry headers (HeaderAttempts,
+	// HeaderRedeliveries, HeaderFirstFailure, HeaderLastError), and
+	// bus.MetaOriginalRoutingKey and bus.MetaTargetHandler, so that it comes
+	// back under its routing key to this handler alone. Its context is the
+	// redelivery's.
+	Message *message.Message
+	// Original is the failed message as the handler got it. Do not modify it.
+	Original *message.Message
+	// Handler is the Watermill handler name.
+	Handler string
+	// Redelivery numbers this trip through the broker, from 1: a
+	// Redeliverer waits longer for later ones.
+	Redelivery int
+	// Attempts is how many times the handler ran on the message so far.
+	Attempts int
+	// Err is the last attempt's error.
+	Err error
+}
+
+// Redeliverer sends a message back through the broker to be delivered
+// again after a delay, so that a long wait between attempts does not pin a
+// consumer. Redeliver returns nil only once the broker holds the message
+// (a confirmed publish): the delivery in hand is then acked. *DelayQueues
+// implements it on a Bloodbank bus.
+type Redeliverer interface {
+	Redeliver(ctx context.Context, p RedeliverParams) error
+}
+
+// RetryConfig configures Retry. The zero value is usable: three attempts a
+// hundred milliseconds apart, doubling, with jitter, and no redelivery.
+type RetryConfig struct {
+	// MaxAttempts is how many times the handler runs on one delivery
+	// before Retry gives up on it in-process. Optional; default 3.
+	MaxAttempts int
+	// InitialInterval is the wait after the first failed attempt.
+	// Optional; default 100ms.
+	InitialInterval time.Duration
+	// Multiplier scales the wait after each further failure. Optional;
+	// default 2; at least 1.
+	Multiplier float64
+	// MaxInterval caps every wait, jitter included. Optional; default 5s.
+	MaxInterval time.Duration
+	// Jitter spreads each wait uniformly over ±Jitter of its value, so that
+	// consumers failing together do not retry together. Optional; default
+	// 0.5; between 0 and 1. Set NoJitter for exact waits.
+	Jitter float64
+	// NoJitter makes every wait exact (tests, mostly). Optional.
+	NoJitter bool
+	// MaxElapsed bounds the time one delivery spends in Retry: an attempt
+	// whose wait would end later is not made in-process (the message is
+	// redelivered or given up instead). Optional; default 30s; it does not
+	// interrupt a running attempt (AttemptTimeout does).
+	MaxElapsed time.Duration
+	// AttemptTimeout bounds each attempt: the handler gets a context that
+	// ends after it. Optional; default none (the message's context only).
+	AttemptTimeout time.Duration
+
+	// Redeliverer sends a message whose in-process attempts are spent back
+	// through the broker, after a delay, for MaxRedeliveries more rounds of
+	// MaxAttempts. Optional; without one, Retry returns the exhausted error
+	// after the in-process attempts. NewDelayQueues builds one on a bus.
+	Redeliverer Redeliverer
+	// MaxRedeliveries is how many times a message goes back through the
+	// broker before Retry gives up: the handler runs at most
+	// MaxAttempts × (MaxRedeliveries + 1) times. Optional; default 3 when
+	// Redeliverer is set; requires Redeliverer.
+	MaxRedeliveries int
+
+	// OnRetry is called before each wait between two attempts. Optional.
+	OnRetry func(RetryParams)
+	// Logger receives a debug line per retry and redelivery, and a warning
+	// when retries are exhausted. Optional; default logs nothing.
+	Logger *slog.Logger
+}
+
+func (c *RetryConfig) setDefaults() {
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 3
+	}
+	if c.InitialInterval == 0 {
+		c.InitialInterval = 100 * time.Millisecond
+	}
+	if c.Multiplier == 0 {
+		c.Multiplier = 2
+	}
+	if c.MaxInterval == 0 {
+		c.MaxInterval = max(5*time.Second, c.InitialInterval)
+	}
+	if c.Jitter == 0 && !c.NoJitter {
+		c.Jitter = 0.5
+	}
+	if c.NoJitter {
+		c.Jitter = 0
+	}
+	if c.MaxElapsed == 0 {
+		c.MaxElapsed = 30 * time.Second
+	}
+	if c.Redeliverer != nil && c.MaxRedeliveries == 0 {
+		c.MaxRedeliveries = 3
+	}
+	if c.OnRetry == nil {
+		c.OnRetry = func(RetryParams) {}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every problem of the configuration at once.
+func (c RetryConfig) Validate() error {
+	var errs []error
+	if c.MaxAttempts < 0 {
+		errs = append(errs, fmt.Errorf("MaxAttempts %d is negative", c.MaxAttempts))
+	}
+	if c.InitialInterval < 0 {
+		errs = append(errs, fmt.Errorf("InitialInterval %s is negative", c.InitialInterval))
+	}
+	if c.MaxInterval < 0 {
+		errs = append(errs, fmt.Errorf("MaxInterval %s is negative", c.MaxInterval))
+	}
+	if c.MaxInterval > 0 && c.InitialInterval > c.MaxInterval {
+		errs = append(errs, fmt.Errorf("InitialInterval %s is above MaxInterval %s", c.InitialInterval, c.MaxInterval))
+	}
+	if c.Multiplier != 0 && (c.Multiplier < 1 || math.IsNaN(c.Multiplier) || math.IsInf(c.Multiplier, 0)) {
+		errs = append(errs, fmt.Errorf("Multiplier %g is below 1", c.Multiplier))
+	}
+	if c.Jitter < 0 || c.Jitter > 1 || math.IsNaN(c.Jitter) {
+		errs = append(errs, fmt.Errorf("Jitter %g is not between 0 and 1", c.Jitter))
+	}
+	if c.MaxElapsed < 0 {
+		errs = append(errs, fmt.Errorf("MaxElapsed %s is negative", c.MaxElapsed))
+	}
+	if c.AttemptTimeout < 0 {
+		errs = append(errs, fmt.Errorf("AttemptTimeout %s is negative", c.AttemptTimeout))
+	}
+	if c.MaxRedeliveries < 0 {
+		errs = append(errs, fmt.Errorf("MaxRedeliveries %d is negative", c.MaxRedeliveries))
+	}
+	if c.MaxRedeliveries > 0 && c.Redeliverer == nil {
+		errs = append(errs, errors.New("MaxRedeliveries needs a Redeliverer"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid middleware RetryConfig: %w", err)
+	}
+	return nil
+}
+
+// RetryStats counts what a Retry did since it was built.
+type RetryStats struct {
+	// Retried counts in-process attempts after the first of a delivery.
+	Retried uint64
+	// Redelivered counts messages sent back through the broker.
+	Redelivered uint64
+	// Exhausted counts messages given up after every attempt failed.
+	Exhausted uint64
+	// Panics counts handler panics recovered.
+	Panics uint64
+}
+
+// Retry is the retry middleware: install its Middleware method in a
+// Watermill router (or bus.Service.Use) inside Poison and Dedup. Build it
+// with NewRetry. It is safe for concurrent use.
+//
+// For each delivery it runs the handler up to MaxAttempts times, waiting
+// with exponential backoff and jitter between attempts, while the error is
+// transient. Each attempt gets a fresh context derived from the message's
+// (with AttemptTimeout if set), so an attempt that timed out does not doom
+// the next one, as Watermill's Retry inside Timeout does; a panic is
+// recovered as a *PanicError and retried like any transient error.
+//
+// A permanent error (bus.IsPermanent) is returned at once, wrapped in a
+// *RetryError. When the attempts are spent and a Redeliverer is configured,
+// the message is sent back through the broker with the attempt count in its
+// headers and the delivery is acked (Disposition says
+// DispositionRedelivered); if the broker does not take it, the error is
+// returned and the delivery is requeued. Once the redeliveries are spent too,
+// or without a Redeliverer, the *RetryError returned matches
+// ErrRetriesExhausted, for Poison to park.
+type Retry struct {
+	cfg RetryConfig
+
+	retried, redelivered, exhausted, panics atomic.Uint64
+}
+
+// NewRetry returns the retry middleware.
+func NewRetry(cfg RetryConfig) (*Retry, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	return &Retry{cfg: cfg}, nil
+}
+
+// Stats returns the counters.
+func (r *Retry) Stats() RetryStats {
+	return RetryStats{Retried: r.retried.Load(), Redelivered: r.redelivered.Load(), Exhausted: r.exhausted.Load(), Panics: r.panics.Load()}
+}
+
+type attemptKey struct{}
+
+// AttemptFromCtx returns which attempt at its message a handler's context
+// belongs to, counted from 1 across deliveries, or 0 outside Retry.
+func AttemptFromCtx(ctx context.Context) int {
+	n, _ := ctx.Value(attemptKey{}).(int)
+	return n
+}
+
+// Backoff returns the wait after failed attempt n of a delivery (n from 1):
+// InitialInterval × Multiplier^(n-1), spread by ±Jitter, never above
+// MaxInterval.
+func (r *Retry) Backoff(n int) time.Duration {
+	c := r.cfg
+	d := float64(c.InitialInterval) * math.Pow(c.Multiplier, float64(max(n-1, 0)))
+	if c.Jitter > 0 {
+		d *= 1 - c.Jitter + 2*c.Jitter*rand.Float64()
+	}
+	if d > float64(c.MaxInterval) || math.IsInf(d, 0) || math.IsNaN(d) {
+		return c.MaxInterval
+	}
+	return time.Duration(d)
+}
+
+// Middleware implements message.HandlerMiddleware.
+func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		orig := msg.Context()
+		handler := message.HandlerNameFromCtx(orig)
+		hist := historyOf(msg, handler)
+		start := time.Now()
+		attempts := hist.attempts
+		var lastErr error
+		var lastFailure time.Time
+		giveUp := func(exhausted bool) *RetryError {
+			return &RetryError{Attempts: attempts, Redeliveries: hist.redeliveries, FirstFailure: hist.firstFailure,
+				LastFailure: lastFailure, Exhausted: exhausted, Err: lastErr}
+		}
+		for i := range r.cfg.MaxAttempts {
+			if i > 0 {
+				delay := r.Backoff(i)
+				if time.Since(start)+delay > r.cfg.MaxElapsed {
+					break
+				}
+				r.retried.Add(1)
+				r.cfg.OnRetry(RetryParams{Message: msg, Handler: handler, Attempt: attempts, Err: lastErr, Delay: delay})
+				r.cfg.Logger.Debug("handler failed, retrying", slog.String("handler", handler), slog.String("event_id", msg.UUID),
+					slog.Int("attempt", attempts), slog.Duration("retry_in", delay), slog.String("error", lastErr.Error()))
+				if !sleepCtx(orig, delay) {
+					// The delivery is over (settled elsewhere or abandoned):
+					// leave it to the transport, which requeues it.
+					return nil, giveUp(false)
+				}
+			}
+			attempts++
+			out, err := r.attempt(h, msg, orig, attempts)
+			if err == nil {
+				return out, nil
+			}
+			lastErr, lastFailure = err, time.Now()
+			if hist.firstFailure.IsZero() {
+				hist.firstFailure = lastFailure
+			}
+			if bus.IsPermanent(err) {
+				return nil, giveUp(false)
+			}
+		}
+		if r.cfg.Redeliverer == nil || hist.redeliveries >= r.cfg.MaxRedeliveries {
+			r.exhausted.Add(1)
+			r.cfg.Logger.Warn("retries exhausted", slog.String("handler", handler), slog.String("event_id", msg.UUID),
+				slog.Int("attempts", attempts), slog.Int("redeliveries", hist.redeliveries), slog.String("error", lastErr.Error()))
+			return nil, giveUp(true)
+		}
+		return nil, r.redeliver(msg, handler, attempts, hist, lastErr)
+	}
+}
+
+// attempt runs the handler once with a fresh context, and turns a panic
+// into a *PanicError.
+func (r *Retry) attempt(h message.HandlerFunc, msg *message.Message, orig context.Context, n int) (out []*message.Message, err error) {
+	ctx, cancel := context.WithCancel(context.WithValue(orig, attemptKey{}, n))
+	if r.cfg.AttemptTimeout > 0 {
+		ctx, cancel = context.WithTimeout(context.WithValue(orig, attemptKey{}, n), r.cfg.AttemptTimeout)
+	}
+	defer cancel()
+	defer msg.SetContext(orig)
+	defer func() {
+		if v := recover(); v != nil {
+			r.panics.Add(1)
+			out, err = nil, &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	msg.SetContext(ctx)
+	return h(msg)
+}
+
+func (r *Retry) redeliver(msg *message.Message, handler string, attempts int, hist failureHistory, lastErr error) error {
+	redelivery := hist.redeliveries + 1
+	cp := wireCopy(msg)
+	cp.Metadata.Set(HeaderAttempts, strconv.Itoa(attempts))
+	cp.Metadata.Set(HeaderRedeliveries, strconv.Itoa(redelivery))
+	cp.Metadata.Set(HeaderFirstFailure, formatFailureTime(hist.firstFailure))
+	cp.Metadata.Set(HeaderLastError, truncateHeader(lastErr.Error(), maxReasonLen))
+	if key := routingKeyOf(msg); key != "" {
+		cp.Metadata.Set(bus.MetaOriginalRoutingKey, key)
+	}
+	if handler != "" {
+		cp.Metadata.Set(bus.MetaTargetHandler, handler)
+	}
+	ctx := msg.Context()
+	cp.SetContext(ctx)
+	err := r.cfg.Redeliverer.Redeliver(ctx, RedeliverParams{Message: cp, Original: msg, Handler: handler,
+		Redelivery: redelivery, Attempts: attempts, Err: lastErr})
+	if err != nil {
+		// Not the handler's error: neither permanent nor exhausted, so the
+		// delivery is requeued rather than parked or dropped.
+		return fmt.Errorf("cannot redeliver message %s after %d attempts (it will be requeued): %w; last handler error: %s",
+			msg.UUID, attempts, err, lastErr.Error())
+	}
+	r.redelivered.Add(1)
+	r.cfg.Logger.Debug("handler failed, redelivering through the broker", slog.String("handler", handler),
+		slog.String("event_id", msg.UUID), slog.Int("attempts", attempts), slog.Int("redelivery", redelivery),
+		slog.String("error", lastErr.Error()))
+	setDisposition(msg, DispositionRedelivered)
+	return nil
+}
+
+// sleepCtx sleeps for d, or until ctx ends (false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
