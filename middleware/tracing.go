@@ -105,7 +105,8 @@ func (c *TracingConfig) setDefaults() {
 //     publishes with it (bus.Bus.Publish(ctx, ...), or messages it returns)
 //     continues the trace;
 //   - Execute wraps a command's execution in a span "execute <command>",
-//     for the command processor (package cqrs) to call.
+//     for the command processor (package cqrs) to call: a child of the
+//     handle span, or, without the Middleware, the delivery's consumer span.
 //
 // Every span carries the event id (AttrEventID and messaging.message.id),
 // which is the key of the correlation graph, the event type and the routing
@@ -268,67 +269,70 @@ type ExecuteParams struct {
 	// Command names the command: its routing key, "agent.thread.prompt".
 	// Required; the span is "execute <Command>".
 	Command string
-	// EventID is the command's event id. Optional; default Message.UUID.
-	EventID string
-	// Message is the message that carried the command. Optional: it gives
-	// the event id, type and parents, and, when ctx carries no span (the
-	// command processor's router has no tracing Middleware), the trace
-	// context the span continues.
+	// Message is the message that carried the command. Optional, but what
+	// links the span to the bus: it gives the event id, type and parents,
+	// and, when ctx carries no span, the trace context the span continues.
 	Message *message.Message
+	// EventID is the command's event id when there is no Message.
+	// Optional.
+	EventID string
 	// Attributes are added to the span. Optional.
 	Attributes []attribute.KeyValue
 }
 
 // Execute runs fn inside a span "execute <command>", the span of a
-// command's execution: a child of the span in ctx (the handle span of
-// Middleware) or, without one, of the trace context p.Message carries.
-// fn gets a context with the span; the events it publishes with that
-// context (bus.Bus.Publish(ctx, ...)) are the span's children, and
-// trace.SpanFromContext(ctx) lets it add attributes. The span records fn's
-// error, or a panic, which Execute lets go on.
+// command's execution, and returns fn's error. fn gets a context with the
+// span: the events it publishes with that context (bus.Bus.Publish(ctx,
+// ...), Watermill's cqrs EventBus.Publish(ctx, ...)) are the span's
+// children, and trace.SpanFromContext(ctx) lets it add attributes. The span
+// records fn's error, or a panic, which Execute lets go on.
+//
+// Where the span hangs depends on ctx:
+//
+//   - ctx carries a span (the router has the tracing Middleware): an
+//     internal span, child of that handle span. A trace then has four
+//     spans per command: publish, handle, execute, publish.
+//   - ctx carries none: the span is the consumer span of the delivery,
+//     child of the trace context p.Message carries, with the messaging
+//     attributes of a handle span. Three spans: publish, execute, publish.
 //
 // This is the hook package cqrs calls, as a decorator of every command
-// handler:
+// handler (cqrs.ProcessorConfig.Decorators):
 //
-//	func(next HandlerFunc) HandlerFunc {
-//		return func(ctx context.Context, ex *Execution) error {
-//			return tr.Execute(ctx, middleware.ExecuteParams{
-//				Command: ex.Context.EventType, EventID: ex.Context.EventID.String(), Message: ex.Message,
-//			}, func(ctx context.Context) error { return next(ctx, ex) })
+//	func(next cqrs.HandlerFunc) cqrs.HandlerFunc {
+//		return func(ctx context.Context, ex *cqrs.Execution) error {
+//			return tr.Execute(ctx, middleware.ExecuteParams{Command: ex.Context.EventType, Message: ex.Message},
+//				func(ctx context.Context) error { return next(ctx, ex) })
 //		}
 //	}
 func (t *Tracing) Execute(ctx context.Context, p ExecuteParams, fn func(ctx context.Context) error) error {
-	if !trace.SpanContextFromContext(ctx).IsValid() && p.Message != nil {
+	kind := trace.SpanKindInternal
+	var attrs []attribute.KeyValue
+	switch {
+	case p.Message != nil && !trace.SpanContextFromContext(ctx).IsValid():
+		// No handle span: this one processes the delivery.
 		ctx = t.propagator.Extract(ctx, MetadataCarrier(p.Message.Metadata))
-	}
-	attrs := []attribute.KeyValue{AttrCommand.String(p.Command)}
-	eventID := p.EventID
-	if p.Message != nil {
-		if eventID == "" {
-			eventID = p.Message.UUID
+		kind = trace.SpanKindConsumer
+		attrs = t.eventAttributes(p.Message, tracingRoutingKey(p.Message), semconv.MessagingOperationTypeProcess, "execute")
+	case p.Message != nil:
+		attrs = identityAttributes(p.Message, p.Command)
+	default:
+		attrs = []attribute.KeyValue{AttrEventType.String(p.Command)}
+		if p.EventID != "" {
+			attrs = append(attrs, AttrEventID.String(p.EventID))
 		}
-		if et := bus.EventType(p.Message); et != "" {
-			attrs = append(attrs, AttrEventType.String(et))
-		}
-		if ids := p.Message.Metadata.Get(bus.MetaCorrelationIDs); ids != "" {
-			attrs = append(attrs, AttrCorrelationIDs.StringSlice(splitIDs(ids)))
-		}
-	} else {
-		attrs = append(attrs, AttrEventType.String(p.Command))
 	}
-	if eventID != "" {
-		attrs = append(attrs, AttrEventID.String(eventID))
-	}
+	attrs = append(attrs, AttrCommand.String(p.Command))
 	attrs = append(attrs, p.Attributes...)
-	ctx, span := t.tracer.Start(ctx, "execute "+p.Command,
-		trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
+	ctx, span := t.tracer.Start(ctx, "execute "+p.Command, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
 	defer endSpanOnPanic(span)
 	err := fn(ctx)
 	endSpan(span, err)
 	return err
 }
 
-// eventAttributes are the attributes of a publish or handle span.
+// eventAttributes are the attributes of a span about one message on the
+// bus: a publish, a handle, or an execute that processes a delivery.
 func (t *Tracing) eventAttributes(msg *message.Message, routingKey string, op attribute.KeyValue, opName string) []attribute.KeyValue {
 	attrs := make([]attribute.KeyValue, 0, len(t.common)+8)
 	attrs = append(attrs, t.common...)
@@ -337,13 +341,19 @@ func (t *Tracing) eventAttributes(msg *message.Message, routingKey string, op at
 		semconv.MessagingOperationName(opName),
 		semconv.MessagingRabbitMQDestinationRoutingKey(routingKey),
 		semconv.MessagingMessageID(msg.UUID),
-		AttrEventID.String(msg.UUID),
 	)
+	return append(attrs, identityAttributes(msg, routingKey)...)
+}
+
+// identityAttributes name the event a message carries: its id, which is
+// the key of the correlation graph, its type (fallback when it has none)
+// and its parents.
+func identityAttributes(msg *message.Message, fallbackType string) []attribute.KeyValue {
 	eventType := bus.EventType(msg)
 	if eventType == "" {
-		eventType = routingKey
+		eventType = fallbackType
 	}
-	attrs = append(attrs, AttrEventType.String(eventType))
+	attrs := []attribute.KeyValue{AttrEventID.String(msg.UUID), AttrEventType.String(eventType)}
 	if ids := msg.Metadata.Get(bus.MetaCorrelationIDs); ids != "" {
 		attrs = append(attrs, AttrCorrelationIDs.StringSlice(splitIDs(ids)))
 	}

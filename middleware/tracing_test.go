@@ -343,7 +343,7 @@ func TestTracing_executeSpan(t *testing.T) {
 		})
 	})
 
-	t.Run("without a handle span, child of the message's trace context", func(t *testing.T) {
+	t.Run("without a handle span, the delivery's consumer span", func(t *testing.T) {
 		tr, rec := trSetup(t)
 		out := &trCapture{}
 		if err := tr.DecoratePublisher(out).Publish("agent.thread.prompt", trEvent(t, "agent.thread.prompt", `{}`)); err != nil {
@@ -363,7 +363,30 @@ func TestTracing_executeSpan(t *testing.T) {
 		if execute.Status().Code != codes.Error {
 			t.Errorf("status = %v, want Error", execute.Status().Code)
 		}
-		trWantAttrs(t, execute, map[attribute.Key]string{"agent": "echo", middleware.AttrEventID: delivered.UUID})
+		if execute.SpanKind() != trace.SpanKindConsumer {
+			t.Errorf("execute span kind = %v, want consumer: it processes the delivery", execute.SpanKind())
+		}
+		trWantAttrs(t, execute, map[attribute.Key]string{
+			"agent":                                      "echo",
+			middleware.AttrEventID:                       delivered.UUID,
+			middleware.AttrCommand:                       "agent.thread.prompt",
+			"messaging.operation.type":                   "process",
+			"messaging.operation.name":                   "execute",
+			"messaging.rabbitmq.destination.routing_key": "agent.thread.prompt",
+		})
+	})
+
+	t.Run("without a message, a root span with the event id given", func(t *testing.T) {
+		tr, rec := trSetup(t)
+		if err := tr.Execute(context.Background(), middleware.ExecuteParams{Command: "llm.prompt", EventID: "e-1"},
+			func(context.Context) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		execute := trSpan(t, rec, "execute llm.prompt")
+		if execute.Parent().IsValid() || execute.Status().Code == codes.Error {
+			t.Errorf("parent %v, status %v; want a root span without error", execute.Parent(), execute.Status())
+		}
+		trWantAttrs(t, execute, map[attribute.Key]string{middleware.AttrEventID: "e-1", middleware.AttrEventType: "llm.prompt"})
 	})
 }
 
