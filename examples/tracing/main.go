@@ -1,7 +1,8 @@
 // Command tracing shows one OpenTelemetry trace across the bus: a prompt is
-// published, a service handles ("executes") it and publishes a response,
-// and the three spans (publish prompt, handle prompt, publish response)
-// share one trace, printed by the stdout exporter. The trace context
+// published, a command processor (package cqrs, with the reference echo
+// agent) executes it and publishes a response, and the three spans (publish
+// prompt, execute prompt, publish response) share one trace, printed by the
+// stdout exporter. The trace context
 // travels in the messages' traceparent header, so on RabbitMQ it crosses
 // the broker, and any service that copies headers onto what it publishes
 // (Python services included) keeps the chain in one trace.
@@ -26,6 +27,7 @@ import (
 	"syscall"
 
 	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -34,12 +36,18 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/cqrs"
+	"github.com/33god/bloodbank-go/cqrs/commands"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
+	"github.com/33god/bloodbank-go/domains/catalog"
 	"github.com/33god/bloodbank-go/middleware"
 )
 
-// serviceName names the service queue, bloodbank.events.v1.agent_echo.
-const serviceName = "agent_echo"
+// serviceName names the demo's service queue,
+// bloodbank.events.v1.tracing_demo, which the demo deletes when it is done
+// on RabbitMQ. It is not "command_processor", so that the demo never takes
+// over the queue of a real command processor on the bus.
+const serviceName = "tracing_demo"
 
 func main() {
 	mode, ok := os.LookupEnv("BB_TRACING")
@@ -111,37 +119,39 @@ func run(ctx context.Context, cfg bus.Config, mode string, logger *slog.Logger, 
 	defer b.Close()
 
 	// Tracing on the bus: every publish gets a producer span and writes
-	// its context in the traceparent header; every handled message gets a
-	// consumer span, child of its producer's.
+	// its context in the traceparent header; every executed command gets a
+	// consumer span, child of its producer's (traceCommands below).
 	tr := middleware.NewTracing(middleware.TracingConfig{TracerProvider: tp, Destination: cfg.ExchangeName})
 	b.DecoratePublisher(tr.DecoratePublisher)
 
+	// The command processor, as cmd/command-processor builds it, plus the
+	// decorator that gives each execution its span. It publishes through
+	// b.Publisher(), which must be decorated first.
+	reg, err := catalog.New()
+	if err != nil {
+		return err
+	}
+	proc, err := cqrs.NewProcessor(b.Publisher(), cqrs.ProcessorConfig{
+		Registry:   reg,
+		Source:     cqrs.DefaultSource(serviceName),
+		Decorators: []cqrs.Decorator{traceCommands(tr)},
+		Logger:     logger,
+	})
+	if err != nil {
+		return err
+	}
+	if err := commands.Register(proc, commands.EchoAgent{}); err != nil {
+		return err
+	}
 	svc, err := b.NewService(serviceName)
 	if err != nil {
 		return err
 	}
-	svc.Use(tr.Middleware) // first, so outermost: one span per delivery
-	err = bus.Handle(svc, "answer_prompts", thread.RoutingKeyPrompt, func(ctx context.Context, ev bus.Event[thread.Prompt]) error {
-		// "Execute" the prompt: the reference behaviour is a deterministic
-		// echo. Publishing with ctx makes the response the handle span's
-		// child, and links it to the prompt (correlation_ids).
-		resp, err := bus.NewEnvelope(thread.RoutingKeyResponse, thread.Response{
-			Provider: ev.Payload.Provider,
-			Response: "echo: " + ev.Payload.Prompt,
-			Model:    ev.Payload.Model,
-		},
-			// The id a command processor gives the first event a command
-			// causes (cqrs.SideEffectID): a redelivered prompt yields the
-			// same response id.
-			bus.WithEventID(bus.DeterministicIDOf(thread.RoutingKeyResponse,
-				bus.UUIDField("command_id", ev.Envelope.EventID), bus.IntField("position", 0))),
-			bus.WithAgentContext(ev.Envelope.AgentContext))
-		if err != nil {
-			return err
-		}
-		return b.Publish(ctx, resp)
-	})
-	if err != nil {
+	// No svc.Use(tr.Middleware) here: the execute span is then the
+	// delivery's consumer span, and the trace has three spans. With it, a
+	// handle span comes between publish and execute (four spans), and
+	// deliveries that never execute (invalid, facts) get a span too.
+	if err := proc.AddHandlersToService(svc); err != nil {
 		return err
 	}
 
@@ -188,12 +198,40 @@ func run(ctx context.Context, cfg bus.Config, mode string, logger *slog.Logger, 
 		return err
 	}
 	stopWatching()
+	if err := deleteQueue(ctx, b, svc.QueueName()); err != nil {
+		return err
+	}
 	// Flush: the exporter prints the spans now.
 	if err := shutdown(ctx); err != nil {
 		return err
 	}
 	summary.print(out, mode)
 	return nil
+}
+
+// traceCommands is the cqrs decorator that runs every command inside an
+// "execute <command>" span (middleware.Tracing.Execute). What the command
+// publishes with the context it gets is the span's child.
+func traceCommands(tr *middleware.Tracing) cqrs.Decorator {
+	return func(next cqrs.HandlerFunc) cqrs.HandlerFunc {
+		return func(ctx context.Context, ex *cqrs.Execution) error {
+			return tr.Execute(ctx, middleware.ExecuteParams{Command: ex.Context.EventType, Message: ex.Message},
+				func(ctx context.Context) error { return next(ctx, ex) })
+		}
+	}
+}
+
+// deleteQueue deletes the demo's durable service queue on RabbitMQ, so
+// that the demo leaves nothing bound to the exchange. The embedded broker
+// goes away with the process.
+func deleteQueue(ctx context.Context, b *bus.Bus, queue string) error {
+	if b.Transport() != bus.TransportAMQP {
+		return nil
+	}
+	return b.WithChannel(ctx, func(ch *amqp.Channel) error {
+		_, err := ch.QueueDelete(queue, false, false, false)
+		return err
+	})
 }
 
 // watch subscribes a temporary queue to pattern and sends the envelopes it

@@ -64,9 +64,9 @@ func testOneTrace(t *testing.T, cfg bus.Config) {
 	for _, s := range spans {
 		byName[s.Name] = s
 	}
-	publishPrompt, handle, publishResponse := byName["publish agent.thread.prompt"], byName["handle agent.thread.prompt"], byName["publish agent.thread.response"]
-	if len(spans) != 3 || publishPrompt.Name == "" || handle.Name == "" || publishResponse.Name == "" {
-		t.Fatalf("exported spans %v, want publish agent.thread.prompt, handle agent.thread.prompt, publish agent.thread.response", names(spans))
+	publishPrompt, execute, publishResponse := byName["publish agent.thread.prompt"], byName["execute agent.thread.prompt"], byName["publish agent.thread.response"]
+	if len(spans) != 3 || publishPrompt.Name == "" || execute.Name == "" || publishResponse.Name == "" {
+		t.Fatalf("exported spans %v, want publish agent.thread.prompt, execute agent.thread.prompt, publish agent.thread.response", names(spans))
 	}
 
 	traceID := publishPrompt.SpanContext.TraceID
@@ -78,21 +78,24 @@ func testOneTrace(t *testing.T, cfg bus.Config) {
 	if publishPrompt.Parent.SpanID != noSpan {
 		t.Errorf("publish prompt has parent %s, want none (the root)", publishPrompt.Parent.SpanID)
 	}
-	if handle.Parent.SpanID != publishPrompt.SpanContext.SpanID || !handle.Parent.Remote {
-		t.Errorf("handle's parent is %s (remote %v), want the publish span %s, remote: it came in the message headers",
-			handle.Parent.SpanID, handle.Parent.Remote, publishPrompt.SpanContext.SpanID)
+	if execute.Parent.SpanID != publishPrompt.SpanContext.SpanID || !execute.Parent.Remote {
+		t.Errorf("execute's parent is %s (remote %v), want the publish span %s, remote: it came in the message headers",
+			execute.Parent.SpanID, execute.Parent.Remote, publishPrompt.SpanContext.SpanID)
 	}
-	if publishResponse.Parent.SpanID != handle.SpanContext.SpanID {
-		t.Errorf("publish response's parent is %s, want the handle span %s", publishResponse.Parent.SpanID, handle.SpanContext.SpanID)
+	if publishResponse.Parent.SpanID != execute.SpanContext.SpanID {
+		t.Errorf("publish response's parent is %s, want the execute span %s", publishResponse.Parent.SpanID, execute.SpanContext.SpanID)
 	}
-	if publishPrompt.SpanKind != kindProducer || handle.SpanKind != kindConsumer || publishResponse.SpanKind != kindProducer {
-		t.Errorf("span kinds %d %d %d, want producer (4), consumer (5), producer (4)", publishPrompt.SpanKind, handle.SpanKind, publishResponse.SpanKind)
+	if publishPrompt.SpanKind != kindProducer || execute.SpanKind != kindConsumer || publishResponse.SpanKind != kindProducer {
+		t.Errorf("span kinds %d %d %d, want producer (4), consumer (5), producer (4)", publishPrompt.SpanKind, execute.SpanKind, publishResponse.SpanKind)
 	}
 
 	// Linked to the correlation graph by event id.
 	promptID, _ := publishPrompt.attr("bloodbank.event_id").(string)
-	if promptID == "" || handle.attr("bloodbank.event_id") != promptID {
-		t.Errorf("event ids: publish %v, handle %v; want the prompt's on both", promptID, handle.attr("bloodbank.event_id"))
+	if promptID == "" || execute.attr("bloodbank.event_id") != promptID {
+		t.Errorf("event ids: publish %v, execute %v; want the prompt's on both", promptID, execute.attr("bloodbank.event_id"))
+	}
+	if execute.attr("bloodbank.command") != "agent.thread.prompt" {
+		t.Errorf("execute's bloodbank.command = %v, want agent.thread.prompt", execute.attr("bloodbank.command"))
 	}
 	if parents, _ := publishResponse.attr("bloodbank.correlation_ids").([]any); len(parents) != 1 || parents[0] != promptID {
 		t.Errorf("response's bloodbank.correlation_ids = %v, want [%s]", publishResponse.attr("bloodbank.correlation_ids"), promptID)
@@ -105,7 +108,7 @@ func testOneTrace(t *testing.T, cfg bus.Config) {
 
 	wantTree := traceID + ":\n" +
 		"  publish agent.thread.prompt (producer) event " + promptID + "\n" +
-		"    handle agent.thread.prompt (consumer) event " + promptID + "\n" +
+		"    execute agent.thread.prompt (consumer) event " + promptID + "\n" +
 		"      publish agent.thread.response (producer) event "
 	if !strings.HasPrefix(summary, wantTree) {
 		t.Errorf("span tree:\ntrace %s\nwant it to start with:\ntrace %s", summary, wantTree)
