@@ -1,0 +1,247 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultDedupKeyPrefix comes before every key RedisDedupStore writes:
+// "bloodbank:dedup:{service}:{handler}:{event id}".
+const DefaultDedupKeyPrefix = "bloodbank:dedup:"
+
+// DedupStore remembers which messages a handler has processed, for a time
+// window. Implementations must be safe for concurrent use.
+type DedupStore interface {
+	// Seen reports whether key was marked and has not expired.
+	Seen(ctx context.Context, key string) (bool, error)
+	// Mark records key for ttl, unless it is already recorded (SET NX):
+	// a second mark keeps the first one's expiry.
+	Mark(ctx context.Context, key string, ttl time.Duration) error
+}
+
+// RedisDedupStore is the DedupStore on Redis through a go-redis
+// UniversalClient (standalone, Sentinel or Cluster: each key is one
+// command, so Cluster slots never matter). The caller owns the client.
+type RedisDedupStore struct {
+	client redis.UniversalClient
+	prefix string
+}
+
+var _ DedupStore = (*RedisDedupStore)(nil)
+
+// NewRedisDedupStore returns a store whose keys start with prefix
+// (DefaultDedupKeyPrefix when empty).
+func NewRedisDedupStore(client redis.UniversalClient, prefix string) *RedisDedupStore {
+	if prefix == "" {
+		prefix = DefaultDedupKeyPrefix
+	}
+	return &RedisDedupStore{client: client, prefix: prefix}
+}
+
+// Seen is EXISTS on the key.
+func (s *RedisDedupStore) Seen(ctx context.Context, key string) (bool, error) {
+	n, err := s.client.Exists(ctx, s.prefix+key).Result()
+	if err != nil {
+		return false, fmt.Errorf("cannot check dedup key %q: %w", s.prefix+key, err)
+	}
+	return n > 0, nil
+}
+
+// Mark is SET NX with the TTL; the value is when the message was processed.
+func (s *RedisDedupStore) Mark(ctx context.Context, key string, ttl time.Duration) error {
+	err := s.client.SetArgs(ctx, s.prefix+key, time.Now().UTC().Format(time.RFC3339Nano), redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("cannot mark dedup key %q: %w", s.prefix+key, err)
+	}
+	return nil
+}
+
+// DedupConfig configures Dedup.
+type DedupConfig struct {
+	// Store remembers processed messages. Required; NewRedisDedupStore in
+	// production, so that every replica of the service shares it.
+	Store DedupStore
+	// Service names the service in the keys: "{service}:{handler}:{event id}".
+	// Required: two services handling the same event must not skip each other.
+	Service string
+	// Window is how long a processed message is remembered; a duplicate
+	// arriving later is processed again. Optional; default 24h.
+	Window time.Duration
+	// Timeout bounds each call to the Store. Optional; default 250ms.
+	// A store that fails or is slower fails open: the message is
+	// processed, and the miss counted and logged.
+	Timeout time.Duration
+	// WarnInterval is the least time between two warnings about the store:
+	// when Redis is down every message fails to check, and one line per
+	// interval with a count says as much as thousands. The first failure is
+	// always logged. Optional; default 1s; negative logs every failure.
+	WarnInterval time.Duration
+	// Logger receives a debug line per duplicate and the warnings. Optional;
+	// default logs nothing.
+	Logger *slog.Logger
+}
+
+func (c *DedupConfig) setDefaults() {
+	if c.Window == 0 {
+		c.Window = 24 * time.Hour
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 250 * time.Millisecond
+	}
+	if c.WarnInterval == 0 {
+		c.WarnInterval = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every problem of the configuration at once.
+func (c DedupConfig) Validate() error {
+	var errs []error
+	if c.Store == nil {
+		errs = append(errs, errors.New("Store is required (use NewRedisDedupStore)"))
+	}
+	if c.Service == "" {
+		errs = append(errs, errors.New("Service is required: it keeps services that handle the same event apart"))
+	}
+	if c.Window < 0 {
+		errs = append(errs, fmt.Errorf("Window %s is negative", c.Window))
+	}
+	if c.Window > 0 && c.Window < time.Millisecond {
+		errs = append(errs, fmt.Errorf("Window %s is below a millisecond, the store's precision", c.Window))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("Timeout %s is negative", c.Timeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid middleware DedupConfig: %w", err)
+	}
+	return nil
+}
+
+// DedupStats counts what a Dedup did since it was built.
+type DedupStats struct {
+	// Processed counts messages whose handler succeeded and that were marked
+	// (or that the store failed to mark: see StoreErrors).
+	Processed uint64
+	// Duplicates counts messages skipped because their handler had already
+	// succeeded for the same event id.
+	Duplicates uint64
+	// StoreErrors counts store calls that failed or timed out (fail open).
+	StoreErrors uint64
+}
+
+// Dedup is the idempotent-consumer middleware: install its Middleware method
+// inside Poison and outside Retry. Build it with NewDedup. It is safe for
+// concurrent use.
+//
+// A message is identified by service, handler and event id (msg.UUID):
+// each handler of a service is its own consumer, so a retry addressed to
+// handler B is not taken for a duplicate because handler A succeeded. Before
+// the handler, Dedup asks the store whether the key was marked; if so the
+// message is acked without running the handler, counted, and logged at
+// debug. Only after the handler chain succeeded, and really handled the
+// message (Disposition is DispositionHandled, not redelivered or parked),
+// is the key marked for Window, with SET NX: a failed attempt is never
+// marked, so its retry is not lost as a duplicate (Watermill's
+// Deduplicator marks before the handler runs).
+//
+// Dedup fails open: when the store fails or takes longer than Timeout,
+// the message is processed anyway, the failure counted (StoreErrors) and
+// logged as a warning. Two deliveries of one event handled at the same time
+// by two consumers may both run: deduplication narrows at-least-once
+// delivery, it does not make it exactly-once.
+type Dedup struct {
+	cfg DedupConfig
+
+	processed, duplicates, storeErrors atomic.Uint64
+	lastWarn                           atomic.Int64
+	suppressed                         atomic.Uint64
+}
+
+// NewDedup returns the deduplication middleware.
+func NewDedup(cfg DedupConfig) (*Dedup, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	return &Dedup{cfg: cfg}, nil
+}
+
+// Stats returns the counters.
+func (d *Dedup) Stats() DedupStats {
+	return DedupStats{Processed: d.processed.Load(), Duplicates: d.duplicates.Load(), StoreErrors: d.storeErrors.Load()}
+}
+
+// Key is the store key of a message for a handler:
+// "{service}:{handler}:{event id}".
+func (d *Dedup) Key(handler, eventID string) string {
+	return d.cfg.Service + ":" + handler + ":" + eventID
+}
+
+// Middleware implements message.HandlerMiddleware.
+func (d *Dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		if msg.UUID == "" {
+			return h(msg)
+		}
+		handler := message.HandlerNameFromCtx(msg.Context())
+		key := d.Key(handler, msg.UUID)
+		seen, err := d.seen(msg.Context(), key)
+		if err != nil {
+			d.storeFailed("cannot check whether the message was processed; processing it", msg, handler, err)
+		} else if seen {
+			d.duplicates.Add(1)
+			d.cfg.Logger.Debug("duplicate message skipped", slog.String("event_id", msg.UUID),
+				slog.String("handler", handler), slog.String("service", d.cfg.Service))
+			setDisposition(msg, DispositionDuplicate)
+			return nil, nil
+		}
+		out, err := h(msg)
+		if err != nil || Disposition(msg) != DispositionHandled {
+			return out, err
+		}
+		d.processed.Add(1)
+		if err := d.mark(msg.Context(), key); err != nil {
+			d.storeFailed("cannot mark the message processed; a redelivery would run it again", msg, handler, err)
+		}
+		return out, nil
+	}
+}
+
+func (d *Dedup) seen(ctx context.Context, key string) (bool, error) {
+	// The message's values, not its cancellation: the bound is Timeout.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.Timeout)
+	defer cancel()
+	return d.cfg.Store.Seen(ctx, key)
+}
+
+func (d *Dedup) mark(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.Timeout)
+	defer cancel()
+	return d.cfg.Store.Mark(ctx, key, d.cfg.Window)
+}
+
+// storeFailed counts a store failure and logs it, at most once per
+// WarnInterval with the number of failures not logged since.
+func (d *Dedup) storeFailed(what string, msg *message.Message, handler string, err error) {
+	d.storeErrors.Add(1)
+	if d.cfg.WarnInterval > 0 {
+		now := time.Now().UnixNano()
+		last := d.lastWarn.Load()
+		if last != 0 && now-last < int64(d.cfg.WarnInterval) || !d.lastWarn.CompareAndSwap(last, now) {
+			d.suppressed.Add(1)
+			return
+		}
+	}
+	d.cfg.Logger.Warn("dedup store failed: "+what, slog.String("event_id", msg.UUID), slog.String("handler", handler),
+		slog.String("service", d.cfg.Service), slog.String("error", err.Error()), slog.Uint64("not_logged_since", d.suppressed.Swap(0)))
+}
