@@ -1,0 +1,270 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/33god/bloodbank-go/bus"
+)
+
+// Headers of a parked message, next to bus.MetaOriginalRoutingKey (the
+// routing key it was published with). They are part of the contract: `bb
+// dlq` and operators read them, and so may Python tools.
+const (
+	// HeaderPoisonReason is the error text that got the message parked.
+	HeaderPoisonReason = "bb_poison_reason"
+	// HeaderPoisonKind classifies the failure: bus.KindMalformed,
+	// bus.KindInvalid, bus.KindUnknownType, bus.KindHandler or KindPanic.
+	HeaderPoisonKind = "bb_poison_kind"
+	// HeaderPoisonHandler is the Watermill handler that failed.
+	HeaderPoisonHandler = "bb_poison_handler"
+	// HeaderPoisonService is the service whose queue the message came from.
+	HeaderPoisonService = "bb_poison_service"
+	// HeaderPoisonAttempts is how many times the handler ran on the message.
+	HeaderPoisonAttempts = "bb_poison_attempts"
+	// HeaderPoisonFirstFailure is when the first attempt failed (RFC 3339, UTC).
+	HeaderPoisonFirstFailure = "bb_poison_first_failure"
+	// HeaderPoisonLastFailure is when the last attempt failed (RFC 3339, UTC).
+	HeaderPoisonLastFailure = "bb_poison_last_failure"
+	// HeaderPoisonStack is the stack of a handler panic (kind KindPanic),
+	// truncated.
+	HeaderPoisonStack = "bb_poison_stack"
+)
+
+// KindPanic is the failure kind of a message parked because its handler
+// panicked on every attempt.
+const KindPanic = "panic"
+
+// ErrParkFailed is wrapped by the error Poison returns when it could not put
+// a failed message in the poison queue. The message is then nacked and
+// requeued by the transport: nothing is lost, and it will be parked on a
+// later delivery.
+var ErrParkFailed = errors.New("message could not be parked")
+
+// PoisonQueueName names the poison queue of a service queue:
+// "{serviceQueue}.poison". The name is part of the contract: `bb dlq` reads
+// it, and renaming it strands what was parked.
+func PoisonQueueName(serviceQueue string) string { return serviceQueue + ".poison" }
+
+// QueueDeclarer declares a durable queue with no bindings. *bus.Bus
+// implements it.
+type QueueDeclarer interface {
+	DeclareQueue(ctx context.Context, name string) error
+}
+
+// DeclarePoisonQueue declares the poison queue of a service queue and
+// returns its name.
+func DeclarePoisonQueue(ctx context.Context, b QueueDeclarer, serviceQueue string) (string, error) {
+	name := PoisonQueueName(serviceQueue)
+	if err := b.DeclareQueue(ctx, name); err != nil {
+		return "", fmt.Errorf("cannot declare poison queue %q: %w", name, err)
+	}
+	return name, nil
+}
+
+// PoisonConfig configures Poison.
+type PoisonConfig struct {
+	// Publisher publishes parked messages; the topic is Queue. It must
+	// return only once the message is stored (on a Bloodbank bus,
+	// bus.Bus.QueuePublisher, which waits for the broker's confirm).
+	// Required.
+	Publisher message.Publisher
+	// Queue is the poison queue (PoisonQueueName of the service queue).
+	// Required.
+	Queue string
+	// Service is written in HeaderPoisonService. Optional.
+	Service string
+	// ParkAll parks a message on any error, not only on a permanent one or
+	// an exhausted retry. Optional; default false: a transient error is
+	// returned, for the transport to requeue and Retry to count.
+	ParkAll bool
+	// Logger receives a warning for every message parked and an error for
+	// every one that could not be. Optional; default logs nothing.
+	Logger *slog.Logger
+}
+
+func (c *PoisonConfig) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every problem of the configuration at once.
+func (c PoisonConfig) Validate() error {
+	var errs []error
+	if c.Publisher == nil {
+		errs = append(errs, errors.New("Publisher is required (use bus.Bus.QueuePublisher)"))
+	}
+	if c.Queue == "" {
+		errs = append(errs, errors.New("Queue is required (use PoisonQueueName)"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid middleware PoisonConfig: %w", err)
+	}
+	return nil
+}
+
+// PoisonStats counts what a Poison did since it was built.
+type PoisonStats struct {
+	// Parked counts messages put in the poison queue.
+	Parked uint64
+	// Failed counts messages that could not be parked (and were requeued).
+	Failed uint64
+}
+
+// Poison is the poison-queue middleware: install its Middleware method
+// outermost of the reliability middleware (Poison, then Dedup, then Retry).
+// Build it with NewPoison. It is safe for concurrent use.
+//
+// When the handler chain fails permanently (bus.IsPermanent), or with
+// retries exhausted (ErrRetriesExhausted), or with any error if ParkAll is
+// set, it publishes the message to the poison queue: the body it arrived
+// with, byte for byte (bus.OriginalBody; re-marshaled when it did not come
+// from a broker), its own headers, and the HeaderPoison* headers plus
+// bus.MetaOriginalRoutingKey. Only once that publish returned (was
+// confirmed) does the handler chain return nil, so the delivery is acked;
+// when it fails, the error (wrapping ErrParkFailed, and no longer permanent)
+// makes the transport requeue the delivery. A panic that reaches Poison is
+// recovered as a *PanicError.
+type Poison struct {
+	cfg PoisonConfig
+
+	parked, failed atomic.Uint64
+}
+
+// NewPoison returns the poison-queue middleware.
+func NewPoison(cfg PoisonConfig) (*Poison, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	return &Poison{cfg: cfg}, nil
+}
+
+// Stats returns the counters.
+func (p *Poison) Stats() PoisonStats {
+	return PoisonStats{Parked: p.parked.Load(), Failed: p.failed.Load()}
+}
+
+// Middleware implements message.HandlerMiddleware.
+func (p *Poison) Middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		out, err := callRecovering(h, msg)
+		if err == nil {
+			return out, nil
+		}
+		if !p.cfg.ParkAll && !bus.IsPermanent(err) && !errors.Is(err, ErrRetriesExhausted) {
+			return out, err
+		}
+		f := describeFailure(msg, err)
+		if perr := p.park(msg, f); perr != nil {
+			p.failed.Add(1)
+			p.cfg.Logger.Error("cannot park failed message; it will be requeued",
+				slog.String("event_id", msg.UUID), slog.String("handler", f.handler), slog.String("queue", p.cfg.Queue),
+				slog.String("kind", f.kind), slog.String("reason", f.reason), slog.String("error", perr.Error()))
+			// The handler's error is left out on purpose: a permanent one
+			// would make an outer guard ack the message we failed to park.
+			return nil, fmt.Errorf("%w: %s in %q: %w (handler error: %s)", ErrParkFailed, msg.UUID, p.cfg.Queue, perr, f.reason)
+		}
+		p.parked.Add(1)
+		p.cfg.Logger.Warn("message parked in the poison queue",
+			slog.String("event_id", msg.UUID), slog.String("handler", f.handler), slog.String("queue", p.cfg.Queue),
+			slog.String("routing_key", f.routingKey), slog.String("kind", f.kind), slog.Int("attempts", f.attempts),
+			slog.String("reason", f.reason))
+		setDisposition(msg, DispositionParked)
+		return nil, nil
+	}
+}
+
+// failure is everything a parked message says about why it was parked.
+type failure struct {
+	reason, kind, handler, routingKey string
+	stack                             []byte
+	attempts                          int
+	first, last                       time.Time
+}
+
+func describeFailure(msg *message.Message, err error) failure {
+	f := failure{
+		reason:     err.Error(),
+		kind:       failureKind(err),
+		handler:    message.HandlerNameFromCtx(msg.Context()),
+		routingKey: routingKeyOf(msg),
+	}
+	var re *RetryError
+	if errors.As(err, &re) {
+		f.reason = re.Err.Error()
+		f.attempts, f.first, f.last = re.Attempts, re.FirstFailure, re.LastFailure
+	} else {
+		// No Retry inside: this delivery was one more attempt.
+		hist := historyOf(msg, f.handler)
+		f.attempts, f.first, f.last = hist.attempts+1, hist.firstFailure, time.Now()
+	}
+	if f.last.IsZero() {
+		f.last = time.Now()
+	}
+	if f.first.IsZero() {
+		f.first = f.last
+	}
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		f.stack = pe.Stack
+	}
+	return f
+}
+
+// failureKind classifies an error for HeaderPoisonKind.
+func failureKind(err error) string {
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		return KindPanic
+	}
+	var perm *bus.PermanentError
+	if errors.As(err, &perm) && perm.Kind != "" {
+		return perm.Kind
+	}
+	return bus.KindHandler
+}
+
+func (p *Poison) park(msg *message.Message, f failure) error {
+	m := wireCopy(msg)
+	m.Metadata.Set(HeaderPoisonReason, truncateHeader(f.reason, maxReasonLen))
+	m.Metadata.Set(HeaderPoisonKind, f.kind)
+	m.Metadata.Set(HeaderPoisonAttempts, strconv.Itoa(f.attempts))
+	m.Metadata.Set(HeaderPoisonFirstFailure, formatFailureTime(f.first))
+	m.Metadata.Set(HeaderPoisonLastFailure, formatFailureTime(f.last))
+	if f.handler != "" {
+		m.Metadata.Set(HeaderPoisonHandler, f.handler)
+	}
+	if p.cfg.Service != "" {
+		m.Metadata.Set(HeaderPoisonService, p.cfg.Service)
+	}
+	if f.routingKey != "" {
+		m.Metadata.Set(bus.MetaOriginalRoutingKey, f.routingKey)
+	}
+	if len(f.stack) > 0 {
+		m.Metadata.Set(HeaderPoisonStack, truncateHeader(string(f.stack), maxStackLen))
+	}
+	// The delivery's context: when the transport has given the delivery up
+	// (and requeued it), parking a copy would only duplicate it.
+	m.SetContext(msg.Context())
+	return p.cfg.Publisher.Publish(p.cfg.Queue, m)
+}
+
+// callRecovering calls h and turns a panic into a *PanicError.
+func callRecovering(h message.HandlerFunc, msg *message.Message) (out []*message.Message, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			out, err = nil, &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return h(msg)
+}
