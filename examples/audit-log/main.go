@@ -30,6 +30,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
@@ -37,8 +38,14 @@ import (
 	"github.com/33god/bloodbank-go/domains/github"
 )
 
-// serviceName names the durable queue bloodbank.events.v1.audit_log.
-const serviceName = "audit_log"
+// serviceName names the durable queue bloodbank.events.v1.audit_log. The
+// demo runs under demoServiceName instead, and deletes that queue when it
+// is done: a durable queue bound to "#" that nobody consumes would keep
+// every event of the bus.
+const (
+	serviceName     = "audit_log"
+	demoServiceName = "audit_log_demo"
+)
 
 func main() {
 	serve := flag.Bool("serve", false, "log the bus until interrupted instead of running the demo")
@@ -86,7 +93,11 @@ func run(ctx context.Context, cfg bus.Config, logger *slog.Logger, out io.Writer
 	defer b.Close()
 
 	auditor := &auditor{w: out, logged: make(chan uuid.UUID, 16)}
-	svc, err := b.NewService(serviceName)
+	name := serviceName
+	if demo {
+		name = demoServiceName
+	}
+	svc, err := b.NewService(name)
 	if err != nil {
 		return err
 	}
@@ -132,7 +143,23 @@ func run(ctx context.Context, cfg bus.Config, logger *slog.Logger, out io.Writer
 		}
 	}
 	stopService()
-	return <-svcDone
+	if err := <-svcDone; err != nil {
+		return err
+	}
+	return deleteQueue(ctx, b, svc.QueueName())
+}
+
+// deleteQueue deletes the demo's durable service queue on RabbitMQ, so
+// that the demo leaves nothing bound to the exchange. The embedded broker
+// goes away with the process.
+func deleteQueue(ctx context.Context, b *bus.Bus, queue string) error {
+	if b.Transport() != bus.TransportAMQP {
+		return nil
+	}
+	return b.WithChannel(ctx, func(ch *amqp.Channel) error {
+		_, err := ch.QueueDelete(queue, false, false, false)
+		return err
+	})
 }
 
 // auditor writes one line per message.

@@ -21,7 +21,9 @@ func TestRun_demoOnTheEmbeddedTransport(t *testing.T) {
 }
 
 func TestRun_demoOnRabbitMQ(t *testing.T) {
-	testDemo(t, extest.RabbitConfig(t, serviceName))
+	cfg := extest.RabbitConfig(t, demoServiceName)
+	testDemo(t, cfg)
+	extest.WantNoServiceQueue(t, cfg, demoServiceName)
 }
 
 func testDemo(t *testing.T, cfg bus.Config) {

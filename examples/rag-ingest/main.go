@@ -28,6 +28,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/correlation"
@@ -38,8 +39,13 @@ import (
 
 // serviceName names the service queue, bloodbank.events.v1.rag_ingest.
 // It is part of the contract: renaming it moves the service to a new,
-// empty queue while the old one keeps filling up.
-const serviceName = "rag_ingest"
+// empty queue while the old one keeps filling up. The demo runs under
+// demoServiceName instead, and deletes that queue when it is done, so that
+// it never touches the queue of a real rag_ingest service.
+const (
+	serviceName     = "rag_ingest"
+	demoServiceName = "rag_ingest_demo"
+)
 
 func main() {
 	serve := flag.Bool("serve", false, "run the service until interrupted instead of the demo")
@@ -114,18 +120,25 @@ func run(ctx context.Context, cfg bus.Config, store correlation.Store, logger *s
 		return middleware.NewRecordingPublisher(p, rec)
 	})
 
-	svc, err := newService(b, logger)
+	if !demo {
+		svc, err := newService(b, serviceName, logger)
+		if err != nil {
+			return err
+		}
+		return svc.Run(ctx)
+	}
+	svc, err := newService(b, demoServiceName, logger)
 	if err != nil {
 		return err
 	}
-	if !demo {
-		return svc.Run(ctx)
+	if err := runDemo(ctx, b, svc, store, out); err != nil {
+		return err
 	}
-	return runDemo(ctx, b, svc, store, out)
+	return deleteQueue(ctx, b, svc.QueueName())
 }
 
 // newService declares the service: its middleware and its handlers.
-func newService(b *bus.Bus, logger *slog.Logger) (*bus.Service, error) {
+func newService(b *bus.Bus, name string, logger *slog.Logger) (*bus.Service, error) {
 	reg, err := catalog.New()
 	if err != nil {
 		return nil, err
@@ -138,7 +151,7 @@ func newService(b *bus.Bus, logger *slog.Logger) (*bus.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := b.NewService(serviceName)
+	svc, err := b.NewService(name)
 	if err != nil {
 		return nil, err
 	}
@@ -299,6 +312,19 @@ func runDemo(ctx context.Context, b *bus.Bus, svc *bus.Service, store correlatio
 		}
 	}
 	return nil
+}
+
+// deleteQueue deletes the demo's durable service queue on RabbitMQ, so
+// that the demo leaves nothing bound to the exchange. The embedded broker
+// goes away with the process.
+func deleteQueue(ctx context.Context, b *bus.Bus, queue string) error {
+	if b.Transport() != bus.TransportAMQP {
+		return nil
+	}
+	return b.WithChannel(ctx, func(ch *amqp.Channel) error {
+		_, err := ch.QueueDelete(queue, false, false, false)
+		return err
+	})
 }
 
 // watch subscribes a temporary queue to patterns and sends the envelopes

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/domains"
@@ -31,7 +32,8 @@ import (
 	"github.com/33god/bloodbank-go/middleware"
 )
 
-// serviceName names the service queue, bloodbank.events.v1.billing_ledger.
+// serviceName names the service queue, bloodbank.events.v1.billing_ledger,
+// which the demo deletes when it is done.
 const serviceName = "billing_ledger"
 
 func main() {
@@ -149,7 +151,23 @@ func run(ctx context.Context, cfg bus.Config, logger *slog.Logger, out io.Writer
 	}
 
 	stopService()
-	return <-svcDone
+	if err := <-svcDone; err != nil {
+		return err
+	}
+	return deleteQueue(ctx, b, svc.QueueName())
+}
+
+// deleteQueue deletes the demo's durable service queue on RabbitMQ, so
+// that the demo leaves nothing bound to the exchange. The embedded broker
+// goes away with the process.
+func deleteQueue(ctx context.Context, b *bus.Bus, queue string) error {
+	if b.Transport() != bus.TransportAMQP {
+		return nil
+	}
+	return b.WithChannel(ctx, func(ch *amqp.Channel) error {
+		_, err := ch.QueueDelete(queue, false, false, false)
+		return err
+	})
 }
 
 // publish publishes a billing.invoice.paid payload with a fixed event id,

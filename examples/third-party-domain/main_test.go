@@ -26,7 +26,9 @@ func TestRun_demoOnTheEmbeddedTransport(t *testing.T) {
 }
 
 func TestRun_demoOnRabbitMQ(t *testing.T) {
-	testDemo(t, extest.RabbitConfig(t, serviceName))
+	cfg := extest.RabbitConfig(t, serviceName)
+	testDemo(t, cfg)
+	extest.WantNoServiceQueue(t, cfg, serviceName)
 }
 
 func testDemo(t *testing.T, cfg bus.Config) {

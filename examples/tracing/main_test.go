@@ -50,7 +50,9 @@ func TestRun_oneTraceOfThreeSpansOnTheEmbeddedTransport(t *testing.T) {
 
 // On RabbitMQ the trace context crosses the broker in the AMQP headers.
 func TestRun_oneTraceOfThreeSpansOnRabbitMQ(t *testing.T) {
-	testOneTrace(t, extest.RabbitConfig(t, serviceName))
+	cfg := extest.RabbitConfig(t, serviceName)
+	testOneTrace(t, cfg)
+	extest.WantNoServiceQueue(t, cfg, serviceName)
 }
 
 func testOneTrace(t *testing.T, cfg bus.Config) {

@@ -6,6 +6,7 @@ package extest
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -84,3 +85,25 @@ func RabbitConfig(t testing.TB, services ...string) bus.Config {
 }
 
 var nonWord = regexp.MustCompile(`[^a-z0-9]+`)
+
+// WantNoServiceQueue fails the test when the service's queue exists on the
+// broker of cfg: a demo must leave nothing behind.
+func WantNoServiceQueue(t testing.TB, cfg bus.Config, service string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := bus.Open(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	queue := bus.ServiceQueueName(cfg.ExchangeName, service)
+	err = b.WithChannel(ctx, func(ch *amqp.Channel) error {
+		_, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		return err
+	})
+	var amqpErr *amqp.Error
+	if !errors.As(err, &amqpErr) || amqpErr.Code != amqp.NotFound {
+		t.Errorf("queue %s is still on the broker after the demo (passive declare: %v)", queue, err)
+	}
+}
