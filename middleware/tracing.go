@@ -108,10 +108,12 @@ func (c *TracingConfig) setDefaults() {
 //     for the command processor (package cqrs) to call: a child of the
 //     handle span, or, without the Middleware, the delivery's consumer span.
 //
-// Every span carries the event id (AttrEventID and messaging.message.id),
-// which is the key of the correlation graph, the event type and the routing
-// key; a failed handler or execution records its error, with error.type the
-// kind of a *bus.PermanentError ("invalid", "malformed", ...) or the Go
+// Every span carries the event id (AttrEventID), which is the key of the
+// correlation graph, and the event type; spans about a message on the bus
+// also carry the routing key and the messaging semantic conventions. A
+// failed publish, handler or execution records its error, with error.type
+// the kind of a *bus.PermanentError ("invalid", "malformed", ...), a
+// publish failure ("unroutable", "not_confirmed"), "timeout", or the Go
 // type of any other error.
 //
 // Off by default: with no TracerProvider configured and none installed
