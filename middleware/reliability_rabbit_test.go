@@ -21,7 +21,7 @@ import (
 
 // relTestDelays are the delay queues of the integration tests: short, so
 // that a redelivery takes a fraction of a second.
-var relTestDelays = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond}
+var relTestDelays = []time.Duration{100 * time.Millisecond, 300 * time.Millisecond}
 
 type relRabbit struct {
 	t        testing.TB
