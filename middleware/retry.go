@@ -386,9 +386,12 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 // attempt runs the handler once with a fresh context, and turns a panic
 // into a *PanicError.
 func (r *Retry) attempt(h message.HandlerFunc, msg *message.Message, orig context.Context, n int) (out []*message.Message, err error) {
-	ctx, cancel := context.WithCancel(context.WithValue(orig, attemptKey{}, n))
+	ctx := context.WithValue(orig, attemptKey{}, n)
+	var cancel context.CancelFunc
 	if r.cfg.AttemptTimeout > 0 {
-		ctx, cancel = context.WithTimeout(context.WithValue(orig, attemptKey{}, n), r.cfg.AttemptTimeout)
+		ctx, cancel = context.WithTimeout(ctx, r.cfg.AttemptTimeout)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
 	}
 	defer cancel()
 	defer msg.SetContext(orig)

@@ -442,3 +442,72 @@ func TestRetry_failedRedeliveryNacks(t *testing.T) {
 		t.Errorf("calls %d, stats %+v", calls.Load(), r.Stats())
 	}
 }
+
+// On a bus.Service (embedded transport, whose delay queues behave as
+// RabbitMQ's): a failing handler's message comes back through a delay queue
+// to that handler alone, with its attempt count, while the service's other
+// handler, which succeeded, does not run again.
+func TestRetry_redeliveryThroughDelayQueueReachesTheFailedHandlerOnly(t *testing.T) {
+	b := relEmbeddedBus(t, "billing")
+	svc, err := b.NewService("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := middleware.UseReliability(context.Background(), b, svc, middleware.ReliabilityConfig{
+		Retry:            middleware.RetryConfig{MaxAttempts: 2, InitialInterval: time.Millisecond, NoJitter: true},
+		RedeliveryDelays: []time.Duration{20 * time.Millisecond, 40 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rel.DelayQueues.Queues(); len(got) != 2 || got[0] != svc.QueueName()+".retry.20ms" || got[1] != svc.QueueName()+".retry.40ms" {
+		t.Errorf("delay queues %v", got)
+	}
+	var mu sync.Mutex
+	var chargeAttempts []int
+	notified := &relIDs{}
+	if err := svc.HandleMessage("charge", "orders.#", func(msg *message.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		chargeAttempts = append(chargeAttempts, middleware.AttemptFromCtx(msg.Context()))
+		if len(chargeAttempts) < 4 {
+			return errTransient
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.HandleMessage("notify", "orders.#", func(msg *message.Message) error {
+		notified.add(msg.UUID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	relRunService(t, svc)
+	msg := relEventMsg(t, "orders.created", map[string]any{"id": "o-1"})
+	if err := b.Publisher().Publish("orders.created", msg); err != nil {
+		t.Fatal(err)
+	}
+	relEventually(t, relWait, "the charge to succeed on its fourth attempt", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(chargeAttempts) == 4
+	})
+	mu.Lock()
+	got := append([]int(nil), chargeAttempts...)
+	mu.Unlock()
+	if !equalInts(got, []int{1, 2, 3, 4}) {
+		t.Errorf("charge attempts %v, want 1..4, the last two after a redelivery", got)
+	}
+	if n := notified.count(msg.UUID); n != 1 {
+		t.Errorf("notify ran %d times, want 1: redeliveries are for the failed handler", n)
+	}
+	s := rel.Stats()
+	if s.Retry.Redelivered != 1 || s.Poison.Parked != 0 {
+		t.Errorf("stats %+v, want 1 redelivery, nothing parked", s)
+	}
+	emb := b.Embedded()
+	if emb.QueueLength(svc.QueueName()) != 0 || emb.QueueLength(rel.PoisonQueue) != 0 {
+		t.Error("messages left in the service or poison queue")
+	}
+}
