@@ -46,6 +46,7 @@ type Config struct {
 	DrainTimeout      time.Duration `env:"BB_DRAIN_TIMEOUT" envDefault:"30s"`
 	LogFormat         string        `env:"BB_LOG_FORMAT" envDefault:"auto"`
 	LogLevel          string        `env:"BB_LOG_LEVEL" envDefault:"info"`
+	Tracing           string        `env:"BB_TRACING" envDefault:"off"`
 }
 
 // LoadConfig reads the settings from environ (as os.Environ gives it) and
@@ -170,6 +171,9 @@ func (c Config) Validate() error {
 	case "auto", "text", "json":
 	default:
 		p = append(p, fmt.Sprintf("BB_LOG_FORMAT: want auto, text or json, got %q", c.LogFormat))
+	}
+	if c.Tracing != "off" && c.Tracing != "stdout" {
+		p = append(p, fmt.Sprintf("BB_TRACING: want off or stdout, got %q", c.Tracing))
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		p = append(p, "BB_LOG_LEVEL: "+err.Error())
