@@ -5,22 +5,25 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/correlation"
 )
 
-// graph is the correlation store the processor records links in.
+// graph is the Redis the processor records links in and deduplicates
+// against: the correlation store and the client under it.
 type graph struct {
-	store correlation.Store
-	ping  func(context.Context) error
-	close func()
+	store  correlation.Store
+	client redis.UniversalClient
+	close  func()
 }
 
 // openCorrelation opens the Redis of the REDIS_* settings on RabbitMQ, and
-// an embedded store on the embedded transport, where nothing else is
-// shared either. Neither connects here: a Redis that is down delays no
-// start and fails no command (the Recorder counts and logs the lost links);
-// /readyz reports it.
+// an embedded one on the embedded transport, where nothing else is shared
+// either. Neither connects here: a Redis that is down delays no start and
+// fails no command (the Recorder counts and logs the lost links, Dedup
+// fails open); /readyz reports it.
 func openCorrelation(cfg bus.Config, transport string, logger *slog.Logger) (*graph, error) {
 	if transport == bus.TransportEmbedded {
 		e, err := correlation.NewEmbedded(correlation.RedisConfigFromConfig(cfg))
@@ -28,7 +31,10 @@ func openCorrelation(cfg bus.Config, transport string, logger *slog.Logger) (*gr
 			return nil, fmt.Errorf("cannot start the embedded correlation store: %w", err)
 		}
 		logger.Info("correlation store: embedded Redis", slog.String("addr", e.Addr()))
-		return &graph{store: e, ping: func(context.Context) error { return nil }, close: func() { _ = e.Close() }}, nil
+		// The same in-process Redis serves deduplication, as the real
+		// one does on RabbitMQ.
+		client := redis.NewClient(&redis.Options{Addr: e.Addr()})
+		return &graph{store: e, client: client, close: func() { _ = client.Close(); _ = e.Close() }}, nil
 	}
 	settings := correlation.SettingsFromConfig(cfg)
 	client, err := correlation.NewUniversalClient(settings)
@@ -41,9 +47,15 @@ func openCorrelation(cfg bus.Config, transport string, logger *slog.Logger) (*gr
 		return nil, err
 	}
 	logger.Info("correlation store: Redis", slog.Any("redis", settings))
-	return &graph{
-		store: store,
-		ping:  func(ctx context.Context) error { return client.Ping(ctx).Err() },
-		close: func() { _ = client.Close() },
-	}, nil
+	return &graph{store: store, client: client, close: func() { _ = client.Close() }}, nil
+}
+
+// redisLogger routes go-redis's global logger, which writes every failed
+// dial to stderr, to ours at debug level: the readiness check, the
+// Recorder and Dedup already report a Redis that is away, once and
+// rate-limited.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }

@@ -5,19 +5,37 @@
 // them, and records the links in the correlation graph.
 //
 // Without RABBIT_URL it runs on the embedded in-process transport with an
-// embedded correlation store, and says so (transport=embedded); with
-// RABBIT_URL it uses RabbitMQ and the Redis of the REDIS_* settings.
+// embedded Redis, and says so (transport=embedded); with RABBIT_URL it uses
+// RabbitMQ and the Redis of the REDIS_* settings.
 //
-// It serves GET /healthz and GET /readyz on HTTP_HOST:HTTP_PORT. On SIGINT
-// or SIGTERM it stops taking deliveries, lets the commands in flight finish
-// and ack (up to BB_DRAIN_TIMEOUT), writes the links still queued, and exits
-// 0; a second signal kills it.
+// Every delivery goes through the architecture's middleware, outermost
+// first (see stack.go):
+//
+//	recover · metrics · trace · poison · dedup · retry · validate · correlation · timeout
+//
+// A transient failure is retried in-process with backoff, then through the
+// delay queues "{queue}.retry.{1s,10s,1m}"; a permanent one (malformed,
+// invalid) and a retry given up are parked with their reason in
+// "{queue}.poison", where `bb dlq` finds and replays them. An event already
+// handled (same event id, within 24 h) is acked without running again.
+//
+// It serves the HTTP gateway on HTTP_HOST:HTTP_PORT (package
+// cmd/internal/gateway): the publish endpoints of the Python service, the
+// schemas, the correlation trace, /healthz, /readyz (broker, Redis, and
+// consuming) and /metrics. With BB_TRACING=stdout it writes OpenTelemetry
+// spans (publish, handle, execute) to stdout.
+//
+// On SIGINT or SIGTERM /readyz turns 503, it stops taking deliveries, lets
+// the commands in flight finish and ack (up to BB_DRAIN_TIMEOUT), stops the
+// HTTP server once its requests finished, writes the links still queued,
+// flushes the spans, and exits 0; a second signal kills it.
 //
 // Flags (and their environment variables):
 //
-//	--demo        (BB_DEMO=1)          publish one agent.thread.prompt once consuming,
-//	                                   and log its response and correlation link
-//	--echo-delay  (BB_ECHO_DELAY=20ms) the echo agent's simulated model latency
+//	--demo             (BB_DEMO=1)               publish one agent.thread.prompt once consuming,
+//	                                             and log its response and correlation link
+//	--echo-delay       (BB_ECHO_DELAY=20ms)      the echo agent's simulated model latency
+//	--command-timeout  (BB_COMMAND_TIMEOUT=1m)   bound on one attempt at a command
 package main
 
 import (
@@ -27,17 +45,19 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/cmd/internal/gateway"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/cqrs/commands"
@@ -52,16 +72,16 @@ func main() {
 		<-ctx.Done()
 		stop() // a second signal kills the process
 	}()
-	if err := run(ctx, os.Args[1:], os.Environ(), os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "command-processor:", err)
 		os.Exit(1)
 	}
 }
 
-// shutdownTimeout bounds the HTTP shutdown and the last correlation writes.
+// shutdownTimeout bounds the last correlation writes and the span flush.
 const shutdownTimeout = 5 * time.Second
 
-func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	opts, err := parseOptions(args, environ, stderr)
 	if err != nil {
 		return err
@@ -74,6 +94,21 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	redis.SetLogger(redisLogger{logger})
+
+	tp, stopTracing, err := newTracerProvider(cfg.Tracing, cfg.ServiceName, stdout)
+	if err != nil {
+		return err
+	}
+	// Deferred first, so it runs last: after the bus closed, the last spans
+	// are flushed.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			logger.Warn("spans not exported", slog.String("error", err.Error()))
+		}
+	}()
 
 	b, err := bus.Open(ctx, cfg, logger)
 	if err != nil {
@@ -94,17 +129,40 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Every event the processor publishes is linked once confirmed.
-	b.DecoratePublisher(func(p message.Publisher) message.Publisher { return middleware.NewRecordingPublisher(p, rec) })
-
 	reg, err := catalog.New()
 	if err != nil {
 		return err
 	}
+	tr := middleware.NewTracing(middleware.TracingConfig{TracerProvider: tp, Destination: cfg.ExchangeName})
+
+	svc, err := b.NewService(cfg.ServiceName)
+	if err != nil {
+		return err
+	}
+	st, err := installStack(ctx, b, svc, stackConfig{
+		events:         reg,
+		tracing:        tr,
+		dedup:          middleware.NewRedisDedupStore(graph.client, ""),
+		recorder:       rec,
+		commandTimeout: opts.timeout(),
+		logger:         logger,
+	})
+	if err != nil {
+		return err
+	}
+
+	// Every event the processor publishes is linked once confirmed, traced,
+	// and timed; the command processor publishes through this publisher, so
+	// it is decorated before the processor is built.
+	b.DecoratePublisher(func(p message.Publisher) message.Publisher { return middleware.NewRecordingPublisher(p, rec) })
+	b.DecoratePublisher(tr.DecoratePublisher)
+	b.DecoratePublisher(st.metrics.DecoratePublisher)
+
 	proc, err := cqrs.NewProcessor(b.Publisher(), cqrs.ProcessorConfig{
-		Registry: reg,
-		Source:   cqrs.DefaultSource(cfg.ServiceName),
-		Logger:   logger,
+		Registry:   reg,
+		Source:     cqrs.DefaultSource(cfg.ServiceName),
+		Decorators: []cqrs.Decorator{traceCommands(tr)},
+		Logger:     logger,
 	})
 	if err != nil {
 		return err
@@ -117,42 +175,42 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 			logger.Warn("command type has no executor; its queue binding is not made", slog.String("type", et.RoutingKey()))
 		}
 	}
-
-	svc, err := b.NewService(cfg.ServiceName)
-	if err != nil {
-		return err
-	}
-	// The retry and poison-queue middleware go here (svc.Use) once they
-	// land; until then bus.Service logs and acks a permanent failure, and a
-	// transient one is nacked and redelivered.
 	if err := proc.AddHandlersToService(svc); err != nil {
 		return err
 	}
 
-	health := &health{service: cfg.ServiceName, transport: b.Transport(), broker: b.Ready, redis: graph.ping, running: svc.Running()}
+	var stopping atomic.Bool
+	gw, err := gateway.New(gateway.Config{ServiceName: cfg.ServiceName, Token: cfg.HTTPToken, Logger: logger}, gateway.Deps{
+		Publisher:   b,
+		Events:      reg,
+		Correlation: graph.store,
+		Checks:      []gateway.Check{gateway.BrokerCheck(b), gateway.RedisCheck(graph.client), consumingCheck(svc.Running(), &stopping)},
+		Metrics:     st.metrics,
+	})
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.HTTPHost, strconv.Itoa(cfg.HTTPPort)))
 	if err != nil {
 		return fmt.Errorf("cannot serve HTTP: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           health.handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
-	httpErr := make(chan error, 1)
+	// The gateway outlives the service's drain: probes keep answering
+	// (/readyz says it is shutting down) and requests in flight finish.
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	httpDone := make(chan error, 1)
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			httpErr <- err
-			cancelRun()
+		err := gw.Serve(httpCtx, ln)
+		if httpCtx.Err() == nil {
+			cancelRun() // the server failed on its own: stop the service too
 		}
+		httpDone <- err
 	}()
 	logger.Info("command-processor starting", slog.String("transport", b.Transport()), slog.String("queue", svc.QueueName()),
-		slog.Any("commands", proc.CommandTypes()), slog.String("http", ln.Addr().String()), slog.Any("settings", cfg))
+		slog.String("poison_queue", st.reliability.PoisonQueue), slog.Any("commands", proc.CommandTypes()),
+		slog.String("http", ln.Addr().String()), slog.String("tracing", cfg.Tracing), slog.Any("settings", cfg))
 
 	demoDone := make(chan struct{})
 	if opts.demo {
@@ -166,29 +224,51 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 
 	go func() {
 		<-runCtx.Done()
-		health.stopping.Store(true)
+		stopping.Store(true)
 		logger.Info("shutting down: no new deliveries; in-flight commands finish and ack", slog.Duration("drain_timeout", cfg.DrainTimeout))
 	}()
 	runErr := svc.Run(runCtx)
 	cancelRun()
 	<-demoDone
 
+	stopHTTP()
+	httpErr := <-httpDone
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		logger.Warn("http shutdown", slog.String("error", err.Error()))
-	}
 	if err := rec.Close(shutdownCtx); err != nil {
 		logger.Warn("correlation links still queued were not written", slog.String("error", err.Error()))
 	}
-	s := proc.Stats()
+	s, r := proc.Stats(), st.reliability.Stats()
 	logger.Info("command-processor stopped", slog.Uint64("executed", s.Executed), slog.Uint64("failed", s.Failed),
 		slog.Uint64("published", s.Published), slog.Uint64("facts", s.Facts), slog.Uint64("unknown", s.Unknown),
-		slog.Uint64("rejected", s.Rejected), slog.Uint64("links_recorded", rec.Recorded()), slog.Uint64("links_failed", rec.Failed()))
-	select {
-	case err := <-httpErr:
-		return fmt.Errorf("http server: %w", err)
-	default:
+		slog.Uint64("rejected", s.Rejected), slog.Uint64("retried", r.Retry.Retried), slog.Uint64("redelivered", r.Retry.Redelivered),
+		slog.Uint64("parked", r.Poison.Parked), slog.Uint64("deduplicated", r.Dedup.Duplicates),
+		slog.Uint64("links_recorded", rec.Recorded()), slog.Uint64("links_failed", rec.Failed()))
+	if runErr != nil {
+		return runErr
 	}
-	return runErr
+	if httpErr != nil {
+		if ctx.Err() == nil {
+			return httpErr // it failed before any signal: the cause of the stop
+		}
+		logger.Warn("http shutdown", slog.String("error", httpErr.Error()))
+	}
+	return nil
+}
+
+// consumingCheck is the /readyz check of the service itself: ready once
+// every handler consumes, and no longer once a shutdown began, so that an
+// orchestrator sends no traffic to a process that is draining.
+func consumingCheck(running <-chan struct{}, stopping *atomic.Bool) gateway.Check {
+	return gateway.Check{Name: "consuming", Func: func(context.Context) error {
+		if stopping.Load() {
+			return errors.New("shutting down")
+		}
+		select {
+		case <-running:
+			return nil
+		default:
+			return errors.New("not consuming yet")
+		}
+	}}
 }

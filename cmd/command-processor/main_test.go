@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,10 +73,18 @@ func freePort(t *testing.T) string {
 // environment plus env: a developer's RABBIT_URL or REDIS_* must not leak in.
 func start(t *testing.T, env ...string) *processor {
 	t.Helper()
+	return startWith(t, nil, env...)
+}
+
+// startWith is start with the process's stdout written to stdout (nil
+// discards it).
+func startWith(t *testing.T, stdout io.Writer, env ...string) *processor {
+	t.Helper()
 	port := freePort(t)
 	p := &processor{t: t, addr: "127.0.0.1:" + port, changed: make(chan struct{}), done: make(chan struct{})}
 	p.cmd = exec.Command(binPath)
 	p.cmd.Dir = t.TempDir()
+	p.cmd.Stdout = stdout
 	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"BB_LOG_FORMAT=json", "BB_LOG_LEVEL=info", "HTTP_HOST=127.0.0.1", "HTTP_PORT=" + port,
 		"GORACE=atexit_sleep_ms=0"}, env...)
@@ -131,6 +140,24 @@ func start(t *testing.T, env ...string) *processor {
 		}
 	})
 	return p
+}
+
+// syncBuffer is a bytes.Buffer that a process writes while a test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func (p *processor) log() []map[string]any {
@@ -274,8 +301,9 @@ func TestCommandProcessor_embeddedDemoAnswersAPromptAndExitsZero(t *testing.T) {
 		t.Errorf("GET /healthz = %d %v %v", code, body, err)
 	}
 	code, body, err = p.get("/readyz")
-	if err != nil || code != http.StatusOK || body["transport"] != "embedded" {
-		t.Errorf("GET /readyz = %d %v %v", code, body, err)
+	checks, _ := body["checks"].(map[string]any)
+	if err != nil || code != http.StatusOK || checks["broker"] != "ok" || checks["redis"] != "ok" || checks["consuming"] != "ok" {
+		t.Errorf("GET /readyz = %d %v %v, want 200 with broker, redis and consuming ok", code, body, err)
 	}
 
 	p.signal(syscall.SIGTERM)

@@ -1,11 +1,13 @@
 package main_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -15,10 +17,12 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
 	"github.com/33god/bloodbank-go/internal/testenv"
+	"github.com/33god/bloodbank-go/middleware"
 )
 
 // rabbitEnv is a test's own exchange on the real RabbitMQ, a raw amqp091
@@ -99,11 +103,27 @@ func (e *rabbitEnv) queue(name string) string {
 	return q
 }
 
-// forget deletes the correlation keys of a prompt and its response.
+// serviceQueues names the queues the processor declares for a service,
+// to be deleted at the end, and returns the service queue: the queue
+// itself, its poison queue and its delay queues.
+func (e *rabbitEnv) serviceQueues(service string) string {
+	q := e.queue(service)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.queues = append(e.queues, middleware.PoisonQueueName(q))
+	for _, d := range middleware.DefaultRedeliveryDelays {
+		e.queues = append(e.queues, middleware.RetryQueueName(q, d))
+	}
+	return q
+}
+
+// forget deletes the correlation keys of a prompt and its response, and
+// the dedup key of the prompt.
 func (e *rabbitEnv) forget(prompt, response uuid.UUID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.keys = append(e.keys, correlation.DefaultKeyPrefix+"reverse:"+prompt.String(), correlation.DefaultKeyPrefix+"forward:"+response.String())
+	e.keys = append(e.keys, correlation.DefaultKeyPrefix+"reverse:"+prompt.String(), correlation.DefaultKeyPrefix+"forward:"+response.String(),
+		middleware.DefaultDedupKeyPrefix+"command_processor:"+thread.RoutingKeyPrompt+":"+prompt.String())
 }
 
 func (e *rabbitEnv) depth(queue string) int {
@@ -231,7 +251,7 @@ func (e *rabbitEnv) publishPrompts(ids []uuid.UUID) error {
 func TestRabbit_sigtermDuringBurstLosesNothing(t *testing.T) {
 	const burst = 200
 	e := newRabbitEnv(t)
-	serviceQueue := e.queue("command_processor")
+	serviceQueue := e.serviceQueues("command_processor")
 	got := e.collectResponses()
 	env := e.env("BB_ECHO_DELAY=20ms", "BB_DRAIN_TIMEOUT=30s")
 
@@ -313,7 +333,7 @@ func TestRabbit_sigtermDuringBurstLosesNothing(t *testing.T) {
 
 func TestRabbit_readyzSaysRedisIsUnreachableWhileCommandsStillRun(t *testing.T) {
 	e := newRabbitEnv(t)
-	e.queue("command_processor")
+	e.serviceQueues("command_processor")
 	got := e.collectResponses()
 	p := start(t, append(e.env(), "REDIS_PORT="+freePort(t))...)
 
@@ -346,5 +366,104 @@ func TestRabbit_readyzSaysRedisIsUnreachableWhileCommandsStillRun(t *testing.T) 
 	}
 	if stopped := p.waitLog(time.Second, "command-processor stopped", nil); stopped["links_failed"] != 1.0 {
 		t.Errorf("stopped line = %v, want the one link counted as failed", stopped)
+	}
+}
+
+// publishRaw publishes body under key as a Python producer would, and
+// waits for the broker's confirm.
+func (e *rabbitEnv) publishRaw(key, messageID string, body []byte) {
+	e.t.Helper()
+	ch := e.channel()
+	defer ch.Close()
+	if err := ch.Confirm(false); err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := ch.PublishWithDeferredConfirmWithContext(ctx, e.exchange, key, false, false, amqp.Publishing{
+		ContentType: "application/json", ContentEncoding: "utf-8", DeliveryMode: amqp.Persistent, MessageId: messageID, Body: body,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if ok, err := c.WaitContext(ctx); !ok || err != nil {
+		e.t.Fatalf("the broker did not confirm: %v", err)
+	}
+}
+
+// A command no attempt can fix (a prompt without its prompt, a body that is
+// not JSON) is parked at once in the service's poison queue, body unchanged
+// and the reason in its headers, while the good prompt behind it is
+// answered; nothing is left in the service queue.
+func TestRabbit_poisonedCommandsAreParkedWithTheirReason(t *testing.T) {
+	e := newRabbitEnv(t)
+	serviceQueue := e.serviceQueues("command_processor")
+	poisonQueue := middleware.PoisonQueueName(serviceQueue)
+	got := e.collectResponses()
+	p := start(t, e.env()...)
+	p.waitReady(30 * time.Second)
+
+	invalidID, good := uuid.New(), uuid.New()
+	e.forget(good, cqrs.SideEffectID(thread.RoutingKeyResponse, good, 0))
+	invalid := []byte(`{"event_id":"` + invalidID.String() + `","event_type":"agent.thread.prompt","timestamp":"2026-01-29T10:00:00.123456+00:00","version":"1.0.0","source":{"host":"127.0.0.1","type":"manual","app":"http-client","meta":null},"correlation_ids":[],"agent_context":null,"payload":{"provider":"anthropic","model":null,"tags":[]}}`)
+	malformed := []byte("this is not JSON")
+	e.publishRaw(thread.RoutingKeyPrompt, invalidID.String(), invalid)
+	e.publishRaw(thread.RoutingKeyPrompt, "not-an-envelope", malformed)
+	if err := e.publishPrompts([]uuid.UUID{good}); err != nil {
+		t.Fatal(err)
+	}
+	got.waitFor(t, 15*time.Second, "the good prompt is answered", func(n int) bool { return n == 1 })
+
+	deadline := time.Now().Add(15 * time.Second)
+	for e.depth(poisonQueue) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages parked in %s, want 2", e.depth(poisonQueue), poisonQueue)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ch := e.channel()
+	defer ch.Close()
+	parked := map[string]amqp.Delivery{}
+	for range 2 {
+		d, ok, err := ch.Get(poisonQueue, false)
+		if err != nil || !ok {
+			t.Fatalf("cannot read %s: %v", poisonQueue, err)
+		}
+		parked[d.MessageId] = d
+	}
+	for _, tc := range []struct {
+		id, kind, reason string
+		body             []byte
+	}{
+		{invalidID.String(), "invalid", "payload.prompt", invalid},
+		{"not-an-envelope", "malformed", "JSON", malformed},
+	} {
+		d, ok := parked[tc.id]
+		if !ok {
+			t.Errorf("message %s was not parked", tc.id)
+			continue
+		}
+		h := func(k string) string { v, _ := d.Headers[k].(string); return v }
+		if h(middleware.HeaderPoisonKind) != tc.kind || !strings.Contains(h(middleware.HeaderPoisonReason), tc.reason) ||
+			h(middleware.HeaderPoisonService) != "command_processor" || h(middleware.HeaderPoisonHandler) != thread.RoutingKeyPrompt ||
+			h(bus.MetaOriginalRoutingKey) != thread.RoutingKeyPrompt {
+			t.Errorf("parked %s with headers %v, want kind %s and a reason naming %q", tc.id, d.Headers, tc.kind, tc.reason)
+		}
+		if !bytes.Equal(d.Body, tc.body) {
+			t.Errorf("parked %s with body %q, want the original %q", tc.id, d.Body, tc.body)
+		}
+	}
+	if n := e.depth(serviceQueue); n != 0 {
+		t.Errorf("%d messages left in %s", n, serviceQueue)
+	}
+	if n := p.metric("bloodbank_parked_total"); n != 2 {
+		t.Errorf("bloodbank_parked_total = %v, want 2", n)
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.exit(30 * time.Second); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+	if stopped := p.waitLog(time.Second, "command-processor stopped", nil); stopped["parked"] != 2.0 || stopped["executed"] != 1.0 {
+		t.Errorf("stopped line = %v, want 2 parked and 1 executed", stopped)
 	}
 }

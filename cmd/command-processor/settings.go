@@ -63,10 +63,25 @@ func isSet(name string, environ []string, dotenv string) (bool, error) {
 	return false, nil
 }
 
+// defaultCommandTimeout bounds one attempt at a command when
+// BB_COMMAND_TIMEOUT is not set.
+const defaultCommandTimeout = time.Minute
+
 // options are this binary's own settings, from flags or the environment.
 type options struct {
 	demo      bool
 	echoDelay time.Duration
+	// commandTimeout bounds each attempt at a command; 0 means
+	// defaultCommandTimeout.
+	commandTimeout time.Duration
+}
+
+// timeout is the bound of one attempt at a command.
+func (o options) timeout() time.Duration {
+	if o.commandTimeout > 0 {
+		return o.commandTimeout
+	}
+	return defaultCommandTimeout
 }
 
 func parseOptions(args, environ []string, stderr io.Writer) (options, error) {
@@ -93,10 +108,18 @@ func parseOptions(args, environ []string, stderr io.Writer) (options, error) {
 		}
 		o.echoDelay = d
 	}
+	if v := env("BB_COMMAND_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return o, fmt.Errorf("BB_COMMAND_TIMEOUT: want a positive duration such as 2m (got %q)", v)
+		}
+		o.commandTimeout = d
+	}
 	fs := flag.NewFlagSet("command-processor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.BoolVar(&o.demo, "demo", o.demo, "publish one agent.thread.prompt once consuming and log its response and correlation link (BB_DEMO=1)")
 	fs.DurationVar(&o.echoDelay, "echo-delay", o.echoDelay, "simulated model latency of the echo agent (BB_ECHO_DELAY)")
+	fs.DurationVar(&o.commandTimeout, "command-timeout", o.commandTimeout, "bound on one attempt at a command; a command still running then is cancelled and retried (BB_COMMAND_TIMEOUT, default 1m)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -105,6 +128,9 @@ func parseOptions(args, environ []string, stderr io.Writer) (options, error) {
 	}
 	if o.echoDelay < 0 {
 		return o, errors.New("--echo-delay must not be negative")
+	}
+	if o.commandTimeout < 0 {
+		return o, errors.New("--command-timeout must not be negative")
 	}
 	return o, nil
 }

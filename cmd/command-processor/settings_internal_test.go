@@ -57,6 +57,10 @@ func TestParseOptions(t *testing.T) {
 		{"flag", []string{"--demo"}, nil, options{demo: true}, false},
 		{"bad BB_DEMO", nil, []string{"BB_DEMO=yes please"}, options{}, true},
 		{"bad delay", nil, []string{"BB_ECHO_DELAY=soon"}, options{}, true},
+		{"command timeout", []string{"--command-timeout=5m"}, []string{"BB_COMMAND_TIMEOUT=2m"}, options{commandTimeout: 5 * time.Minute}, false},
+		{"command timeout from env", nil, []string{"bb_command_timeout=90s"}, options{commandTimeout: 90 * time.Second}, false},
+		{"zero command timeout", nil, []string{"BB_COMMAND_TIMEOUT=0s"}, options{}, true},
+		{"negative command timeout", []string{"--command-timeout=-1s"}, nil, options{}, true},
 		{"negative delay", []string{"--echo-delay=-1s"}, nil, options{}, true},
 		{"stray argument", []string{"run"}, nil, options{}, true},
 	} {
@@ -67,6 +71,9 @@ func TestParseOptions(t *testing.T) {
 			}
 			if err == nil && got != tc.want {
 				t.Errorf("options = %+v, want %+v", got, tc.want)
+			}
+			if err == nil && got.commandTimeout == 0 && got.timeout() != defaultCommandTimeout {
+				t.Errorf("timeout() = %s without a setting, want %s", got.timeout(), defaultCommandTimeout)
 			}
 		})
 	}
