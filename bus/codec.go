@@ -35,7 +35,7 @@ func (Codec) Marshal(msg *message.Message) (amqp.Publishing, error) {
 		body = msg.Payload
 	} else {
 		env, err := EnvelopeFromMessage(msg)
-		if err == nil {
+		if err == nil && !env.fieldsValid() {
 			// Middleware may have changed the metadata since NewMessage:
 			// never write a body that a reader would reject.
 			err = env.Validate()
@@ -46,11 +46,17 @@ func (Codec) Marshal(msg *message.Message) (amqp.Publishing, error) {
 		buf := bufPool.Get().(*bytes.Buffer)
 		buf.Reset()
 		defer bufPool.Put(buf)
+		// encode checks that the payload is JSON as it compacts it, which
+		// is the one check of Validate that fieldsValid leaves out: when it
+		// fails, Validate says why, as it did before the body was written.
 		if err := env.encode(buf); err != nil {
+			if verr := env.Validate(); verr != nil {
+				return amqp.Publishing{}, fmt.Errorf("cannot marshal message %s: %w", msg.UUID, verr)
+			}
 			return amqp.Publishing{}, err
 		}
 		// The publishing outlives the pooled buffer.
-		body = bytes.Clone(bytes.TrimRight(buf.Bytes(), "\n"))
+		body = bytes.Clone(buf.Bytes())
 	}
 	var headers amqp.Table
 	for k, v := range msg.Metadata {
