@@ -154,12 +154,17 @@ func (p *AMQPPublisher) PublishAsync(ctx context.Context, topic string, msg *mes
 		return nil, err
 	}
 	slot := p.slots[p.next.Add(1)%uint64(len(p.slots))]
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.ConfirmTimeout)
-	defer cancel()
-	pc, err := slot.channel(ctx)
-	if err != nil {
-		p.failed.Add(1)
-		return nil, fmt.Errorf("cannot publish %s: %w", msg.UUID, err)
+	pc := slot.live()
+	if pc == nil {
+		// Only opening a channel can wait (for a reconnect); a timer per
+		// publish would cost more than the rest of PublishAsync's own work.
+		octx, cancel := context.WithTimeout(ctx, p.cfg.ConfirmTimeout)
+		defer cancel()
+		var err error
+		if pc, err = slot.channel(octx); err != nil {
+			p.failed.Add(1)
+			return nil, fmt.Errorf("cannot publish %s: %w", msg.UUID, err)
+		}
 	}
 	exchange := p.cfg.Topology.exchange()
 	if p.cfg.ToQueues {
@@ -195,6 +200,16 @@ type pubSlot struct {
 	p  *AMQPPublisher
 	mu sync.Mutex
 	pc *pubChannel
+}
+
+// live returns the slot's channel if it is open, without waiting.
+func (s *pubSlot) live() *pubChannel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pc != nil && !s.pc.isDead() {
+		return s.pc
+	}
+	return nil
 }
 
 func (s *pubSlot) channel(ctx context.Context) (*pubChannel, error) {
