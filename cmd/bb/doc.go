@@ -1,12 +1,15 @@
 // Command bb is the Bloodbank operator's command line: it lists and shows the
 // event catalogue, publishes events (or prints them with --dry-run), tails
-// the bus, computes deterministic event ids and traces an event through the
-// correlation graph in Redis. It speaks the v1 wire contract, so what it
-// publishes is what the Python services publish.
+// the bus, computes deterministic event ids, traces an event through the
+// correlation graph in Redis, lists, shows, replays and purges what a
+// service parked in its poison queue (dlq), and serves the HTTP gateway
+// alone (serve). It speaks the v1 wire contract, so what it publishes is
+// what the Python services publish.
 //
 // Settings come from the environment and a .env file in the working
 // directory (RABBIT_URL, EXCHANGE_NAME, REDIS_*, CORRELATION_TTL_DAYS,
-// BB_LOG_*), the same variables the services read. Results go to stdout,
+// SERVICE_NAME, HTTP_*, BB_TRACING, BB_LOG_*), the same variables the
+// services read. Results go to stdout,
 // logs and errors to stderr.
 //
 // Exit codes: 0 success; 1 bad usage or invalid input; 2 infrastructure
@@ -15,9 +18,9 @@
 // Layout: main.go only calls run; root.go builds the command tree and maps
 // errors to exit codes (errors.go); each command lives in its own file
 // (publish.go, tail.go, id.go, trace.go, list_events.go, list_commands.go,
-// show.go); what several commands share is in settings.go (settings, logger,
-// bus), input.go (reading and checking JSON) and suggest.go (close matches
-// for a misspelt event type).
+// show.go, dlq.go, serve.go); what several commands share is in settings.go
+// (settings, logger, bus), input.go (reading and checking JSON), suggest.go
+// (close matches for a misspelt event type) and tracing.go (BB_TRACING).
 //
 // The tests build the binary once and run it as a user does; those that
 // need RabbitMQ or Redis use internal/testenv, each on its own exchange or

@@ -60,7 +60,7 @@ func run(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int 
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "bb",
-		Short: "Operate a Bloodbank v1 event bus: publish, tail, trace, and browse the event catalogue",
+		Short: "Operate a Bloodbank v1 event bus: publish, tail, trace, re-drive parked messages, serve the HTTP gateway, and browse the event catalogue",
 		Long: `bb is the operator's command line for Bloodbank, the typed event bus over
 RabbitMQ (with Redis as correlation store) shared by the Go and Python services.
 
@@ -71,6 +71,12 @@ directory, the same variables the services read:
   REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_PASSWORD, REDIS_URL
                         correlation store (trace needs it)
   CORRELATION_TTL_DAYS  TTL of correlation links (default 30)
+  SERVICE_NAME          the service bb dlq works on unless --service is given
+                        (default bloodbank); what bb serve's /healthz reports
+  HTTP_HOST, HTTP_PORT, HTTP_TOKEN
+                        where bb serve listens (default 0.0.0.0:8682), and
+                        the bearer token every POST needs when set
+  BB_TRACING            off (default) or stdout: bb serve writes spans to stdout
   BB_LOG_FORMAT, BB_LOG_LEVEL
                         logs on stderr: auto|text|json, debug|info|warn|error
 Results go to stdout; logs, warnings and errors to stderr. Passwords are
@@ -80,7 +86,9 @@ Exit codes:
   0  success
   1  bad usage or invalid input: unknown flag or command, missing argument,
      bad JSON, a payload that fails validation, a malformed UUID, an unknown
-     event type (unless --permissive-validation), an invalid setting
+     event type (unless --permissive-validation), an invalid setting,
+     a dlq --service with no poison queue or an event id not parked there,
+     a purge not confirmed, an HTTP address bb serve cannot bind
   2  infrastructure: the broker or Redis is unreachable within --timeout,
      RABBIT_URL is not set, or the broker did not confirm a publish`,
 		Example: `  bb list-events --domain fireflies
@@ -88,7 +96,9 @@ Exit codes:
   bb publish agent.thread.prompt --mock --dry-run
   bb tail 'agent.#' --pretty
   bb id fireflies.transcript.upload meeting_id=abc123
-  bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11`,
+  bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11
+  bb dlq list --service command_processor
+  bb serve`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          cobra.NoArgs,
@@ -115,6 +125,8 @@ Exit codes:
 		a.listEventsCommand(),
 		a.listCommandsCommand(),
 		a.showCommand(),
+		a.dlqCommand(),
+		a.serveCommand(),
 	)
 	return root
 }

@@ -17,7 +17,7 @@ func (a *app) settings() (bus.Config, error) {
 	if err != nil {
 		return bus.Config{}, usageErrorf("%v (fix the environment or .env)", err)
 	}
-	a.secrets = append(a.secrets, cfg.RedisPassword)
+	a.secrets = append(a.secrets, cfg.RedisPassword, cfg.HTTPToken)
 	for _, raw := range []string{cfg.RabbitURL, cfg.RedisURL} {
 		if u, err := url.Parse(raw); err == nil && u.User != nil {
 			if pw, ok := u.User.Password(); ok {

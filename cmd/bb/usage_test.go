@@ -61,6 +61,17 @@ func TestUsage_badInputExits1WithAMessage(t *testing.T) {
 		{"show unknown name", []string{"show", "fireflies.transcript.redy"}, "", []string{`unknown event type "fireflies.transcript.redy"`, "did you mean fireflies.transcript.ready?"}},
 		{"list-events bad type", []string{"list-events", "--type", "query"}, "", []string{`--type "query": want event or command`}},
 		{"list-events unknown domain", []string{"list-events", "--domain", "billing"}, "", []string{`unknown domain "billing"`, "agent/thread"}},
+		{"dlq without subcommand", []string{"dlq"}, "", []string{"missing subcommand: list, show, replay or purge"}},
+		{"dlq bad kind", []string{"dlq", "list", "--kind", "broken"}, "", []string{`--kind "broken"`, "malformed, invalid, unknown_type, handler, panic"}},
+		{"dlq bad pattern", []string{"dlq", "list", "--routing-key", strings.Repeat("agent.", 50)}, "", []string{"--routing-key", "longer than 255 bytes"}},
+		{"dlq bad since", []string{"dlq", "list", "--since", "yesterday"}, "", []string{`--since "yesterday"`, "RFC 3339", "7d"}},
+		{"dlq empty range", []string{"dlq", "list", "--since", "1h", "--until", "2h"}, "", []string{"is not before --until"}},
+		{"dlq bad limit", []string{"dlq", "replay", "--all", "--limit", "-1"}, "", []string{"--limit must be 0"}},
+		{"dlq show without id", []string{"dlq", "show"}, "", []string{"accepts 1 arg(s), received 0"}},
+		{"dlq replay nothing", []string{"dlq", "replay"}, "", []string{"nothing to replay", "--all"}},
+		{"dlq replay ids and all", []string{"dlq", "replay", "--all", "0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11"}, "", []string{"not both"}},
+		{"dlq purge without a terminal", []string{"dlq", "purge"}, "yes\n", []string{"refusing to purge", "--yes"}},
+		{"serve with an argument", []string{"serve", "now"}, "", []string{`unknown command "now"`}},
 	}
 	env := []string{"RABBIT_URL=amqp://guest:guest@127.0.0.1:1/", "REDIS_PORT=1"}
 	for _, tt := range tests {
@@ -96,8 +107,9 @@ func TestUsage_badSettingInDotEnv(t *testing.T) {
 // Every command documents itself with an example; the root command
 // documents the exit codes.
 func TestHelp_everyCommandHasAnExample(t *testing.T) {
-	for _, cmd := range []string{"publish", "tail", "id", "trace", "list-events", "list-commands", "show"} {
-		res := mustSucceed(t, run{}, cmd, "--help")
+	for _, cmd := range []string{"publish", "tail", "id", "trace", "list-events", "list-commands", "show", "serve",
+		"dlq", "dlq list", "dlq show", "dlq replay", "dlq purge"} {
+		res := mustSucceed(t, run{}, append(strings.Fields(cmd), "--help")...)
 		if !strings.Contains(res.stdout, "Examples:\n  bb "+cmd) {
 			t.Errorf("bb %s --help has no example\n%s", cmd, res)
 		}
