@@ -46,51 +46,124 @@
 // the message, so with Causation on the processor's router and the
 // EventBus's publisher decorated, what a handler publishes is linked.
 //
+// # Reliability
+//
+// Poison, Dedup and Retry keep a service from losing a message or looping
+// on one. Retry runs the handler again, with backoff and a fresh context
+// per attempt, while its error is transient; once its attempts are spent it
+// sends the message back through the broker after a delay (DelayQueues, no
+// plugin needed) with the count in headers. Poison parks what fails
+// permanently, or what Retry gave up on, in the service's poison queue
+// (PoisonQueueName), with the producer's body byte for byte and the reason,
+// kind, handler, attempts and failure times in headers (HeaderPoison*),
+// and acks the delivery only once the broker confirmed the parking.
+// PoisonQueue lists, shows, replays and purges what was parked, for
+// `bb dlq`. Dedup acks a message whose handler already succeeded for its
+// event id, marking it only after success. UseReliability builds all three
+// for a bus.Service, with its delay and poison queues.
+//
+// # Tracing
+//
+// NewTracing carries OpenTelemetry traces across the bus in the W3C
+// traceparent and tracestate headers, so that a prompt, its execution and
+// its response are one trace, whichever process (Go or Python) handles each
+// step:
+//
+//   - Tracing.DecoratePublisher (bus.Bus.DecoratePublisher) or
+//     Tracing.PublisherDecorator (a router's AddPublisherDecorators)
+//     starts a producer span "publish <routing key>" per message and writes
+//     its context into the message's headers;
+//   - Tracing.Middleware starts a consumer span "handle <routing key>" from
+//     those headers and gives the handler its context;
+//   - Tracing.Execute wraps one command's execution in a span "execute
+//     <command>", for the command processor's decorator
+//     (cqrs.ProcessorConfig.Decorators).
+//
+// Spans carry the event id (AttrEventID), the key of the correlation graph,
+// so a trace and `bb trace <id>` meet. Without a TracerProvider every span
+// is a no-op, but the middleware still passes a delivery's traceparent on to
+// what its handler publishes. The binaries turn spans on with
+// BB_TRACING=stdout (examples/tracing shows the provider setup). Decorate the
+// publisher before anything publishes through it: a cqrs processor keeps
+// the publisher it was built with.
+//
 // # Order
 //
 // The architecture's order, outermost first:
 //
 //	recover · metrics/trace · poison · dedup · retry · validate · correlation · timeout
 //
-// Validation sits inside retry so that the retry middleware sees its
-// permanent errors and does not retry them, and inside poison so that they
-// are parked. Causation sits inside validation, so only valid events cause
-// anything, and outside the timeout, whose context then still carries the
-// cause. With bus.Service.Use, or router.AddMiddleware, the first middleware
-// given is the outermost.
+// Metrics and the tracing Middleware sit outside the reliability middleware,
+// so that one measurement and one span cover a delivery with all its
+// retries and its parking. Poison is outside Dedup and Retry, so it parks
+// what Retry gave up on. Dedup is outside Retry, so it marks a message only
+// once some attempt succeeded. Validation sits inside Retry so that Retry
+// sees its permanent errors and does not retry them, and inside Poison so
+// that they are parked at once. Causation sits inside validation, so only
+// valid events cause anything, and outside the timeout, whose context then
+// still carries the cause. The timeout is innermost, inside Retry, so each
+// attempt gets its own deadline (Retry restores the message's context after
+// every attempt; RetryConfig.AttemptTimeout does the same from within
+// Retry). With bus.Service.Use, or router.AddMiddleware, the first
+// middleware given is the outermost.
 //
 // # In a plain Watermill router
 //
 //	reg, _ := catalog.New()
 //	validation, _ := middleware.Validate(middleware.ValidateConfig{Validator: reg})
-//	store, _ := correlation.NewEmbedded(correlation.RedisConfig{})  // or a RedisStore
+//	retry, _ := middleware.NewRetry(middleware.RetryConfig{}) // 3 attempts, backoff; no redelivery without a Redeliverer
+//	// pub returns once the parked message is stored, and is not the Pub/Sub
+//	// the router is busy consuming from with BlockPublishUntilSubscriberAck.
+//	poison, _ := middleware.NewPoison(middleware.PoisonConfig{Publisher: pub, Queue: "rag_ingest.poison", Service: "rag_ingest"})
+//	dedup, _ := middleware.NewDedup(middleware.DedupConfig{Store: middleware.NewRedisDedupStore(redisClient, ""), Service: "rag_ingest"})
+//	tr := middleware.NewTracing(middleware.TracingConfig{TracerProvider: tp})
+//	store, _ := correlation.NewEmbedded(correlation.RedisConfig{}) // or a RedisStore
 //	rec, _ := correlation.NewRecorder(store, correlation.RecorderConfig{Batching: true})
 //
 //	router, _ := message.NewRouter(message.RouterConfig{}, logger)
-//	router.AddPublisherDecorators(middleware.RecordingPublisherDecorator(rec))
+//	router.AddPublisherDecorators(middleware.RecordingPublisherDecorator(rec), tr.PublisherDecorator())
 //	router.AddMiddleware(
 //		wmmiddleware.Recoverer,
-//		poisonQueue, // wmmiddleware.PoisonQueueWithFilter(pub, "poison", bus.IsPermanent)
+//		tr.Middleware,
+//		poison.Middleware,
+//		dedup.Middleware,
+//		retry.Middleware,
 //		validation.Middleware,
 //		middleware.Causation,
+//		wmmiddleware.Timeout(time.Minute),
 //	)
 //	router.AddHandler("rag_ingest", "fireflies.transcript.ready", sub, "fireflies.transcript.processed", pub, handle)
 //
 // A plain router nacks every handler error, and most Pub/Subs then redeliver
-// the message at once: without a poison queue (or another middleware that
-// acks permanent errors, as bus.Service does) a rejected message comes back
-// forever. Watermill's Retry middleware retries every error unless its
-// ShouldRetry says otherwise; give it one that returns false for
-// bus.IsPermanent(params.Err). The runnable Example wires these pieces on
+// the message at once: without Poison (or another middleware that acks
+// permanent errors, as bus.Service does) a rejected message comes back
+// forever. Poison rather than Watermill's PoisonQueue middleware: it keeps
+// the producer's body byte for byte and writes the reason, kind, handler,
+// attempts and failure times that `bb dlq` reads. Retry rather than
+// Watermill's: it leaves permanent errors alone without a ShouldRetry hook,
+// and each attempt gets a fresh context instead of one a Timeout already
+// ended.
+// The runnable Example and examples/middleware-reuse wire these pieces on
 // GoChannel.
 //
 // # On a bus.Service
 //
-//	svc.Use(validation.Middleware, middleware.Causation)
+// cmd/command-processor installs the whole stack this way:
+//
+//	svc.Router().AddMiddleware(wmmiddleware.Recoverer) // recover: router middleware run before svc.Use's
+//	svc.Router().AddMiddleware(metricsMiddleware)      // metrics
+//	svc.Use(tr.Middleware)                             // trace
+//	rel, _ := middleware.UseReliability(ctx, b, svc, middleware.ReliabilityConfig{
+//		DedupStore: middleware.NewRedisDedupStore(redisClient, ""), // the correlation Redis
+//	}) // poison · dedup · retry, with the service's poison and delay queues
+//	svc.Use(validation.Middleware, middleware.Causation, wmmiddleware.Timeout(time.Minute))
+//
 //	b.DecoratePublisher(func(p message.Publisher) message.Publisher {
 //		return middleware.NewRecordingPublisher(p, rec)
 //	})
+//	b.DecoratePublisher(tr.DecoratePublisher) // before cqrs.NewProcessor(b.Publisher(), ...)
 //
+// rel.Stats() feeds the retried, parked and deduplicated counters.
 // bus.Handle already gives typed handlers a context with the cause; on a
 // service, Causation gives it to handlers registered with HandleMessage,
 // which then publish with bus.Bus.Publish(msg.Context(), ...).
