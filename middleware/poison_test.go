@@ -527,3 +527,42 @@ func TestPoisonQueue_listShowReplayPurge(t *testing.T) {
 		t.Errorf("List of a service without a poison queue = %v, want ErrNoPoisonQueue", err)
 	}
 }
+
+// A replayed message that fails again is parked anew while Replay may still
+// be reading the queue: one Replay call must replay it once, not loop.
+func TestPoisonQueue_replayOfAFailingMessageRunsOnce(t *testing.T) {
+	r := relNewRabbit(t, nil, "BB_CONSUMERS=1")
+	svc, _ := r.newService(middleware.ReliabilityConfig{Retry: fastRetry(), NoRedelivery: true})
+	var calls atomic.Int64
+	if err := bus.Handle(svc, "always_fails", "orders.#", func(context.Context, bus.Event[map[string]any]) error {
+		calls.Add(1)
+		return &bus.PermanentError{Kind: bus.KindInvalid, Err: errors.New("still broken")}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	relRunService(t, svc)
+	ctx := context.Background()
+	env, err := bus.NewEnvelope("orders.created", map[string]any{"id": "o-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.bus.Publish(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	q := middleware.NewPoisonQueue(r.bus, r.service)
+	relEventually(t, relWait, "the message parked", func() bool {
+		n, err := q.Count(ctx)
+		return err == nil && n == 1
+	})
+	replayed, err := q.Replay(ctx, middleware.PoisonFilter{})
+	if err != nil || len(replayed) != 1 {
+		t.Fatalf("Replay = %d messages, %v; want exactly 1", len(replayed), err)
+	}
+	relEventually(t, relWait, "the replay handled and parked again", func() bool {
+		n, err := q.Count(ctx)
+		return err == nil && n == 1 && calls.Load() == 2
+	})
+	if got := calls.Load(); got != 2 {
+		t.Errorf("handler ran %d times, want 2 (the first delivery and one replay)", got)
+	}
+}

@@ -274,11 +274,18 @@ func (q *PoisonQueue) Purge(ctx context.Context, f PoisonFilter) (int, error) {
 }
 
 // scan fetches the queue's messages one by one with basic.get, without
-// acking, until it is empty, fn says stop or fails, or ctx ends. A message
-// fn says to remove is acked; every other one is requeued at the end, in its
-// original place.
+// acking, until it has seen as many as the queue held when it started, fn
+// says stop or fails, or ctx ends. A message fn says to remove is acked;
+// every other one is requeued at the end, in its original place. Counting
+// first matters: a replayed message that fails again is parked anew while
+// the scan runs, and must not be replayed again by the same scan.
 func (q *PoisonQueue) scan(ctx context.Context, fn func(m ParkedMessage) (remove, stop bool, err error)) error {
 	return q.withChannel(ctx, func(ch *amqp.Channel) error {
+		state, err := ch.QueueDeclarePassive(q.queue, true, false, false, false, nil)
+		if err != nil {
+			return q.queueError(err)
+		}
+		remaining := state.Messages
 		var lastKept uint64
 		defer func() {
 			if lastKept > 0 {
@@ -287,7 +294,7 @@ func (q *PoisonQueue) scan(ctx context.Context, fn func(m ParkedMessage) (remove
 				_ = ch.Nack(lastKept, true, true)
 			}
 		}()
-		for {
+		for ; remaining > 0; remaining-- {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -311,6 +318,7 @@ func (q *PoisonQueue) scan(ctx context.Context, fn func(m ParkedMessage) (remove
 				return err
 			}
 		}
+		return nil
 	})
 }
 
