@@ -17,8 +17,9 @@ test-unit:
 # Tests named TestDisruptive_* stop RabbitMQ or Redis or kill processes, so
 # they skip unless BB_TEST_DISRUPTIVE=1 and run after everything else, one
 # package at a time.
+DISRUPTIVE_PKGS = $(sort $(dir $(shell grep -rl --include='*_test.go' 'func TestDisruptive_' .)))
 test-restart:
-	BB_TEST_DISRUPTIVE=1 $(GO) test -race -count=1 -p 1 -timeout 10m -run 'Disruptive' $(PKGS)
+	BB_TEST_DISRUPTIVE=1 $(GO) test -race -count=1 -p 1 -timeout 10m -run 'Disruptive' $(DISRUPTIVE_PKGS)
 
 ## lint: gofmt and go vet
 lint:
