@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+)
+
+var allMetrics = []string{"publish_confirmed_1", "publish_confirmed_16", "consume_full_stack", "command_path", "latency_p99_ms", "rss_mib"}
+
+// pair is one metric's two runs in a round.
+type pair struct {
+	name               string
+	base, proj         func(ctx context.Context) (float64, error)
+	prepBase, prepProj func(ctx context.Context) error // untimed, before each run
+	// joint, when set, measures both sides in one run instead (latency).
+	joint func(ctx context.Context, projectFirst bool) (base, proj float64, err error)
+}
+
+// runAll declares the topology, warms up, runs the interleaved rounds and
+// the memory run.
+func runAll(ctx context.Context, e *env, out io.Writer) (*report, error) {
+	want := func(name string) bool {
+		only := splitList(e.o.only)
+		return len(only) == 0 || contains(only, name)
+	}
+	rep := &report{}
+	rc, err := e.dialRaw()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.close()
+
+	var pairs []pair
+	var closers []func()
+	type namedStack struct {
+		name string
+		st   *stack
+	}
+	var stacks []namedStack
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		closers = nil
+	}
+	defer closeAll()
+	const prompt, response = "agent.thread.prompt", "agent.thread.response"
+	t := e.topo()
+
+	// Publishing: each side publishes to its own exchange, bound to a
+	// durable queue that nobody consumes and that is purged after each run.
+	if want("publish_confirmed_1") || want("publish_confirmed_16") {
+		xr, qr, xb, qb := t.pubRaw, t.pubRawSink, t.pubBB, t.pubBBSink
+		if err := e.declare(xr, qr, "#"); err != nil {
+			return nil, err
+		}
+		if err := e.declare(xb, qb, "#"); err != nil {
+			return nil, err
+		}
+		conn, pub, err := e.newProjectPublisher(ctx, xb)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() { _ = pub.Close(); _ = conn.Close() })
+		st, err := e.openStack(ctx, xb, false)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, st.close)
+		stacks = append(stacks, namedStack{"publish_confirmed_16", st})
+		purged := func(q string, fn func(ctx context.Context) (float64, error)) func(ctx context.Context) (float64, error) {
+			return func(ctx context.Context) (float64, error) {
+				v, err := fn(ctx)
+				if perr := e.purge(q); err == nil {
+					err = perr
+				}
+				return v, err
+			}
+		}
+		if e.o.warmup > 0 {
+			if _, err := purged(qr, func(ctx context.Context) (float64, error) { return e.rawPublish1(ctx, rc, xr, e.o.warmup) })(ctx); err != nil {
+				return nil, fmt.Errorf("warm-up: %w", err)
+			}
+			if _, err := purged(qb, func(ctx context.Context) (float64, error) { return e.projectPublish1(ctx, pub, e.o.warmup) })(ctx); err != nil {
+				return nil, fmt.Errorf("warm-up: %w", err)
+			}
+		}
+		if want("publish_confirmed_1") {
+			rep.metrics = append(rep.metrics, &metric{name: "publish_confirmed_1", unit: "msg/s", target: "≥ 0.85", line: true})
+			pairs = append(pairs, pair{name: "publish_confirmed_1",
+				base: purged(qr, func(ctx context.Context) (float64, error) { return e.rawPublish1(ctx, rc, xr, e.o.duration) }),
+				proj: purged(qb, func(ctx context.Context) (float64, error) { return e.projectPublish1(ctx, pub, e.o.duration) }),
+			})
+		}
+		if want("publish_confirmed_16") {
+			rep.metrics = append(rep.metrics, &metric{name: "publish_confirmed_16", unit: "msg/s", target: "≥ 0.85", line: true})
+			pairs = append(pairs, pair{name: "publish_confirmed_16",
+				base: purged(qr, func(ctx context.Context) (float64, error) { return e.rawPublish16(ctx, rc, xr, e.o.duration) }),
+				proj: purged(qb, func(ctx context.Context) (float64, error) { return e.projectPublish16(ctx, st.b, e.o.duration) }),
+			})
+		}
+	}
+
+	// Consuming: each side consumes a queue prefilled (untimed) with the
+	// same number of distinct prompt envelopes.
+	if want("consume_full_stack") {
+		xr, qr, xb, qb := t.consRaw, t.consRawQ, t.consBB, t.consBBQ
+		if err := e.declare(xr, qr, prompt); err != nil {
+			return nil, err
+		}
+		if err := e.declare(xb, qb, prompt); err != nil {
+			return nil, err
+		}
+		st, err := e.openStack(ctx, xb, false)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, st.close)
+		stacks = append(stacks, namedStack{"consume_full_stack", st})
+		n := e.o.messages
+		rep.metrics = append(rep.metrics, &metric{name: "consume_full_stack", unit: "msg/s", target: "≥ 0.70", line: true})
+		pairs = append(pairs, pair{name: "consume_full_stack",
+			prepBase: func(ctx context.Context) error { return e.prefill(ctx, rc.pub, xr, qr, n) },
+			prepProj: func(ctx context.Context) error { return e.prefill(ctx, rc.pub, xb, qb, n) },
+			base:     func(ctx context.Context) (float64, error) { return e.rawConsume(ctx, rc, qr, n) },
+			proj:     func(ctx context.Context) (float64, error) { return e.projectConsume(ctx, st, n) },
+		})
+	}
+
+	// The command path: commands prefilled as above; responses go to a
+	// durable queue bound to agent.thread.response, purged after each run.
+	if want("command_path") {
+		xr, qr, sr := t.cmdRaw, t.cmdRawQ, t.cmdRawSink
+		xb, qb, sb := t.cmdBB, t.cmdBBQ, t.cmdBBSink
+		for _, d := range [][3]string{{xr, qr, prompt}, {xr, sr, response}, {xb, qb, prompt}, {xb, sb, response}} {
+			if err := e.declare(d[0], d[1], d[2]); err != nil {
+				return nil, err
+			}
+		}
+		st, err := e.openStack(ctx, xb, true)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, st.close)
+		stacks = append(stacks, namedStack{"command_path", st})
+		n := e.o.messages
+		rep.metrics = append(rep.metrics, &metric{name: "command_path", unit: "msg/s", target: "≥ 0.60", line: true})
+		pairs = append(pairs, pair{name: "command_path",
+			prepBase: func(ctx context.Context) error { return e.prefill(ctx, rc.pub, xr, qr, n) },
+			prepProj: func(ctx context.Context) error { return e.prefill(ctx, rc.pub, xb, qb, n) },
+			base: func(ctx context.Context) (float64, error) {
+				v, err := e.rawCommand(ctx, rc, qr, xr, n)
+				if perr := e.purge(sr); err == nil {
+					err = perr
+				}
+				return v, err
+			},
+			proj: func(ctx context.Context) (float64, error) {
+				v, err := e.projectCommand(ctx, st, n)
+				if perr := e.purge(sb); err == nil {
+					err = perr
+				}
+				return v, err
+			},
+		})
+	}
+
+	// Latency at a steady rate, publisher and consumer running together.
+	if want("latency_p99_ms") {
+		xr, qr, xb, qb := t.latRaw, t.latRawQ, t.latBB, t.latBBQ
+		if err := e.declare(xr, qr, prompt); err != nil {
+			return nil, err
+		}
+		if err := e.declare(xb, qb, prompt); err != nil {
+			return nil, err
+		}
+		st, err := e.openStack(ctx, xb, false)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, st.close)
+		stacks = append(stacks, namedStack{"latency_p99_ms", st})
+		conn, pub, err := e.newProjectPublisher(ctx, xb)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() { _ = pub.Close(); _ = conn.Close() })
+		rig, err := e.newLatencyRig(ctx, rc, xr, qr, st, pub)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, rig.close)
+		rate, d := e.o.latencyRate, e.o.latencyDuration
+		if e.o.warmup > 0 {
+			if _, _, err := rig.round(ctx, rate, e.o.warmup, false); err != nil {
+				return nil, fmt.Errorf("latency warm-up: %w", err)
+			}
+		}
+		p99 := &metric{name: "latency_p99_ms", unit: "ms", target: "≤ 1.5", line: true}
+		p50 := &metric{name: "latency_p50_ms", unit: "ms", target: "(info)"}
+		rep.metrics = append(rep.metrics, p99, p50)
+		pairs = append(pairs, pair{name: "latency_p99_ms",
+			joint: func(ctx context.Context, projectFirst bool) (float64, float64, error) {
+				raw, proj, err := rig.round(ctx, rate, d, projectFirst)
+				if err != nil {
+					return 0, 0, err
+				}
+				e.describeLatency(out, "baseline", raw)
+				e.describeLatency(out, "project", proj)
+				p50.add(ms(percentile(raw, 50)), ms(percentile(proj, 50)))
+				return ms(percentile(raw, 99)), ms(percentile(proj, 99)), nil
+			},
+		})
+	}
+
+	procs := findCPUProcs()
+	timed := func(name, what string, prep func(ctx context.Context) error, fn func(ctx context.Context) (float64, error)) (float64, error) {
+		if prep != nil {
+			if err := prep(ctx); err != nil {
+				return 0, err
+			}
+		}
+		s := procs.snap()
+		v, err := fn(ctx)
+		if e.o.verbose && err == nil {
+			var msgs float64
+			if rep.metric(name).unit == "msg/s" {
+				msgs = v * time.Since(s.at).Seconds()
+			}
+			fmt.Fprintf(out, "  %-30s %10.2f  cpu: %s\n", name+" "+what, v, procs.since(s, msgs))
+		}
+		return v, err
+	}
+	for r := 1; r <= e.o.rounds; r++ {
+		projectFirst := r%2 == 0
+		for _, p := range pairs {
+			if p.joint != nil {
+				s := procs.snap()
+				base, proj, err := p.joint(ctx, projectFirst)
+				if err != nil {
+					return nil, fmt.Errorf("%s round %d: %w", p.name, r, err)
+				}
+				if e.o.verbose {
+					fmt.Fprintf(out, "  %-30s cpu: %s\n", p.name+" (both)", procs.since(s, 0))
+				}
+				m := rep.metric(p.name)
+				m.add(base, proj)
+				fmt.Fprintln(out, roundLine(p.name, r, projectFirst, base, proj, m.unit))
+				continue
+			}
+			first, second := p.base, p.proj
+			fprep, sprep := p.prepBase, p.prepProj
+			fname, sname := "baseline", "project"
+			if projectFirst {
+				first, second = p.proj, p.base
+				fprep, sprep = sprep, fprep
+				fname, sname = sname, fname
+			}
+			a, err := timed(p.name, fname, fprep, first)
+			if err != nil {
+				return nil, fmt.Errorf("%s round %d: %w", p.name, r, err)
+			}
+			b, err := timed(p.name, sname, sprep, second)
+			if err != nil {
+				return nil, fmt.Errorf("%s round %d: %w", p.name, r, err)
+			}
+			base, proj := a, b
+			if projectFirst {
+				base, proj = b, a
+			}
+			m := rep.metric(p.name)
+			m.add(base, proj)
+			fmt.Fprintln(out, roundLine(p.name, r, projectFirst, base, proj, m.unit))
+		}
+	}
+	closeAll()
+	for _, ns := range stacks {
+		if ns.name != "publish_confirmed_16" && want(ns.name) {
+			rep.info = append(rep.info, ns.st.summary(ns.name))
+		}
+	}
+	if m := rep.metric("publish_confirmed_16"); m != nil {
+		if one := rep.metric("publish_confirmed_1"); one != nil {
+			rep.info = append(rep.info, fmt.Sprintf("publish_confirmed_16 against the raw pipelined baseline (256 in flight, one goroutine): project %s / raw %s = %.3f",
+				format(median(m.proj), "msg/s"), format(median(one.base), "msg/s"), median(m.proj)/median(one.base)))
+		}
+	}
+
+	if want("rss_mib") {
+		start := time.Now()
+		rs, err := e.runRSS(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("rss: %w", err)
+		}
+		rep.rss = rs
+		fmt.Fprintf(out, "rss run done in %s\n", time.Since(start).Round(time.Second))
+	}
+	return rep, nil
+}
+
+// describeLatency prints the spread of one latency run with -v.
+func (e *env) describeLatency(out io.Writer, who string, v []time.Duration) {
+	if !e.o.verbose {
+		return
+	}
+	fmt.Fprintf(out, "  latency %-8s n=%d p50=%.2fms p90=%.2fms p99=%.2fms p99.9=%.2fms max=%.2fms\n", who, len(v),
+		ms(percentile(v, 50)), ms(percentile(v, 90)), ms(percentile(v, 99)), ms(percentile(v, 99.9)), ms(percentile(v, 100)))
+}

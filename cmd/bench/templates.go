@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/domains/agent/thread"
+)
+
+// templates are the messages every path sends: an agent.thread.prompt
+// command of about -size bytes whose envelope names one parent event
+// (so that it has a correlation link to record), and the
+// agent.thread.response a command processor answers it with.
+type templates struct {
+	source   bus.Source
+	payload  json.RawMessage // the prompt payload
+	prompt   []byte          // a whole prompt envelope, as bus encodes it
+	idOff    int             // offset of event_id's value in prompt
+	parOff   int             // offset of correlation_ids[0] in prompt
+	response []byte          // a whole response envelope of the same size
+	respText string          // what the echo command answers
+}
+
+func newTemplates(size int) (*templates, error) {
+	t := &templates{source: bus.Source{Host: "bench-host", Type: bus.TriggerManual, App: "bbbench"}}
+	model, project := "claude-sonnet-4", "bloodbank"
+	base := "Analyze this codebase and report what limits its throughput."
+	for n := 0; ; n++ {
+		text := base + strings.Repeat(" Explain the module layout, the codec and the retry policy.", n)
+		p := thread.Prompt{Provider: "anthropic", Model: &model, Prompt: text, Project: &project, Tags: []string{"bench"}}
+		raw, err := json.Marshal(p)
+		if err != nil {
+			return nil, err
+		}
+		env, err := bus.NewEnvelope(thread.RoutingKeyPrompt, json.RawMessage(raw), bus.WithSource(t.source),
+			bus.WithCorrelationIDs(uuid.New()))
+		if err != nil {
+			return nil, err
+		}
+		body, err := env.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		if len(body) < size && n < 1000 {
+			continue
+		}
+		t.payload, t.prompt, t.respText = raw, body, "echo: "+text
+		t.idOff = bytes.Index(body, []byte(env.EventID.String()))
+		t.parOff = bytes.Index(body, []byte(env.CorrelationIDs[0].String()))
+		if t.idOff < 0 || t.parOff < 0 {
+			return nil, fmt.Errorf("cannot find the ids in the template envelope")
+		}
+		break
+	}
+	resp, err := t.responseEnvelope(uuid.New())
+	if err != nil {
+		return nil, err
+	}
+	if t.response, err = resp.MarshalJSON(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// promptBody is the template prompt with a new event id and parent, for
+// prefilling queues: every message is a distinct event, as deduplication
+// must see them.
+func (t *templates) promptBody() (body []byte, id uuid.UUID) {
+	body = bytes.Clone(t.prompt)
+	id = uuid.New()
+	putUUID(body[t.idOff:], id)
+	putUUID(body[t.parOff:], uuid.New())
+	return body, id
+}
+
+// promptEnvelope is a new prompt envelope, built as a producer builds one.
+func (t *templates) promptEnvelope() (bus.Envelope, error) {
+	return bus.NewEnvelope(thread.RoutingKeyPrompt, t.payload, bus.WithSource(t.source), bus.WithCorrelationIDs(uuid.New()))
+}
+
+// responseEnvelope is the echo command's answer to a prompt.
+func (t *templates) responseEnvelope(prompt uuid.UUID) (bus.Envelope, error) {
+	model := "claude-sonnet-4"
+	id := prompt.String()
+	return bus.NewEnvelope(thread.RoutingKeyResponse, thread.Response{Provider: "anthropic", PromptID: &id, Response: t.respText, Model: &model},
+		bus.WithSource(t.source))
+}
+
+func putUUID(dst []byte, id uuid.UUID) {
+	var buf [36]byte
+	hex := "0123456789abcdef"
+	j := 0
+	for i, b := range id {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			buf[j] = '-'
+			j++
+		}
+		buf[j], buf[j+1] = hex[b>>4], hex[b&0x0f]
+		j += 2
+	}
+	copy(dst, buf[:])
+}

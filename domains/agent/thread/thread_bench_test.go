@@ -1,0 +1,60 @@
+package thread_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/33god/bloodbank-go/domains/agent/thread"
+)
+
+// benchPrompt is an agent.thread.prompt payload of about 850 bytes, the
+// payload of the 1 KiB envelopes cmd/bench sends.
+func benchPrompt(b *testing.B) []byte {
+	model, project := "claude-sonnet-4", "bloodbank"
+	p := thread.Prompt{Provider: "anthropic", Model: &model, Project: &project, Tags: []string{"bench"},
+		Prompt: "Analyze this codebase." + strings.Repeat(" Explain the module layout, the codec and the retry policy.", 13)}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
+}
+
+// BenchmarkPrompt_Unmarshal is what a typed handler pays to decode the
+// payload (bus.DecodePayload): Prompt's UnmarshalJSON, which defaults
+// absent tags, makes encoding/json read the payload twice.
+func BenchmarkPrompt_Unmarshal(b *testing.B) {
+	raw := benchPrompt(b)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var p thread.Prompt
+		if err := json.Unmarshal(raw, &p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPrompt_UnmarshalPlain decodes the same payload into a struct
+// with Prompt's fields and no UnmarshalJSON, for comparison.
+func BenchmarkPrompt_UnmarshalPlain(b *testing.B) {
+	type plain struct {
+		Provider   string   `json:"provider"`
+		Model      *string  `json:"model"`
+		Prompt     string   `json:"prompt"`
+		Project    *string  `json:"project"`
+		WorkingDir *string  `json:"working_dir"`
+		Domain     *string  `json:"domain"`
+		Tags       []string `json:"tags"`
+	}
+	raw := benchPrompt(b)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var p plain
+		if err := json.Unmarshal(raw, &p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
