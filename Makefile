@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test test-unit test-restart lint bench build
+.PHONY: run test test-unit test-restart lint bench bench-go build
 
 ## run: start the command processor (on the embedded transport unless RABBIT_URL is set)
 run:
@@ -27,8 +27,12 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## bench: Go benchmarks of the hot paths, with allocations
+## bench: cmd/bench against RabbitMQ and Redis, raw baselines side by side (~5 min; BENCH_FLAGS=-quick for ~1 min)
 bench:
+	$(GO) run ./cmd/bench $(BENCH_FLAGS)
+
+## bench-go: Go benchmarks of the hot paths, with allocations (broker/Redis ones skip without them)
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 ## build: the binaries, into bin/

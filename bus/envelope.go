@@ -197,7 +197,7 @@ func (e Envelope) Validate() error {
 	}
 	if kind := jsonKind(e.Payload); kind != "object" {
 		problems = append(problems, "payload: expected object, got "+kind)
-	} else if !json.Valid(e.Payload) {
+	} else if !compactJSON(e.Payload) && !json.Valid(e.Payload) {
 		problems = append(problems, "payload: not valid JSON")
 	}
 	if len(problems) > 0 {
