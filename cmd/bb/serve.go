@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
+	"github.com/33god/bloodbank-go/cmd/internal/telemetry"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/domains/catalog"
 	"github.com/33god/bloodbank-go/middleware"
@@ -64,7 +65,7 @@ func (a *app) runServe(ctx context.Context) error {
 		return err
 	}
 	redis.SetLogger(redisLogger{logger})
-	tp, stopTracing, err := newTracerProvider(cfg.Tracing, cfg.ServiceName, a.stdout)
+	tp, stopTracing, err := telemetry.NewTracerProvider(cfg.Tracing, cfg.ServiceName, a.stdout)
 	if err != nil {
 		return usageErrorf("%v", err)
 	}

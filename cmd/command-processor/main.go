@@ -58,6 +58,7 @@ import (
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
+	"github.com/33god/bloodbank-go/cmd/internal/telemetry"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/cqrs/commands"
@@ -96,7 +97,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	redis.SetLogger(redisLogger{logger})
 
-	tp, stopTracing, err := newTracerProvider(cfg.Tracing, cfg.ServiceName, stdout)
+	tp, stopTracing, err := telemetry.NewTracerProvider(cfg.Tracing, cfg.ServiceName, stdout)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,7 @@
-package main
+// Package telemetry builds the OpenTelemetry tracer provider the binaries
+// use, from the BB_TRACING setting, so command-processor and bb serve trace
+// the same way.
+package telemetry
 
 import (
 	"cmp"
@@ -14,11 +17,17 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 )
 
-// newTracerProvider builds the TracerProvider BB_TRACING asks for, as
-// command-processor does: a no-op one for "off", the OpenTelemetry SDK
-// writing one JSON span per line to w for "stdout". The returned function
-// flushes and stops it.
-func newTracerProvider(mode, service string, w io.Writer) (trace.TracerProvider, func(context.Context) error, error) {
+// NewTracerProvider builds the TracerProvider BB_TRACING asks for, and the
+// function that flushes and stops it (call it after the bus is closed, so
+// that the last spans are exported):
+//
+//   - "off" (the default): a no-op provider; the traceparent of what a
+//     service consumes is still carried onto what it publishes;
+//   - "stdout": the OpenTelemetry SDK, exporting each span as one line of
+//     JSON to w, batched off the publish and handle paths.
+//
+// An OTLP exporter for a collector slots in here the same way.
+func NewTracerProvider(mode, service string, w io.Writer) (trace.TracerProvider, func(context.Context) error, error) {
 	switch cmp.Or(mode, "off") {
 	case "off":
 		return noop.NewTracerProvider(), func(context.Context) error { return nil }, nil
