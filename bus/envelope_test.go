@@ -1230,3 +1230,48 @@ func BenchmarkEnvelope_Decode(b *testing.B) {
 		}
 	}
 }
+
+// bbtDefaulted has an UnmarshalJSON, as domain payloads that default a
+// field do; DecodePayload calls it directly on compact payloads.
+type bbtDefaulted struct {
+	Name string   `json:"name"`
+	Tags []string `json:"tags"`
+}
+
+func (d *bbtDefaulted) UnmarshalJSON(b []byte) error {
+	type plain bbtDefaulted
+	var v plain
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	if v.Tags == nil {
+		v.Tags = []string{}
+	}
+	*d = bbtDefaulted(v)
+	return nil
+}
+
+func TestDecodePayload_unmarshalerSameAsJSONUnmarshal(t *testing.T) {
+	for _, payload := range []string{
+		`{"name":"a","tags":["x"]}`,
+		`{"name":"a"}`,
+		` { "name" : "a" , "tags" : null } `,
+		`null`,
+		`{"name":1}`,
+		`{"name":"a"`,
+		`[]`,
+		``,
+	} {
+		env := bus.Envelope{EventType: "test.defaulted", Payload: json.RawMessage(payload)}
+		got, gotErr := bus.DecodePayload[bbtDefaulted](env)
+		var want bbtDefaulted
+		wantErr := json.Unmarshal([]byte(payload), &want)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Errorf("DecodePayload(%q): error = %v, json.Unmarshal says %v", payload, gotErr, wantErr)
+			continue
+		}
+		if gotErr == nil && (got.Name != want.Name || (got.Tags == nil) != (want.Tags == nil) || len(got.Tags) != len(want.Tags)) {
+			t.Errorf("DecodePayload(%q) = %+v, json.Unmarshal gives %+v", payload, got, want)
+		}
+	}
+}
