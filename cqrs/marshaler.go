@@ -2,7 +2,6 @@ package cqrs
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/domains"
+	segjson "github.com/segmentio/encoding/json"
 )
 
 // Marshaler is Watermill's cqrs.CommandEventMarshaler speaking the bus's
@@ -109,7 +109,7 @@ func (m *Marshaler) Unmarshal(msg *message.Message, v any) error {
 	if !bytes.HasPrefix(bytes.TrimLeft(msg.Payload, " \t\r\n"), []byte("{")) {
 		return &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("%s %s: the payload is not a JSON object", eventType, msg.UUID)}
 	}
-	if err := json.Unmarshal(msg.Payload, v); err != nil {
+	if err := segjson.Unmarshal(msg.Payload, v); err != nil {
 		return &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("cannot decode %s %s into %T: %w", eventType, msg.UUID, v, err)}
 	}
 	return nil

@@ -2,8 +2,8 @@ package domains
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
+	segjson "github.com/segmentio/encoding/json"
 	"reflect"
 )
 
@@ -18,7 +18,7 @@ func Decode[T any](payload []byte) (T, error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return v, fmt.Errorf("cannot decode %s: the payload is not a JSON object", reflect.TypeFor[T]())
 	}
-	if err := json.Unmarshal(payload, &v); err != nil {
+	if err := segjson.Unmarshal(payload, &v); err != nil {
 		return v, fmt.Errorf("cannot decode %s: %w", reflect.TypeFor[T](), err)
 	}
 	return v, nil

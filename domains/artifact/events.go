@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/33god/bloodbank-go/domains"
+	segjson "github.com/segmentio/encoding/json"
 )
 
 // Domain is the domain name, as Python's registry lists it.
@@ -44,7 +45,7 @@ func (p Changed) MarshalJSON() ([]byte, error) {
 func (p *Changed) UnmarshalJSON(b []byte) error {
 	type plain Changed
 	var v plain
-	if err := json.Unmarshal(b, &v); err != nil {
+	if err := segjson.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	if v.Metadata == nil {
@@ -87,7 +88,7 @@ type IngestionFailed struct {
 func (p *IngestionFailed) UnmarshalJSON(b []byte) error {
 	type plain IngestionFailed
 	v := plain{IsRetryable: true}
-	if err := json.Unmarshal(b, &v); err != nil {
+	if err := segjson.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	*p = IngestionFailed(v)

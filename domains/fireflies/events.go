@@ -5,6 +5,7 @@ import (
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/domains"
+	segjson "github.com/segmentio/encoding/json"
 )
 
 // Domain is the domain name, as Python's registry lists it.
@@ -45,7 +46,7 @@ func (p TranscriptUpload) MarshalJSON() ([]byte, error) {
 func (p *TranscriptUpload) UnmarshalJSON(b []byte) error {
 	type plain TranscriptUpload
 	v := plain{CreatedAt: bus.Now()}
-	if err := json.Unmarshal(b, &v); err != nil {
+	if err := segjson.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	*p = TranscriptUpload(v)
@@ -89,7 +90,7 @@ func (p TranscriptReady) MarshalJSON() ([]byte, error) {
 func (p *TranscriptReady) UnmarshalJSON(b []byte) error {
 	type plain TranscriptReady
 	var v plain
-	if err := json.Unmarshal(b, &v); err != nil {
+	if err := segjson.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	*p = TranscriptReady(v)
@@ -189,7 +190,7 @@ func (p TranscriptProcessed) MarshalJSON() ([]byte, error) {
 func (p *TranscriptProcessed) UnmarshalJSON(b []byte) error {
 	type plain TranscriptProcessed
 	var v plain
-	if err := json.Unmarshal(b, &v); err != nil {
+	if err := segjson.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	if v.Metadata == nil {
@@ -231,7 +232,7 @@ func (p TranscriptFailed) MarshalJSON() ([]byte, error) {
 func (p *TranscriptFailed) UnmarshalJSON(b []byte) error {
 	type plain TranscriptFailed
 	v := plain{Timestamp: bus.Now(), IsRetryable: true}
-	if err := json.Unmarshal(b, &v); err != nil {
+	if err := segjson.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	if v.Metadata == nil {

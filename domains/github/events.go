@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/33god/bloodbank-go/domains"
+	segjson "github.com/segmentio/encoding/json"
 )
 
 // Domain is the domain name, as Python's registry lists it.
@@ -32,7 +33,7 @@ func (p PRCreated) MarshalJSON() ([]byte, error) {
 func (p *PRCreated) UnmarshalJSON(b []byte) error {
 	type plain PRCreated
 	v := plain{CacheType: CacheRedis}
-	if err := json.Unmarshal(b, &v); err != nil {
+	if err := segjson.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	*p = PRCreated(v)

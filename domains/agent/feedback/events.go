@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/33god/bloodbank-go/domains"
+	segjson "github.com/segmentio/encoding/json"
 )
 
 // Domain is the domain name, as Python's registry lists it.
@@ -37,7 +38,7 @@ func (p Requested) MarshalJSON() ([]byte, error) {
 func (p *Requested) UnmarshalJSON(b []byte) error {
 	type plain Requested
 	var v plain
-	if err := json.Unmarshal(b, &v); err != nil {
+	if err := segjson.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	if v.Tags == nil {
@@ -74,7 +75,7 @@ func (p Response) MarshalJSON() ([]byte, error) {
 func (p *Response) UnmarshalJSON(b []byte) error {
 	type plain Response
 	v := plain{Status: StatusOK}
-	if err := json.Unmarshal(b, &v); err != nil {
+	if err := segjson.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	if v.Metadata == nil {

@@ -1,6 +1,10 @@
 package thread
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	segjson "github.com/segmentio/encoding/json"
+)
 
 // Domain is the domain name, as Python's registry lists it.
 const Domain = "agent/thread"
@@ -36,7 +40,7 @@ func (p Prompt) MarshalJSON() ([]byte, error) {
 func (p *Prompt) UnmarshalJSON(b []byte) error {
 	type plain Prompt
 	var v plain
-	if err := json.Unmarshal(b, &v); err != nil {
+	if err := segjson.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	if v.Tags == nil {
