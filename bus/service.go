@@ -40,6 +40,7 @@ type Service struct {
 	handlers   []serviceHandler
 	middleware []message.HandlerMiddleware
 	running    chan struct{}
+	warm       *warmPool
 }
 
 type serviceHandler struct {
@@ -61,7 +62,7 @@ func (b *Bus) NewService(name string) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{bus: b, name: name, router: router, logger: b.logger.With(slog.String("service", name)), running: make(chan struct{})}, nil
+	return &Service{bus: b, name: name, router: router, logger: b.logger.With(slog.String("service", name)), running: make(chan struct{}), warm: newWarmPool()}, nil
 }
 
 // Name is the service name.
@@ -167,7 +168,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.router.AddMiddleware(s.guard)
+	s.router.AddMiddleware(s.warm.middleware, s.guard)
+	defer s.warm.close()
 	s.router.AddMiddleware(s.middleware...)
 	for _, h := range s.handlers {
 		s.router.AddConsumerHandler(h.name, h.pattern, namedSubscriber{sub, h.name}, h.fn)

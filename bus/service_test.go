@@ -332,3 +332,69 @@ func TestService_targetedRedeliveryThroughDelayQueue(t *testing.T) {
 		t.Errorf("publishing to a missing queue: err = %v, want ErrUnroutable", err)
 	}
 }
+
+// Handlers run on pooled goroutines (the warm pool) rather than
+// Watermill's, which recovers panics in its own: a panicking handler must
+// still nack its message for a redelivery, and the service must go on.
+func TestService_panicNacksAndTheServiceGoesOn(t *testing.T) {
+	broker := bus.NewEmbedded(nil)
+	b := embeddedBus(t, broker, "svc")
+	s, _ := b.NewService("")
+	var calls sync.Map
+	done := make(chan string, 10)
+	_ = bus.Handle(s, "panicky", "job.#", func(ctx context.Context, ev bus.Event[map[string]any]) error {
+		if n, _ := calls.LoadOrStore(ev.Envelope.EventID, 0); n.(int) == 0 {
+			calls.Store(ev.Envelope.EventID, 1)
+			panic("handler bug")
+		}
+		done <- ev.Envelope.EventType
+		return nil
+	})
+	runService(t, s)
+	for _, k := range []string{"job.a", "job.b"} {
+		env, _ := bus.NewEnvelope(k, map[string]any{})
+		if err := b.Publish(context.Background(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	for range 2 {
+		select {
+		case k := <-done:
+			seen[k] = true
+		case <-time.After(5 * time.Second):
+			t.Fatalf("after a panic, only %v were handled again", seen)
+		}
+	}
+}
+
+// Many messages in flight at once are handled concurrently on the pool,
+// not one after another.
+func TestService_handlersRunConcurrently(t *testing.T) {
+	broker := bus.NewEmbedded(nil)
+	b := embeddedBus(t, broker, "svc")
+	s, _ := b.NewService("")
+	const n = 8
+	arrived := make(chan struct{}, n)
+	release := make(chan struct{})
+	_ = bus.Handle(s, "slow", "job.#", func(ctx context.Context, ev bus.Event[map[string]any]) error {
+		arrived <- struct{}{}
+		<-release
+		return nil
+	})
+	runService(t, s)
+	for range n {
+		env, _ := bus.NewEnvelope("job.x", map[string]any{})
+		if err := b.Publish(context.Background(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		select {
+		case <-arrived:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d of %d handlers started while the others were still running", i, n)
+		}
+	}
+	close(release)
+}

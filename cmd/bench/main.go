@@ -63,6 +63,7 @@ type options struct {
 	quick           bool
 	only            string
 	cpuProfile      string
+	memProfile      string
 	verbose         bool
 	stack           string
 	cleanupRun      string
@@ -93,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "a run of about a minute: 3 rounds, short runs, a 10 s memory run")
 	fs.StringVar(&o.only, "only", "", "comma-separated metrics to run (default all): "+strings.Join(allMetrics, ","))
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to the file")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of this process to the file at the end")
 	fs.BoolVar(&o.verbose, "v", false, "log the project's warnings, and each run with the CPU it used")
 	fs.StringVar(&o.stack, "stack", "full", "project middleware, for diagnosis: full, nodedup (full without deduplication) or bare (no middleware)")
 	fs.StringVar(&o.cleanupRun, "cleanup", "", "delete the queues, exchanges and Redis keys of the run with this id (one that was interrupted while the broker was away), and exit")
@@ -209,6 +211,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer pprof.StopCPUProfile()
+	}
+
+	if o.memProfile != "" {
+		defer func() {
+			f, err := os.Create(o.memProfile)
+			if err == nil {
+				err = pprof.Lookup("allocs").WriteTo(f, 0)
+				_ = f.Close()
+			}
+			if err != nil {
+				fmt.Fprintln(stderr, "bench: memprofile:", err)
+			}
+		}()
 	}
 
 	e, err := newEnv(ctx, o, "", logger)
