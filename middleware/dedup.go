@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,12 +28,45 @@ type DedupStore interface {
 }
 
 // RedisDedupStore is the DedupStore on Redis through a go-redis
-// UniversalClient (standalone, Sentinel or Cluster: each key is one
-// command, so Cluster slots never matter). The caller owns the client.
+// UniversalClient (standalone, Sentinel or Cluster). The caller owns the
+// client; the store has nothing to start or close.
+//
+// It pipelines concurrent calls. Dedup makes two calls per delivery (Seen
+// before the handler, Mark after it), and as a synchronous round trip each
+// through the client's connection pool they were the largest single cost of
+// consuming: 31 µs of client CPU per message with 16 deliveries in flight,
+// 48 µs with 256 (pool contention). So a call that finds a round trip in
+// flight does not start another: it queues. When the round trip returns,
+// everything queued (up to dedupMaxBatch commands, EXISTS and SET NX mixed)
+// goes as one pipeline, sent by one of the waiting callers, the leader, while
+// the others wait for their results; the next batch is another caller's.
+// The store starts no goroutine and adds no timer or wait: a lone call is
+// one command as before, and batches grow with the load.
+//
+// Each caller keeps its context. A waiting caller whose context ends returns
+// its error at once (a command still queued is then not sent). The leader is
+// the caller of the batch with the latest deadline, and the pipeline runs
+// until that deadline, whatever becomes of the leader's context otherwise.
+// A command's own error reaches its caller only; a pipeline's (the
+// connection, a closed client) reaches every caller of the batch. On Cluster
+// go-redis splits the pipeline by slot.
 type RedisDedupStore struct {
 	client redis.UniversalClient
 	prefix string
+
+	mu      sync.Mutex
+	running int          // round trips in flight, at most dedupMaxInFlight
+	queue   []*dedupCall // calls waiting for a round trip; empty while running < dedupMaxInFlight
 }
+
+const (
+	// dedupMaxInFlight is how many round trips the store runs at once. One
+	// makes the largest batches and cost the least CPU per call in
+	// BenchmarkDedup_redis and BenchmarkDedup_redis256; 2 and 4 cost more.
+	dedupMaxInFlight = 1
+	// dedupMaxBatch bounds the commands of one pipeline.
+	dedupMaxBatch = 512
+)
 
 var _ DedupStore = (*RedisDedupStore)(nil)
 
@@ -47,7 +81,7 @@ func NewRedisDedupStore(client redis.UniversalClient, prefix string) *RedisDedup
 
 // Seen is EXISTS on the key.
 func (s *RedisDedupStore) Seen(ctx context.Context, key string) (bool, error) {
-	n, err := s.client.Exists(ctx, s.prefix+key).Result()
+	n, err := s.do(dedupCall{ctx: ctx, key: s.prefix + key})
 	if err != nil {
 		return false, fmt.Errorf("cannot check dedup key %q: %w", s.prefix+key, err)
 	}
@@ -56,11 +90,215 @@ func (s *RedisDedupStore) Seen(ctx context.Context, key string) (bool, error) {
 
 // Mark is SET NX with the TTL; the value is when the message was processed.
 func (s *RedisDedupStore) Mark(ctx context.Context, key string, ttl time.Duration) error {
-	err := s.client.SetArgs(ctx, s.prefix+key, time.Now().UTC().Format(time.RFC3339Nano), redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	_, err := s.do(dedupCall{ctx: ctx, key: s.prefix + key, mark: true, value: time.Now().UTC().Format(time.RFC3339Nano), ttl: ttl})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("cannot mark dedup key %q: %w", s.prefix+key, err)
 	}
 	return nil
+}
+
+// dedupCall is one Seen (EXISTS) or Mark (SET NX) on its way to Redis.
+type dedupCall struct {
+	ctx   context.Context
+	key   string
+	mark  bool
+	value string        // Mark's
+	ttl   time.Duration // Mark's
+
+	// The result, written by whoever runs the call's round trip before it
+	// closes wake (or returns, when that is the caller itself).
+	n   int64
+	err error
+
+	// Under RedisDedupStore.mu:
+	state dedupCallState
+	wake  chan struct{} // closed when the result is in or the call must lead
+	batch []*dedupCall  // what a leading call must send, itself included
+}
+
+type dedupCallState uint8
+
+const (
+	dedupQueued  dedupCallState = iota // in the store's queue
+	dedupBatched                       // in a batch another caller is sending
+	dedupLeading                       // must send its batch
+	dedupDone                          // its result is in
+	dedupGone                          // its caller returned before the result
+)
+
+// do sends the call, alone or in a batch, and returns its command's result
+// (EXISTS's count) and error.
+func (s *RedisDedupStore) do(call dedupCall) (int64, error) {
+	s.mu.Lock()
+	if s.running < dedupMaxInFlight {
+		// Nothing queued: one command, as if there were no batching.
+		s.running++
+		s.mu.Unlock()
+		s.send(&call, nil)
+		return call.n, call.err
+	}
+	c := new(dedupCall) // on the heap only when it queues
+	*c = call
+	c.wake = make(chan struct{})
+	s.queue = append(s.queue, c)
+	s.mu.Unlock()
+
+	select {
+	case <-c.wake:
+	case <-c.ctx.Done():
+		s.mu.Lock()
+		switch c.state {
+		case dedupQueued, dedupBatched:
+			c.state = dedupGone
+			s.mu.Unlock()
+			return 0, c.ctx.Err()
+		case dedupLeading:
+			// Promoted as the context ended: another caller of the batch
+			// sends it, or, if they are all gone too, nobody does.
+			c.state = dedupGone
+			if !s.promote(c.batch) {
+				s.next()
+			}
+			s.mu.Unlock()
+			return 0, c.ctx.Err()
+		}
+		s.mu.Unlock() // dedupDone: the result is in
+	}
+	// Closing wake published state and batch; nobody else changes them now.
+	if c.state == dedupLeading {
+		s.send(c, c.batch)
+	}
+	return c.n, c.err
+}
+
+// send runs the round trip of batch (nil: leader alone), led by leader,
+// delivers its results to the other callers and passes the turn on, even if
+// the client panics: the store must not stay stuck.
+func (s *RedisDedupStore) send(leader *dedupCall, batch []*dedupCall) {
+	sent := false
+	defer func() {
+		s.mu.Lock()
+		for _, c := range batch {
+			if !sent {
+				c.err = errDedupPanic
+			}
+			if c != leader && c.state == dedupBatched {
+				c.state = dedupDone
+				close(c.wake)
+			}
+		}
+		leader.state = dedupDone
+		s.next()
+		s.mu.Unlock()
+	}()
+	if len(batch) <= 1 {
+		leader.n, leader.err = s.command(leader)
+	} else {
+		s.pipeline(leader, batch)
+	}
+	sent = true
+}
+
+var errDedupPanic = errors.New("the Redis client panicked in the round trip of this call's batch")
+
+// command sends c as one command, with its context.
+func (s *RedisDedupStore) command(c *dedupCall) (int64, error) {
+	if c.mark {
+		return 0, s.client.SetArgs(c.ctx, c.key, c.value, redis.SetArgs{Mode: "NX", TTL: c.ttl}).Err()
+	}
+	return s.client.Exists(c.ctx, c.key).Result()
+}
+
+// pipeline sends batch as one pipeline. It runs until the leader's deadline,
+// the latest of the batch, and is not cut short when the leader's context is
+// canceled: the others are waiting for it.
+func (s *RedisDedupStore) pipeline(leader *dedupCall, batch []*dedupCall) {
+	ctx := context.WithoutCancel(leader.ctx)
+	if deadline, ok := leader.ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	pipe := s.client.Pipeline()
+	cmds := make([]redis.Cmder, len(batch))
+	for i, c := range batch {
+		if c.mark {
+			cmds[i] = pipe.SetArgs(ctx, c.key, c.value, redis.SetArgs{Mode: "NX", TTL: c.ttl})
+		} else {
+			cmds[i] = pipe.Exists(ctx, c.key)
+		}
+	}
+	_, err := pipe.Exec(ctx)
+	// go-redis gives a failed pipeline's error to each command, but not when
+	// a hook fails it before it runs: then no command has an error, and
+	// EXISTS would read 0 and SET NX succeed.
+	var reply redis.Error
+	stamp := err != nil && !errors.As(err, &reply)
+	for _, cmd := range cmds {
+		stamp = stamp && cmd.Err() == nil
+	}
+	for i, c := range batch {
+		switch cmd := cmds[i].(type) {
+		case *redis.IntCmd:
+			c.n, c.err = cmd.Result()
+		default:
+			c.err = cmd.Err()
+		}
+		if stamp {
+			c.err = err
+		}
+	}
+}
+
+// next passes the turn of a round trip that ended to the next batch, or
+// frees it when nothing is queued. Called under s.mu.
+func (s *RedisDedupStore) next() {
+	for q := s.queue; len(q) > 0; q = s.queue {
+		batch := make([]*dedupCall, 0, min(len(q), dedupMaxBatch))
+		i := 0
+		for ; i < len(q) && len(batch) < dedupMaxBatch; i++ {
+			if c := q[i]; c.state == dedupQueued {
+				c.state = dedupBatched
+				batch = append(batch, c)
+			}
+		}
+		clear(q[:i])
+		if i == len(q) {
+			s.queue = q[:0] // the array serves the next ones
+		} else {
+			s.queue = q[i:]
+		}
+		if s.promote(batch) {
+			return
+		}
+	}
+	s.running--
+}
+
+// promote makes the caller of batch with the latest deadline, among those
+// still waiting, send it; false when none is left. Called under s.mu.
+func (s *RedisDedupStore) promote(batch []*dedupCall) bool {
+	var leader *dedupCall
+	var latest time.Time
+	for _, c := range batch {
+		if c.state != dedupBatched {
+			continue
+		}
+		deadline, ok := c.ctx.Deadline()
+		if !ok {
+			leader = c
+			break
+		}
+		if leader == nil || deadline.After(latest) {
+			leader, latest = c, deadline
+		}
+	}
+	if leader == nil {
+		return false
+	}
+	leader.state, leader.batch = dedupLeading, batch
+	close(leader.wake)
+	return true
 }
 
 // DedupConfig configures Dedup.

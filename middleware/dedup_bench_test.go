@@ -2,6 +2,8 @@ package middleware_test
 
 import (
 	"context"
+	"runtime"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,42 +23,111 @@ func benchCPUTime() time.Duration {
 }
 
 // BenchmarkDedup_redis is what deduplication costs each delivery on the
-// real Redis: an EXISTS before the handler and a SET NX after it, two round
-// trips, from 16 goroutines at once as a service's consumers make them.
-// cpu-µs/msg is this process's CPU per message (Redis's own is not in it).
-func BenchmarkDedup_redis(b *testing.B) {
+// real Redis: an EXISTS before the handler and a SET NX after it, from 16
+// goroutines at once as a service's consumers make them.
+// cpu-µs/msg is this process's CPU per message (Redis's own is not in it);
+// trips/msg is the round trips to Redis per message (a pipeline is one),
+// cmds/pipeline the commands of an average pipeline.
+func BenchmarkDedup_redis(b *testing.B) { benchDedupRedis(b, benchParallelism) }
+
+// BenchmarkDedup_redis256 is BenchmarkDedup_redis with 256 deliveries in
+// flight, a consumer's default prefetch.
+func BenchmarkDedup_redis256(b *testing.B) { benchDedupRedis(b, 256/benchProcs()) }
+
+// BenchmarkDedup_redisSerial is one delivery at a time: the latency of a
+// lone call, which pipelining must not add to.
+func BenchmarkDedup_redisSerial(b *testing.B) { benchDedupRedis(b, 0) }
+
+// benchDedupRedis runs the middleware from parallelism × GOMAXPROCS
+// goroutines, or from the benchmark's own goroutine when parallelism is 0.
+func benchDedupRedis(b *testing.B, parallelism int) {
 	client := redis.NewClient(&redis.Options{Addr: testenv.Redis(b)})
 	b.Cleanup(func() { _ = client.Close() }) // cleanups run last first: after the keys go
 	prefix := "bbbench:dedup:" + uuid.NewString()[:8] + ":"
 	b.Cleanup(func() {
 		ctx := context.Background()
+		var keys []string
 		iter := client.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 		for iter.Next(ctx) {
-			client.Unlink(ctx, iter.Val())
+			if keys = append(keys, iter.Val()); len(keys) == 1000 {
+				client.Unlink(ctx, keys...)
+				keys = keys[:0]
+			}
+		}
+		if len(keys) > 0 {
+			client.Unlink(ctx, keys...)
 		}
 	})
+	trips := &tripCounter{}
+	client.AddHook(trips)
 	d, err := middleware.NewDedup(middleware.DedupConfig{Store: middleware.NewRedisDedupStore(client, prefix), Service: "bench", Window: time.Minute})
 	if err != nil {
 		b.Fatal(err)
 	}
 	h := d.Middleware(func(*message.Message) ([]*message.Message, error) { return nil, nil })
-	b.SetParallelism(benchParallelism) // × GOMAXPROCS goroutines
 	start := benchCPUTime()
+	trips.reset()
 	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
+	if parallelism == 0 {
+		for range b.N {
 			if _, err := h(message.NewMessage(uuid.NewString(), nil)); err != nil {
-				b.Error(err)
-				return
+				b.Fatal(err)
 			}
 		}
-	})
+	} else {
+		b.SetParallelism(parallelism) // × GOMAXPROCS goroutines
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := h(message.NewMessage(uuid.NewString(), nil)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
 	b.StopTimer()
 	b.ReportMetric(float64(benchCPUTime()-start)/float64(time.Microsecond)/float64(b.N), "cpu-µs/msg")
+	commands, pipelines, pipelined := trips.commands.Load(), trips.pipelines.Load(), trips.pipelined.Load()
+	b.ReportMetric(float64(commands+pipelines)/float64(b.N), "trips/msg")
+	if pipelines > 0 {
+		b.ReportMetric(float64(pipelined)/float64(pipelines), "cmds/pipeline")
+	}
 	if s := d.Stats(); s.StoreErrors > 0 {
 		b.Fatalf("%d store errors", s.StoreErrors)
 	}
 }
 
+// tripCounter is a go-redis hook counting round trips: commands, and
+// pipelines with the commands in them.
+type tripCounter struct{ commands, pipelines, pipelined atomic.Int64 }
+
+func (c *tripCounter) reset() {
+	c.commands.Store(0)
+	c.pipelines.Store(0)
+	c.pipelined.Store(0)
+}
+
+func (*tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.commands.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if name := cmds[0].Name(); name != "exists" && name != "set" {
+			return next(ctx, cmds) // the connection's HELLO, say
+		}
+		c.pipelines.Add(1)
+		c.pipelined.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
 // benchParallelism × GOMAXPROCS goroutines call Dedup at once: 8 × 2 = 16.
 var benchParallelism = 8
+
+func benchProcs() int { return max(1, runtime.GOMAXPROCS(0)) }
