@@ -15,11 +15,15 @@ import (
 // An ack with multiple=true acks every delivery up to its tag, so it may
 // only cover tags that are all settled: floor is the highest tag up to
 // which every tag is. Nobody waits on a timer: whoever settles a tag while
-// no flush runs does the flushing, for everything settled meanwhile. While
-// the floor moves, one multiple ack per flush covers it; once it stops, the
-// tags settled above it are acked one by one, so that one slow handler
-// never holds back the acks of the others (the prefetch window would fill
-// and stop the queue).
+// no flush runs does the flushing, for everything settled meanwhile. With
+// many handlers running, most finish out of order: a tag settled above the
+// floor waits for the gap below it to close, so that one multiple ack
+// covers it with the others. At most hold tags wait so; beyond that they
+// are acked one by one, so that slow handlers cannot hold back the acks of
+// the others (the broker counts a waiting tag against the prefetch window,
+// and a full window stops the queue). A waiting tag is never lost: the
+// slowest handler below it settles, or the channel closes and the broker
+// redelivers.
 //
 // A tag must never be acked twice (the broker closes the channel on an
 // unknown tag): frames go out from the one flusher, a multiple ack names a
@@ -38,11 +42,22 @@ type acker struct {
 	sent     uint64          // the highest multiple ack sent
 	above    map[uint64]bool // settled tags above the floor: true once on the wire
 	pending  []uint64        // settled above the floor, not on the wire (some may be below it by now)
+	held     int             // how many of pending are above the floor
+	hold     int             // how many may wait for the floor
 	flushing bool
 }
 
-func newAcker(ch *amqp.Channel) *acker {
-	return &acker{ch: ch, above: map[uint64]bool{}}
+// newAcker returns the acker of a channel whose consumer has the prefetch
+// given: an eighth of the window may wait for the floor.
+func newAcker(ch *amqp.Channel, prefetch int) *acker {
+	return &acker{ch: ch, above: map[uint64]bool{}, hold: ackHold(prefetch)}
+}
+
+func ackHold(prefetch int) int {
+	if prefetch <= 0 {
+		return 32 // no window to fill
+	}
+	return prefetch / 8
 }
 
 // ack settles tag; the frame that acks it may be sent by another caller.
@@ -71,6 +86,7 @@ func (a *acker) settle(tag uint64, onWire bool) {
 		a.above[tag] = onWire
 		if !onWire {
 			a.pending = append(a.pending, tag)
+			a.held++
 		}
 		return
 	}
@@ -87,6 +103,7 @@ func (a *acker) settle(tag uint64, onWire bool) {
 		a.floor++
 		if !onWire {
 			a.ackable = a.floor
+			a.held--
 		}
 	}
 }
@@ -111,6 +128,19 @@ func (a *acker) flush() {
 			a.mu.Lock()
 			continue
 		}
+		if a.held <= a.hold {
+			if len(a.pending) > 2*a.hold+16 {
+				// Most have been covered by the floor since: drop those.
+				kept := a.pending[:0]
+				for _, t := range a.pending {
+					if t > a.floor {
+						kept = append(kept, t)
+					}
+				}
+				a.pending = kept
+			}
+			break
+		}
 		alone = alone[:0]
 		for _, t := range a.pending {
 			if t > a.floor && !a.above[t] {
@@ -119,9 +149,7 @@ func (a *acker) flush() {
 			}
 		}
 		a.pending = a.pending[:0]
-		if len(alone) == 0 {
-			break
-		}
+		a.held = 0
 		a.mu.Unlock()
 		for _, t := range alone {
 			_ = a.ch.Ack(t, false)

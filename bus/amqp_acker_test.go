@@ -91,7 +91,7 @@ func (b *fakeBroker) check(t *testing.T, wantOutstanding int) {
 
 func TestAcker_inOrderAcksInBulk(t *testing.T) {
 	b := newFakeBroker(100)
-	a := &acker{ch: b, above: map[uint64]bool{}}
+	a := &acker{ch: b, above: map[uint64]bool{}, hold: 8}
 	// A flush in progress (another worker's) is when acks pile up.
 	a.mu.Lock()
 	a.flushing = true
@@ -111,22 +111,47 @@ func TestAcker_inOrderAcksInBulk(t *testing.T) {
 
 func TestAcker_slowDeliveryDoesNotHoldBackTheOthers(t *testing.T) {
 	b := newFakeBroker(50)
-	a := &acker{ch: b, above: map[uint64]bool{}}
+	a := &acker{ch: b, above: map[uint64]bool{}, hold: 8}
 	for tag := uint64(2); tag <= 50; tag++ {
 		b.settled(tag)
 		a.ack(tag)
+		// Tag 1 is still being handled: at most hold others may wait for
+		// it, or the prefetch window fills up behind it.
+		b.mu.Lock()
+		waiting := 0
+		for _, settled := range b.outstanding {
+			if settled {
+				waiting++
+			}
+		}
+		b.mu.Unlock()
+		if waiting > a.hold {
+			t.Fatalf("after settling tag %d, %d settled tags still unacked behind tag 1, want at most %d", tag, waiting, a.hold)
+		}
 	}
-	// Tag 1 is still being handled: all the others must be acked by now,
-	// or the prefetch window fills up behind it.
-	b.check(t, 1)
 	b.settled(1)
 	a.ack(1)
 	b.check(t, 0)
 }
 
+// Tags settled out of order wait for the gap below them, so that one
+// multiple ack covers them together.
+func TestAcker_outOfOrderWaitsForTheGap(t *testing.T) {
+	b := newFakeBroker(8)
+	a := &acker{ch: b, above: map[uint64]bool{}, hold: 8}
+	for _, tag := range []uint64{2, 4, 3, 6, 5, 8, 7, 1} {
+		b.settled(tag)
+		a.ack(tag)
+	}
+	b.check(t, 0)
+	if b.frames != 1 {
+		t.Errorf("%d frames for 8 tags settled out of order within the hold, want 1 multiple ack", b.frames)
+	}
+}
+
 func TestAcker_nackIsSentAtOnceAndNeverAcked(t *testing.T) {
 	b := newFakeBroker(5)
-	a := &acker{ch: b, above: map[uint64]bool{}}
+	a := &acker{ch: b, above: map[uint64]bool{}, hold: 8}
 	for _, step := range []struct {
 		tag  uint64
 		nack bool
@@ -148,7 +173,7 @@ func TestAcker_nackIsSentAtOnceAndNeverAcked(t *testing.T) {
 func TestAcker_concurrentRandomOrder(t *testing.T) {
 	const n, workers = 20000, 64
 	b := newFakeBroker(n)
-	a := &acker{ch: b, above: map[uint64]bool{}}
+	a := &acker{ch: b, above: map[uint64]bool{}, hold: 8}
 	tags := make(chan uint64, 256)
 	go func() {
 		// Deliveries arrive in order; a window of 256 is in flight.

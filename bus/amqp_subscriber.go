@@ -258,7 +258,7 @@ func (src *amqpSource) consume() (g *consumeGen, ended <-chan struct{}, err erro
 		}
 		close(end)
 	}()
-	return &consumeGen{ch: ch, tag: tag, deliveries: deliveries, acks: newAcker(ch), replaced: make(chan struct{})}, end, nil
+	return &consumeGen{ch: ch, tag: tag, deliveries: deliveries, acks: newAcker(ch, cfg.Prefetch), replaced: make(chan struct{})}, end, nil
 }
 
 func (src *amqpSource) close() {
