@@ -112,18 +112,28 @@ func historyOf(msg *message.Message, handler string) failureHistory {
 		return failureHistory{}
 	}
 	var h failureHistory
-	if n, err := strconv.Atoi(msg.Metadata.Get(HeaderAttempts)); err == nil && n > 0 {
-		h.attempts = n
-	}
-	if n, err := strconv.Atoi(msg.Metadata.Get(HeaderRedeliveries)); err == nil && n > 0 {
-		h.redeliveries = n
-	}
+	h.attempts = positiveHeader(msg, HeaderAttempts)
+	h.redeliveries = positiveHeader(msg, HeaderRedeliveries)
 	if s := msg.Metadata.Get(HeaderFirstFailure); s != "" {
 		if t, err := bus.ParseTimestamp(s); err == nil {
 			h.firstFailure = t
 		}
 	}
 	return h
+}
+
+// positiveHeader reads a count header; absent, malformed or not positive
+// is 0. Most messages have never failed: an absent header must not cost
+// strconv's error, which copies the input.
+func positiveHeader(msg *message.Message, key string) int {
+	v := msg.Metadata.Get(key)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return n
+	}
+	return 0
 }
 
 // formatFailureTime writes a failure time in headers: RFC 3339, UTC, microseconds
