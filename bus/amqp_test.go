@@ -424,3 +424,105 @@ func TestAMQP_serviceHandlesPythonEvent(t *testing.T) {
 		t.Errorf("%d messages left in %s", q.Messages, svc.QueueName())
 	}
 }
+
+// A delivery whose handler never finishes must not hold back the acks of
+// the others: acks wait for a slower delivery below them only up to an
+// eighth of the prefetch window, so with prefetch 8 the queue keeps
+// flowing past the stuck one.
+func TestAMQP_stuckHandlerDoesNotStopTheQueue(t *testing.T) {
+	r := newRabbit(t)
+	queue := r.queue("stuck")
+	sub, err := bus.NewAMQPSubscriber(r.conn, bus.AMQPSubscriberConfig{Topology: r.topology(), SubscriberConfig: bus.SubscriberConfig{
+		QueueName: func(string) string { return queue }, Consumers: 8, Prefetch: 8, DrainTimeout: 200 * time.Millisecond,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	msgs, err := sub.Subscribe(context.Background(), "stuck.#")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := bus.NewAMQPPublisher(r.conn, bus.PublisherConfig{Topology: r.topology()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	const n = 100
+	for range n {
+		env, _ := bus.NewEnvelope("stuck.job", map[string]any{})
+		msg, _ := bus.NewMessage(env)
+		if err := pub.Publish(env.EventType, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := true
+	for handled := 0; handled < n-1; {
+		select {
+		case m := <-msgs:
+			if first {
+				first = false // never acked: the handler is stuck
+				continue
+			}
+			m.Ack()
+			handled++
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d messages behind a stuck one were handled: the prefetch window filled up", handled, n-1)
+		}
+	}
+}
+
+// When the broker cancels the consumer (its queue was deleted), the
+// subscriber declares the queue again and goes on consuming.
+func TestAMQP_consumerCancelledByBrokerResubscribes(t *testing.T) {
+	r := newRabbit(t)
+	queue := r.queue("cancelled")
+	sub, err := bus.NewAMQPSubscriber(r.conn, bus.AMQPSubscriberConfig{Topology: r.topology(), SubscriberConfig: bus.SubscriberConfig{
+		QueueName: func(string) string { return queue }, Consumers: 4, DrainTimeout: time.Second,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	msgs, err := sub.Subscribe(context.Background(), "cancel.#")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := bus.NewAMQPPublisher(r.conn, bus.PublisherConfig{Topology: r.topology()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	publishAndReceive := func(what string) {
+		t.Helper()
+		deadline := time.After(15 * time.Second)
+		for {
+			env, _ := bus.NewEnvelope("cancel.job", map[string]any{})
+			msg, _ := bus.NewMessage(env)
+			// Until the queue is declared again the publish is unroutable
+			// (logged and counted): publish again until one arrives.
+			if err := pub.Publish(env.EventType, msg); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case m := <-msgs:
+				m.Ack()
+				return
+			case <-time.After(200 * time.Millisecond):
+			case <-deadline:
+				t.Fatalf("no message received %s", what)
+			}
+		}
+	}
+	publishAndReceive("before the queue was deleted")
+	raw := r.raw()
+	defer raw.Close()
+	ch, err := raw.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDelete(queue, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	publishAndReceive("after the queue was deleted: the subscriber did not declare it again")
+}
