@@ -121,6 +121,15 @@ func (s *memDedupStore) marked(key string) bool {
 	return s.keys[key]
 }
 
+func flushDedup(t *testing.T, d *middleware.Dedup) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func newDedup(t *testing.T, cfg middleware.DedupConfig) *middleware.Dedup {
 	t.Helper()
 	d, err := middleware.NewDedup(cfg)
@@ -147,6 +156,7 @@ func TestDedup_sameEventTwiceRunsTheHandlerOnce(t *testing.T) {
 	if s := d.Stats(); s.Processed != 1 || s.Duplicates != 1 || s.StoreErrors != 0 {
 		t.Errorf("stats = %+v", s)
 	}
+	flushDedup(t, d)
 	if !store.marked(d.Key("charge", id)) || d.Key("charge", id) != "billing:charge:"+id {
 		t.Errorf("key %q not marked", d.Key("charge", id))
 	}
@@ -250,6 +260,7 @@ func TestDedup_failsOpenWhenTheStoreFails(t *testing.T) {
 	if runs.distinct() != 3 {
 		t.Errorf("%d messages processed, want 3", runs.distinct())
 	}
+	flushDedup(t, d)
 	if s := d.Stats(); s.StoreErrors != 6 || s.Processed != 3 {
 		t.Errorf("stats = %+v, want 6 store errors (check and mark of each)", s)
 	}
@@ -258,7 +269,8 @@ func TestDedup_failsOpenWhenTheStoreFails(t *testing.T) {
 	}
 }
 
-// A hanging store costs at most Timeout per call.
+// A hanging store costs at most Timeout per call, and a background mark
+// none on the message's path.
 func TestDedup_slowStoreIsBoundedByTimeout(t *testing.T) {
 	store := &memDedupStore{hang: true}
 	d := newDedup(t, middleware.DedupConfig{Store: store, Service: "billing", Timeout: 30 * time.Millisecond})
@@ -271,6 +283,7 @@ func TestDedup_slowStoreIsBoundedByTimeout(t *testing.T) {
 	if el := time.Since(start); el > time.Second {
 		t.Errorf("took %s with a 30ms timeout", el)
 	}
+	flushDedup(t, d)
 	if s := d.Stats(); s.StoreErrors != 2 {
 		t.Errorf("stats = %+v", s)
 	}
@@ -697,5 +710,106 @@ func TestRedisDedupStore_panicInAPipelineFailsItsBatch(t *testing.T) {
 	}
 	if _, err := store.Seen(context.Background(), "after"); err != nil {
 		t.Errorf("the store after the panic: %v", err)
+	}
+}
+
+// gatedDedupStore holds every Mark until released, to see when marks are
+// written relative to the message.
+type gatedDedupStore struct {
+	memDedupStore
+	gate chan struct{}
+}
+
+func (s *gatedDedupStore) Mark(ctx context.Context, key string, ttl time.Duration) error {
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.memDedupStore.Mark(ctx, key, ttl)
+}
+
+// By default the mark is written after the middleware returned (the
+// delivery is acked meanwhile); a copy arriving before it is written is
+// still a duplicate, and Flush waits for the write.
+func TestDedup_marksInTheBackground(t *testing.T) {
+	store := &gatedDedupStore{gate: make(chan struct{})}
+	d := newDedup(t, middleware.DedupConfig{Store: store, Service: "billing", Timeout: 5 * time.Second})
+	runs := 0
+	h := d.Middleware(func(*message.Message) ([]*message.Message, error) { runs++; return nil, nil })
+	id := relNewID()
+	if _, err := h(message.NewMessage(id, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if store.marked(d.Key("", id)) {
+		t.Fatal("marked before the gate opened: the mark was on the message's path")
+	}
+	if _, err := h(message.NewMessage(id, nil)); err != nil || runs != 1 {
+		t.Fatalf("a copy arriving before the mark was written ran the handler (%d runs, err %v)", runs, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	if err := d.Flush(ctx); err == nil {
+		t.Error("Flush returned while a mark was still held")
+	}
+	cancel()
+	close(store.gate)
+	flushDedup(t, d)
+	if !store.marked(d.Key("", id)) {
+		t.Errorf("key %q not marked after Flush", d.Key("", id))
+	}
+}
+
+// SyncMark writes the mark before the middleware returns.
+func TestDedup_syncMarkMarksBeforeReturning(t *testing.T) {
+	store := &memDedupStore{}
+	d := newDedup(t, middleware.DedupConfig{Store: store, Service: "billing", SyncMark: true})
+	id := relNewID()
+	if _, err := d.Middleware(func(*message.Message) ([]*message.Message, error) { return nil, nil })(message.NewMessage(id, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if !store.marked(d.Key("", id)) {
+		t.Error("SyncMark: not marked when the middleware returned")
+	}
+}
+
+// Background marks go to Redis many per pipeline, through MarkMany, with
+// SET NX semantics.
+func TestDedup_backgroundMarksArePipelined(t *testing.T) {
+	mr := miniredis.RunT(t)
+	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = client.Close() })
+	hook := newDedupHook()
+	client.AddHook(hook)
+	store := middleware.NewRedisDedupStore(client, "")
+	d := newDedup(t, middleware.DedupConfig{Store: store, Service: "billing", Window: time.Hour, Timeout: 5 * time.Second})
+	h := d.Middleware(func(*message.Message) ([]*message.Message, error) { return nil, nil })
+	const n = 300
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range ids {
+		ids[i] = relNewID()
+		wg.Go(func() {
+			if _, err := h(message.NewMessage(ids[i], nil)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	flushDedup(t, d)
+	for _, id := range ids {
+		if !mr.Exists(middleware.DefaultDedupKeyPrefix + d.Key("", id)) {
+			t.Fatalf("%s not marked", id)
+		}
+	}
+	if s := d.Stats(); s.Processed != n || s.StoreErrors != 0 {
+		t.Errorf("stats %+v", s)
+	}
+	// 300 checks and 300 marks; the marks alone would be 300 round trips.
+	if trips := hook.trips(); trips >= 2*n-n/2 {
+		t.Errorf("%d round trips for %d checks and %d marks: the marks were not batched", trips, n, n)
+	}
+	errs, err := store.MarkMany(context.Background(), []string{d.Key("", ids[0]), "billing::new"}, time.Hour)
+	if err != nil || len(errs) != 2 || errs[0] != nil || errs[1] != nil {
+		t.Fatalf("MarkMany = %v, %v; want no errors (a marked key is not one)", errs, err)
 	}
 }

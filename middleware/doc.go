@@ -59,8 +59,9 @@
 // and acks the delivery only once the broker confirmed the parking.
 // PoisonQueue lists, shows, replays and purges what was parked, for
 // `bb dlq`. Dedup acks a message whose handler already succeeded for its
-// event id, marking it only after success. UseReliability builds all three
-// for a bus.Service, with its delay and poison queues.
+// event id, marking it only after success, in the background and in batches
+// (Flush on shutdown; SyncMark to mark before the ack). UseReliability
+// builds all three for a bus.Service, with its delay and poison queues.
 //
 // # Tracing
 //
@@ -163,7 +164,8 @@
 //	})
 //	b.DecoratePublisher(tr.DecoratePublisher) // before cqrs.NewProcessor(b.Publisher(), ...)
 //
-// rel.Stats() feeds the retried, parked and deduplicated counters.
+// rel.Stats() feeds the retried, parked and deduplicated counters, and
+// rel.Flush(ctx) after svc.Run returns writes the last dedup marks.
 // bus.Handle already gives typed handlers a context with the cause; on a
 // service, Causation gives it to handlers registered with HandleMessage,
 // which then publish with bus.Bus.Publish(msg.Context(), ...).

@@ -64,6 +64,15 @@ func (r *Reliability) Stats() ReliabilityStats {
 	return s
 }
 
+// Flush waits for what the middleware writes in the background (Dedup's
+// marks) until ctx ends. Call it after the service stopped.
+func (r *Reliability) Flush(ctx context.Context) error {
+	if r.Dedup == nil {
+		return nil
+	}
+	return r.Dedup.Flush(ctx)
+}
+
 // Middleware lists the middleware outermost first: Poison, Dedup (if any),
 // Retry.
 func (r *Reliability) Middleware() []message.HandlerMiddleware {
