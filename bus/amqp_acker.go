@@ -48,16 +48,20 @@ type acker struct {
 }
 
 // newAcker returns the acker of a channel whose consumer has the prefetch
-// given: an eighth of the window may wait for the floor.
+// given: half the window may wait for the floor. With a few hundred
+// handlers finishing in any order, an eighth held ~11,000 ack frames per
+// 20,000 deliveries and a half ~6,800, and the consuming stack ran 15%
+// faster (cmd/bench, alternated); the other half of the window keeps
+// flowing past a slow delivery.
 func newAcker(ch *amqp.Channel, prefetch int) *acker {
 	return &acker{ch: ch, above: map[uint64]bool{}, hold: ackHold(prefetch)}
 }
 
 func ackHold(prefetch int) int {
 	if prefetch <= 0 {
-		return 32 // no window to fill
+		return 128 // no window to fill
 	}
-	return prefetch / 8
+	return prefetch / 2
 }
 
 // ack settles tag; the frame that acks it may be sent by another caller.

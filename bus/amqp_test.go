@@ -427,7 +427,7 @@ func TestAMQP_serviceHandlesPythonEvent(t *testing.T) {
 
 // A delivery whose handler never finishes must not hold back the acks of
 // the others: acks wait for a slower delivery below them only up to an
-// eighth of the prefetch window, so with prefetch 8 the queue keeps
+// half of the prefetch window, so with prefetch 8 the queue keeps
 // flowing past the stuck one.
 func TestAMQP_stuckHandlerDoesNotStopTheQueue(t *testing.T) {
 	r := newRabbit(t)
