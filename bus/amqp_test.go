@@ -425,21 +425,19 @@ func TestAMQP_serviceHandlesPythonEvent(t *testing.T) {
 	}
 }
 
-// A delivery whose handler never finishes must not hold back the acks of
-// the others: acks wait for a slower delivery below them only up to an
-// half of the prefetch window, so with prefetch 8 the queue keeps
-// flowing past the stuck one.
-func TestAMQP_stuckHandlerDoesNotStopTheQueue(t *testing.T) {
-	r := newRabbit(t)
-	queue := r.queue("stuck")
-	sub, err := bus.NewAMQPSubscriber(r.conn, bus.AMQPSubscriberConfig{Topology: r.topology(), SubscriberConfig: bus.SubscriberConfig{
-		QueueName: func(string) string { return queue }, Consumers: 8, Prefetch: 8, DrainTimeout: 200 * time.Millisecond,
-	}})
+// subscribe consumes pattern from the test's queue named name, and returns
+// the messages with a publisher on the test's exchange; both close when the
+// test ends.
+func (r *rabbit) subscribe(t *testing.T, name, pattern string, cfg bus.SubscriberConfig) (<-chan *message.Message, *bus.AMQPPublisher) {
+	t.Helper()
+	queue := r.queue(name)
+	cfg.QueueName = func(string) string { return queue }
+	sub, err := bus.NewAMQPSubscriber(r.conn, bus.AMQPSubscriberConfig{Topology: r.topology(), SubscriberConfig: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Close()
-	msgs, err := sub.Subscribe(context.Background(), "stuck.#")
+	t.Cleanup(func() { _ = sub.Close() })
+	msgs, err := sub.Subscribe(context.Background(), pattern)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +445,17 @@ func TestAMQP_stuckHandlerDoesNotStopTheQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pub.Close()
+	t.Cleanup(func() { _ = pub.Close() })
+	return msgs, pub
+}
+
+// A delivery whose handler never finishes must not hold back the acks of
+// the others: acks wait for a slower delivery below them only up to an
+// half of the prefetch window, so with prefetch 8 the queue keeps
+// flowing past the stuck one.
+func TestAMQP_stuckHandlerDoesNotStopTheQueue(t *testing.T) {
+	r := newRabbit(t)
+	msgs, pub := r.subscribe(t, "stuck", "stuck.#", bus.SubscriberConfig{Consumers: 8, Prefetch: 8, DrainTimeout: 200 * time.Millisecond})
 	const n = 100
 	for range n {
 		env, _ := bus.NewEnvelope("stuck.job", map[string]any{})
@@ -477,22 +485,7 @@ func TestAMQP_stuckHandlerDoesNotStopTheQueue(t *testing.T) {
 func TestAMQP_consumerCancelledByBrokerResubscribes(t *testing.T) {
 	r := newRabbit(t)
 	queue := r.queue("cancelled")
-	sub, err := bus.NewAMQPSubscriber(r.conn, bus.AMQPSubscriberConfig{Topology: r.topology(), SubscriberConfig: bus.SubscriberConfig{
-		QueueName: func(string) string { return queue }, Consumers: 4, DrainTimeout: time.Second,
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	msgs, err := sub.Subscribe(context.Background(), "cancel.#")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := bus.NewAMQPPublisher(r.conn, bus.PublisherConfig{Topology: r.topology()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
+	msgs, pub := r.subscribe(t, "cancelled", "cancel.#", bus.SubscriberConfig{Consumers: 4, DrainTimeout: time.Second})
 	publishAndReceive := func(what string) {
 		t.Helper()
 		deadline := time.After(15 * time.Second)

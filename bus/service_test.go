@@ -176,21 +176,8 @@ func TestService_failuresRedeliverPermanentOnesDoNot(t *testing.T) {
 		return nil
 	})
 	runService(t, s)
-	for _, k := range []string{"job.flaky", "job.permanent"} {
-		env, _ := bus.NewEnvelope(k, map[string]any{})
-		if err := b.Publish(context.Background(), env); err != nil {
-			t.Fatal(err)
-		}
-	}
-	seen := map[string]bool{}
-	for range 2 {
-		select {
-		case k := <-done:
-			seen[k] = true
-		case <-time.After(5 * time.Second):
-			t.Fatalf("only %v finished", seen)
-		}
-	}
+	publishTypes(t, b, "job.flaky", "job.permanent")
+	waitForTypes(t, done, 2, "finished")
 	time.Sleep(100 * time.Millisecond) // would-be redeliveries have time to show
 	mu.Lock()
 	defer mu.Unlock()
@@ -351,19 +338,31 @@ func TestService_panicNacksAndTheServiceGoesOn(t *testing.T) {
 		return nil
 	})
 	runService(t, s)
-	for _, k := range []string{"job.a", "job.b"} {
+	publishTypes(t, b, "job.a", "job.b")
+	waitForTypes(t, done, 2, "were handled again after a panic")
+}
+
+// publishTypes publishes one empty event of each type.
+func publishTypes(t *testing.T, b *bus.Bus, types ...string) {
+	t.Helper()
+	for _, k := range types {
 		env, _ := bus.NewEnvelope(k, map[string]any{})
 		if err := b.Publish(context.Background(), env); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// waitForTypes waits for n distinct event types on done.
+func waitForTypes(t *testing.T, done <-chan string, n int, what string) {
+	t.Helper()
 	seen := map[string]bool{}
-	for range 2 {
+	for len(seen) < n {
 		select {
 		case k := <-done:
 			seen[k] = true
 		case <-time.After(5 * time.Second):
-			t.Fatalf("after a panic, only %v were handled again", seen)
+			t.Fatalf("only %v %s, want %d", seen, what, n)
 		}
 	}
 }
