@@ -596,18 +596,26 @@ func (d *Dedup) writeMarks() {
 }
 
 func (d *Dedup) writeBatch(batch []pendingMark) {
-	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Timeout)
-	defer cancel()
 	const what = "cannot mark the message processed; a redelivery would run it again"
+	defer func() {
+		// The writer is not a handler's goroutine: a store that panics
+		// must cost the marks of this batch, not the process.
+		if r := recover(); r != nil {
+			d.storeFailed(what, batch[0].eventID, batch[0].handler, fmt.Errorf("the store panicked writing %d marks: %v", len(batch), r))
+		}
+	}()
 	bm, ok := d.cfg.Store.(BatchMarker)
 	if !ok || len(batch) == 1 {
+		// One call per mark, each with its own Timeout, as on the path.
 		for _, m := range batch {
-			if err := d.cfg.Store.Mark(ctx, m.key, d.cfg.Window); err != nil {
+			if err := d.mark(context.Background(), m.key); err != nil {
 				d.storeFailed(what, m.eventID, m.handler, err)
 			}
 		}
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Timeout)
+	defer cancel()
 	keys := make([]string, len(batch))
 	for i, m := range batch {
 		keys[i] = m.key

@@ -813,3 +813,21 @@ func TestDedup_backgroundMarksArePipelined(t *testing.T) {
 		t.Fatalf("MarkMany = %v, %v; want no errors (a marked key is not one)", errs, err)
 	}
 }
+
+type panickyDedupStore struct{ memDedupStore }
+
+func (*panickyDedupStore) Mark(context.Context, string, time.Duration) error { panic("store bug") }
+
+// A store that panics in the background writer costs the mark, counted
+// and logged, not the process.
+func TestDedup_backgroundMarkPanicIsCounted(t *testing.T) {
+	logs := &relLogs{}
+	d := newDedup(t, middleware.DedupConfig{Store: &panickyDedupStore{}, Service: "billing", Logger: logs.logger()})
+	if _, err := d.Middleware(func(*message.Message) ([]*message.Message, error) { return nil, nil })(message.NewMessage(relNewID(), nil)); err != nil {
+		t.Fatal(err)
+	}
+	flushDedup(t, d)
+	if s := d.Stats(); s.StoreErrors != 1 || !logs.contains("store bug") {
+		t.Errorf("stats %+v, logs:\n%s", s, logs)
+	}
+}
