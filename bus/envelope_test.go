@@ -1232,7 +1232,8 @@ func BenchmarkEnvelope_Decode(b *testing.B) {
 }
 
 // bbtDefaulted has an UnmarshalJSON, as domain payloads that default a
-// field do; DecodePayload calls it directly on compact payloads.
+// field do: DecodePayload (segmentio/encoding/json) must call it and give
+// what encoding/json gives.
 type bbtDefaulted struct {
 	Name string   `json:"name"`
 	Tags []string `json:"tags"`
