@@ -48,15 +48,32 @@ func runAll(ctx context.Context, e *env, out io.Writer) (*report, error) {
 	defer closeAll()
 	const prompt, response = "agent.thread.prompt", "agent.thread.response"
 	t := e.topo()
+	// declare declares each {exchange, queue, binding key}.
+	declare := func(decls ...[3]string) error {
+		for _, d := range decls {
+			if err := e.declare(d[0], d[1], d[2]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// openStack opens the project stack of metric name on exchange xb; it is
+	// closed with the rest, and its counters are reported under name.
+	openStack := func(name, xb string, recordPublished bool) (*stack, error) {
+		st, err := e.openStack(ctx, xb, recordPublished)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, st.close)
+		stacks = append(stacks, namedStack{name, st})
+		return st, nil
+	}
 
 	// Publishing: each side publishes to its own exchange, bound to a
 	// durable queue that nobody consumes and that is purged after each run.
 	if want("publish_confirmed_1") || want("publish_confirmed_16") {
 		xr, qr, xb, qb := t.pubRaw, t.pubRawSink, t.pubBB, t.pubBBSink
-		if err := e.declare(xr, qr, "#"); err != nil {
-			return nil, err
-		}
-		if err := e.declare(xb, qb, "#"); err != nil {
+		if err := declare([3]string{xr, qr, "#"}, [3]string{xb, qb, "#"}); err != nil {
 			return nil, err
 		}
 		conn, pub, err := e.newProjectPublisher(ctx, xb)
@@ -64,12 +81,10 @@ func runAll(ctx context.Context, e *env, out io.Writer) (*report, error) {
 			return nil, err
 		}
 		closers = append(closers, func() { _ = pub.Close(); _ = conn.Close() })
-		st, err := e.openStack(ctx, xb, false)
+		st, err := openStack("publish_confirmed_16", xb, false)
 		if err != nil {
 			return nil, err
 		}
-		closers = append(closers, st.close)
-		stacks = append(stacks, namedStack{"publish_confirmed_16", st})
 		purged := func(q string, fn func(ctx context.Context) (float64, error)) func(ctx context.Context) (float64, error) {
 			return func(ctx context.Context) (float64, error) {
 				v, err := fn(ctx)
@@ -107,18 +122,13 @@ func runAll(ctx context.Context, e *env, out io.Writer) (*report, error) {
 	// same number of distinct prompt envelopes.
 	if want("consume_full_stack") {
 		xr, qr, xb, qb := t.consRaw, t.consRawQ, t.consBB, t.consBBQ
-		if err := e.declare(xr, qr, prompt); err != nil {
+		if err := declare([3]string{xr, qr, prompt}, [3]string{xb, qb, prompt}); err != nil {
 			return nil, err
 		}
-		if err := e.declare(xb, qb, prompt); err != nil {
-			return nil, err
-		}
-		st, err := e.openStack(ctx, xb, false)
+		st, err := openStack("consume_full_stack", xb, false)
 		if err != nil {
 			return nil, err
 		}
-		closers = append(closers, st.close)
-		stacks = append(stacks, namedStack{"consume_full_stack", st})
 		n := e.o.messages
 		rep.metrics = append(rep.metrics, &metric{name: "consume_full_stack", unit: "msg/s", target: "≥ 0.70", line: true})
 		pairs = append(pairs, pair{name: "consume_full_stack",
@@ -134,17 +144,13 @@ func runAll(ctx context.Context, e *env, out io.Writer) (*report, error) {
 	if want("command_path") {
 		xr, qr, sr := t.cmdRaw, t.cmdRawQ, t.cmdRawSink
 		xb, qb, sb := t.cmdBB, t.cmdBBQ, t.cmdBBSink
-		for _, d := range [][3]string{{xr, qr, prompt}, {xr, sr, response}, {xb, qb, prompt}, {xb, sb, response}} {
-			if err := e.declare(d[0], d[1], d[2]); err != nil {
-				return nil, err
-			}
+		if err := declare([3]string{xr, qr, prompt}, [3]string{xr, sr, response}, [3]string{xb, qb, prompt}, [3]string{xb, sb, response}); err != nil {
+			return nil, err
 		}
-		st, err := e.openStack(ctx, xb, true)
+		st, err := openStack("command_path", xb, true)
 		if err != nil {
 			return nil, err
 		}
-		closers = append(closers, st.close)
-		stacks = append(stacks, namedStack{"command_path", st})
 		n := e.o.messages
 		rep.metrics = append(rep.metrics, &metric{name: "command_path", unit: "msg/s", target: "≥ 0.60", line: true})
 		pairs = append(pairs, pair{name: "command_path",
@@ -170,18 +176,13 @@ func runAll(ctx context.Context, e *env, out io.Writer) (*report, error) {
 	// Latency at a steady rate, publisher and consumer running together.
 	if want("latency_p99_ms") {
 		xr, qr, xb, qb := t.latRaw, t.latRawQ, t.latBB, t.latBBQ
-		if err := e.declare(xr, qr, prompt); err != nil {
+		if err := declare([3]string{xr, qr, prompt}, [3]string{xb, qb, prompt}); err != nil {
 			return nil, err
 		}
-		if err := e.declare(xb, qb, prompt); err != nil {
-			return nil, err
-		}
-		st, err := e.openStack(ctx, xb, false)
+		st, err := openStack("latency_p99_ms", xb, false)
 		if err != nil {
 			return nil, err
 		}
-		closers = append(closers, st.close)
-		stacks = append(stacks, namedStack{"latency_p99_ms", st})
 		conn, pub, err := e.newProjectPublisher(ctx, xb)
 		if err != nil {
 			return nil, err
