@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -176,6 +175,23 @@ func runService(ctx context.Context, svc *bus.Service) (stop func() error, err e
 	}, nil
 }
 
+// runCounted runs svc until p has counted all its messages (at most two
+// minutes), stops it, and returns p's rate.
+func runCounted(ctx context.Context, svc *bus.Service, p *progress) (float64, error) {
+	stop, err := runService(ctx, svc)
+	if err != nil {
+		return 0, err
+	}
+	werr := p.wait(ctx, 2*time.Minute)
+	if err := stop(); err != nil && werr == nil {
+		werr = err
+	}
+	if werr != nil {
+		return 0, werr
+	}
+	return p.rate(), nil
+}
+
 // progress counts handled messages and times the first and the n-th.
 type progress struct {
 	n      int64
@@ -284,37 +300,16 @@ func (r *ring[T]) pop() T {
 // bus.Bus.Publish (build the message, publish, wait for the confirm) in a
 // loop, sharing the bus's publisher.
 func (e *env) projectPublish16(ctx context.Context, b *bus.Bus, d time.Duration) (float64, error) {
-	const workers = 16
-	var total atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	start := time.Now()
-	deadline := start.Add(d)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) && ctx.Err() == nil {
-				env, err := e.tmpl.promptEnvelope()
-				if err == nil {
-					err = b.Publish(ctx, env)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-				total.Add(1)
+	return syncPublishers(ctx, 16, d, func() (func() error, func(), error) {
+		publish := func() error {
+			env, err := e.tmpl.promptEnvelope()
+			if err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	select {
-	case err := <-errs:
-		return 0, err
-	default:
-	}
-	return float64(total.Load()) / elapsed.Seconds(), ctx.Err()
+			return b.Publish(ctx, env)
+		}
+		return publish, func() {}, nil
+	})
 }
 
 // projectConsume is consume_full_stack: a bus.Service with the default
@@ -335,18 +330,7 @@ func (e *env) projectConsume(ctx context.Context, s *stack, n int) (float64, err
 	}); err != nil {
 		return 0, err
 	}
-	stop, err := runService(ctx, svc)
-	if err != nil {
-		return 0, err
-	}
-	werr := p.wait(ctx, 2*time.Minute)
-	if err := stop(); err != nil && werr == nil {
-		werr = err
-	}
-	if werr != nil {
-		return 0, werr
-	}
-	return p.rate(), nil
+	return runCounted(ctx, svc, p)
 }
 
 // projectCommand is command_path: the command processor as
@@ -385,18 +369,7 @@ func (e *env) projectCommand(ctx context.Context, s *stack, n int) (float64, err
 	if err := proc.AddHandlersToService(svc); err != nil {
 		return 0, err
 	}
-	stop, err := runService(ctx, svc)
-	if err != nil {
-		return 0, err
-	}
-	werr := p.wait(ctx, 2*time.Minute)
-	if err := stop(); err != nil && werr == nil {
-		werr = err
-	}
-	if werr != nil {
-		return 0, werr
-	}
-	return p.rate(), nil
+	return runCounted(ctx, svc, p)
 }
 
 // publishPaced publishes total prompt envelopes at rate with PublishAsync,

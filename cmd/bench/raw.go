@@ -165,32 +165,50 @@ func (e *env) rawPublish1(ctx context.Context, rc *rawConns, exchange string, d 
 // on its own confirm-mode channel, each publishing and waiting for that
 // publish's confirm before the next, as a synchronous Publish does.
 func (e *env) rawPublish16(ctx context.Context, rc *rawConns, exchange string, d time.Duration) (float64, error) {
-	const workers = 16
+	body := e.tmpl.prompt
+	return syncPublishers(ctx, 16, d, func() (func() error, func(), error) {
+		ch, err := confirmChannel(rc.pub)
+		if err != nil {
+			return nil, nil, err
+		}
+		publish := func() error {
+			dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, "agent.thread.prompt", false, false, rawPublishing(body))
+			if err != nil {
+				return err
+			}
+			if ok, err := dc.WaitContext(ctx); err != nil || !ok {
+				return fmt.Errorf("publish not confirmed: %v", err)
+			}
+			return nil
+		}
+		return publish, func() { _ = ch.Close() }, nil
+	})
+}
+
+// syncPublishers runs workers goroutines for d, each calling the publish
+// function that open gives it (and then its close) until the time is up,
+// and returns the publishes per second, open included in the time. Both
+// sides of publish_confirmed_16 are measured by it; the first error ends
+// the run.
+func syncPublishers(ctx context.Context, workers int, d time.Duration, open func() (publish func() error, close func(), err error)) (float64, error) {
 	var total atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	start := time.Now()
 	deadline := start.Add(d)
-	body := e.tmpl.prompt
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ch, err := confirmChannel(rc.pub)
+			publish, closeFn, err := open()
 			if err != nil {
 				errs <- err
 				return
 			}
-			defer func() { _ = ch.Close() }()
+			defer closeFn()
 			for time.Now().Before(deadline) && ctx.Err() == nil {
-				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, "agent.thread.prompt", false, false, rawPublishing(body))
-				if err != nil {
+				if err := publish(); err != nil {
 					errs <- err
-					return
-				}
-				ok, err := dc.WaitContext(ctx)
-				if err != nil || !ok {
-					errs <- fmt.Errorf("publish not confirmed: %v", err)
 					return
 				}
 				total.Add(1)
