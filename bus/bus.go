@@ -10,7 +10,12 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/33god/bloodbank-go/bus/amqp"
+	"github.com/33god/bloodbank-go/bus/embedded"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/transport"
 )
 
 // Transport names.
@@ -21,17 +26,17 @@ const (
 
 // Bus is a process's connection to Bloodbank: a confirmed publisher and the
 // means to build service routers, on RabbitMQ when RABBIT_URL is set and on
-// the in-process Embedded broker otherwise. Publishing and consuming use
+// the in-process embedded.Broker broker otherwise. Publishing and consuming use
 // separate AMQP connections, as RabbitMQ recommends, so that flow control on
 // a busy publisher never stalls consumers.
 type Bus struct {
 	cfg    Config
 	logger *slog.Logger
 
-	pubConn, subConn *AMQPConnection
-	embedded         *Embedded
-	embPub           *EmbeddedPublisher
-	amqpPub          *AMQPPublisher
+	pubConn, subConn *amqp.Connection
+	embedded         *embedded.Broker
+	embPub           *embedded.Publisher
+	amqpPub          *amqp.Publisher
 	publisher        message.Publisher
 	queuePub         message.Publisher
 }
@@ -45,24 +50,24 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Bus, error) {
 	b := &Bus{cfg: cfg, logger: orNop(logger)}
 	topo := b.topology()
 	if cfg.Embedded() {
-		b.embedded = NewEmbedded(b.logger)
-		b.embPub = b.embedded.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger, UnroutableIsError: cfg.UnroutableIsError})
+		b.embedded = embedded.New(b.logger)
+		b.embPub = b.embedded.Publisher(embedded.PublisherConfig{Marshaler: envelope.Codec{}, Logger: b.logger, UnroutableIsError: cfg.UnroutableIsError})
 		b.publisher = b.embPub
-		b.queuePub = b.embedded.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger, ToQueues: true, UnroutableIsError: true})
+		b.queuePub = b.embedded.Publisher(embedded.PublisherConfig{Marshaler: envelope.Codec{}, Logger: b.logger, ToQueues: true, UnroutableIsError: true})
 		return b, nil
 	}
 	var err error
-	conn := ConnectionConfig{URL: cfg.RabbitURL, ConnectTimeout: cfg.ConnectTimeout, Logger: b.logger}
+	conn := amqp.ConnectionConfig{URL: cfg.RabbitURL, ConnectTimeout: cfg.ConnectTimeout, Logger: b.logger}
 	conn.Name = cfg.ServiceName + " publisher"
-	if b.pubConn, err = DialAMQP(ctx, conn); err != nil {
+	if b.pubConn, err = amqp.Dial(ctx, conn); err != nil {
 		return nil, err
 	}
 	conn.Name = cfg.ServiceName + " consumer"
-	if b.subConn, err = DialAMQP(ctx, conn); err != nil {
+	if b.subConn, err = amqp.Dial(ctx, conn); err != nil {
 		_ = b.pubConn.Close()
 		return nil, err
 	}
-	b.amqpPub, err = NewAMQPPublisher(b.pubConn, PublisherConfig{
+	b.amqpPub, err = amqp.NewPublisher(b.pubConn, amqp.PublisherConfig{
 		Topology: topo, Channels: cfg.PublisherChannels, ConfirmTimeout: cfg.PublishTimeout, Logger: b.logger,
 		UnroutableIsError: cfg.UnroutableIsError,
 	})
@@ -71,7 +76,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Bus, error) {
 		return nil, err
 	}
 	b.publisher = b.amqpPub
-	b.queuePub, err = NewAMQPPublisher(b.pubConn, PublisherConfig{
+	b.queuePub, err = amqp.NewPublisher(b.pubConn, amqp.PublisherConfig{
 		Topology: topo, Channels: 1, ConfirmTimeout: cfg.PublishTimeout, Logger: b.logger, ToQueues: true, UnroutableIsError: true,
 	})
 	if err != nil {
@@ -83,16 +88,16 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Bus, error) {
 
 // NewEmbeddedBus is Open on the given in-process broker, for tests that run
 // several buses (services) against one broker.
-func NewEmbeddedBus(cfg Config, broker *Embedded, logger *slog.Logger) *Bus {
+func NewEmbeddedBus(cfg Config, broker *embedded.Broker, logger *slog.Logger) *Bus {
 	b := &Bus{cfg: cfg, logger: orNop(logger), embedded: broker}
-	b.embPub = broker.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger, UnroutableIsError: cfg.UnroutableIsError})
+	b.embPub = broker.Publisher(embedded.PublisherConfig{Marshaler: envelope.Codec{}, Logger: b.logger, UnroutableIsError: cfg.UnroutableIsError})
 	b.publisher = b.embPub
-	b.queuePub = broker.Publisher(EmbeddedPublisherConfig{Marshaler: Codec{}, Logger: b.logger, ToQueues: true, UnroutableIsError: true})
+	b.queuePub = broker.Publisher(embedded.PublisherConfig{Marshaler: envelope.Codec{}, Logger: b.logger, ToQueues: true, UnroutableIsError: true})
 	return b
 }
 
-func (b *Bus) topology() Topology {
-	return Topology{Exchange: b.cfg.ExchangeName, QueueType: b.cfg.QueueType}
+func (b *Bus) topology() amqp.Topology {
+	return amqp.Topology{Exchange: b.cfg.ExchangeName, QueueType: b.cfg.QueueType}
 }
 
 // Config returns the settings the bus was opened with.
@@ -109,8 +114,8 @@ func (b *Bus) Transport() string {
 	return TransportAMQP
 }
 
-// Embedded returns the in-process broker, or nil on RabbitMQ.
-func (b *Bus) Embedded() *Embedded { return b.embedded }
+// embedded.Broker returns the in-process broker, or nil on RabbitMQ.
+func (b *Bus) Embedded() *embedded.Broker { return b.embedded }
 
 // Publisher returns the bus's Watermill publisher (the routing key is the
 // topic), with the decorators added by DecoratePublisher.
@@ -124,17 +129,17 @@ func (b *Bus) DecoratePublisher(decorate func(message.Publisher) message.Publish
 
 // Publish publishes envelopes under their event types and returns once the
 // broker has confirmed every one. An envelope with no correlation ids
-// published with a handler's context (see WithCause) is linked to the event
+// published with a handler's context (see envelope.WithCause) is linked to the event
 // that handler is handling.
-func (b *Bus) Publish(ctx context.Context, envs ...Envelope) error {
+func (b *Bus) Publish(ctx context.Context, envs ...envelope.Envelope) error {
 	var errs []error
 	for _, env := range envs {
 		if len(env.CorrelationIDs) == 0 {
-			if cause, ok := CauseFromContext(ctx); ok {
+			if cause, ok := envelope.CauseFromContext(ctx); ok {
 				env.CorrelationIDs = []uuid.UUID{cause}
 			}
 		}
-		msg, err := NewMessage(env)
+		msg, err := envelope.NewMessage(env)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -150,7 +155,7 @@ func (b *Bus) Publish(ctx context.Context, envs ...Envelope) error {
 // QueuePublisher returns a confirmed publisher whose topic is a queue
 // name: it sends straight to that queue (the default exchange), as parking a
 // message in a poison queue or a retry in a delay queue needs. Publishing to
-// a queue that does not exist fails with ErrUnroutable.
+// a queue that does not exist fails with transport.ErrUnroutable.
 func (b *Bus) QueuePublisher() message.Publisher { return b.queuePub }
 
 // DeclareQueue declares a durable queue with no bindings, such as a poison queue.
@@ -158,16 +163,16 @@ func (b *Bus) DeclareQueue(ctx context.Context, name string) error {
 	if b.embedded != nil {
 		return b.embedded.DeclareQueue(name)
 	}
-	return b.withChannel(ctx, func(ch *amqp.Channel) error { return b.topology().DeclareQueue(ch, name) })
+	return b.withChannel(ctx, func(ch *amqp091.Channel) error { return b.topology().DeclareQueue(ch, name) })
 }
 
 // DeclareDelayQueue declares a queue that holds each message for delay and
-// then moves it to the queue deadLetterTo (see Topology.DeclareDelayQueue).
+// then moves it to the queue deadLetterTo (see amqp.Topology.DeclareDelayQueue).
 func (b *Bus) DeclareDelayQueue(ctx context.Context, name string, delay time.Duration, deadLetterTo string) error {
 	if b.embedded != nil {
 		return b.embedded.DeclareDelayQueue(name, delay, deadLetterTo)
 	}
-	return b.withChannel(ctx, func(ch *amqp.Channel) error {
+	return b.withChannel(ctx, func(ch *amqp091.Channel) error {
 		return b.topology().DeclareDelayQueue(ch, name, delay, deadLetterTo)
 	})
 }
@@ -175,14 +180,14 @@ func (b *Bus) DeclareDelayQueue(ctx context.Context, name string, delay time.Dur
 // WithChannel runs fn on a fresh AMQP channel of the consumer connection,
 // for operations the bus has no method for (inspecting or purging a queue).
 // It fails on the embedded transport.
-func (b *Bus) WithChannel(ctx context.Context, fn func(ch *amqp.Channel) error) error {
+func (b *Bus) WithChannel(ctx context.Context, fn func(ch *amqp091.Channel) error) error {
 	if b.embedded != nil {
 		return errors.New("no AMQP channel: the bus runs on the embedded transport")
 	}
 	return b.withChannel(ctx, fn)
 }
 
-func (b *Bus) withChannel(ctx context.Context, fn func(ch *amqp.Channel) error) error {
+func (b *Bus) withChannel(ctx context.Context, fn func(ch *amqp091.Channel) error) error {
 	ch, err := b.subConn.Channel(ctx)
 	if err != nil {
 		return err
@@ -192,19 +197,19 @@ func (b *Bus) withChannel(ctx context.Context, fn func(ch *amqp.Channel) error) 
 }
 
 // Subscriber returns a subscriber for a service's queue.
-func (b *Bus) Subscriber(cfg SubscriberConfig) (message.Subscriber, error) {
+func (b *Bus) Subscriber(cfg transport.SubscriberConfig) (message.Subscriber, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = b.logger
 	}
 	if b.embedded != nil {
 		return b.embedded.Subscriber(cfg), nil
 	}
-	return NewAMQPSubscriber(b.subConn, AMQPSubscriberConfig{SubscriberConfig: cfg, Topology: b.topology()})
+	return amqp.NewSubscriber(b.subConn, amqp.SubscriberConfig{SubscriberConfig: cfg, Topology: b.topology()})
 }
 
 // TemporarySubscriber returns a subscriber whose queues are exclusive and
 // deleted when it disconnects, for watching the bus without leaving state.
-func (b *Bus) TemporarySubscriber(cfg SubscriberConfig) (message.Subscriber, error) {
+func (b *Bus) TemporarySubscriber(cfg transport.SubscriberConfig) (message.Subscriber, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = b.logger
 	}
@@ -212,15 +217,15 @@ func (b *Bus) TemporarySubscriber(cfg SubscriberConfig) (message.Subscriber, err
 		return b.embedded.Subscriber(cfg), nil
 	}
 	topo := b.topology()
-	topo.Temporary, topo.QueueType = true, QueueClassic
-	return NewAMQPSubscriber(b.subConn, AMQPSubscriberConfig{SubscriberConfig: cfg, Topology: topo})
+	topo.Temporary, topo.QueueType = true, amqp.QueueClassic
+	return amqp.NewSubscriber(b.subConn, amqp.SubscriberConfig{SubscriberConfig: cfg, Topology: topo})
 }
 
 // Ready reports whether the broker is reachable now.
 func (b *Bus) Ready() error {
 	if b.embedded != nil {
-		if b.embedded.closed.Load() {
-			return fmt.Errorf("embedded broker: %w", ErrClosed)
+		if b.embedded.Closed() {
+			return fmt.Errorf("embedded broker: %w", transport.ErrClosed)
 		}
 		return nil
 	}
@@ -230,13 +235,13 @@ func (b *Bus) Ready() error {
 	return nil
 }
 
-// PublisherStats returns the publisher's counters.
-func (b *Bus) PublisherStats() PublisherStats {
+// transport.PublisherStats returns the publisher's counters.
+func (b *Bus) PublisherStats() transport.PublisherStats {
 	if b.embPub != nil {
 		return b.embPub.Stats()
 	}
 	if b.amqpPub == nil {
-		return PublisherStats{}
+		return transport.PublisherStats{}
 	}
 	return b.amqpPub.Stats()
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/caarlos0/env/v10"
 	"github.com/joho/godotenv"
+
+	"github.com/33god/bloodbank-go/bus/amqp"
 )
 
 // Config holds every setting of a Bloodbank service. The variables shared
@@ -130,12 +132,12 @@ func (c Config) Validate() error {
 	}
 	if c.RabbitURL != "" {
 		if u, err := url.Parse(c.RabbitURL); err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
-			p = append(p, "RABBIT_URL: want amqp://user:password@host:5672/vhost (got "+RedactURL(c.RabbitURL)+")")
+			p = append(p, "RABBIT_URL: want amqp://user:password@host:5672/vhost (got "+amqp.RedactURL(c.RabbitURL)+")")
 		}
 	}
 	if c.RedisURL != "" {
 		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-			p = append(p, "REDIS_URL: want redis://[user:password@]host:port/db or rediss:// (got "+RedactURL(c.RedisURL)+")")
+			p = append(p, "REDIS_URL: want redis://[user:password@]host:port/db or rediss:// (got "+amqp.RedactURL(c.RedisURL)+")")
 		}
 	}
 	if c.RedisPort < 1 || c.RedisPort > 65535 {
@@ -156,7 +158,7 @@ func (c Config) Validate() error {
 	if c.Consumers < 0 {
 		p = append(p, fmt.Sprintf("BB_CONSUMERS: want 0 (same as BB_PREFETCH) or more, got %d", c.Consumers))
 	}
-	if c.QueueType != QueueClassic && c.QueueType != QueueQuorum {
+	if c.QueueType != amqp.QueueClassic && c.QueueType != amqp.QueueQuorum {
 		p = append(p, fmt.Sprintf("BB_QUEUE_TYPE: want classic or quorum, got %q", c.QueueType))
 	}
 	if c.PublisherChannels < 1 {
@@ -185,7 +187,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Embedded reports whether the settings select the in-process transport.
+// embedded.Broker reports whether the settings select the in-process transport.
 func (c Config) Embedded() bool { return c.RabbitURL == "" }
 
 // EffectiveConsumers is BB_CONSUMERS, or BB_PREFETCH when that is 0.
@@ -200,7 +202,7 @@ func (c Config) EffectiveConsumers() int {
 func (c Config) LogValue() slog.Value {
 	rabbit := "embedded"
 	if c.RabbitURL != "" {
-		rabbit = RedactURL(c.RabbitURL)
+		rabbit = amqp.RedactURL(c.RabbitURL)
 	}
 	redisPassword, httpToken := "unset", "unset"
 	if c.RedisPassword != "" {

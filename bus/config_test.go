@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/amqp"
 )
 
 func TestLoadConfig_defaultsAreTheContract(t *testing.T) {
@@ -98,7 +99,7 @@ func TestConfig_logValueRedactsSecrets(t *testing.T) {
 func TestDialAMQP_unreachableGivesUpWithinTheTimeout(t *testing.T) {
 	var logs bytes.Buffer
 	start := time.Now()
-	_, err := bus.DialAMQP(context.Background(), bus.ConnectionConfig{
+	_, err := amqp.Dial(context.Background(), amqp.ConnectionConfig{
 		URL:            "amqp://guest:s3cret-pw@127.0.0.1:1/",
 		ConnectTimeout: 1500 * time.Millisecond,
 		Logger:         slog.New(slog.NewTextHandler(&logs, nil)),

@@ -1,44 +1,27 @@
-// Package bus is the bottom of Bloodbank for Go: the v1 envelope, how it
-// travels, and the transports it travels on.
+// Package bus connects a Go service to a Bloodbank bus: it opens the
+// transport the settings ask for, publishes envelopes with confirms, and
+// runs services whose typed handlers share one queue.
 //
-// # Envelope and message
+// # The house
 //
-// An Envelope is a Bloodbank v1 event exactly as wire-contract section 3
-// writes it (MarshalJSON, DecodeEnvelope). Inside a process an event is a
-// Watermill *message.Message: UUID is the event id, Payload the payload
-// JSON, and every other envelope field lives in Metadata under the exported
-// Meta* keys (NewMessage, EnvelopeFromMessage). Middleware in any Watermill
-// router reads those keys; nothing above the codec knows the wire format.
+//	envelope     the v1 event, its wire codec, ids, timestamps, failure kinds
+//	topic        RabbitMQ topic-pattern matching
+//	transport    one queue consumed by many subscriptions, acked when all acked, drained on close
+//	amqp         the RabbitMQ transport: connection, topology, confirmed publisher, subscriber
+//	embedded     the in-process broker with the same routing, for development and tests
+//	bus          Bus, Service, Handle (this package)
+//	reliability  poison and delay queues of a service, and their admin
 //
-// # The wire
+// # Bus and Service
 //
-// Codec is a watermill-amqp Marshaler: a message goes out as the whole
-// envelope in the AMQP body (persistent, application/json, utf-8,
-// message_id = event id) and comes back as a message. It never returns an
-// error: a body that is not an envelope becomes a message marked
-// MetaMalformed, with the original body as payload, for the poison queue.
-//
-// # Topology and transports
-//
-// One durable topic exchange (DefaultExchange), declared with the Python
-// services' flags, and one durable queue per service, ServiceQueueName,
-// bound once per routing-key pattern (Pattern: "*" one word, "#" zero or
-// more). AMQPPublisher publishes with confirms, pipelined, reporting
-// unroutable events; AMQPSubscriber runs N workers on one channel and
-// declares its topology again after a reconnect. Embedded is an in-process
-// broker with the same routing and the same consumer core, for the embedded
-// default and for tests; both pass Watermill's universal Pub/Sub suite.
-//
-// # Services
-//
-// Bus opens the transport the settings ask for (Config, LoadConfig: RabbitMQ
-// when RABBIT_URL is set, Embedded otherwise) and publishes envelopes. A
-// Service is a Watermill router whose handlers share the service queue;
-// Handle registers a typed handler for a pattern. Each delivery goes to
-// every handler whose pattern matches and is acked once all of them acked
-// it; Run drains on shutdown. Events a handler publishes with its context
-// carry correlation_ids = [the event it handles] (WithCause).
-//
-// DeterministicID gives the uuid5 ids the Python services compute, so a
-// redelivered cause yields the same child ids.
+// Open connects as Config says: RabbitMQ when RABBIT_URL is set, the
+// embedded broker otherwise (LoadConfig reads the settings the Python
+// services read, from the environment and .env). Bus.Publish publishes
+// envelopes and returns once the broker confirmed them. A Service is a
+// Watermill router whose handlers share the service queue
+// "{exchange}.{service}", bound once per pattern they declare; Handle
+// registers a typed handler. Each delivery goes to every handler whose
+// pattern matches and is acked once all of them acked it; Run drains on
+// shutdown. Events a handler publishes with its context carry
+// correlation_ids = [the event it handles].
 package bus

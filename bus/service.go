@@ -8,20 +8,29 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/topic"
+	"github.com/33god/bloodbank-go/bus/transport"
 )
 
 // Event is what a typed handler receives: the envelope, its payload decoded
 // into T, and the underlying Watermill message.
 type Event[T any] struct {
-	Envelope Envelope
+	Envelope envelope.Envelope
 	Payload  T
 	Message  *message.Message
 }
 
 // HandlerFunc handles one event of payload type T. Returning nil acks it;
 // returning an error nacks it for a retry, unless the error is permanent
-// (see Permanent). Events published with ctx are linked to this one.
+// (see envelope.Permanent). Events published with ctx are linked to this one.
 type HandlerFunc[T any] func(ctx context.Context, ev Event[T]) error
+
+// ServiceQueueName names a service's queue: "{exchange}.{service}". The
+// name is part of the contract: renaming a service moves it to a new, empty
+// queue, and the old one keeps collecting events until it is deleted.
+func ServiceQueueName(exchange, service string) string { return exchange + "." + service }
 
 // Service is one Bloodbank service: a Watermill router whose handlers share
 // the service queue "{exchange}.{service}", bound once per pattern they
@@ -83,7 +92,7 @@ func (s *Service) HandleMessage(name, pattern string, fn message.NoPublishHandle
 	if name == "" {
 		return errors.New("cannot register handler: name is required (it is part of the contract)")
 	}
-	if _, err := CompilePattern(pattern); err != nil {
+	if _, err := topic.Compile(pattern); err != nil {
 		return fmt.Errorf("cannot register handler %q: %w", name, err)
 	}
 	for _, h := range s.handlers {
@@ -105,23 +114,23 @@ func Handle[T any](s *Service, name, pattern string, fn HandlerFunc[T]) error {
 		if err != nil {
 			return err
 		}
-		ctx := WithCause(msg.Context(), ev.Envelope.EventID)
+		ctx := envelope.WithCause(msg.Context(), ev.Envelope.EventID)
 		return fn(ctx, ev)
 	})
 }
 
 // DecodeEvent reads a message into an Event[T]; its errors are permanent.
 func DecodeEvent[T any](msg *message.Message) (Event[T], error) {
-	if reason, bad := Malformed(msg); bad {
-		return Event[T]{}, &PermanentError{Kind: KindMalformed, Err: errors.New(reason)}
+	if reason, bad := envelope.Malformed(msg); bad {
+		return Event[T]{}, &envelope.PermanentError{Kind: envelope.KindMalformed, Err: errors.New(reason)}
 	}
-	env, err := EnvelopeFromMessage(msg)
+	env, err := envelope.FromMessage(msg)
 	if err != nil {
-		return Event[T]{}, &PermanentError{Kind: KindMalformed, Err: err}
+		return Event[T]{}, &envelope.PermanentError{Kind: envelope.KindMalformed, Err: err}
 	}
-	payload, err := DecodePayload[T](env)
+	payload, err := envelope.DecodePayload[T](env)
 	if err != nil {
-		return Event[T]{}, &PermanentError{Kind: KindInvalid, Err: err}
+		return Event[T]{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: err}
 	}
 	return Event[T]{Envelope: env, Payload: payload, Message: msg}, nil
 }
@@ -157,7 +166,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("cannot run service %q: it has no handlers", s.name)
 	}
 	queue := s.QueueName()
-	sub, err := s.bus.Subscriber(SubscriberConfig{
+	sub, err := s.bus.Subscriber(transport.SubscriberConfig{
 		QueueName:    func(string) string { return queue },
 		Patterns:     s.Patterns(),
 		Consumers:    s.bus.cfg.EffectiveConsumers(),
@@ -192,7 +201,7 @@ type namedSubscriber struct {
 }
 
 func (n namedSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	return n.Subscriber.Subscribe(WithHandlerName(ctx, n.name), topic)
+	return n.Subscriber.Subscribe(transport.WithHandlerName(ctx, n.name), topic)
 }
 
 // Close drains and closes the shared subscriber; Watermill calls it once
@@ -206,11 +215,11 @@ func (n namedSubscriber) Close() error { return n.Subscriber.Close() }
 func (s *Service) guard(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		out, err := h(msg)
-		var pe *PermanentError
+		var pe *envelope.PermanentError
 		if errors.As(err, &pe) {
 			s.logger.Error("permanent failure; message acked and dropped (no poison queue installed)",
 				slog.String("kind", pe.Kind), slog.String("error", pe.Err.Error()),
-				slog.String("event_id", msg.UUID), slog.String("routing_key", msg.Metadata.Get(MetaRoutingKey)),
+				slog.String("event_id", msg.UUID), slog.String("routing_key", msg.Metadata.Get(envelope.MetaRoutingKey)),
 				slog.String("handler", message.HandlerNameFromCtx(msg.Context())), slog.String("body", string(msg.Payload)))
 			return out, nil
 		}

@@ -11,6 +11,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/embedded"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/transport"
 )
 
 type prompt struct {
@@ -19,7 +22,7 @@ type prompt struct {
 	Tags     []string `json:"tags"`
 }
 
-func embeddedBus(t *testing.T, broker *bus.Embedded, service string) *bus.Bus {
+func embeddedBus(t *testing.T, broker *embedded.Broker, service string) *bus.Bus {
 	t.Helper()
 	cfg, err := bus.LoadConfig([]string{"SERVICE_NAME=" + service, "BB_DRAIN_TIMEOUT=5s"}, "")
 	if err != nil {
@@ -55,7 +58,7 @@ func runService(t *testing.T, s *bus.Service) (stop func()) {
 }
 
 func TestService_typedHandlersByPattern(t *testing.T) {
-	broker := bus.NewEmbedded(nil)
+	broker := embedded.New(nil)
 	b := embeddedBus(t, broker, "svc")
 	s, err := b.NewService("")
 	if err != nil {
@@ -81,9 +84,9 @@ func TestService_typedHandlersByPattern(t *testing.T) {
 	runService(t, s)
 
 	ctx := context.Background()
-	p, _ := bus.NewEnvelope("agent.thread.prompt", prompt{Provider: "anthropic", Prompt: "hi", Tags: []string{"a"}})
-	r, _ := bus.NewEnvelope("agent.thread.response", map[string]any{"provider": "anthropic", "response": "hi"})
-	o, _ := bus.NewEnvelope("fireflies.transcript.ready", map[string]any{"id": "x"})
+	p, _ := envelope.New("agent.thread.prompt", prompt{Provider: "anthropic", Prompt: "hi", Tags: []string{"a"}})
+	r, _ := envelope.New("agent.thread.response", map[string]any{"provider": "anthropic", "response": "hi"})
+	o, _ := envelope.New("fireflies.transcript.ready", map[string]any{"id": "x"})
 	if err := b.Publish(ctx, p, r, o); err != nil {
 		t.Fatal(err)
 	}
@@ -121,12 +124,12 @@ func TestService_typedHandlersByPattern(t *testing.T) {
 
 // What a handler publishes with its context is linked to what it handles.
 func TestService_publishedEventsCarryTheirCause(t *testing.T) {
-	broker := bus.NewEmbedded(nil)
+	broker := embedded.New(nil)
 	b := embeddedBus(t, broker, "svc")
 	s, _ := b.NewService("")
 	out := make(chan bus.Event[map[string]any], 1)
 	_ = bus.Handle(s, "respond", "agent.thread.prompt", func(ctx context.Context, ev bus.Event[prompt]) error {
-		resp, err := bus.NewEnvelope("agent.thread.response", map[string]any{"provider": ev.Payload.Provider, "response": ev.Payload.Prompt})
+		resp, err := envelope.New("agent.thread.response", map[string]any{"provider": ev.Payload.Provider, "response": ev.Payload.Prompt})
 		if err != nil {
 			return err
 		}
@@ -137,7 +140,7 @@ func TestService_publishedEventsCarryTheirCause(t *testing.T) {
 		return nil
 	})
 	runService(t, s)
-	p, _ := bus.NewEnvelope("agent.thread.prompt", prompt{Provider: "anthropic", Prompt: "echo"})
+	p, _ := envelope.New("agent.thread.prompt", prompt{Provider: "anthropic", Prompt: "echo"})
 	if err := b.Publish(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +157,7 @@ func TestService_publishedEventsCarryTheirCause(t *testing.T) {
 // A failing handler's message is redelivered, not lost; a permanent failure
 // is not redelivered forever.
 func TestService_failuresRedeliverPermanentOnesDoNot(t *testing.T) {
-	broker := bus.NewEmbedded(nil)
+	broker := embedded.New(nil)
 	b := embeddedBus(t, broker, "svc")
 	s, _ := b.NewService("")
 	var mu sync.Mutex
@@ -168,7 +171,7 @@ func TestService_failuresRedeliverPermanentOnesDoNot(t *testing.T) {
 		switch {
 		case ev.Envelope.EventType == "job.permanent":
 			done <- ev.Envelope.EventType
-			return bus.Permanent(errors.New("cannot ever work"))
+			return envelope.Permanent(errors.New("cannot ever work"))
 		case n < 3:
 			return errors.New("transient")
 		}
@@ -189,7 +192,7 @@ func TestService_failuresRedeliverPermanentOnesDoNot(t *testing.T) {
 // A malformed body reaches no handler and does not loop; the good message
 // behind it is handled.
 func TestService_malformedBodyDoesNotBlockTheQueue(t *testing.T) {
-	broker := bus.NewEmbedded(nil)
+	broker := embedded.New(nil)
 	b := embeddedBus(t, broker, "svc")
 	s, _ := b.NewService("")
 	handled := make(chan string, 10)
@@ -200,11 +203,11 @@ func TestService_malformedBodyDoesNotBlockTheQueue(t *testing.T) {
 	runService(t, s)
 	// A raw message that is not an envelope, as a foreign producer could send.
 	raw := message.NewMessage(uuid.NewString(), []byte(`[1,2,3]`))
-	raw.Metadata.Set(bus.MetaMalformed, "body is a JSON array, want an envelope object")
+	raw.Metadata.Set(envelope.MetaMalformed, "body is a JSON array, want an envelope object")
 	if err := b.Publisher().Publish("some.key", raw); err != nil {
 		t.Fatal(err)
 	}
-	good, _ := bus.NewEnvelope("some.key", map[string]any{"ok": true})
+	good, _ := envelope.New("some.key", map[string]any{"ok": true})
 	if err := b.Publish(context.Background(), good); err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +232,7 @@ func TestService_malformedBodyDoesNotBlockTheQueue(t *testing.T) {
 // Stopping a service lets in-flight handlers finish and ack: nothing is
 // requeued, nothing lost.
 func TestService_stopDrainsInFlightHandlers(t *testing.T) {
-	broker := bus.NewEmbedded(nil)
+	broker := embedded.New(nil)
 	b := embeddedBus(t, broker, "svc")
 	s, _ := b.NewService("")
 	started := make(chan struct{}, 100)
@@ -245,7 +248,7 @@ func TestService_stopDrainsInFlightHandlers(t *testing.T) {
 	const n = 5
 	finished.Add(n)
 	for range n {
-		env, _ := bus.NewEnvelope("work.item", map[string]any{})
+		env, _ := envelope.New("work.item", map[string]any{})
 		if err := b.Publish(context.Background(), env); err != nil {
 			t.Fatal(err)
 		}
@@ -279,7 +282,7 @@ func TestService_stopDrainsInFlightHandlers(t *testing.T) {
 // A redelivery addressed to one handler (a retry, a replay) reaches only it,
 // through a delay queue that hands it back to the service queue.
 func TestService_targetedRedeliveryThroughDelayQueue(t *testing.T) {
-	broker := bus.NewEmbedded(nil)
+	broker := embedded.New(nil)
 	b := embeddedBus(t, broker, "svc")
 	s, _ := b.NewService("")
 	got := make(chan string, 10)
@@ -295,10 +298,10 @@ func TestService_targetedRedeliveryThroughDelayQueue(t *testing.T) {
 	if err := b.DeclareDelayQueue(ctx, delayQueue, 50*time.Millisecond, s.QueueName()); err != nil {
 		t.Fatal(err)
 	}
-	env, _ := bus.NewEnvelope("job.run", map[string]any{})
-	msg, _ := bus.NewMessage(env)
-	msg.Metadata.Set(bus.MetaTargetHandler, "second")
-	msg.Metadata.Set(bus.MetaOriginalRoutingKey, "job.run")
+	env, _ := envelope.New("job.run", map[string]any{})
+	msg, _ := envelope.NewMessage(env)
+	msg.Metadata.Set(envelope.MetaTargetHandler, "second")
+	msg.Metadata.Set(envelope.MetaOriginalRoutingKey, "job.run")
 	if err := b.QueuePublisher().Publish(delayQueue, msg); err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +318,7 @@ func TestService_targetedRedeliveryThroughDelayQueue(t *testing.T) {
 		t.Errorf("handler %q also got it", name)
 	case <-time.After(200 * time.Millisecond):
 	}
-	if err := b.QueuePublisher().Publish("no.such.queue", msg); !errors.Is(err, bus.ErrUnroutable) {
+	if err := b.QueuePublisher().Publish("no.such.queue", msg); !errors.Is(err, transport.ErrUnroutable) {
 		t.Errorf("publishing to a missing queue: err = %v, want ErrUnroutable", err)
 	}
 }
@@ -324,7 +327,7 @@ func TestService_targetedRedeliveryThroughDelayQueue(t *testing.T) {
 // Watermill's, which recovers panics in its own: a panicking handler must
 // still nack its message for a redelivery, and the service must go on.
 func TestService_panicNacksAndTheServiceGoesOn(t *testing.T) {
-	broker := bus.NewEmbedded(nil)
+	broker := embedded.New(nil)
 	b := embeddedBus(t, broker, "svc")
 	s, _ := b.NewService("")
 	var calls sync.Map
@@ -346,7 +349,7 @@ func TestService_panicNacksAndTheServiceGoesOn(t *testing.T) {
 func publishTypes(t *testing.T, b *bus.Bus, types ...string) {
 	t.Helper()
 	for _, k := range types {
-		env, _ := bus.NewEnvelope(k, map[string]any{})
+		env, _ := envelope.New(k, map[string]any{})
 		if err := b.Publish(context.Background(), env); err != nil {
 			t.Fatal(err)
 		}
@@ -370,7 +373,7 @@ func waitForTypes(t *testing.T, done <-chan string, n int, what string) {
 // Many messages in flight at once are handled concurrently on the pool,
 // not one after another.
 func TestService_handlersRunConcurrently(t *testing.T) {
-	broker := bus.NewEmbedded(nil)
+	broker := embedded.New(nil)
 	b := embeddedBus(t, broker, "svc")
 	s, _ := b.NewService("")
 	const n = 8
@@ -383,7 +386,7 @@ func TestService_handlersRunConcurrently(t *testing.T) {
 	})
 	runService(t, s)
 	for range n {
-		env, _ := bus.NewEnvelope("job.x", map[string]any{})
+		env, _ := envelope.New("job.x", map[string]any{})
 		if err := b.Publish(context.Background(), env); err != nil {
 			t.Fatal(err)
 		}

@@ -9,7 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/correlation"
 )
 
@@ -73,7 +73,7 @@ func BenchmarkRecord_OneCommandPerRoundTrip(b *testing.B) {
 				for b.Loop() {
 					for _, l := range links {
 						v := fmt.Sprintf(`{"parent_event_ids":[%q],"created_at":%q,"metadata":{"i":%d}}`,
-							l.Parents[0], bus.FormatTimestamp(time.Now()), l.Metadata["i"])
+							l.Parents[0], envelope.FormatTimestamp(time.Now()), l.Metadata["i"])
 						if err := c.Set(ctx, prefix+"forward:"+l.Child.String(), v, ttl).Err(); err != nil {
 							b.Fatal(err)
 						}

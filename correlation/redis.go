@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
 // DefaultKeyPrefix is the key prefix of the deployed Python tracker. A store
@@ -209,7 +209,7 @@ func encodeForward(l Link, now time.Time) ([]byte, error) {
 	if created.IsZero() {
 		created = now
 	}
-	b := make([]byte, 0, 64+len(l.Parents)*39+len(bus.TimestampLayout)+len(meta))
+	b := make([]byte, 0, 64+len(l.Parents)*39+len(envelope.TimestampLayout)+len(meta))
 	b = append(b, `{"parent_event_ids":[`...)
 	for i, p := range l.Parents {
 		if i > 0 {
@@ -220,7 +220,7 @@ func encodeForward(l Link, now time.Time) ([]byte, error) {
 		b = append(b, '"')
 	}
 	b = append(b, `],"created_at":"`...)
-	b = append(b, bus.FormatTimestamp(created)...)
+	b = append(b, envelope.FormatTimestamp(created)...)
 	b = append(b, `","metadata":`...)
 	b = append(b, meta...)
 	return append(b, '}'), nil
@@ -262,7 +262,7 @@ func decodeForward(key string, child uuid.UUID, raw string) (Link, error) {
 		l.Parents[i] = id
 	}
 	if s, ok := f.CreatedAt.(string); ok {
-		if t, err := bus.ParseTimestamp(s); err == nil {
+		if t, err := envelope.ParseTimestamp(s); err == nil {
 			l.CreatedAt = t
 		}
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 )
 
@@ -31,7 +31,7 @@ import (
 type Collector struct {
 	cc     CommandContext
 	cfg    CollectorConfig
-	events []bus.Envelope
+	events []envelope.Envelope
 }
 
 // CollectorConfig configures a Collector.
@@ -41,7 +41,7 @@ type CollectorConfig struct {
 	Registry *domains.Registry
 	// Source is the source of collected events that set none. Optional;
 	// default DefaultSource("").
-	Source bus.Source
+	Source envelope.Source
 	// Now stamps collected events. Optional; default time.Now.
 	Now func() time.Time
 }
@@ -49,11 +49,11 @@ type CollectorConfig struct {
 // DefaultSource is the source of the events a command processor publishes:
 // this host, trigger type agent (it answers on behalf of an agent), and app
 // (default "command_processor").
-func DefaultSource(app string) bus.Source {
+func DefaultSource(app string) envelope.Source {
 	if app == "" {
 		app = "command_processor"
 	}
-	return bus.Source{Host: bus.Hostname(), Type: bus.TriggerAgent, App: app}
+	return envelope.Source{Host: envelope.Hostname(), Type: envelope.TriggerAgent, App: app}
 }
 
 func (c *CollectorConfig) setDefaults() {
@@ -87,20 +87,20 @@ func NewCollector(cc CommandContext, cfg CollectorConfig) (*Collector, error) {
 // Add collects a typed payload under the routing key the registry gives its
 // type, and returns the envelope it will be published in. A payload whose
 // type is not registered, or that fails validation, is not collected: the
-// error is permanent (a bus.PermanentError of kind invalid), since running
+// error is permanent (a envelope.PermanentError of kind invalid), since running
 // the command again cannot fix its code.
-func (c *Collector) Add(payload any) (bus.Envelope, error) {
+func (c *Collector) Add(payload any) (envelope.Envelope, error) {
 	key, _, err := routingKeyOf(c.cfg.Registry, payload)
 	if err != nil {
-		return bus.Envelope{}, &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("cannot collect %T: %w", payload, err)}
+		return envelope.Envelope{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("cannot collect %T: %w", payload, err)}
 	}
 	if err := c.cfg.Registry.ValidateValue(key, payload); err != nil {
-		return bus.Envelope{}, &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", key, err)}
+		return envelope.Envelope{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", key, err)}
 	}
-	opts := append(c.fill(), bus.WithEventID(SideEffectID(key, c.cc.EventID, len(c.events))))
-	env, err := bus.NewEnvelope(key, payload, opts...)
+	opts := append(c.fill(), envelope.WithEventID(SideEffectID(key, c.cc.EventID, len(c.events))))
+	env, err := envelope.New(key, payload, opts...)
 	if err != nil {
-		return bus.Envelope{}, &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", key, err)}
+		return envelope.Envelope{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", key, err)}
 	}
 	c.events = append(c.events, env)
 	return env, nil
@@ -110,12 +110,12 @@ func (c *Collector) Add(payload any) (bus.Envelope, error) {
 // unset (see Collector). EventType and Payload are required. An event type
 // the registry knows is validated; an unknown one is collected as is, since
 // a command may publish events of domains this service does not know.
-func (c *Collector) AddEnvelope(env bus.Envelope) (bus.Envelope, error) {
+func (c *Collector) AddEnvelope(env envelope.Envelope) (envelope.Envelope, error) {
 	if env.EventType == "" {
-		return bus.Envelope{}, &bus.PermanentError{Kind: bus.KindInvalid, Err: errors.New("cannot collect an envelope without event_type")}
+		return envelope.Envelope{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: errors.New("cannot collect an envelope without event_type")}
 	}
 	if err := c.cfg.Registry.Validate(env.EventType, env.Payload); err != nil && !errors.Is(err, domains.ErrUnknownEventType) {
-		return bus.Envelope{}, &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", env.EventType, err)}
+		return envelope.Envelope{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", env.EventType, err)}
 	}
 	if env.EventID == uuid.Nil {
 		env.EventID = SideEffectID(env.EventType, c.cc.EventID, len(c.events))
@@ -133,30 +133,30 @@ func (c *Collector) AddEnvelope(env bus.Envelope) (bus.Envelope, error) {
 		env.Timestamp = c.cfg.Now()
 	}
 	if env.Version == "" {
-		env.Version = bus.EnvelopeVersion
+		env.Version = envelope.Version
 	}
 	if err := env.Validate(); err != nil {
-		return bus.Envelope{}, &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", env.EventType, err)}
+		return envelope.Envelope{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", env.EventType, err)}
 	}
 	c.events = append(c.events, env)
 	return env, nil
 }
 
-func (c *Collector) fill() []bus.EnvelopeOption {
-	var opts []bus.EnvelopeOption
-	opts = append(opts, bus.WithSource(c.cfg.Source), bus.WithTimestamp(c.cfg.Now()))
+func (c *Collector) fill() []envelope.Option {
+	var opts []envelope.Option
+	opts = append(opts, envelope.WithSource(c.cfg.Source), envelope.WithTimestamp(c.cfg.Now()))
 	if c.cc.EventID != uuid.Nil {
-		opts = append(opts, bus.WithCorrelationIDs(c.cc.EventID))
+		opts = append(opts, envelope.WithCorrelationIDs(c.cc.EventID))
 	}
 	if c.cc.AgentContext != nil {
-		opts = append(opts, bus.WithAgentContext(c.cc.AgentContext))
+		opts = append(opts, envelope.WithAgentContext(c.cc.AgentContext))
 	}
 	return opts
 }
 
 // Events returns the collected events in the order they were added
 // (Python's collect()). The slice is a copy.
-func (c *Collector) Events() []bus.Envelope { return slices.Clone(c.events) }
+func (c *Collector) Events() []envelope.Envelope { return slices.Clone(c.events) }
 
 // Len is how many events were collected.
 func (c *Collector) Len() int { return len(c.events) }

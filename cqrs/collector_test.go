@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
@@ -38,14 +38,14 @@ func TestCollector_completesEventsInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	own := bus.AgentContext{Type: bus.AgentLetta}
+	own := envelope.AgentContext{Type: envelope.AgentLetta}
 	keep := uuid.New()
-	second, err := c.AddEnvelope(bus.Envelope{EventType: "custom.thing.happened", Payload: []byte(`{"n":2}`), AgentContext: &own, CorrelationIDs: []uuid.UUID{keep}})
+	second, err := c.AddEnvelope(envelope.Envelope{EventType: "custom.thing.happened", Payload: []byte(`{"n":2}`), AgentContext: &own, CorrelationIDs: []uuid.UUID{keep}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	chosen := uuid.New()
-	third, err := c.AddEnvelope(bus.Envelope{EventID: chosen, EventType: thread.RoutingKeyError, Payload: []byte(`{"provider":"x","error_message":"e"}`)})
+	third, err := c.AddEnvelope(envelope.Envelope{EventID: chosen, EventType: thread.RoutingKeyError, Payload: []byte(`{"provider":"x","error_message":"e"}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,10 +60,10 @@ func TestCollector_completesEventsInOrder(t *testing.T) {
 	if !reflect.DeepEqual(first.CorrelationIDs, []uuid.UUID{cc.EventID}) || !reflect.DeepEqual(second.CorrelationIDs, []uuid.UUID{cc.EventID, keep}) {
 		t.Errorf("correlation ids %v, %v", first.CorrelationIDs, second.CorrelationIDs)
 	}
-	if first.AgentContext != claudeCode || second.AgentContext.Type != bus.AgentLetta || third.AgentContext != claudeCode {
+	if first.AgentContext != claudeCode || second.AgentContext.Type != envelope.AgentLetta || third.AgentContext != claudeCode {
 		t.Error("agent context not inherited, or an envelope's own replaced")
 	}
-	if first.Source.App != "command_processor" || first.Source.Type != bus.TriggerAgent || first.Version != bus.EnvelopeVersion || first.Timestamp.Year() != 2026 {
+	if first.Source.App != "command_processor" || first.Source.Type != envelope.TriggerAgent || first.Version != envelope.Version || first.Timestamp.Year() != 2026 {
 		t.Errorf("first event = %+v", first)
 	}
 	got := c.Events()
@@ -80,14 +80,14 @@ func TestCollector_refusesWhatCannotBePublished(t *testing.T) {
 			_, err := c.Add(artifact.Changed{Action: "exploded", Kind: "doc", URI: "file:///a"})
 			return err
 		},
-		"no event type": func() error { _, err := c.AddEnvelope(bus.Envelope{Payload: []byte(`{}`)}); return err },
+		"no event type": func() error { _, err := c.AddEnvelope(envelope.Envelope{Payload: []byte(`{}`)}); return err },
 		"invalid envelope payload": func() error {
-			_, err := c.AddEnvelope(bus.Envelope{EventType: thread.RoutingKeyResponse, Payload: []byte(`{"provider":1}`)})
+			_, err := c.AddEnvelope(envelope.Envelope{EventType: thread.RoutingKeyResponse, Payload: []byte(`{"provider":1}`)})
 			return err
 		},
 	} {
 		err := add()
-		if !bus.IsPermanent(err) {
+		if !envelope.IsPermanent(err) {
 			t.Errorf("%s: err = %v, want a permanent error", name, err)
 		}
 		if name == "invalid payload" && !errors.Is(err, domains.ErrInvalidPayload) {
@@ -102,7 +102,7 @@ func TestCollector_refusesWhatCannotBePublished(t *testing.T) {
 func TestSideEffectID_isPythonsGenerateEventID(t *testing.T) {
 	cmd := uuid.MustParse("0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11")
 	// uuid5(NAMESPACE_OID, "bloodbank:agent.thread.response:command_id=0b6f1c9e-...|position=0")
-	want := bus.DeterministicIDFromKey(thread.RoutingKeyResponse, "command_id=0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11|position=0")
+	want := envelope.DeterministicIDFromKey(thread.RoutingKeyResponse, "command_id=0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11|position=0")
 	if got := cqrs.SideEffectID(thread.RoutingKeyResponse, cmd, 0); got != want {
 		t.Errorf("SideEffectID = %s, want %s", got, want)
 	}

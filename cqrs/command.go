@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
 // Command is a command payload with its behaviour, Python's Invokable[R]:
@@ -56,16 +56,16 @@ type CommandContext struct {
 	// SourceApp is the source.app of the command's envelope; empty when null.
 	SourceApp string
 	// Source is the whole source of the command's envelope.
-	Source bus.Source
+	Source envelope.Source
 	// AgentContext is the command's agent_context, nil when null. Collected
 	// events inherit it unless they set their own.
-	AgentContext *bus.AgentContext
+	AgentContext *envelope.AgentContext
 	// Timestamp is when the command was issued (its envelope's timestamp).
 	Timestamp time.Time
 }
 
 // NewCommandContext is the context of the command an envelope carries.
-func NewCommandContext(env bus.Envelope) CommandContext {
+func NewCommandContext(env envelope.Envelope) CommandContext {
 	return CommandContext{
 		EventID:      env.EventID,
 		EventType:    env.EventType,
@@ -85,5 +85,5 @@ func NewCommandContext(env bus.Envelope) CommandContext {
 // A redelivered command therefore publishes its events under the same ids
 // again, and consumers that deduplicate on event_id drop the repeats.
 func SideEffectID(eventType string, commandID uuid.UUID, position int) uuid.UUID {
-	return bus.DeterministicIDOf(eventType, bus.UUIDField("command_id", commandID), bus.IntField("position", int64(position)))
+	return envelope.DeterministicIDOf(eventType, envelope.UUIDField("command_id", commandID), envelope.IntField("position", int64(position)))
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
 // Execution is one command being executed: what a Decorator sees. The
@@ -27,7 +27,7 @@ type Execution struct {
 	// Result is what Execute returned, once it succeeded.
 	Result any
 	// Published lists the collected events that were published, in order.
-	Published []bus.Envelope
+	Published []envelope.Envelope
 	// RolledBack reports that the command failed and Rollback was called.
 	RolledBack bool
 }
@@ -58,7 +58,7 @@ const (
 	// not permanent, so the message is not acked and the service's retry
 	// policy applies.
 	OutcomeFailed = "failed"
-	// OutcomeRejected: the command failed permanently (a bus.PermanentError,
+	// OutcomeRejected: the command failed permanently (a envelope.PermanentError,
 	// a panic): retrying cannot help; the service parks or logs it.
 	OutcomeRejected = "rejected"
 )
@@ -67,7 +67,7 @@ func outcomeOf(err error) string {
 	switch {
 	case err == nil:
 		return OutcomeExecuted
-	case bus.IsPermanent(err):
+	case envelope.IsPermanent(err):
 		return OutcomeRejected
 	default:
 		return OutcomeFailed

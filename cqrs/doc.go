@@ -38,7 +38,7 @@
 //     (Stats.Facts). An unknown type: acked, logged, counted (Stats.Unknown).
 //     A command that no handler here executes: a permanent error.
 //  3. Execute runs with the context of the message, which carries the cause
-//     (bus.WithCause). A panic becomes a permanent error.
+//     (envelope.WithCause). A panic becomes a permanent error.
 //  4. On success, the collected events are published one by one through the
 //     event bus, each confirmed before the next, each with correlation_ids =
 //     [command id], the command's agent_context unless it set its own, and
@@ -67,7 +67,7 @@
 //
 //   - cqrs.CommandEventMarshaler: Marshaler implements it on the bus's
 //     envelope metadata. Name is the routing key the registry gives a type,
-//     NameFromMessage is bus.EventType(msg); Unmarshal validates and decodes.
+//     NameFromMessage is envelope.EventType(msg); Unmarshal validates and decodes.
 //   - cqrs.EventBus (NewEventBusWithConfig): publishes every collected
 //     envelope, the topic being its routing key.
 //   - cqrs.CommandHandler: each registered command is one (Handlers), named

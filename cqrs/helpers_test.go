@@ -11,6 +11,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/embedded"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/transport"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/domains"
@@ -23,7 +26,7 @@ import (
 // correlation store, as `make run` starts it on a bare machine.
 type harness struct {
 	t      *testing.T
-	broker *bus.Embedded
+	broker *embedded.Broker
 	bus    *bus.Bus
 	svc    *bus.Service
 	proc   *cqrs.Processor
@@ -52,7 +55,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	broker := bus.NewEmbedded(logger)
+	broker := embedded.New(logger)
 	t.Cleanup(func() { _ = broker.Close() })
 	b := bus.NewEmbeddedBus(cfg, broker, logger)
 	store, err := correlation.NewEmbedded(correlation.RedisConfig{})
@@ -120,7 +123,7 @@ func (h *harness) run() {
 func (h *harness) watch(pattern string) <-chan *message.Message {
 	h.t.Helper()
 	queue := "observer." + uuid.NewString()
-	sub := h.broker.Subscriber(bus.SubscriberConfig{QueueName: func(string) string { return queue }, Consumers: 1, DrainTimeout: time.Second})
+	sub := h.broker.Subscriber(transport.SubscriberConfig{QueueName: func(string) string { return queue }, Consumers: 1, DrainTimeout: time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	msgs, err := sub.Subscribe(ctx, pattern)
 	if err != nil {
@@ -137,7 +140,7 @@ func (h *harness) watch(pattern string) <-chan *message.Message {
 	return out
 }
 
-func (h *harness) publish(envs ...bus.Envelope) {
+func (h *harness) publish(envs ...envelope.Envelope) {
 	h.t.Helper()
 	if err := h.bus.Publish(context.Background(), envs...); err != nil {
 		h.t.Fatal(err)
@@ -145,11 +148,11 @@ func (h *harness) publish(envs ...bus.Envelope) {
 }
 
 // next returns the next event from ch, or fails the test after 5 s.
-func next(t *testing.T, ch <-chan *message.Message) bus.Envelope {
+func next(t *testing.T, ch <-chan *message.Message) envelope.Envelope {
 	t.Helper()
 	select {
 	case m := <-ch:
-		env, err := bus.EnvelopeFromMessage(m)
+		env, err := envelope.FromMessage(m)
 		if err != nil {
 			t.Fatalf("not an envelope: %v", err)
 		}
@@ -157,7 +160,7 @@ func next(t *testing.T, ch <-chan *message.Message) bus.Envelope {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no event within 5s")
 	}
-	return bus.Envelope{}
+	return envelope.Envelope{}
 }
 
 // eventually polls cond until it holds or 5 s pass.
@@ -172,13 +175,13 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-var claudeCode = &bus.AgentContext{Type: bus.AgentClaudeCode, Name: "Code Analyzer", InstanceID: "i-1"}
+var claudeCode = &envelope.AgentContext{Type: envelope.AgentClaudeCode, Name: "Code Analyzer", InstanceID: "i-1"}
 
-func promptEnvelope(t *testing.T, text string) bus.Envelope {
+func promptEnvelope(t *testing.T, text string) envelope.Envelope {
 	t.Helper()
-	env, err := bus.NewEnvelope(thread.RoutingKeyPrompt, thread.Prompt{Provider: "anthropic", Model: new("claude-sonnet-4"), Prompt: text, Tags: []string{"analysis"}},
-		bus.WithSource(bus.Source{Host: "127.0.0.1", Type: bus.TriggerManual, App: "http-client"}),
-		bus.WithAgentContext(claudeCode))
+	env, err := envelope.New(thread.RoutingKeyPrompt, thread.Prompt{Provider: "anthropic", Model: new("claude-sonnet-4"), Prompt: text, Tags: []string{"analysis"}},
+		envelope.WithSource(envelope.Source{Host: "127.0.0.1", Type: envelope.TriggerManual, App: "http-client"}),
+		envelope.WithAgentContext(claudeCode))
 	if err != nil {
 		t.Fatal(err)
 	}

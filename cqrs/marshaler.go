@@ -8,9 +8,10 @@ import (
 	wcqrs "github.com/ThreeDotsLabs/watermill/components/cqrs"
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/33god/bloodbank-go/bus"
-	"github.com/33god/bloodbank-go/domains"
 	segjson "github.com/segmentio/encoding/json"
+
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/domains"
 )
 
 // Marshaler is Watermill's cqrs.CommandEventMarshaler speaking the bus's
@@ -18,20 +19,20 @@ import (
 // CommandProcessor carry Bloodbank v1 events:
 //
 //   - Name is the routing key the registry gives a payload's type (or the
-//     payload a command type embeds), or a bus.Envelope's event type;
-//   - NameFromMessage is bus.EventType(msg), the envelope's event_type;
-//   - Marshal turns a bus.Envelope into a message as is (bus.NewMessage),
+//     payload a command type embeds), or a envelope.Envelope's event type;
+//   - NameFromMessage is envelope.EventType(msg), the envelope's event_type;
+//   - Marshal turns a envelope.Envelope into a message as is (envelope.NewMessage),
 //     and wraps any other payload in a new envelope (random event id, the
 //     configured source);
 //   - Unmarshal hydrates a message as Python's registry does: it validates
 //     the payload against the schema of its event type, then decodes it into
-//     v (or, for a *bus.Envelope, rebuilds the whole envelope).
+//     v (or, for a *envelope.Envelope, rebuilds the whole envelope).
 //
-// Unmarshal errors are permanent (bus.PermanentError): a message that is
+// Unmarshal errors are permanent (envelope.PermanentError): a message that is
 // malformed or invalid now will be so on every redelivery.
 type Marshaler struct {
 	reg *domains.Registry
-	src bus.Source
+	src envelope.Source
 }
 
 var _ wcqrs.CommandEventMarshaler = (*Marshaler)(nil)
@@ -39,7 +40,7 @@ var _ wcqrs.CommandEventMarshaler = (*Marshaler)(nil)
 // NewMarshaler returns a Marshaler on reg (required). source is the source
 // of the envelopes Marshal builds around bare payloads; a zero source means
 // DefaultSource("").
-func NewMarshaler(reg *domains.Registry, source bus.Source) (*Marshaler, error) {
+func NewMarshaler(reg *domains.Registry, source envelope.Source) (*Marshaler, error) {
 	if reg == nil {
 		return nil, errors.New("cannot build cqrs Marshaler: a registry is required (use catalog.New)")
 	}
@@ -52,9 +53,9 @@ func NewMarshaler(reg *domains.Registry, source bus.Source) (*Marshaler, error) 
 // Name returns the routing key of v, or "" when v's type is not registered.
 func (m *Marshaler) Name(v any) string {
 	switch e := v.(type) {
-	case bus.Envelope:
+	case envelope.Envelope:
 		return e.EventType
-	case *bus.Envelope:
+	case *envelope.Envelope:
 		return e.EventType
 	}
 	key, _, err := routingKeyOf(m.reg, v)
@@ -65,52 +66,52 @@ func (m *Marshaler) Name(v any) string {
 }
 
 // NameFromMessage returns the event type of msg.
-func (m *Marshaler) NameFromMessage(msg *message.Message) string { return bus.EventType(msg) }
+func (m *Marshaler) NameFromMessage(msg *message.Message) string { return envelope.EventType(msg) }
 
-// Marshal turns v into a message: a bus.Envelope as it is, any other
+// Marshal turns v into a message: a envelope.Envelope as it is, any other
 // payload in a new envelope under its routing key.
 func (m *Marshaler) Marshal(v any) (*message.Message, error) {
 	switch e := v.(type) {
-	case bus.Envelope:
-		return bus.NewMessage(e)
-	case *bus.Envelope:
-		return bus.NewMessage(*e)
+	case envelope.Envelope:
+		return envelope.NewMessage(e)
+	case *envelope.Envelope:
+		return envelope.NewMessage(*e)
 	}
 	key, _, err := routingKeyOf(m.reg, v)
 	if err != nil {
 		return nil, fmt.Errorf("cannot marshal %T: %w", v, err)
 	}
-	env, err := bus.NewEnvelope(key, v, bus.WithSource(m.src))
+	env, err := envelope.New(key, v, envelope.WithSource(m.src))
 	if err != nil {
 		return nil, fmt.Errorf("cannot marshal %s: %w", key, err)
 	}
-	return bus.NewMessage(env)
+	return envelope.NewMessage(env)
 }
 
 // Unmarshal validates msg's payload against its event type and decodes it
-// into v, a pointer; a *bus.Envelope receives the whole envelope. An event
+// into v, a pointer; a *envelope.Envelope receives the whole envelope. An event
 // type the registry does not know is decoded without validation.
 func (m *Marshaler) Unmarshal(msg *message.Message, v any) error {
-	if reason, bad := bus.Malformed(msg); bad {
-		return &bus.PermanentError{Kind: bus.KindMalformed, Err: &bus.MalformedError{Reason: reason}}
+	if reason, bad := envelope.Malformed(msg); bad {
+		return &envelope.PermanentError{Kind: envelope.KindMalformed, Err: &envelope.MalformedError{Reason: reason}}
 	}
-	if e, ok := v.(*bus.Envelope); ok {
-		env, err := bus.EnvelopeFromMessage(msg)
+	if e, ok := v.(*envelope.Envelope); ok {
+		env, err := envelope.FromMessage(msg)
 		if err != nil {
-			return &bus.PermanentError{Kind: bus.KindMalformed, Err: err}
+			return &envelope.PermanentError{Kind: envelope.KindMalformed, Err: err}
 		}
 		*e = env
 		return nil
 	}
 	eventType := m.NameFromMessage(msg)
 	if err := m.reg.Validate(eventType, msg.Payload); err != nil && !errors.Is(err, domains.ErrUnknownEventType) {
-		return &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("%s %s: %w", eventType, msg.UUID, err)}
+		return &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("%s %s: %w", eventType, msg.UUID, err)}
 	}
 	if !bytes.HasPrefix(bytes.TrimLeft(msg.Payload, " \t\r\n"), []byte("{")) {
-		return &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("%s %s: the payload is not a JSON object", eventType, msg.UUID)}
+		return &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("%s %s: the payload is not a JSON object", eventType, msg.UUID)}
 	}
 	if err := segjson.Unmarshal(msg.Payload, v); err != nil {
-		return &bus.PermanentError{Kind: bus.KindInvalid, Err: fmt.Errorf("cannot decode %s %s into %T: %w", eventType, msg.UUID, v, err)}
+		return &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("cannot decode %s %s into %T: %w", eventType, msg.UUID, v, err)}
 	}
 	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/topic"
 	"github.com/33god/bloodbank-go/domains"
 )
 
@@ -34,7 +36,7 @@ type ProcessorConfig struct {
 	// Source is the source of the events commands publish. Optional;
 	// default DefaultSource(""): this host, type agent, app
 	// "command_processor".
-	Source bus.Source
+	Source envelope.Source
 
 	// Patterns are more binding patterns of the service queue, for facts:
 	// with "agent.thread.#" the queue takes over the binding of the Python
@@ -76,7 +78,7 @@ func (c ProcessorConfig) Validate() error {
 		errs = append(errs, errors.New("Registry is required (use catalog.New)"))
 	}
 	for i, p := range c.Patterns {
-		if _, err := bus.CompilePattern(p); err != nil {
+		if _, err := topic.Compile(p); err != nil {
 			errs = append(errs, fmt.Errorf("Patterns[%d]: %w", i, err))
 		}
 		if slices.Contains(c.Patterns[:i], p) {
@@ -248,9 +250,9 @@ func (p *Processor) AddHandlersToService(svc *bus.Service) error {
 // command's handler, which executes it; here it is only acked, so that no
 // command runs twice.
 func (p *Processor) handlePatternMessage(msg *message.Message) error {
-	key := msg.Metadata.Get(bus.MetaRoutingKey)
+	key := msg.Metadata.Get(envelope.MetaRoutingKey)
 	if key == "" {
-		key = bus.EventType(msg)
+		key = envelope.EventType(msg)
 	}
 	p.mu.Lock()
 	_, bound := p.handlers[key]
@@ -268,9 +270,9 @@ func (p *Processor) handlePatternMessage(msg *message.Message) error {
 // type rather than assumed from the subscription, so that a fact or another
 // command arriving under a command's routing key is not lost in silence.
 func (p *Processor) handleCommandMessage(msg *message.Message) error {
-	if reason, bad := bus.Malformed(msg); bad {
+	if reason, bad := envelope.Malformed(msg); bad {
 		p.counters.rejected.Add(1)
-		return &bus.PermanentError{Kind: bus.KindMalformed, Err: &bus.MalformedError{Reason: reason}}
+		return &envelope.PermanentError{Kind: envelope.KindMalformed, Err: &envelope.MalformedError{Reason: reason}}
 	}
 	name := p.marshaler.NameFromMessage(msg)
 	p.mu.Lock()
@@ -293,7 +295,7 @@ func (p *Processor) handleCommandMessage(msg *message.Message) error {
 func (p *Processor) notExecuted(msg *message.Message, eventType string) error {
 	attrs := []slog.Attr{
 		slog.String("id", msg.UUID), slog.String("type", eventType),
-		slog.String("routing_key", msg.Metadata.Get(bus.MetaRoutingKey)),
+		slog.String("routing_key", msg.Metadata.Get(envelope.MetaRoutingKey)),
 	}
 	et, err := p.cfg.Registry.LookupKey(eventType)
 	switch {
@@ -303,7 +305,7 @@ func (p *Processor) notExecuted(msg *message.Message, eventType string) error {
 		return nil
 	case err == nil:
 		p.counters.rejected.Add(1)
-		return &bus.PermanentError{Kind: bus.KindUnknownType, Err: fmt.Errorf("%s %s: %w", eventType, msg.UUID, ErrNoExecutor)}
+		return &envelope.PermanentError{Kind: envelope.KindUnknownType, Err: fmt.Errorf("%s %s: %w", eventType, msg.UUID, ErrNoExecutor)}
 	default:
 		p.counters.unknown.Add(1)
 		p.cfg.Logger.LogAttrs(msg.Context(), slog.LevelWarn, "unknown event type on the command queue: acked, not executed", attrs...)
@@ -332,19 +334,19 @@ func (h *commandHandler[C, R]) NewCommand() any {
 func (h *commandHandler[C, R]) Handle(ctx context.Context, cmd any) error {
 	c, ok := cmd.(*C)
 	if !ok {
-		return &bus.PermanentError{Kind: bus.KindHandler, Err: fmt.Errorf("handler %s got a %T, want a %T", h.key, cmd, c)}
+		return &envelope.PermanentError{Kind: envelope.KindHandler, Err: fmt.Errorf("handler %s got a %T, want a %T", h.key, cmd, c)}
 	}
 	msg := wcqrs.OriginalMessageFromCtx(ctx)
 	if msg == nil {
 		return errors.New("no message in the context: Handle must be called by a command processor (cqrs.CtxWithOriginalMessage)")
 	}
-	env, err := bus.EnvelopeFromMessage(msg)
+	env, err := envelope.FromMessage(msg)
 	if err != nil {
 		h.p.counters.rejected.Add(1)
-		return &bus.PermanentError{Kind: bus.KindMalformed, Err: err}
+		return &envelope.PermanentError{Kind: envelope.KindMalformed, Err: err}
 	}
 	ex := &Execution{HandlerName: h.key, Command: *c, Context: NewCommandContext(env), Message: msg}
-	return h.handle(bus.WithCause(ctx, env.EventID), ex)
+	return h.handle(envelope.WithCause(ctx, env.EventID), ex)
 }
 
 // execute is the core every decorator wraps: execute, then publish; roll
@@ -398,7 +400,7 @@ func (p *Processor) guarded(ex *Execution, f func() (any, error)) (res any, err 
 		if r := recover(); r != nil {
 			p.cfg.Logger.Error("command panicked", slog.String("id", ex.Context.EventID.String()),
 				slog.String("type", ex.Context.EventType), slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
-			res, err = nil, &bus.PermanentError{Kind: bus.KindHandler, Err: fmt.Errorf("%w: %v", ErrPanic, r)}
+			res, err = nil, &envelope.PermanentError{Kind: envelope.KindHandler, Err: fmt.Errorf("%w: %v", ErrPanic, r)}
 		}
 	}()
 	return f()

@@ -11,7 +11,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/embedded"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/cqrs/commands"
 	"github.com/33god/bloodbank-go/domains"
@@ -38,10 +39,10 @@ func TestProcessor_promptIsAnsweredWithLinkedResponse(t *testing.T) {
 	if resp.AgentContext == nil || resp.AgentContext.Name != claudeCode.Name || resp.AgentContext.InstanceID != claudeCode.InstanceID {
 		t.Errorf("agent_context = %+v, want the prompt's %+v", resp.AgentContext, claudeCode)
 	}
-	if resp.Source.App != "command_processor" || resp.Source.Type != bus.TriggerAgent || resp.Source.Host == "" {
+	if resp.Source.App != "command_processor" || resp.Source.Type != envelope.TriggerAgent || resp.Source.Host == "" {
 		t.Errorf("source = %+v, want this host, type agent, app command_processor", resp.Source)
 	}
-	r, err := bus.DecodePayload[thread.Response](resp)
+	r, err := envelope.DecodePayload[thread.Response](resp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,7 @@ func (c runJob) Execute(ctx context.Context, cc cqrs.CommandContext, events *cqr
 			return 0, errors.New("flaky dependency")
 		}
 	case "permanent":
-		return 0, bus.Permanent(errors.New("this job can never run"))
+		return 0, envelope.Permanent(errors.New("this job can never run"))
 	case "panic":
 		panic("boom")
 	case "bad_event":
@@ -177,9 +178,9 @@ func jobHarness(t *testing.T) (*harness, *jobState) {
 	return h, state
 }
 
-func jobEnvelope(t *testing.T, fail string) bus.Envelope {
+func jobEnvelope(t *testing.T, fail string) envelope.Envelope {
 	t.Helper()
-	env, err := bus.NewEnvelope("test.job.run", jobRun{Name: "nightly", Fail: fail})
+	env, err := envelope.New("test.job.run", jobRun{Name: "nightly", Fail: fail})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +255,7 @@ func TestProcessor_factsAreAckedCountedNotExecuted(t *testing.T) {
 	h.run()
 
 	// A fact bound through the Python-style pattern.
-	fact, err := bus.NewEnvelope(thread.RoutingKeyResponse, thread.Response{Provider: "anthropic", Response: "hi"})
+	fact, err := envelope.New(thread.RoutingKeyResponse, thread.Response{Provider: "anthropic", Response: "hi"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,11 +264,11 @@ func TestProcessor_factsAreAckedCountedNotExecuted(t *testing.T) {
 
 	// A fact published under a command's routing key reaches the command's
 	// handler; it is not executed either.
-	msg, err := bus.NewMessage(fact)
+	msg, err := envelope.NewMessage(fact)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw := h.broker.Publisher(bus.EmbeddedPublisherConfig{Marshaler: bus.Codec{}})
+	raw := h.broker.Publisher(embedded.PublisherConfig{Marshaler: envelope.Codec{}})
 	if err := raw.Publish(thread.RoutingKeyPrompt, msg); err != nil {
 		t.Fatal(err)
 	}
@@ -296,16 +297,16 @@ func TestProcessor_invalidAndUnexecutableCommandsAreRejected(t *testing.T) {
 	})
 	h.run()
 
-	invalid, err := bus.NewEnvelope(thread.RoutingKeyPrompt, map[string]any{"provider": "anthropic", "tags": "not-a-list"})
+	invalid, err := envelope.New(thread.RoutingKeyPrompt, map[string]any{"provider": "anthropic", "tags": "not-a-list"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// llm.prompt is a registered command that nothing here executes.
-	unexecutable, err := bus.NewEnvelope("llm.prompt", map[string]any{"provider": "openai", "prompt": "hi"})
+	unexecutable, err := envelope.New("llm.prompt", map[string]any{"provider": "openai", "prompt": "hi"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	unknown, err := bus.NewEnvelope("mystery.thing", map[string]any{"x": 1})
+	unknown, err := envelope.New("mystery.thing", map[string]any{"x": 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +368,7 @@ func TestProcessor_agentFailureOutcomes(t *testing.T) {
 				t.Errorf("outcome not linked to the prompt: %v, %+v", ev.CorrelationIDs, ev.AgentContext)
 			}
 			if tc.wantType == thread.RoutingKeyError {
-				e, err := bus.DecodePayload[thread.ErrorPayload](ev)
+				e, err := envelope.DecodePayload[thread.ErrorPayload](ev)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -407,7 +408,7 @@ func TestProcessor_decoratorsWrapEveryCommand(t *testing.T) {
 		},
 	})
 	h.run()
-	llmPrompt, err := bus.NewEnvelope("llm.prompt", map[string]any{"provider": "openai", "prompt": "hi"})
+	llmPrompt, err := envelope.New("llm.prompt", map[string]any{"provider": "openai", "prompt": "hi"})
 	if err != nil {
 		t.Fatal(err)
 	}

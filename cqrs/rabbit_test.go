@@ -12,7 +12,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/33god/bloodbank-go/bus"
@@ -37,8 +37,8 @@ type rabbitEnv struct {
 	t        *testing.T
 	url      string
 	exchange string
-	raw      *amqp.Connection
-	ch       *amqp.Channel
+	raw      *amqp091.Connection
+	ch       *amqp091.Channel
 	redis    redis.UniversalClient
 	queues   []string
 	keys     []string
@@ -48,7 +48,7 @@ func newRabbitEnv(t *testing.T) *rabbitEnv {
 	t.Helper()
 	url := testenv.RabbitURL(t)
 	addr := testenv.Redis(t)
-	raw, err := amqp.Dial(url)
+	raw, err := amqp091.Dial(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func (e *rabbitEnv) forget(ids ...uuid.UUID) {
 
 // observe binds a queue of the test's own to pattern and returns its
 // deliveries, auto-acked.
-func (e *rabbitEnv) observe(pattern string) <-chan amqp.Delivery {
+func (e *rabbitEnv) observe(pattern string) <-chan amqp091.Delivery {
 	e.t.Helper()
 	q := e.queue("observer." + uuid.NewString()[:8])
 	if _, err := e.ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
@@ -122,10 +122,10 @@ func (e *rabbitEnv) observe(pattern string) <-chan amqp.Delivery {
 }
 
 // publishRaw publishes body as the Python publisher does, with confirms.
-func (e *rabbitEnv) publishRaw(ch *amqp.Channel, routingKey string, id uuid.UUID, body []byte) {
+func (e *rabbitEnv) publishRaw(ch *amqp091.Channel, routingKey string, id uuid.UUID, body []byte) {
 	e.t.Helper()
-	conf, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), e.exchange, routingKey, false, false, amqp.Publishing{
-		ContentType: "application/json", ContentEncoding: "utf-8", DeliveryMode: amqp.Persistent, MessageId: id.String(), Body: body,
+	conf, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), e.exchange, routingKey, false, false, amqp091.Publishing{
+		ContentType: "application/json", ContentEncoding: "utf-8", DeliveryMode: amqp091.Persistent, MessageId: id.String(), Body: body,
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -137,7 +137,7 @@ func (e *rabbitEnv) publishRaw(ch *amqp.Channel, routingKey string, id uuid.UUID
 	}
 }
 
-func (e *rabbitEnv) confirmChannel() *amqp.Channel {
+func (e *rabbitEnv) confirmChannel() *amqp091.Channel {
 	e.t.Helper()
 	ch, err := e.raw.Channel()
 	if err != nil {
@@ -149,7 +149,7 @@ func (e *rabbitEnv) confirmChannel() *amqp.Channel {
 	return ch
 }
 
-func receive(t *testing.T, d <-chan amqp.Delivery) (amqp.Delivery, map[string]any) {
+func receive(t *testing.T, d <-chan amqp091.Delivery) (amqp091.Delivery, map[string]any) {
 	t.Helper()
 	select {
 	case m := <-d:
@@ -161,7 +161,7 @@ func receive(t *testing.T, d <-chan amqp.Delivery) (amqp.Delivery, map[string]an
 	case <-time.After(15 * time.Second):
 		t.Fatal("no response within 15s")
 	}
-	return amqp.Delivery{}, nil
+	return amqp091.Delivery{}, nil
 }
 
 func TestRabbit_pythonPromptIsAnsweredWithLinksInRedis(t *testing.T) {
@@ -227,7 +227,7 @@ func TestRabbit_pythonPromptIsAnsweredWithLinksInRedis(t *testing.T) {
 	if resp["event_id"] != wantResponseID.String() || m.MessageId != wantResponseID.String() {
 		t.Errorf("response id = %v (message_id %s), want %s", resp["event_id"], m.MessageId, wantResponseID)
 	}
-	if m.DeliveryMode != amqp.Persistent || m.ContentType != "application/json" || m.RoutingKey != thread.RoutingKeyResponse {
+	if m.DeliveryMode != amqp091.Persistent || m.ContentType != "application/json" || m.RoutingKey != thread.RoutingKeyResponse {
 		t.Errorf("properties: delivery_mode %d, content_type %q, routing key %q", m.DeliveryMode, m.ContentType, m.RoutingKey)
 	}
 	if !reflect.DeepEqual(resp["correlation_ids"], []any{promptID.String()}) {

@@ -12,7 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/cqrs/commands"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
@@ -80,13 +80,13 @@ func TestHandlers_runUnderWatermillCommandProcessor(t *testing.T) {
 	if err := commandBus.Send(ctx, thread.Prompt{Provider: "anthropic", Prompt: "from Go"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := bus.EventType(sent); got != thread.RoutingKeyPrompt {
+	if got := envelope.EventType(sent); got != thread.RoutingKeyPrompt {
 		t.Fatalf("CommandBus sent event type %q", got)
 	}
 	select {
 	case msg := <-responses:
 		msg.Ack()
-		env, err := bus.EnvelopeFromMessage(msg)
+		env, err := envelope.FromMessage(msg)
 		if err != nil {
 			t.Fatal(err)
 		}

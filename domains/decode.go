@@ -3,8 +3,9 @@ package domains
 import (
 	"bytes"
 	"fmt"
-	segjson "github.com/segmentio/encoding/json"
 	"reflect"
+
+	segjson "github.com/segmentio/encoding/json"
 )
 
 // Decode decodes a JSON payload into a T. The payload must be a JSON object;

@@ -21,7 +21,7 @@
 //	type Paid struct {
 //		InvoiceID uuid.UUID `json:"invoice_id"`
 //		Amount    float64   `json:"amount"`
-//		PaidAt    bus.Time  `json:"paid_at"`
+//		PaidAt    envelope.Time  `json:"paid_at"`
 //		Note      *string   `json:"note"`                 // optional: null when absent
 //		Tags      []string  `json:"tags" default:"[]"`    // defaulted
 //	}
@@ -31,7 +31,7 @@
 //			RoutingKey:  RoutingKeyPaid,
 //			Domain:      "billing/invoice",
 //			Description: "An invoice was paid.",
-//			Example:     Paid{InvoiceID: uuid.New(), Amount: 120, PaidAt: bus.Now()},
+//			Example:     Paid{InvoiceID: uuid.New(), Amount: 120, PaidAt: envelope.Now()},
 //		})
 //	}
 //
@@ -60,7 +60,7 @@
 //	`default:"…"` tag                          optional, "default": …, not nullable
 //	omitempty / omitzero                       optional
 //	uuid.UUID                                  string, format uuid
-//	bus.Time                                   string, format date-time
+//	envelope.Time                                   string, format date-time
 //	a typed string implementing Enum           string, enum of its values
 //
 // The `default` tag holds the literal text for a string field, JSON for any
@@ -108,6 +108,6 @@
 // and 32,000 allocations for
 // santhosh-tekuri/jsonschema/v6 on the same schema, whose nested error tree
 // would also have needed flattening into paths. Date-times accept the three
-// forms of bus.ParseTimestamp (Z, +00:00, naive), which a strict RFC 3339
+// forms of envelope.ParseTimestamp (Z, +00:00, naive), which a strict RFC 3339
 // format check would reject.
 package domains

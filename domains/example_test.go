@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/catalog"
 )
@@ -18,11 +18,11 @@ import (
 const RoutingKeyInvoicePaid = "billing.invoice.paid"
 
 type InvoicePaid struct {
-	InvoiceID uuid.UUID `json:"invoice_id"`
-	Amount    float64   `json:"amount"`
-	PaidAt    bus.Time  `json:"paid_at"`
-	Note      *string   `json:"note"`
-	Tags      []string  `json:"tags" default:"[]"`
+	InvoiceID uuid.UUID     `json:"invoice_id"`
+	Amount    float64       `json:"amount"`
+	PaidAt    envelope.Time `json:"paid_at"`
+	Note      *string       `json:"note"`
+	Tags      []string      `json:"tags" default:"[]"`
 }
 
 func RegisterBilling(r *domains.Registry) error {
@@ -34,7 +34,7 @@ func RegisterBilling(r *domains.Registry) error {
 		Example: InvoicePaid{
 			InvoiceID: uuid.MustParse("7d444840-9dc0-11d1-b245-5ffdce74fad2"),
 			Amount:    120,
-			PaidAt:    bus.Now(),
+			PaidAt:    envelope.Now(),
 			Tags:      []string{"card"},
 		},
 	})

@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/invopop/jsonschema"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
 // Enum is implemented by a typed string whose constants are the only values
@@ -26,7 +26,7 @@ type Enum interface {
 var (
 	enumType    = reflect.TypeFor[Enum]()
 	uuidType    = reflect.TypeFor[uuid.UUID]()
-	busTimeType = reflect.TypeFor[bus.Time]()
+	busTimeType = reflect.TypeFor[envelope.Time]()
 	timeType    = reflect.TypeFor[time.Time]()
 )
 
@@ -43,7 +43,7 @@ const DefaultNow = "now"
 //     anyOf [X, {"type": "null"}], because Python writes null for it;
 //   - a `default` tag becomes the schema default: the literal text for a
 //     string field, JSON for anything else, DefaultNow for "now";
-//   - uuid.UUID is a string with format uuid, bus.Time and time.Time a
+//   - uuid.UUID is a string with format uuid, envelope.Time and time.Time a
 //     string with format date-time, an Enum a string with its values;
 //   - unknown properties are allowed, as Python ignores them.
 func generateSchema(t reflect.Type, title, description string) (schema []byte, err error) {
@@ -177,7 +177,7 @@ func (f *schemaFixer) nested(t reflect.Type) error {
 	}
 	def, ok := f.defs[t.Name()]
 	if !ok {
-		return nil // mapped to a scalar (bus.Time, time.Time)
+		return nil // mapped to a scalar (envelope.Time, time.Time)
 	}
 	if seen, ok := f.names[t.Name()]; ok {
 		if seen != t {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
 // rootPath names the payload in problem paths, from the envelope's point of view.
@@ -269,8 +269,8 @@ func (v *validator) str(n *node, i int) int {
 			v.report("expected a UUID, got " + quoteValue(string(s)))
 		}
 	case formatDateTime:
-		// The three forms seen on the bus (Z, +00:00, naive), as bus.Time reads them.
-		if _, err := bus.ParseTimestamp(string(s)); err != nil {
+		// The three forms seen on the bus (Z, +00:00, naive), as envelope.Time reads them.
+		if _, err := envelope.ParseTimestamp(string(s)); err != nil {
 			v.report("expected an ISO-8601 date-time, got " + quoteValue(string(s)))
 		}
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 )
 
@@ -20,7 +20,7 @@ type shipment struct {
 	Weight    float64          `json:"weight"`
 	Pieces    int              `json:"pieces"`
 	Fragile   bool             `json:"fragile"`
-	ShippedAt bus.Time         `json:"shipped_at"`
+	ShippedAt envelope.Time    `json:"shipped_at"`
 	Parcels   []parcel         `json:"parcels"`
 	Counts    map[string]int   `json:"counts" default:"{}"`
 	Labels    []string         `json:"labels" default:"[]"`

@@ -7,29 +7,29 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/correlation"
 )
 
 // Causation is the handler middleware that links what a handler produces to
 // the event it handles (its cause), in any Watermill router:
 //
-//   - the incoming message's context gets bus.WithCause(ctx, its event id),
+//   - the incoming message's context gets envelope.WithCause(ctx, its event id),
 //     so that bus.Bus.Publish(msg.Context(), ...) and a RecordingPublisher
 //     stamp what the handler publishes itself with correlation_ids =
 //     [incoming event id];
 //   - every message the handler returns that has no correlation ids gets
-//     [incoming event id] (bus.SetCorrelationIDs), and a context carrying the
+//     [incoming event id] (envelope.SetCorrelationIDs), and a context carrying the
 //     cause, so that the router's RecordingPublisher records its link;
 //   - a returned message without an agent context inherits the incoming
-//     message's (bus.MetaAgentContext), as the wire contract requires of an
+//     message's (envelope.MetaAgentContext), as the wire contract requires of an
 //     agent.thread.response answering an agent.thread.prompt; a returned
 //     message that has one keeps it.
 //
 // Returned messages that already carry correlation ids keep them. A returned
 // message with the incoming message's own id (a handler forwarding its
 // input) is left alone, since an event cannot cause itself, and so is one
-// marked bus.MetaRawBody, an existing event whose body travels unchanged.
+// marked envelope.MetaRawBody, an existing event whose body travels unchanged.
 // An incoming message whose UUID is not a UUID (not a Bloodbank event) is
 // handled without causation.
 //
@@ -45,21 +45,21 @@ func Causation(h message.HandlerFunc) message.HandlerFunc {
 		if err != nil {
 			return h(msg)
 		}
-		msg.SetContext(bus.WithCause(msg.Context(), cause))
+		msg.SetContext(envelope.WithCause(msg.Context(), cause))
 		produced, err := h(msg)
-		agentContext := msg.Metadata.Get(bus.MetaAgentContext)
+		agentContext := msg.Metadata.Get(envelope.MetaAgentContext)
 		for _, out := range produced {
-			if out == nil || out == msg || causeIsSelf(out, cause) || out.Metadata.Get(bus.MetaRawBody) != "" {
+			if out == nil || out == msg || causeIsSelf(out, cause) || out.Metadata.Get(envelope.MetaRawBody) != "" {
 				continue
 			}
-			if out.Metadata.Get(bus.MetaCorrelationIDs) == "" {
-				bus.SetCorrelationIDs(out, cause)
+			if out.Metadata.Get(envelope.MetaCorrelationIDs) == "" {
+				envelope.SetCorrelationIDs(out, cause)
 			}
-			if agentContext != "" && out.Metadata.Get(bus.MetaAgentContext) == "" {
-				out.Metadata.Set(bus.MetaAgentContext, agentContext)
+			if agentContext != "" && out.Metadata.Get(envelope.MetaAgentContext) == "" {
+				out.Metadata.Set(envelope.MetaAgentContext, agentContext)
 			}
-			if _, ok := bus.CauseFromContext(out.Context()); !ok {
-				out.SetContext(bus.WithCause(out.Context(), cause))
+			if _, ok := envelope.CauseFromContext(out.Context()); !ok {
+				out.SetContext(envelope.WithCause(out.Context(), cause))
 			}
 		}
 		return produced, err
@@ -87,17 +87,17 @@ type LinkMetadataParams struct {
 }
 
 // DefaultLinkMetadata is the metadata recorded with each link by default:
-// "event_type" (bus.EventType, or the topic for a message without one) and
+// "event_type" (envelope.EventType, or the topic for a message without one) and
 // "source_app" when the message has a source app. The Python publisher
 // stores whatever its caller passes (usually nothing, {}); these two keys
 // are what a person reading a debug dump needs first.
 func DefaultLinkMetadata(p LinkMetadataParams) map[string]any {
-	eventType := bus.EventType(p.Message)
+	eventType := envelope.EventType(p.Message)
 	if eventType == "" {
 		eventType = p.Topic
 	}
 	md := map[string]any{"event_type": eventType}
-	if app := p.Message.Metadata.Get(bus.MetaSourceApp); app != "" {
+	if app := p.Message.Metadata.Get(envelope.MetaSourceApp); app != "" {
 		md["source_app"] = app
 	}
 	return md
@@ -130,7 +130,7 @@ func (c *RecordingPublisherConfig) setDefaults() {
 // correlation link of every message it publishes. For each message it:
 //
 //  1. stamps correlation ids [cause] on a message that has none when the
-//     message's context carries a cause (bus.CauseFromContext), as
+//     message's context carries a cause (envelope.CauseFromContext), as
 //     Causation and bus.Bus.Publish arrange for a handler's publishes;
 //  2. publishes through the decorated publisher;
 //  3. only once that publish returned nil (on RabbitMQ: confirmed), records
@@ -142,7 +142,7 @@ func (c *RecordingPublisherConfig) setDefaults() {
 // A message without parents records nothing, nor does a failed Publish
 // (none of its messages: a publisher error does not say which were sent).
 // A message is never stamped with itself as its cause (a handler forwarding
-// the message it handles), and a message marked bus.MetaRawBody (parked or
+// the message it handles), and a message marked envelope.MetaRawBody (parked or
 // replayed: an existing event whose body travels unchanged, so stamped
 // metadata would not reach the wire) is neither stamped nor recorded; its
 // link was recorded when it was first published.
@@ -198,14 +198,14 @@ func (p *RecordingPublisher) Publish(topic string, msgs ...*message.Message) err
 	var parents [][]uuid.UUID
 	linked := 0
 	for i, msg := range msgs {
-		if msg == nil || msg.Metadata.Get(bus.MetaRawBody) != "" {
+		if msg == nil || msg.Metadata.Get(envelope.MetaRawBody) != "" {
 			continue
 		}
-		ids := bus.CorrelationIDs(msg)
+		ids := envelope.CorrelationIDs(msg)
 		if len(ids) == 0 {
-			if cause, ok := bus.CauseFromContext(msg.Context()); ok && cause != uuid.Nil && !causeIsSelf(msg, cause) {
+			if cause, ok := envelope.CauseFromContext(msg.Context()); ok && cause != uuid.Nil && !causeIsSelf(msg, cause) {
 				ids = []uuid.UUID{cause}
-				bus.SetCorrelationIDs(msg, cause)
+				envelope.SetCorrelationIDs(msg, cause)
 			}
 		}
 		if len(ids) == 0 || p.rec == nil {

@@ -17,6 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/embedded"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/internal/testenv"
 	"github.com/33god/bloodbank-go/middleware"
@@ -122,30 +124,30 @@ func receive(t *testing.T, ch <-chan *message.Message) *message.Message {
 }
 
 // buildMessages is eventMessage for handlers, which must not call t.Fatal.
-func buildMessages(eventType, payload string, opts ...bus.EnvelopeOption) ([]*message.Message, error) {
-	env, err := bus.NewEnvelope(eventType, json.RawMessage(payload), opts...)
+func buildMessages(eventType, payload string, opts ...envelope.Option) ([]*message.Message, error) {
+	env, err := envelope.New(eventType, json.RawMessage(payload), opts...)
 	if err != nil {
 		return nil, err
 	}
-	msg, err := bus.NewMessage(env)
+	msg, err := envelope.NewMessage(env)
 	if err != nil {
 		return nil, err
 	}
 	return []*message.Message{msg}, nil
 }
 
-func idsOf(msg *message.Message) []uuid.UUID { return bus.CorrelationIDs(msg) }
+func idsOf(msg *message.Message) []uuid.UUID { return envelope.CorrelationIDs(msg) }
 
 func TestCausation_returnedMessageIsLinkedAndRecorded(t *testing.T) {
 	store := embeddedStore(t)
 	rec := notifying(newRecorder(t, store, correlation.RecorderConfig{}))
 	in, out := causationRouter(t, rec, func(msg *message.Message) ([]*message.Message, error) {
 		return buildMessages("agent.thread.response", `{"provider":"anthropic","response":"echo"}`,
-			bus.WithSource(bus.Source{Host: "h", Type: bus.TriggerAgent, App: "echo-bot"}))
+			envelope.WithSource(envelope.Source{Host: "h", Type: envelope.TriggerAgent, App: "echo-bot"}))
 	})
 	agent := `{"type":"claude-code","name":"cc"}`
 	prompt := eventMessage(t, "agent.thread.prompt", validPrompt,
-		bus.WithAgentContext(&bus.AgentContext{Type: bus.AgentClaudeCode, Name: "cc"}))
+		envelope.WithAgentContext(&envelope.AgentContext{Type: envelope.AgentClaudeCode, Name: "cc"}))
 	promptID := uuid.MustParse(prompt.UUID)
 	if err := in.Publish("in", prompt); err != nil {
 		t.Fatal(err)
@@ -156,8 +158,8 @@ func TestCausation_returnedMessageIsLinkedAndRecorded(t *testing.T) {
 		t.Errorf("published correlation ids = %v, want [%s]", ids, promptID)
 	}
 	var ac map[string]any
-	if err := json.Unmarshal([]byte(got.Metadata.Get(bus.MetaAgentContext)), &ac); err != nil || ac["type"] != "claude-code" || ac["name"] != "cc" {
-		t.Errorf("agent context = %s, want the prompt's %s", got.Metadata.Get(bus.MetaAgentContext), agent)
+	if err := json.Unmarshal([]byte(got.Metadata.Get(envelope.MetaAgentContext)), &ac); err != nil || ac["type"] != "claude-code" || ac["name"] != "cc" {
+		t.Errorf("agent context = %s, want the prompt's %s", got.Metadata.Get(envelope.MetaAgentContext), agent)
 	}
 	links := rec.next1(t)
 	if len(links) != 1 || links[0].Child.String() != got.UUID {
@@ -186,11 +188,11 @@ func TestCausation_keepsExistingCorrelationAndAgentContext(t *testing.T) {
 	other := uuid.New()
 	in, out := causationRouter(t, rec, func(msg *message.Message) ([]*message.Message, error) {
 		return buildMessages("agent.thread.response", `{"provider":"p","response":"r"}`,
-			bus.WithCorrelationIDs(other),
-			bus.WithAgentContext(&bus.AgentContext{Type: bus.AgentLetta}))
+			envelope.WithCorrelationIDs(other),
+			envelope.WithAgentContext(&envelope.AgentContext{Type: envelope.AgentLetta}))
 	})
 	prompt := eventMessage(t, "agent.thread.prompt", validPrompt,
-		bus.WithAgentContext(&bus.AgentContext{Type: bus.AgentClaudeCode}))
+		envelope.WithAgentContext(&envelope.AgentContext{Type: envelope.AgentClaudeCode}))
 	if err := in.Publish("in", prompt); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +200,7 @@ func TestCausation_keepsExistingCorrelationAndAgentContext(t *testing.T) {
 	if ids := idsOf(got); !slices.Equal(ids, []uuid.UUID{other}) {
 		t.Errorf("correlation ids = %v, want the handler's own [%s]", ids, other)
 	}
-	if ac := got.Metadata.Get(bus.MetaAgentContext); !strings.Contains(ac, `"letta"`) {
+	if ac := got.Metadata.Get(envelope.MetaAgentContext); !strings.Contains(ac, `"letta"`) {
 		t.Errorf("agent context = %s, want the handler's letta context", ac)
 	}
 	links := rec.next1(t)
@@ -228,7 +230,7 @@ func TestCausation_forwardedMessageIsNotItsOwnCause(t *testing.T) {
 func TestCausation_busPublishWithHandlerContextIsRecorded(t *testing.T) {
 	store := embeddedStore(t)
 	rec := notifying(newRecorder(t, store, correlation.RecorderConfig{}))
-	broker := bus.NewEmbedded(nil)
+	broker := embedded.New(nil)
 	t.Cleanup(func() { _ = broker.Close() })
 	cfg, err := bus.LoadConfig(nil, "")
 	if err != nil {
@@ -241,7 +243,7 @@ func TestCausation_busPublishWithHandlerContextIsRecorded(t *testing.T) {
 
 	published := make(chan uuid.UUID, 1)
 	in, _ := causationRouter(t, nil, func(msg *message.Message) ([]*message.Message, error) {
-		env, err := bus.NewEnvelope("agent.thread.response", json.RawMessage(`{"provider":"p","response":"r"}`))
+		env, err := envelope.New("agent.thread.response", json.RawMessage(`{"provider":"p","response":"r"}`))
 		if err != nil {
 			return nil, err
 		}
@@ -283,7 +285,7 @@ func TestRecordingPublisher_stampsCauseFromContext(t *testing.T) {
 	pub := middleware.NewRecordingPublisher(discardPublisher{}, rec)
 	cause := uuid.New()
 	msg := eventMessage(t, "llm.response", `{"provider":"p","response":"r"}`)
-	msg.SetContext(bus.WithCause(context.Background(), cause))
+	msg.SetContext(envelope.WithCause(context.Background(), cause))
 	if err := pub.Publish("llm.response", msg); err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +311,7 @@ func TestRecordingPublisher_oneRecordCallPerPublish(t *testing.T) {
 	parent := uuid.New()
 	var msgs []*message.Message
 	for range 3 {
-		msgs = append(msgs, eventMessage(t, "artifact.created", `{"action":"created","kind":"doc","uri":"u"}`, bus.WithCorrelationIDs(parent)))
+		msgs = append(msgs, eventMessage(t, "artifact.created", `{"action":"created","kind":"doc","uri":"u"}`, envelope.WithCorrelationIDs(parent)))
 	}
 	orphan := eventMessage(t, "artifact.created", `{"action":"created","kind":"doc","uri":"u"}`)
 	if err := pub.Publish("artifact.created", append(msgs, orphan)...); err != nil {
@@ -338,7 +340,7 @@ func TestRecordingPublisher_failedPublishRecordsNothing(t *testing.T) {
 	boom := errors.New("broker refused")
 	pub := middleware.NewRecordingPublisher(discardPublisher{err: boom}, rec)
 	parent := uuid.New()
-	msg := eventMessage(t, "llm.response", `{"provider":"p","response":"r"}`, bus.WithCorrelationIDs(parent))
+	msg := eventMessage(t, "llm.response", `{"provider":"p","response":"r"}`, envelope.WithCorrelationIDs(parent))
 	if err := pub.Publish("llm.response", msg); !errors.Is(err, boom) {
 		t.Fatalf("Publish error = %v, want the publisher's %v", err, boom)
 	}
@@ -372,7 +374,7 @@ func TestRecordingPublisher_redisDownNeverFailsTheBus(t *testing.T) {
 
 	// A direct publish succeeds too.
 	pub := middleware.NewRecordingPublisher(discardPublisher{}, rec)
-	if err := pub.Publish("x", eventMessage(t, "llm.response", `{"provider":"p","response":"r"}`, bus.WithCorrelationIDs(uuid.New()))); err != nil {
+	if err := pub.Publish("x", eventMessage(t, "llm.response", `{"provider":"p","response":"r"}`, envelope.WithCorrelationIDs(uuid.New()))); err != nil {
 		t.Errorf("Publish with Redis down: %v", err)
 	}
 	rec.next1(t)
@@ -394,12 +396,12 @@ func TestRecordingPublisher_concurrentPublishesRecordEveryLink(t *testing.T) {
 	errs := make(chan error, n)
 	for range n {
 		wg.Go(func() {
-			msg, err := bus.NewMessage(mustEnvelope(t, "llm.response", `{"provider":"p","response":"r"}`))
+			msg, err := envelope.NewMessage(mustEnvelope(t, "llm.response", `{"provider":"p","response":"r"}`))
 			if err != nil {
 				errs <- err
 				return
 			}
-			msg.SetContext(bus.WithCause(context.Background(), parent))
+			msg.SetContext(envelope.WithCause(context.Background(), parent))
 			errs <- pub.Publish("llm.response", msg)
 		})
 	}
@@ -423,8 +425,8 @@ func TestRecordingPublisher_concurrentPublishesRecordEveryLink(t *testing.T) {
 	}
 }
 
-func mustEnvelope(t testing.TB, eventType, payload string) bus.Envelope {
-	env, err := bus.NewEnvelope(eventType, json.RawMessage(payload))
+func mustEnvelope(t testing.TB, eventType, payload string) envelope.Envelope {
+	env, err := envelope.New(eventType, json.RawMessage(payload))
 	if err != nil {
 		t.Errorf("NewEnvelope: %v", err)
 	}
@@ -451,13 +453,13 @@ func TestRecordingPublisher_pythonLayoutOnRealRedis(t *testing.T) {
 	rec := newRecorder(t, store, correlation.RecorderConfig{})
 
 	// A parent id as a Python producer makes it: uuid5 of a free-form key.
-	parent := bus.DeterministicIDFromKey("fireflies.transcript.upload", "meeting_"+uuid.NewString())
+	parent := envelope.DeterministicIDFromKey("fireflies.transcript.upload", "meeting_"+uuid.NewString())
 	child := eventMessage(t, "fireflies.transcript.ready", `{}`)
 	forward := "bloodbank:correlation:forward:" + child.UUID
 	reverse := "bloodbank:correlation:reverse:" + parent.String()
 	t.Cleanup(func() { client.Del(context.Background(), forward, reverse) })
 
-	child.SetContext(bus.WithCause(context.Background(), parent))
+	child.SetContext(envelope.WithCause(context.Background(), parent))
 	if err := middleware.NewRecordingPublisher(discardPublisher{}, rec).Publish("fireflies.transcript.ready", child); err != nil {
 		t.Fatal(err)
 	}
@@ -496,7 +498,7 @@ func TestRecordingPublisher_pythonLayoutOnRealRedis(t *testing.T) {
 // sustained cost per link, Redis round trips included. "decorator" records
 // into a no-op LinkRecorder: the decorator's own cost.
 func BenchmarkRecordingPublisher(b *testing.B) {
-	msg := eventMessage(b, "agent.thread.response", `{"provider":"p","response":"r"}`, bus.WithCorrelationIDs(uuid.New()))
+	msg := eventMessage(b, "agent.thread.response", `{"provider":"p","response":"r"}`, envelope.WithCorrelationIDs(uuid.New()))
 	b.Run("recorded", func(b *testing.B) {
 		store := embeddedStore(b)
 		rec := newRecorder(b, store, correlation.RecorderConfig{Batching: true})
@@ -543,11 +545,11 @@ func TestRecordingPublisher_neverLinksAnEventToItselfOrARawBody(t *testing.T) {
 	// A handler parking or forwarding the message it handles publishes it
 	// with its own id as the cause.
 	self := eventMessage(t, "llm.response", `{"provider":"p","response":"r"}`)
-	self.SetContext(bus.WithCause(context.Background(), uuid.MustParse(self.UUID)))
+	self.SetContext(envelope.WithCause(context.Background(), uuid.MustParse(self.UUID)))
 	// A parked or replayed event travels as its original body.
-	raw := eventMessage(t, "llm.response", `{"provider":"p","response":"r"}`, bus.WithCorrelationIDs(uuid.New()))
-	raw.Metadata.Set(bus.MetaRawBody, "true")
-	raw.SetContext(bus.WithCause(context.Background(), uuid.New()))
+	raw := eventMessage(t, "llm.response", `{"provider":"p","response":"r"}`, envelope.WithCorrelationIDs(uuid.New()))
+	raw.Metadata.Set(envelope.MetaRawBody, "true")
+	raw.SetContext(envelope.WithCause(context.Background(), uuid.New()))
 
 	if err := pub.Publish("llm.response", self, raw); err != nil {
 		t.Fatal(err)

@@ -2,8 +2,8 @@
 // decorators for Bloodbank events. Nothing here needs a bus.Service: every
 // piece works in any Watermill router, on any Pub/Sub, including a plain
 // message.NewRouter on Watermill's GoChannel. The package reads the message
-// metadata keys of package bus (bus.MetaEventType, bus.MetaMalformed,
-// bus.MetaCorrelationIDs, ...) and fails with *bus.PermanentError, and it
+// metadata keys of package bus (envelope.MetaEventType, envelope.MetaMalformed,
+// envelope.MetaCorrelationIDs, ...) and fails with *envelope.PermanentError, and it
 // depends on the validator and the correlation recorder only through two
 // small interfaces, Validator and LinkRecorder.
 //
@@ -11,13 +11,13 @@
 //
 // Validate builds the validation middleware. A message the wire codec marked
 // malformed, or whose payload is invalid for its event type (the routing
-// key), never reaches the handler: it fails with a *bus.PermanentError of
-// kind bus.KindMalformed or bus.KindInvalid, whose error names the problem
+// key), never reaches the handler: it fails with a *envelope.PermanentError of
+// kind envelope.KindMalformed or envelope.KindInvalid, whose error names the problem
 // ("payload.tags: expected array, got string"; errors.As finds the
 // *domains.ValidationError). An event type the catalogue does not know is
 // passed through by default (UnknownPassThrough), because a consumer bound
 // to "#" must not reject the events of a domain a Python producer added
-// first; UnknownReject fails it with kind bus.KindUnknownType. Stats counts
+// first; UnknownReject fails it with kind envelope.KindUnknownType. Stats counts
 // the outcomes.
 //
 // # Correlation
@@ -26,7 +26,7 @@
 // record the link in the correlation graph that Go and Python share:
 //
 //   - Causation, a handler middleware, puts the incoming event id into the
-//     message's context (bus.WithCause) and stamps correlation_ids =
+//     message's context (envelope.WithCause) and stamps correlation_ids =
 //     [incoming id] on the messages the handler returns.
 //   - RecordingPublisher, a message.Publisher decorator, stamps the cause
 //     from a message's context on a message without correlation ids,
@@ -51,17 +51,15 @@
 // Poison, Dedup and Retry keep a service from losing a message or looping
 // on one. Retry runs the handler again, with backoff and a fresh context
 // per attempt, while its error is transient; once its attempts are spent it
-// sends the message back through the broker after a delay (DelayQueues, no
-// plugin needed) with the count in headers. Poison parks what fails
-// permanently, or what Retry gave up on, in the service's poison queue
-// (PoisonQueueName), with the producer's body byte for byte and the reason,
-// kind, handler, attempts and failure times in headers (HeaderPoison*),
-// and acks the delivery only once the broker confirmed the parking.
-// PoisonQueue lists, shows, replays and purges what was parked, for
-// `bb dlq`. Dedup acks a message whose handler already succeeded for its
-// event id, marking it only after success, in the background and in batches
-// (Flush on shutdown; SyncMark to mark before the ack). UseReliability
-// builds all three for a bus.Service, with its delay and poison queues.
+// sends the message back through the broker after a delay (a Redeliverer)
+// with the count in headers. Poison parks what fails permanently, or what
+// Retry gave up on, in a poison queue, with the producer's body byte for
+// byte and the reason, kind, handler, attempts and failure times in headers
+// (HeaderPoison*), and acks the delivery only once the broker confirmed the
+// parking. Dedup acks a message whose handler already succeeded for its
+// event id, marking it only after success. Package bus/reliability installs
+// all three on a bus.Service with its delay and poison queues, and lists,
+// replays and purges what was parked.
 //
 // # Tracing
 //
@@ -154,7 +152,7 @@
 //	svc.Router().AddMiddleware(wmmiddleware.Recoverer) // recover: router middleware run before svc.Use's
 //	svc.Router().AddMiddleware(metricsMiddleware)      // metrics
 //	svc.Use(tr.Middleware)                             // trace
-//	rel, _ := middleware.UseReliability(ctx, b, svc, middleware.ReliabilityConfig{
+//	rel, _ := reliability.Use(ctx, b, svc, reliability.Config{
 //		DedupStore: middleware.NewRedisDedupStore(redisClient, ""), // the correlation Redis
 //	}) // poison · dedup · retry, with the service's poison and delay queues
 //	svc.Use(validation.Middleware, middleware.Causation, wmmiddleware.Timeout(time.Minute))

@@ -11,7 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/domains/catalog"
 	"github.com/33god/bloodbank-go/middleware"
@@ -69,13 +69,13 @@ func Example() {
 			if err := json.Unmarshal(msg.Payload, &p); err != nil {
 				return nil, err
 			}
-			env, err := bus.NewEnvelope("agent.thread.response",
+			env, err := envelope.New("agent.thread.response",
 				map[string]any{"provider": p.Provider, "response": "echo: " + p.Prompt},
-				bus.WithEventID(uuid.MustParse("22222222-2222-4222-8222-222222222222")))
+				envelope.WithEventID(uuid.MustParse("22222222-2222-4222-8222-222222222222")))
 			if err != nil {
 				return nil, err
 			}
-			answer, err := bus.NewMessage(env)
+			answer, err := envelope.NewMessage(env)
 			return []*message.Message{answer}, err
 		})
 	go func() { _ = router.Run(context.Background()) }()
@@ -83,12 +83,12 @@ func Example() {
 	<-router.Running()
 
 	publish := func(id, payload string) {
-		env, err := bus.NewEnvelope("agent.thread.prompt", json.RawMessage(payload),
-			bus.WithEventID(uuid.MustParse(id)), bus.WithTimestamp(time.Date(2026, 1, 29, 10, 0, 0, 0, time.UTC)))
+		env, err := envelope.New("agent.thread.prompt", json.RawMessage(payload),
+			envelope.WithEventID(uuid.MustParse(id)), envelope.WithTimestamp(time.Date(2026, 1, 29, 10, 0, 0, 0, time.UTC)))
 		if err != nil {
 			panic(err)
 		}
-		msg, err := bus.NewMessage(env)
+		msg, err := envelope.NewMessage(env)
 		if err != nil {
 			panic(err)
 		}
@@ -101,7 +101,7 @@ func Example() {
 
 	answer := <-answered
 	answer.Ack()
-	fmt.Println("answer", answer.UUID, "correlation_ids", bus.CorrelationIDs(answer))
+	fmt.Println("answer", answer.UUID, "correlation_ids", envelope.CorrelationIDs(answer))
 	parents, _ := store.Parents(context.Background(), uuid.MustParse(answer.UUID))
 	fmt.Println("recorded parents", parents)
 	md, _ := store.Metadata(context.Background(), uuid.MustParse(answer.UUID))
@@ -121,7 +121,7 @@ func Example() {
 func parkPermanent(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		out, err := h(msg)
-		if bus.IsPermanent(err) {
+		if envelope.IsPermanent(err) {
 			fmt.Printf("parked %s: %v\n", msg.UUID, err)
 			return nil, nil
 		}

@@ -28,7 +28,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/amqp"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/domains/catalog"
 	"github.com/33god/bloodbank-go/internal/testenv"
@@ -43,7 +45,7 @@ func faultRetry() middleware.RetryConfig {
 }
 
 // waitParked waits until the poison queue holds n messages.
-func waitParked(t *testing.T, q *middleware.PoisonQueue, n int) {
+func waitParked(t *testing.T, q *reliability.PoisonQueue, n int) {
 	t.Helper()
 	relEventually(t, 20*time.Second, fmt.Sprintf("%d messages parked in %s", n, q.Name()), func() bool {
 		got, err := q.Count(context.Background())
@@ -56,7 +58,7 @@ func waitParked(t *testing.T, q *middleware.PoisonQueue, n int) {
 
 func TestFaults_panickingHandlerIsRetriedThenParked(t *testing.T) {
 	r := relNewRabbit(t, nil)
-	svc, rel := r.newService(middleware.ReliabilityConfig{Retry: faultRetry()})
+	svc, rel := r.newService(reliability.Config{Retry: faultRetry()})
 	var attempts atomic.Int32
 	if err := svc.HandleMessage("explode", "orders.#", func(*message.Message) error {
 		attempts.Add(1)
@@ -65,11 +67,11 @@ func TestFaults_panickingHandlerIsRetriedThenParked(t *testing.T) {
 		t.Fatal(err)
 	}
 	relRunService(t, svc)
-	env, _ := bus.NewEnvelope("orders.created", map[string]any{"id": "o-1"})
+	env, _ := envelope.New("orders.created", map[string]any{"id": "o-1"})
 	if err := r.bus.Publish(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
-	q := middleware.NewPoisonQueue(r.bus, r.service)
+	q := reliability.NewPoisonQueue(r.bus, r.service)
 	waitParked(t, q, 1)
 	m, err := q.Show(context.Background(), env.EventID.String())
 	if err != nil {
@@ -96,7 +98,7 @@ func TestFaults_panickingHandlerIsRetriedThenParked(t *testing.T) {
 // reason; the good message behind them is processed; nothing is left.
 func TestFaults_malformedAndInvalidBodiesAreParkedAtOnce(t *testing.T) {
 	r := relNewRabbit(t, nil, "BB_CONSUMERS=1")
-	svc, rel := r.newService(middleware.ReliabilityConfig{Retry: faultRetry()})
+	svc, rel := r.newService(reliability.Config{Retry: faultRetry()})
 	reg, err := catalog.New()
 	if err != nil {
 		t.Fatal(err)
@@ -120,8 +122,8 @@ func TestFaults_malformedAndInvalidBodiesAreParkedAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	envelope := func(payload json.RawMessage) (bus.Envelope, []byte) {
-		env, err := bus.NewEnvelope(key, payload)
+	build := func(payload json.RawMessage) (envelope.Envelope, []byte) {
+		env, err := envelope.New(key, payload)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,38 +142,38 @@ func TestFaults_malformedAndInvalidBodiesAreParkedAtOnce(t *testing.T) {
 		out, _ := json.Marshal(m)
 		return out
 	}
-	_, base := envelope(et.Example())
+	_, base := build(et.Example())
 	notUTF8 := bytes.Replace(base, []byte(`"manual"`), []byte("\"man\xffual\""), 1)
 	invalidPayload := json.RawMessage(`{"provider":42,"prompt":["not","a","string"]}`)
 	if err := reg.Validate(key, invalidPayload); err == nil {
 		t.Fatal("test setup: the invalid payload is valid")
 	}
-	invalidEnv, invalidBody := envelope(invalidPayload)
+	invalidEnv, invalidBody := build(invalidPayload)
 	cases := []struct {
 		name, id, kind, reason string
 		body                   []byte
 	}{
-		{"not JSON", relNewID(), bus.KindMalformed, "not JSON", []byte("hello, this is not JSON")},
-		{"not UTF-8", "", bus.KindMalformed, "UTF-8", notUTF8},
-		{"JSON array", relNewID(), bus.KindMalformed, "JSON array", []byte(`[{"event_id":"` + relNewID() + `"}]`)},
-		{"not an envelope", "", bus.KindMalformed, "event_id: required", []byte(`{"hello":"world"}`)},
-		{"bad event id", relNewID(), bus.KindMalformed, `event_id: "not-a-uuid" is not a UUID`, mutate(base, "event_id", "not-a-uuid")},
-		{"bad timestamp", "", bus.KindMalformed, `timestamp: invalid timestamp "yesterday at noon"`, mutate(base, "timestamp", "yesterday at noon")},
-		{"invalid payload", invalidEnv.EventID.String(), bus.KindInvalid, "provider", invalidBody},
+		{"not JSON", relNewID(), envelope.KindMalformed, "not JSON", []byte("hello, this is not JSON")},
+		{"not UTF-8", "", envelope.KindMalformed, "UTF-8", notUTF8},
+		{"JSON array", relNewID(), envelope.KindMalformed, "JSON array", []byte(`[{"event_id":"` + relNewID() + `"}]`)},
+		{"not an envelope", "", envelope.KindMalformed, "event_id: required", []byte(`{"hello":"world"}`)},
+		{"bad event id", relNewID(), envelope.KindMalformed, `event_id: "not-a-uuid" is not a UUID`, mutate(base, "event_id", "not-a-uuid")},
+		{"bad timestamp", "", envelope.KindMalformed, `timestamp: invalid timestamp "yesterday at noon"`, mutate(base, "timestamp", "yesterday at noon")},
+		{"invalid payload", invalidEnv.EventID.String(), envelope.KindInvalid, "provider", invalidBody},
 	}
 	conn := r.raw()
 	for _, c := range cases {
 		r.publishRaw(conn, key, c.body, c.id)
 	}
-	goodEnv, goodBody := envelope(et.Example())
+	goodEnv, goodBody := build(et.Example())
 	r.publishRaw(conn, key, goodBody, "")
 
 	relEventually(t, 20*time.Second, "the good message behind the bad ones handled", func() bool {
 		return handled.count(goodEnv.EventID.String()) == 1
 	})
-	q := middleware.NewPoisonQueue(r.bus, r.service)
+	q := reliability.NewPoisonQueue(r.bus, r.service)
 	waitParked(t, q, len(cases))
-	parked, err := q.List(context.Background(), middleware.PoisonFilter{})
+	parked, err := q.List(context.Background(), reliability.PoisonFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +204,7 @@ func TestFaults_malformedAndInvalidBodiesAreParkedAtOnce(t *testing.T) {
 
 func TestFaults_transientFailureSucceedsOnThirdAttempt(t *testing.T) {
 	r := relNewRabbit(t, nil)
-	svc, rel := r.newService(middleware.ReliabilityConfig{Retry: middleware.RetryConfig{MaxAttempts: 3, InitialInterval: time.Millisecond, NoJitter: true}})
+	svc, rel := r.newService(reliability.Config{Retry: middleware.RetryConfig{MaxAttempts: 3, InitialInterval: time.Millisecond, NoJitter: true}})
 	var calls atomic.Int32
 	done := &relIDs{}
 	if err := svc.HandleMessage("flaky", "orders.#", func(msg *message.Message) error {
@@ -215,12 +217,12 @@ func TestFaults_transientFailureSucceedsOnThirdAttempt(t *testing.T) {
 		t.Fatal(err)
 	}
 	relRunService(t, svc)
-	env, _ := bus.NewEnvelope("orders.created", map[string]any{})
+	env, _ := envelope.New("orders.created", map[string]any{})
 	if err := r.bus.Publish(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
 	relEventually(t, relWait, "the event processed", func() bool { return done.count(env.EventID.String()) == 1 })
-	q := middleware.NewPoisonQueue(r.bus, r.service)
+	q := reliability.NewPoisonQueue(r.bus, r.service)
 	if n, err := q.Count(context.Background()); err != nil || n != 0 {
 		t.Errorf("%d parked (%v), want 0", n, err)
 	}
@@ -235,7 +237,7 @@ func TestFaults_transientFailureSucceedsOnThirdAttempt(t *testing.T) {
 // messages behind it.
 func TestFaults_lastingFailureIsParkedAfterRedeliveriesWithoutPinning(t *testing.T) {
 	r := relNewRabbit(t, nil, "BB_CONSUMERS=1")
-	svc, rel := r.newService(middleware.ReliabilityConfig{Retry: faultRetry()})
+	svc, rel := r.newService(reliability.Config{Retry: faultRetry()})
 	var mu sync.Mutex
 	type step struct {
 		what    string
@@ -246,7 +248,7 @@ func TestFaults_lastingFailureIsParkedAfterRedeliveriesWithoutPinning(t *testing
 	if err := svc.HandleMessage("ledger", "orders.#", func(msg *message.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
-		if bus.EventType(msg) == "orders.broken" {
+		if envelope.EventType(msg) == "orders.broken" {
 			steps = append(steps, step{"broken", middleware.AttemptFromCtx(msg.Context()), time.Now()})
 			return errTransient
 		}
@@ -257,22 +259,22 @@ func TestFaults_lastingFailureIsParkedAfterRedeliveriesWithoutPinning(t *testing
 	}
 	relRunService(t, svc)
 	ctx := context.Background()
-	broken, _ := bus.NewEnvelope("orders.broken", map[string]any{})
-	var good []bus.Envelope
+	broken, _ := envelope.New("orders.broken", map[string]any{})
+	var good []envelope.Envelope
 	for range 3 {
-		env, _ := bus.NewEnvelope("orders.created", map[string]any{})
+		env, _ := envelope.New("orders.created", map[string]any{})
 		good = append(good, env)
 	}
-	if err := r.bus.Publish(ctx, append([]bus.Envelope{broken}, good...)...); err != nil {
+	if err := r.bus.Publish(ctx, append([]envelope.Envelope{broken}, good...)...); err != nil {
 		t.Fatal(err)
 	}
-	q := middleware.NewPoisonQueue(r.bus, r.service)
+	q := reliability.NewPoisonQueue(r.bus, r.service)
 	waitParked(t, q, 1)
 	m, err := q.Show(ctx, broken.EventID.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Attempts != 6 || m.Kind != bus.KindHandler || m.Reason != errTransient.Error() || m.Handler != "ledger" || m.RoutingKey != "orders.broken" {
+	if m.Attempts != 6 || m.Kind != envelope.KindHandler || m.Reason != errTransient.Error() || m.Handler != "ledger" || m.RoutingKey != "orders.broken" {
 		t.Errorf("parked = attempts %d kind %q reason %q handler %q key %q", m.Attempts, m.Kind, m.Reason, m.Handler, m.RoutingKey)
 	}
 	mu.Lock()
@@ -323,14 +325,14 @@ func TestFaults_dedupOnRedis(t *testing.T) {
 			client.Del(context.Background(), keys...)
 		}
 	})
-	svc, rel := r.newService(middleware.ReliabilityConfig{
+	svc, rel := r.newService(reliability.Config{
 		Retry:      middleware.RetryConfig{MaxAttempts: 1, MaxRedeliveries: 2},
 		DedupStore: middleware.NewRedisDedupStore(client, prefix),
 	})
 	processed := &relIDs{}
 	var failOnce sync.Map
 	if err := svc.HandleMessage("invoice", "orders.#", func(msg *message.Message) error {
-		if _, failed := failOnce.LoadOrStore(msg.UUID, true); !failed && bus.EventType(msg) == "orders.flaky" {
+		if _, failed := failOnce.LoadOrStore(msg.UUID, true); !failed && envelope.EventType(msg) == "orders.flaky" {
 			return errTransient
 		}
 		processed.add(msg.UUID)
@@ -340,8 +342,8 @@ func TestFaults_dedupOnRedis(t *testing.T) {
 	}
 	relRunService(t, svc)
 	ctx := context.Background()
-	twice, _ := bus.NewEnvelope("orders.created", map[string]any{})
-	flaky, _ := bus.NewEnvelope("orders.flaky", map[string]any{})
+	twice, _ := envelope.New("orders.created", map[string]any{})
+	flaky, _ := envelope.New("orders.flaky", map[string]any{})
 	if err := r.bus.Publish(ctx, twice, twice, flaky); err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +392,7 @@ func runChildConsumer(t *testing.T) {
 	}
 	defer out.Close()
 	r := relJoinRabbit(t, os.Getenv(envChildURL), os.Getenv(envChildExchange), os.Getenv(envChildService), nil, "BB_CONSUMERS=4")
-	svc, _ := r.newService(middleware.ReliabilityConfig{NoRedelivery: true})
+	svc, _ := r.newService(reliability.Config{NoRedelivery: true})
 	if err := svc.HandleMessage("record", "stream.#", func(msg *message.Message) error {
 		time.Sleep(5 * time.Millisecond) // some work, so the kill lands mid-stream
 		// One write per id: a kill leaves the line whole or absent.
@@ -445,14 +447,14 @@ func TestDisruptive_consumerKilledMidStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := (bus.Topology{Exchange: r.exchange}).DeclareQueue(ch, r.serviceQueue(), "stream.#"); err != nil {
+	if err := (amqp.Topology{Exchange: r.exchange}).DeclareQueue(ch, r.serviceQueue(), "stream.#"); err != nil {
 		t.Fatal(err)
 	}
 	_ = ch.Close()
 	const n = 400
-	var envs []bus.Envelope
+	var envs []envelope.Envelope
 	for i := range n {
-		env, _ := bus.NewEnvelope("stream.tick", map[string]any{"n": i})
+		env, _ := envelope.New("stream.tick", map[string]any{"n": i})
 		envs = append(envs, env)
 	}
 	if err := r.bus.Publish(context.Background(), envs...); err != nil {
@@ -539,7 +541,7 @@ func restartRabbit(t *testing.T) {
 func TestDisruptive_brokerRestartDuringStream(t *testing.T) {
 	skipUnlessDisruptive(t)
 	r := relNewRabbit(t, nil, "BB_CONSUMERS=4")
-	svc, _ := r.newService(middleware.ReliabilityConfig{})
+	svc, _ := r.newService(reliability.Config{})
 	processed := &relIDs{}
 	if err := svc.HandleMessage("count", "stream.#", func(msg *message.Message) error {
 		processed.add(msg.UUID)
@@ -558,7 +560,7 @@ func TestDisruptive_brokerRestartDuringStream(t *testing.T) {
 	pubDone := make(chan error, 1)
 	go func() {
 		for i := range n {
-			env, _ := bus.NewEnvelope("stream.tick", map[string]any{"n": i})
+			env, _ := envelope.New("stream.tick", map[string]any{"n": i})
 			ids = append(ids, env.EventID.String())
 			// At-least-once from the producer: retry the same event (same id)
 			// until the broker confirms it.
@@ -670,7 +672,7 @@ func TestDisruptive_redisStoppedDuringStream(t *testing.T) {
 	t.Cleanup(func() { _ = rec.Close(context.Background()) })
 
 	r := relNewRabbit(t, nil, "BB_CONSUMERS=4")
-	svc, rel := r.newService(middleware.ReliabilityConfig{
+	svc, rel := r.newService(reliability.Config{
 		DedupStore: middleware.NewRedisDedupStore(client, prefix+"dedup:"),
 		Logger:     logs.logger(),
 	})
@@ -678,7 +680,7 @@ func TestDisruptive_redisStoppedDuringStream(t *testing.T) {
 	if err := svc.HandleMessage("link", "stream.#", func(msg *message.Message) error {
 		parent, err := uuid.Parse(msg.UUID)
 		if err != nil {
-			return bus.Permanent(err)
+			return envelope.Permanent(err)
 		}
 		rec.Record(msg.Context(), correlation.Link{Child: uuid.New(), Parents: []uuid.UUID{parent}})
 		processed.add(msg.UUID)
@@ -693,7 +695,7 @@ func TestDisruptive_redisStoppedDuringStream(t *testing.T) {
 	publish := func(from, to int) []string {
 		var ids []string
 		for i := from; i < to; i++ {
-			env, _ := bus.NewEnvelope("stream.tick", map[string]any{"n": i})
+			env, _ := envelope.New("stream.tick", map[string]any{"n": i})
 			if err := r.bus.Publish(ctx, env); err != nil {
 				t.Fatal(err)
 			}

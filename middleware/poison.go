@@ -1,7 +1,6 @@
 package middleware
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,17 +11,17 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
-// Headers of a parked message, next to bus.MetaOriginalRoutingKey (the
+// Headers of a parked message, next to envelope.MetaOriginalRoutingKey (the
 // routing key it was published with). They are part of the contract: `bb
 // dlq` and operators read them, and so may Python tools.
 const (
 	// HeaderPoisonReason is the error text that got the message parked.
 	HeaderPoisonReason = "bb_poison_reason"
-	// HeaderPoisonKind classifies the failure: bus.KindMalformed,
-	// bus.KindInvalid, bus.KindUnknownType, bus.KindHandler or KindPanic.
+	// HeaderPoisonKind classifies the failure: envelope.KindMalformed,
+	// envelope.KindInvalid, envelope.KindUnknownType, envelope.KindHandler or KindPanic.
 	HeaderPoisonKind = "bb_poison_kind"
 	// HeaderPoisonHandler is the Watermill handler that failed.
 	HeaderPoisonHandler = "bb_poison_handler"
@@ -48,27 +47,6 @@ const KindPanic = "panic"
 // requeued by the transport: nothing is lost, and it will be parked on a
 // later delivery.
 var ErrParkFailed = errors.New("message could not be parked")
-
-// PoisonQueueName names the poison queue of a service queue:
-// "{serviceQueue}.poison". The name is part of the contract: `bb dlq` reads
-// it, and renaming it strands what was parked.
-func PoisonQueueName(serviceQueue string) string { return serviceQueue + ".poison" }
-
-// QueueDeclarer declares a durable queue with no bindings. *bus.Bus
-// implements it.
-type QueueDeclarer interface {
-	DeclareQueue(ctx context.Context, name string) error
-}
-
-// DeclarePoisonQueue declares the poison queue of a service queue and
-// returns its name.
-func DeclarePoisonQueue(ctx context.Context, b QueueDeclarer, serviceQueue string) (string, error) {
-	name := PoisonQueueName(serviceQueue)
-	if err := b.DeclareQueue(ctx, name); err != nil {
-		return "", fmt.Errorf("cannot declare poison queue %q: %w", name, err)
-	}
-	return name, nil
-}
 
 // PoisonConfig configures Poison.
 type PoisonConfig struct {
@@ -124,12 +102,12 @@ type PoisonStats struct {
 // outermost of the reliability middleware (Poison, then Dedup, then Retry).
 // Build it with NewPoison. It is safe for concurrent use.
 //
-// When the handler chain fails permanently (bus.IsPermanent), or with
+// When the handler chain fails permanently (envelope.IsPermanent), or with
 // retries exhausted (ErrRetriesExhausted), or with any error if ParkAll is
 // set, it publishes the message to the poison queue: the body it arrived
-// with, byte for byte (bus.OriginalBody; re-marshaled when it did not come
+// with, byte for byte (envelope.OriginalBody; re-marshaled when it did not come
 // from a broker), its own headers, and the HeaderPoison* headers plus
-// bus.MetaOriginalRoutingKey. Only once that publish returned (was
+// envelope.MetaOriginalRoutingKey. Only once that publish returned (was
 // confirmed) does the handler chain return nil, so the delivery is acked;
 // when it fails, the error (wrapping ErrParkFailed, and no longer permanent)
 // makes the transport requeue the delivery. A panic that reaches Poison is
@@ -161,7 +139,7 @@ func (p *Poison) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		if err == nil {
 			return out, nil
 		}
-		if !p.cfg.ParkAll && !bus.IsPermanent(err) && !errors.Is(err, ErrRetriesExhausted) {
+		if !p.cfg.ParkAll && !envelope.IsPermanent(err) && !errors.Is(err, ErrRetriesExhausted) {
 			return out, err
 		}
 		f := describeFailure(msg, err)
@@ -227,11 +205,11 @@ func failureKind(err error) string {
 	if errors.As(err, &pe) {
 		return KindPanic
 	}
-	var perm *bus.PermanentError
+	var perm *envelope.PermanentError
 	if errors.As(err, &perm) && perm.Kind != "" {
 		return perm.Kind
 	}
-	return bus.KindHandler
+	return envelope.KindHandler
 }
 
 func (p *Poison) park(msg *message.Message, f failure) error {
@@ -248,7 +226,7 @@ func (p *Poison) park(msg *message.Message, f failure) error {
 		m.Metadata.Set(HeaderPoisonService, p.cfg.Service)
 	}
 	if f.routingKey != "" {
-		m.Metadata.Set(bus.MetaOriginalRoutingKey, f.routingKey)
+		m.Metadata.Set(envelope.MetaOriginalRoutingKey, f.routingKey)
 	}
 	if len(f.stack) > 0 {
 		m.Metadata.Set(HeaderPoisonStack, truncateHeader(string(f.stack), maxStackLen))

@@ -16,6 +16,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/middleware"
 )
 
@@ -36,14 +38,14 @@ func TestPoisonConfig_Validate_joinsEveryProblem(t *testing.T) {
 }
 
 func TestPoisonQueueName_andRetryQueueName(t *testing.T) {
-	if got := middleware.PoisonQueueName("bloodbank.events.v1.billing"); got != "bloodbank.events.v1.billing.poison" {
+	if got := reliability.PoisonQueueName("bloodbank.events.v1.billing"); got != "bloodbank.events.v1.billing.poison" {
 		t.Errorf("PoisonQueueName = %q", got)
 	}
 	for d, want := range map[time.Duration]string{
 		time.Second: "q.retry.1s", 10 * time.Second: "q.retry.10s", time.Minute: "q.retry.1m", 50 * time.Millisecond: "q.retry.50ms",
 		90 * time.Second: "q.retry.90s", 2 * time.Hour: "q.retry.2h", 1500 * time.Microsecond: "q.retry.1.5ms",
 	} {
-		if got := middleware.RetryQueueName("q", d); got != want {
+		if got := reliability.RetryQueueName("q", d); got != want {
 			t.Errorf("RetryQueueName(q, %s) = %q, want %q", d, got, want)
 		}
 	}
@@ -63,10 +65,10 @@ func TestPoison_parksPermanentFailureAtOnceWithHeaders(t *testing.T) {
 	calls := 0
 	rr := relRunRouter(t, mws, relHandler{"billing", func(*message.Message) error {
 		calls++
-		return &bus.PermanentError{Kind: bus.KindInvalid, Err: errors.New("payload.amount: must be positive")}
+		return &envelope.PermanentError{Kind: envelope.KindInvalid, Err: errors.New("payload.amount: must be positive")}
 	}})
 	msg := relEventMsg(t, "orders.created", map[string]any{"amount": -1})
-	msg.Metadata.Set(bus.MetaRoutingKey, "orders.created")
+	msg.Metadata.Set(envelope.MetaRoutingKey, "orders.created")
 	msg.Metadata.Set("tenant", "acme")
 	before := time.Now().Add(-time.Second)
 	if !rr.send("billing", msg) {
@@ -87,9 +89,9 @@ func TestPoison_parksPermanentFailureAtOnceWithHeaders(t *testing.T) {
 		t.Errorf("parked body differs from the message's envelope:\n got %s\nwant %s", relWireBody(t, parked), relWireBody(t, msg))
 	}
 	want := map[string]string{
-		middleware.HeaderPoisonKind: bus.KindInvalid, middleware.HeaderPoisonAttempts: "1",
+		middleware.HeaderPoisonKind: envelope.KindInvalid, middleware.HeaderPoisonAttempts: "1",
 		middleware.HeaderPoisonHandler: "billing", middleware.HeaderPoisonService: "svc",
-		bus.MetaOriginalRoutingKey: "orders.created", "tenant": "acme",
+		envelope.MetaOriginalRoutingKey: "orders.created", "tenant": "acme",
 	}
 	for k, v := range want {
 		if g := parked.Metadata.Get(k); g != v {
@@ -99,8 +101,8 @@ func TestPoison_parksPermanentFailureAtOnceWithHeaders(t *testing.T) {
 	if r := parked.Metadata.Get(middleware.HeaderPoisonReason); !strings.Contains(r, "payload.amount: must be positive") {
 		t.Errorf("reason %q does not carry the error", r)
 	}
-	first, err1 := bus.ParseTimestamp(parked.Metadata.Get(middleware.HeaderPoisonFirstFailure))
-	last, err2 := bus.ParseTimestamp(parked.Metadata.Get(middleware.HeaderPoisonLastFailure))
+	first, err1 := envelope.ParseTimestamp(parked.Metadata.Get(middleware.HeaderPoisonFirstFailure))
+	last, err2 := envelope.ParseTimestamp(parked.Metadata.Get(middleware.HeaderPoisonLastFailure))
 	if err1 != nil || err2 != nil || first.Before(before) || last.Before(first) || !strings.HasSuffix(parked.Metadata.Get(middleware.HeaderPoisonLastFailure), "Z") {
 		t.Errorf("failure times %q %q (%v %v), want RFC 3339 UTC, first <= last", parked.Metadata.Get(middleware.HeaderPoisonFirstFailure),
 			parked.Metadata.Get(middleware.HeaderPoisonLastFailure), err1, err2)
@@ -122,7 +124,7 @@ func TestPoison_parksExhaustedRetryWithAttempts(t *testing.T) {
 		t.Fatalf("%d parked, want 1", len(got))
 	}
 	md := got[0].msg.Metadata
-	if md.Get(middleware.HeaderPoisonKind) != bus.KindHandler || md.Get(middleware.HeaderPoisonAttempts) != "3" ||
+	if md.Get(middleware.HeaderPoisonKind) != envelope.KindHandler || md.Get(middleware.HeaderPoisonAttempts) != "3" ||
 		md.Get(middleware.HeaderPoisonReason) != errTransient.Error() {
 		t.Errorf("kind %q attempts %q reason %q, want handler, 3, the last error", md.Get(middleware.HeaderPoisonKind),
 			md.Get(middleware.HeaderPoisonAttempts), md.Get(middleware.HeaderPoisonReason))
@@ -205,7 +207,7 @@ func TestPoison_transientErrorIsReturnedUnlessParkAll(t *testing.T) {
 	if !rr.send("all", message.NewMessage(relNewID(), nil)) {
 		t.Error("ParkAll did not park")
 	}
-	if got := pub.published(); len(got) != 1 || got[0].msg.Metadata.Get(middleware.HeaderPoisonKind) != bus.KindHandler ||
+	if got := pub.published(); len(got) != 1 || got[0].msg.Metadata.Get(middleware.HeaderPoisonKind) != envelope.KindHandler ||
 		got[0].msg.Metadata.Get(middleware.HeaderPoisonAttempts) != "1" {
 		t.Errorf("ParkAll parked %d messages, want 1 of kind handler after 1 attempt", len(got))
 	}
@@ -226,12 +228,12 @@ func TestPoison_failedParkNacksTheMessage(t *testing.T) {
 				return out, err
 			}
 		}, p.Middleware,
-	}, relHandler{"billing", func(*message.Message) error { return bus.Permanent(errors.New("refused")) }})
+	}, relHandler{"billing", func(*message.Message) error { return envelope.Permanent(errors.New("refused")) }})
 	msg := message.NewMessage(relNewID(), []byte("x"))
 	if rr.send("billing", msg) {
 		t.Fatal("acked although parking failed: the message would be lost")
 	}
-	if !errors.Is(lastErr, middleware.ErrParkFailed) || !errors.Is(lastErr, errRelPublish) || bus.IsPermanent(lastErr) {
+	if !errors.Is(lastErr, middleware.ErrParkFailed) || !errors.Is(lastErr, errRelPublish) || envelope.IsPermanent(lastErr) {
 		t.Errorf("error = %v: want ErrParkFailed wrapping the publish error, not permanent", lastErr)
 	}
 	// The redelivery is parked.
@@ -253,7 +255,7 @@ func TestPoison_onEmbeddedServiceParksOriginalBodyAfterFailedPark(t *testing.T) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	queue, err := middleware.DeclarePoisonQueue(context.Background(), b, svc.QueueName())
+	queue, err := reliability.DeclarePoisonQueue(context.Background(), b, svc.QueueName())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +297,7 @@ func TestPoison_onEmbeddedServiceParksOriginalBodyAfterFailedPark(t *testing.T) 
 	if wire := relWireBody(t, got[0].msg); !bytes.Equal(wire, body) {
 		t.Errorf("parked body = %q, want the original bytes %q", wire, body)
 	}
-	if k := got[0].msg.Metadata.Get(middleware.HeaderPoisonKind); k != bus.KindMalformed {
+	if k := got[0].msg.Metadata.Get(middleware.HeaderPoisonKind); k != envelope.KindMalformed {
 		t.Errorf("kind = %q, want malformed", k)
 	}
 	if s := p.Stats(); s.Failed != 2 || s.Parked != 1 {
@@ -320,7 +322,7 @@ func TestPoison_onGoChannelRouter(t *testing.T) {
 	}
 	router.AddMiddleware(p.Middleware, r.Middleware)
 	router.AddConsumerHandler("plain_handler", "orders", ps, func(msg *message.Message) error {
-		return bus.Permanent(errors.New("never: " + string(msg.Payload)))
+		return envelope.Permanent(errors.New("never: " + string(msg.Payload)))
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -338,8 +340,8 @@ func TestPoison_onGoChannelRouter(t *testing.T) {
 		if parked.UUID != "order-1" || string(parked.Payload) != "plain payload" {
 			t.Errorf("parked %s %q, want order-1 with its payload", parked.UUID, parked.Payload)
 		}
-		if parked.Metadata.Get(middleware.HeaderPoisonHandler) != "plain_handler" || parked.Metadata.Get(middleware.HeaderPoisonKind) != bus.KindHandler ||
-			parked.Metadata.Get(bus.MetaOriginalRoutingKey) != "orders" {
+		if parked.Metadata.Get(middleware.HeaderPoisonHandler) != "plain_handler" || parked.Metadata.Get(middleware.HeaderPoisonKind) != envelope.KindHandler ||
+			parked.Metadata.Get(envelope.MetaOriginalRoutingKey) != "orders" {
 			t.Errorf("headers %v", parked.Metadata)
 		}
 	case <-time.After(relWait):
@@ -349,44 +351,44 @@ func TestPoison_onGoChannelRouter(t *testing.T) {
 
 func TestPoisonQueue_embeddedTransportIsRefused(t *testing.T) {
 	b := relEmbeddedBus(t, "billing")
-	q := middleware.NewPoisonQueue(b, "")
+	q := reliability.NewPoisonQueue(b, "")
 	if q.Name() != "bloodbank.events.v1.billing.poison" || q.ServiceQueue() != "bloodbank.events.v1.billing" {
 		t.Errorf("queues %q %q", q.Name(), q.ServiceQueue())
 	}
-	if _, err := q.List(context.Background(), middleware.PoisonFilter{}); !errors.Is(err, middleware.ErrPoisonQueueEmbedded) {
+	if _, err := q.List(context.Background(), reliability.PoisonFilter{}); !errors.Is(err, reliability.ErrPoisonQueueEmbedded) {
 		t.Errorf("List on embedded = %v, want ErrPoisonQueueEmbedded", err)
 	}
-	if _, err := q.Purge(context.Background(), middleware.PoisonFilter{}); !errors.Is(err, middleware.ErrPoisonQueueEmbedded) {
+	if _, err := q.Purge(context.Background(), reliability.PoisonFilter{}); !errors.Is(err, reliability.ErrPoisonQueueEmbedded) {
 		t.Errorf("Purge on embedded = %v, want ErrPoisonQueueEmbedded", err)
 	}
 }
 
 func TestPoisonFilter_Match(t *testing.T) {
 	at := time.Date(2026, 1, 29, 10, 0, 0, 0, time.UTC)
-	m := middleware.ParkedMessage{EventID: "e1", RoutingKey: "orders.created.eu", Kind: bus.KindInvalid, Handler: "charge", LastFailure: at}
+	m := reliability.ParkedMessage{EventID: "e1", RoutingKey: "orders.created.eu", Kind: envelope.KindInvalid, Handler: "charge", LastFailure: at}
 	for _, tc := range []struct {
 		name string
-		f    middleware.PoisonFilter
+		f    reliability.PoisonFilter
 		want bool
 	}{
-		{"zero", middleware.PoisonFilter{}, true},
-		{"id", middleware.PoisonFilter{EventIDs: []string{"e0", "e1"}}, true},
-		{"other id", middleware.PoisonFilter{EventIDs: []string{"e2"}}, false},
-		{"pattern #", middleware.PoisonFilter{RoutingKey: "orders.#"}, true},
-		{"pattern *", middleware.PoisonFilter{RoutingKey: "orders.*"}, false},
-		{"kind", middleware.PoisonFilter{Kind: bus.KindInvalid}, true},
-		{"other kind", middleware.PoisonFilter{Kind: bus.KindMalformed}, false},
-		{"handler", middleware.PoisonFilter{Handler: "ship"}, false},
-		{"since", middleware.PoisonFilter{Since: at}, true},
-		{"since later", middleware.PoisonFilter{Since: at.Add(time.Second)}, false},
-		{"until is exclusive", middleware.PoisonFilter{Until: at}, false},
-		{"range", middleware.PoisonFilter{Since: at.Add(-time.Hour), Until: at.Add(time.Hour)}, true},
+		{"zero", reliability.PoisonFilter{}, true},
+		{"id", reliability.PoisonFilter{EventIDs: []string{"e0", "e1"}}, true},
+		{"other id", reliability.PoisonFilter{EventIDs: []string{"e2"}}, false},
+		{"pattern #", reliability.PoisonFilter{RoutingKey: "orders.#"}, true},
+		{"pattern *", reliability.PoisonFilter{RoutingKey: "orders.*"}, false},
+		{"kind", reliability.PoisonFilter{Kind: envelope.KindInvalid}, true},
+		{"other kind", reliability.PoisonFilter{Kind: envelope.KindMalformed}, false},
+		{"handler", reliability.PoisonFilter{Handler: "ship"}, false},
+		{"since", reliability.PoisonFilter{Since: at}, true},
+		{"since later", reliability.PoisonFilter{Since: at.Add(time.Second)}, false},
+		{"until is exclusive", reliability.PoisonFilter{Until: at}, false},
+		{"range", reliability.PoisonFilter{Since: at.Add(-time.Hour), Until: at.Add(time.Hour)}, true},
 	} {
 		if got := tc.f.Match(m); got != tc.want {
 			t.Errorf("%s: Match = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if err := (middleware.PoisonFilter{RoutingKey: strings.Repeat("a", 256), Since: at, Until: at, Limit: -1}).Validate(); err == nil ||
+	if err := (reliability.PoisonFilter{RoutingKey: strings.Repeat("a", 256), Since: at, Until: at, Limit: -1}).Validate(); err == nil ||
 		!strings.Contains(err.Error(), "pattern") || !strings.Contains(err.Error(), "empty") || !strings.Contains(err.Error(), "negative") {
 		t.Errorf("Validate = %v, want the pattern, the empty range and the limit named", err)
 	}
@@ -396,7 +398,7 @@ func TestPoisonFilter_Match(t *testing.T) {
 // anything off the queue), show, replay to the failed handler alone, purge.
 func TestPoisonQueue_listShowReplayPurge(t *testing.T) {
 	r := relNewRabbit(t, nil, "BB_CONSUMERS=1")
-	svc, _ := r.newService(middleware.ReliabilityConfig{Retry: fastRetry(), NoRedelivery: true})
+	svc, _ := r.newService(reliability.Config{Retry: fastRetry(), NoRedelivery: true})
 	var broken atomic.Bool
 	broken.Store(true)
 	charged, shipped := &relIDs{}, &relIDs{}
@@ -406,7 +408,7 @@ func TestPoisonQueue_listShowReplayPurge(t *testing.T) {
 	}
 	if err := bus.Handle(svc, "charge", "orders.#", func(ctx context.Context, ev bus.Event[order]) error {
 		if broken.Load() {
-			return &bus.PermanentError{Kind: bus.KindInvalid, Err: errors.New("card declined for " + ev.Payload.ID)}
+			return &envelope.PermanentError{Kind: envelope.KindInvalid, Err: errors.New("card declined for " + ev.Payload.ID)}
 		}
 		replayAttempts.Store(ev.Envelope.EventID.String(), middleware.AttemptFromCtx(ctx))
 		charged.add(ev.Envelope.EventID.String())
@@ -423,9 +425,9 @@ func TestPoisonQueue_listShowReplayPurge(t *testing.T) {
 	relRunService(t, svc)
 
 	ctx := context.Background()
-	var envs []bus.Envelope
+	var envs []envelope.Envelope
 	for i, key := range []string{"orders.created", "orders.created", "orders.refunded"} {
-		env, err := bus.NewEnvelope(key, map[string]any{"id": fmt.Sprintf("o-%d", i)})
+		env, err := envelope.New(key, map[string]any{"id": fmt.Sprintf("o-%d", i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -435,20 +437,20 @@ func TestPoisonQueue_listShowReplayPurge(t *testing.T) {
 	if err := r.bus.Publish(ctx, envs...); err != nil {
 		t.Fatal(err)
 	}
-	q := middleware.NewPoisonQueue(r.bus, r.service)
+	q := reliability.NewPoisonQueue(r.bus, r.service)
 	relEventually(t, relWait, "three messages parked and shipped", func() bool {
 		n, err := q.Count(ctx)
 		return err == nil && n == 3 && shipped.distinct() == 3
 	})
 
-	all, err := q.List(ctx, middleware.PoisonFilter{})
+	all, err := q.List(ctx, reliability.PoisonFilter{})
 	if err != nil || len(all) != 3 {
 		t.Fatalf("List = %d messages, %v; want 3", len(all), err)
 	}
 	for i, m := range all {
 		env := envs[i]
-		msg, _ := bus.NewMessage(env)
-		if m.EventID != env.EventID.String() || m.RoutingKey != env.EventType || m.Kind != bus.KindInvalid ||
+		msg, _ := envelope.NewMessage(env)
+		if m.EventID != env.EventID.String() || m.RoutingKey != env.EventType || m.Kind != envelope.KindInvalid ||
 			m.Handler != "charge" || m.Service != r.service || m.Attempts != 1 || m.LastFailure.Before(before) {
 			t.Errorf("parked[%d] = %+v", i, m)
 		}
@@ -463,15 +465,15 @@ func TestPoisonQueue_listShowReplayPurge(t *testing.T) {
 		t.Errorf("List took messages off the queue: %d left, want 3", n)
 	}
 	for name, tc := range map[string]struct {
-		f    middleware.PoisonFilter
+		f    reliability.PoisonFilter
 		want int
 	}{
-		"routing key":  {middleware.PoisonFilter{RoutingKey: "orders.refunded"}, 1},
-		"pattern":      {middleware.PoisonFilter{RoutingKey: "orders.*"}, 3},
-		"kind":         {middleware.PoisonFilter{Kind: bus.KindMalformed}, 0},
-		"time, future": {middleware.PoisonFilter{Since: time.Now().Add(time.Minute)}, 0},
-		"time, range":  {middleware.PoisonFilter{Since: before, Until: time.Now().Add(time.Minute)}, 3},
-		"limit":        {middleware.PoisonFilter{Limit: 2}, 2},
+		"routing key":  {reliability.PoisonFilter{RoutingKey: "orders.refunded"}, 1},
+		"pattern":      {reliability.PoisonFilter{RoutingKey: "orders.*"}, 3},
+		"kind":         {reliability.PoisonFilter{Kind: envelope.KindMalformed}, 0},
+		"time, future": {reliability.PoisonFilter{Since: time.Now().Add(time.Minute)}, 0},
+		"time, range":  {reliability.PoisonFilter{Since: before, Until: time.Now().Add(time.Minute)}, 3},
+		"limit":        {reliability.PoisonFilter{Limit: 2}, 2},
 	} {
 		got, err := q.List(ctx, tc.f)
 		if err != nil || len(got) != tc.want {
@@ -482,14 +484,14 @@ func TestPoisonQueue_listShowReplayPurge(t *testing.T) {
 	if err != nil || shown.RoutingKey != "orders.refunded" {
 		t.Errorf("Show = %+v, %v", shown, err)
 	}
-	if _, err := q.Show(ctx, relNewID()); !errors.Is(err, middleware.ErrNotParked) {
+	if _, err := q.Show(ctx, relNewID()); !errors.Is(err, reliability.ErrNotParked) {
 		t.Errorf("Show(unknown) = %v, want ErrNotParked", err)
 	}
 
 	// The handler is fixed: replay the two orders.created. They reach
 	// "charge" alone, with the same ids, their attempts counted from 1.
 	broken.Store(false)
-	replayed, err := q.Replay(ctx, middleware.PoisonFilter{RoutingKey: "orders.created"})
+	replayed, err := q.Replay(ctx, reliability.PoisonFilter{RoutingKey: "orders.created"})
 	if err != nil || len(replayed) != 2 {
 		t.Fatalf("Replay = %d, %v; want 2", len(replayed), err)
 	}
@@ -509,10 +511,10 @@ func TestPoisonQueue_listShowReplayPurge(t *testing.T) {
 	}
 
 	// Purge by filter, then everything.
-	if n, err := q.Purge(ctx, middleware.PoisonFilter{Kind: bus.KindMalformed}); err != nil || n != 0 {
+	if n, err := q.Purge(ctx, reliability.PoisonFilter{Kind: envelope.KindMalformed}); err != nil || n != 0 {
 		t.Errorf("Purge(malformed) = %d, %v; want 0", n, err)
 	}
-	if n, err := q.Purge(ctx, middleware.PoisonFilter{EventIDs: []string{envs[2].EventID.String()}}); err != nil || n != 1 {
+	if n, err := q.Purge(ctx, reliability.PoisonFilter{EventIDs: []string{envs[2].EventID.String()}}); err != nil || n != 1 {
 		t.Errorf("Purge(id) = %d, %v; want 1", n, err)
 	}
 	broken.Store(true)
@@ -520,10 +522,10 @@ func TestPoisonQueue_listShowReplayPurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	relEventually(t, relWait, "one more parked", func() bool { n, _ := q.Count(ctx); return n == 1 })
-	if n, err := q.Purge(ctx, middleware.PoisonFilter{}); err != nil || n != 1 {
+	if n, err := q.Purge(ctx, reliability.PoisonFilter{}); err != nil || n != 1 {
 		t.Errorf("Purge(all) = %d, %v; want 1", n, err)
 	}
-	if _, err := middleware.NewPoisonQueue(r.bus, "no_such_service").List(ctx, middleware.PoisonFilter{}); !errors.Is(err, middleware.ErrNoPoisonQueue) {
+	if _, err := reliability.NewPoisonQueue(r.bus, "no_such_service").List(ctx, reliability.PoisonFilter{}); !errors.Is(err, reliability.ErrNoPoisonQueue) {
 		t.Errorf("List of a service without a poison queue = %v, want ErrNoPoisonQueue", err)
 	}
 }
@@ -532,29 +534,29 @@ func TestPoisonQueue_listShowReplayPurge(t *testing.T) {
 // be reading the queue: one Replay call must replay it once, not loop.
 func TestPoisonQueue_replayOfAFailingMessageRunsOnce(t *testing.T) {
 	r := relNewRabbit(t, nil, "BB_CONSUMERS=1")
-	svc, _ := r.newService(middleware.ReliabilityConfig{Retry: fastRetry(), NoRedelivery: true})
+	svc, _ := r.newService(reliability.Config{Retry: fastRetry(), NoRedelivery: true})
 	var calls atomic.Int64
 	if err := bus.Handle(svc, "always_fails", "orders.#", func(context.Context, bus.Event[map[string]any]) error {
 		calls.Add(1)
-		return &bus.PermanentError{Kind: bus.KindInvalid, Err: errors.New("still broken")}
+		return &envelope.PermanentError{Kind: envelope.KindInvalid, Err: errors.New("still broken")}
 	}); err != nil {
 		t.Fatal(err)
 	}
 	relRunService(t, svc)
 	ctx := context.Background()
-	env, err := bus.NewEnvelope("orders.created", map[string]any{"id": "o-1"})
+	env, err := envelope.New("orders.created", map[string]any{"id": "o-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := r.bus.Publish(ctx, env); err != nil {
 		t.Fatal(err)
 	}
-	q := middleware.NewPoisonQueue(r.bus, r.service)
+	q := reliability.NewPoisonQueue(r.bus, r.service)
 	relEventually(t, relWait, "the message parked", func() bool {
 		n, err := q.Count(ctx)
 		return err == nil && n == 1
 	})
-	replayed, err := q.Replay(ctx, middleware.PoisonFilter{})
+	replayed, err := q.Replay(ctx, reliability.PoisonFilter{})
 	if err != nil || len(replayed) != 1 {
 		t.Fatalf("Replay = %d messages, %v; want exactly 1", len(replayed), err)
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/embedded"
+	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
 // relWait is how long a test waits for something that normally happens in
@@ -118,11 +120,11 @@ func (rr *relRouter) send(handler string, msg *message.Message) bool {
 // relEventMsg is a well-formed Bloodbank message, as a producer builds it.
 func relEventMsg(t testing.TB, eventType string, payload any) *message.Message {
 	t.Helper()
-	env, err := bus.NewEnvelope(eventType, payload)
+	env, err := envelope.New(eventType, payload)
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg, err := bus.NewMessage(env)
+	msg, err := envelope.NewMessage(env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +135,7 @@ func relEventMsg(t testing.TB, eventType string, payload any) *message.Message {
 // as a foreign producer would publish it.
 func relRawMsg(id string, body []byte) *message.Message {
 	msg := message.NewMessage(id, body)
-	msg.Metadata.Set(bus.MetaRawBody, "true")
+	msg.Metadata.Set(envelope.MetaRawBody, "true")
 	return msg
 }
 
@@ -184,7 +186,7 @@ func (p *relCapturePublisher) published() []relPublished {
 // would be stored in a queue.
 func relWireBody(t testing.TB, msg *message.Message) []byte {
 	t.Helper()
-	pub, err := bus.Codec{}.Marshal(msg)
+	pub, err := envelope.Codec{}.Marshal(msg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +236,7 @@ func relEmbeddedBus(t testing.TB, service string, env ...string) *bus.Bus {
 	if err != nil {
 		t.Fatal(err)
 	}
-	broker := bus.NewEmbedded(nil)
+	broker := embedded.New(nil)
 	t.Cleanup(func() { _ = broker.Close() })
 	return bus.NewEmbeddedBus(cfg, broker, nil)
 }

@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/internal/testenv"
-	"github.com/33god/bloodbank-go/middleware"
 )
 
 // relTestDelays are the delay queues of the integration tests: short, so
@@ -58,16 +58,16 @@ func (r *relRabbit) open(logger *slog.Logger, env ...string) {
 	t.Helper()
 	// Registered first, so it runs last: after the services and the bus closed.
 	t.Cleanup(func() {
-		conn, err := amqp.Dial(r.url)
+		conn, err := amqp091.Dial(r.url)
 		if err != nil {
 			t.Logf("cannot clean up %s: %v", r.exchange, err)
 			return
 		}
 		defer conn.Close()
 		sq := r.serviceQueue()
-		queues := []string{sq, middleware.PoisonQueueName(sq)}
-		for _, d := range append(append([]time.Duration(nil), relTestDelays...), middleware.DefaultRedeliveryDelays...) {
-			queues = append(queues, middleware.RetryQueueName(sq, d))
+		queues := []string{sq, reliability.PoisonQueueName(sq)}
+		for _, d := range append(append([]time.Duration(nil), relTestDelays...), reliability.DefaultRedeliveryDelays...) {
+			queues = append(queues, reliability.RetryQueueName(sq, d))
 		}
 		for _, q := range queues {
 			if ch, err := conn.Channel(); err == nil {
@@ -104,12 +104,12 @@ func (r *relRabbit) openBus(logger *slog.Logger, env ...string) {
 
 func (r *relRabbit) serviceQueue() string { return bus.ServiceQueueName(r.exchange, r.service) }
 
-func (r *relRabbit) poisonQueue() string { return middleware.PoisonQueueName(r.serviceQueue()) }
+func (r *relRabbit) poisonQueue() string { return reliability.PoisonQueueName(r.serviceQueue()) }
 
 // raw is a plain amqp091 connection, standing in for a foreign producer.
-func (r *relRabbit) raw() *amqp.Connection {
+func (r *relRabbit) raw() *amqp091.Connection {
 	r.t.Helper()
-	conn, err := amqp.Dial(r.url)
+	conn, err := amqp091.Dial(r.url)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func (r *relRabbit) raw() *amqp.Connection {
 
 // publishRaw publishes body as is to the exchange, confirmed, as a producer
 // that does not use this module would. An empty messageID sets none.
-func (r *relRabbit) publishRaw(conn *amqp.Connection, routingKey string, body []byte, messageID string) {
+func (r *relRabbit) publishRaw(conn *amqp091.Connection, routingKey string, body []byte, messageID string) {
 	r.t.Helper()
 	ch, err := conn.Channel()
 	if err != nil {
@@ -131,8 +131,8 @@ func (r *relRabbit) publishRaw(conn *amqp.Connection, routingKey string, body []
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, r.exchange, routingKey, true, false, amqp.Publishing{
-		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: messageID, Body: body,
+	conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, r.exchange, routingKey, true, false, amqp091.Publishing{
+		ContentType: "application/json", DeliveryMode: amqp091.Persistent, MessageId: messageID, Body: body,
 	})
 	if err != nil {
 		r.t.Fatal(err)
@@ -143,7 +143,7 @@ func (r *relRabbit) publishRaw(conn *amqp.Connection, routingKey string, body []
 }
 
 // queueLen is the number of ready messages in a queue (-1 if it is missing).
-func (r *relRabbit) queueLen(conn *amqp.Connection, name string) int {
+func (r *relRabbit) queueLen(conn *amqp091.Connection, name string) int {
 	r.t.Helper()
 	ch, err := conn.Channel()
 	if err != nil {
@@ -158,7 +158,7 @@ func (r *relRabbit) queueLen(conn *amqp.Connection, name string) int {
 }
 
 // newService returns the service of r with the reliability stack.
-func (r *relRabbit) newService(cfg middleware.ReliabilityConfig) (*bus.Service, *middleware.Reliability) {
+func (r *relRabbit) newService(cfg reliability.Config) (*bus.Service, *reliability.Stack) {
 	r.t.Helper()
 	svc, err := r.bus.NewService("")
 	if err != nil {
@@ -167,7 +167,7 @@ func (r *relRabbit) newService(cfg middleware.ReliabilityConfig) (*bus.Service, 
 	if cfg.RedeliveryDelays == nil {
 		cfg.RedeliveryDelays = relTestDelays
 	}
-	rel, err := middleware.UseReliability(context.Background(), r.bus, svc, cfg)
+	rel, err := reliability.Use(context.Background(), r.bus, svc, cfg)
 	if err != nil {
 		r.t.Fatal(err)
 	}

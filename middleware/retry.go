@@ -14,7 +14,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
 // Headers of a message that Retry sends back through the broker. They are
@@ -41,7 +41,7 @@ var retryHeaders = map[string]bool{HeaderAttempts: true, HeaderRedeliveries: tru
 var ErrRetriesExhausted = errors.New("retries exhausted")
 
 // RetryError is what Retry returns when it stops trying a message without
-// success: because an attempt failed permanently (bus.IsPermanent), because
+// success: because an attempt failed permanently (envelope.IsPermanent), because
 // every attempt failed (Exhausted), or because the message's context ended.
 // It wraps the last attempt's error, so errors.Is and errors.As see through
 // it, and tells the poison queue what happened.
@@ -108,9 +108,9 @@ type RetryParams struct {
 // RedeliverParams is what a Redeliverer gets.
 type RedeliverParams struct {
 	// Message is the copy to send: the same UUID (event id), the body as it
-	// arrived with bus.MetaRawBody set, the retry headers (HeaderAttempts,
+	// arrived with envelope.MetaRawBody set, the retry headers (HeaderAttempts,
 	// HeaderRedeliveries, HeaderFirstFailure, HeaderLastError), and
-	// bus.MetaOriginalRoutingKey and bus.MetaTargetHandler, so that it comes
+	// envelope.MetaOriginalRoutingKey and envelope.MetaTargetHandler, so that it comes
 	// back under its routing key to this handler alone. Its context is the
 	// redelivery's.
 	Message *message.Message
@@ -278,7 +278,7 @@ type RetryStats struct {
 // the next one, as Watermill's Retry inside Timeout does; a panic is
 // recovered as a *PanicError and retried like any transient error.
 //
-// A permanent error (bus.IsPermanent) is returned at once, wrapped in a
+// A permanent error (envelope.IsPermanent) is returned at once, wrapped in a
 // *RetryError. When the attempts are spent and a Redeliverer is configured,
 // the message is sent back through the broker with the attempt count in its
 // headers and the delivery is acked (Disposition says
@@ -369,7 +369,7 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			if hist.firstFailure.IsZero() {
 				hist.firstFailure = lastFailure
 			}
-			if bus.IsPermanent(err) {
+			if envelope.IsPermanent(err) {
 				return nil, giveUp(false)
 			}
 		}
@@ -413,10 +413,10 @@ func (r *Retry) redeliver(msg *message.Message, handler string, attempts int, hi
 	cp.Metadata.Set(HeaderFirstFailure, formatFailureTime(hist.firstFailure))
 	cp.Metadata.Set(HeaderLastError, truncateHeader(lastErr.Error(), maxReasonLen))
 	if key := routingKeyOf(msg); key != "" {
-		cp.Metadata.Set(bus.MetaOriginalRoutingKey, key)
+		cp.Metadata.Set(envelope.MetaOriginalRoutingKey, key)
 	}
 	if handler != "" {
-		cp.Metadata.Set(bus.MetaTargetHandler, handler)
+		cp.Metadata.Set(envelope.MetaTargetHandler, handler)
 	}
 	ctx := msg.Context()
 	cp.SetContext(ctx)

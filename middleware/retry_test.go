@@ -11,7 +11,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/middleware"
 )
 
@@ -161,7 +162,7 @@ func TestRetry_freshContextPerAttempt(t *testing.T) {
 func TestRetry_permanentErrorIsNotRetried(t *testing.T) {
 	r := newRetry(t, fastRetry())
 	calls := 0
-	perm := &bus.PermanentError{Kind: bus.KindInvalid, Err: errors.New("amount must be positive")}
+	perm := &envelope.PermanentError{Kind: envelope.KindInvalid, Err: errors.New("amount must be positive")}
 	_, err := r.Middleware(func(*message.Message) ([]*message.Message, error) {
 		calls++
 		return nil, perm
@@ -173,8 +174,8 @@ func TestRetry_permanentErrorIsNotRetried(t *testing.T) {
 	if !errors.As(err, &re) || re.Attempts != 1 || re.Exhausted {
 		t.Fatalf("error = %#v, want a *RetryError with 1 attempt, not exhausted", err)
 	}
-	if !bus.IsPermanent(err) || errors.Is(err, middleware.ErrRetriesExhausted) {
-		t.Errorf("error %v: permanent=%v exhausted=%v, want permanent and not exhausted", err, bus.IsPermanent(err), errors.Is(err, middleware.ErrRetriesExhausted))
+	if !envelope.IsPermanent(err) || errors.Is(err, middleware.ErrRetriesExhausted) {
+		t.Errorf("error %v: permanent=%v exhausted=%v, want permanent and not exhausted", err, envelope.IsPermanent(err), errors.Is(err, middleware.ErrRetriesExhausted))
 	}
 	if re.FirstFailure.IsZero() || re.LastFailure.Before(re.FirstFailure) {
 		t.Errorf("failure times %v .. %v", re.FirstFailure, re.LastFailure)
@@ -257,7 +258,7 @@ func TestRetry_endedMessageContextStopsWaiting(t *testing.T) {
 		return nil, errTransient
 	})(msg)
 	var re *middleware.RetryError
-	if !errors.As(err, &re) || re.Exhausted || bus.IsPermanent(err) {
+	if !errors.As(err, &re) || re.Exhausted || envelope.IsPermanent(err) {
 		t.Fatalf("error = %v, want a retry error neither exhausted nor permanent (the transport requeues it)", err)
 	}
 }
@@ -304,7 +305,7 @@ func TestRetry_redeliversWithAttemptHeadersAndAcks(t *testing.T) {
 	}, relHandler{"billing", func(*message.Message) error { return errTransient }})
 
 	msg := relEventMsg(t, "orders.created", map[string]any{"n": 1})
-	msg.Metadata.Set(bus.MetaRoutingKey, "orders.created")
+	msg.Metadata.Set(envelope.MetaRoutingKey, "orders.created")
 	msg.Metadata.Set("x-producer", "kept")
 	if !rr.send("billing", msg) {
 		t.Fatal("a redelivered message was nacked; it must be acked once the broker holds the copy")
@@ -326,20 +327,20 @@ func TestRetry_redeliversWithAttemptHeadersAndAcks(t *testing.T) {
 	}
 	for k, want := range map[string]string{
 		middleware.HeaderAttempts: "3", middleware.HeaderRedeliveries: "1", middleware.HeaderLastError: errTransient.Error(),
-		bus.MetaTargetHandler: "billing", bus.MetaOriginalRoutingKey: "orders.created", bus.MetaRawBody: "true",
+		envelope.MetaTargetHandler: "billing", envelope.MetaOriginalRoutingKey: "orders.created", envelope.MetaRawBody: "true",
 	} {
 		if got := cp.Metadata.Get(k); got != want {
 			t.Errorf("header %s = %q, want %q", k, got, want)
 		}
 	}
-	if _, err := bus.ParseTimestamp(cp.Metadata.Get(middleware.HeaderFirstFailure)); err != nil {
+	if _, err := envelope.ParseTimestamp(cp.Metadata.Get(middleware.HeaderFirstFailure)); err != nil {
 		t.Errorf("first failure header: %v", err)
 	}
 	if cp.Metadata.Get("x-producer") != "" {
 		t.Error("a broker x- header was carried over")
 	}
 	// Not from a broker: the body is the envelope as the codec writes it.
-	env, err := bus.DecodeEnvelope(cp.Payload)
+	env, err := envelope.Decode(cp.Payload)
 	if err != nil || env.EventID.String() != msg.UUID {
 		t.Errorf("copy body is not the message's envelope: %v", err)
 	}
@@ -365,8 +366,8 @@ func TestRetry_readsAttemptHeaderBack(t *testing.T) {
 	first := time.Date(2026, 1, 29, 10, 0, 0, 0, time.UTC)
 	msg.Metadata.Set(middleware.HeaderAttempts, "6")
 	msg.Metadata.Set(middleware.HeaderRedeliveries, "2")
-	msg.Metadata.Set(middleware.HeaderFirstFailure, bus.FormatTimestamp(first))
-	msg.Metadata.Set(bus.MetaTargetHandler, "billing")
+	msg.Metadata.Set(middleware.HeaderFirstFailure, envelope.FormatTimestamp(first))
+	msg.Metadata.Set(envelope.MetaTargetHandler, "billing")
 	if !rr.send("billing", msg) {
 		t.Fatal("nacked")
 	}
@@ -375,7 +376,7 @@ func TestRetry_readsAttemptHeaderBack(t *testing.T) {
 	}
 	p := red.params()[0]
 	if p.Redelivery != 3 || p.Message.Metadata.Get(middleware.HeaderAttempts) != "9" ||
-		p.Message.Metadata.Get(middleware.HeaderFirstFailure) != bus.FormatTimestamp(first) {
+		p.Message.Metadata.Get(middleware.HeaderFirstFailure) != envelope.FormatTimestamp(first) {
 		t.Errorf("redelivery %d, headers %v", p.Redelivery, p.Message.Metadata)
 	}
 
@@ -387,7 +388,7 @@ func TestRetry_readsAttemptHeaderBack(t *testing.T) {
 		m := message.NewMessage(relNewID(), nil)
 		m.Metadata.Set(middleware.HeaderAttempts, "9")
 		m.Metadata.Set(middleware.HeaderRedeliveries, "3")
-		m.Metadata.Set(middleware.HeaderFirstFailure, bus.FormatTimestamp(first))
+		m.Metadata.Set(middleware.HeaderFirstFailure, envelope.FormatTimestamp(first))
 		return m
 	}())
 	var re *middleware.RetryError
@@ -410,7 +411,7 @@ func TestRetry_ignoresAnotherHandlersAttempts(t *testing.T) {
 		}})
 	msg := message.NewMessage(relNewID(), nil)
 	msg.Metadata.Set(middleware.HeaderAttempts, "6")
-	msg.Metadata.Set(bus.MetaTargetHandler, "billing")
+	msg.Metadata.Set(envelope.MetaTargetHandler, "billing")
 	if !rr.send("shipping", msg) || !equalInts(seen, []int{1}) {
 		t.Errorf("attempts = %v, want [1]", seen)
 	}
@@ -435,7 +436,7 @@ func TestRetry_failedRedeliveryNacks(t *testing.T) {
 	if rr.send("billing", message.NewMessage(relNewID(), nil)) {
 		t.Fatal("acked although the broker did not take the redelivery: the message would be lost")
 	}
-	if bus.IsPermanent(lastErr) || errors.Is(lastErr, middleware.ErrRetriesExhausted) || !errors.Is(lastErr, errRelPublish) {
+	if envelope.IsPermanent(lastErr) || errors.Is(lastErr, middleware.ErrRetriesExhausted) || !errors.Is(lastErr, errRelPublish) {
 		t.Errorf("error = %v, want the redelivery's error, neither permanent nor exhausted", lastErr)
 	}
 	if calls.Load() != 3 || r.Stats().Redelivered != 0 {
@@ -453,7 +454,7 @@ func TestRetry_redeliveryThroughDelayQueueReachesTheFailedHandlerOnly(t *testing
 	if err != nil {
 		t.Fatal(err)
 	}
-	rel, err := middleware.UseReliability(context.Background(), b, svc, middleware.ReliabilityConfig{
+	rel, err := reliability.Use(context.Background(), b, svc, reliability.Config{
 		Retry:            middleware.RetryConfig{MaxAttempts: 2, InitialInterval: time.Millisecond, NoJitter: true},
 		RedeliveryDelays: []time.Duration{20 * time.Millisecond, 40 * time.Millisecond},
 	})

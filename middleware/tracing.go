@@ -14,7 +14,8 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/transport"
 )
 
 // The W3C trace-context keys, in message metadata and therefore, through
@@ -72,7 +73,7 @@ type TracingConfig struct {
 	System string
 	// Destination is the messaging.destination.name attribute: the
 	// exchange messages are published to. Optional; default
-	// bus.DefaultExchange (set it to bus.Config.ExchangeName).
+	// envelope.DefaultExchange (set it to bus.Config.ExchangeName).
 	Destination string
 }
 
@@ -87,7 +88,7 @@ func (c *TracingConfig) setDefaults() {
 		c.System = "rabbitmq"
 	}
 	if c.Destination == "" {
-		c.Destination = bus.DefaultExchange
+		c.Destination = envelope.DefaultExchange
 	}
 }
 
@@ -112,7 +113,7 @@ func (c *TracingConfig) setDefaults() {
 // correlation graph, and the event type; spans about a message on the bus
 // also carry the routing key and the messaging semantic conventions. A
 // failed publish, handler or execution records its error, with error.type
-// the kind of a *bus.PermanentError ("invalid", "malformed", ...), a
+// the kind of a *envelope.PermanentError ("invalid", "malformed", ...), a
 // publish failure ("unroutable", "not_confirmed"), "timeout", or the Go
 // type of any other error.
 //
@@ -351,12 +352,12 @@ func (t *Tracing) eventAttributes(msg *message.Message, routingKey string, op at
 // the key of the correlation graph, its type (fallback when it has none)
 // and its parents.
 func identityAttributes(msg *message.Message, fallbackType string) []attribute.KeyValue {
-	eventType := bus.EventType(msg)
+	eventType := envelope.EventType(msg)
 	if eventType == "" {
 		eventType = fallbackType
 	}
 	attrs := []attribute.KeyValue{AttrEventID.String(msg.UUID), AttrEventType.String(eventType)}
-	if ids := msg.Metadata.Get(bus.MetaCorrelationIDs); ids != "" {
+	if ids := msg.Metadata.Get(envelope.MetaCorrelationIDs); ids != "" {
 		attrs = append(attrs, AttrCorrelationIDs.StringSlice(splitIDs(ids)))
 	}
 	return attrs
@@ -365,18 +366,18 @@ func identityAttributes(msg *message.Message, fallbackType string) []attribute.K
 // tracingRoutingKey is the routing key a delivery came under, else its
 // event type, else the topic its handler subscribed to.
 func tracingRoutingKey(msg *message.Message) string {
-	if k := msg.Metadata.Get(bus.MetaRoutingKey); k != "" {
+	if k := msg.Metadata.Get(envelope.MetaRoutingKey); k != "" {
 		return k
 	}
-	if k := bus.EventType(msg); k != "" {
+	if k := envelope.EventType(msg); k != "" {
 		return k
 	}
 	return message.SubscribeTopicFromCtx(msg.Context())
 }
 
-// splitIDs renders bus.MetaCorrelationIDs as a list, keeping only valid ids.
+// splitIDs renders envelope.MetaCorrelationIDs as a list, keeping only valid ids.
 func splitIDs(s string) []string {
-	ids, err := bus.ParseIDs(s)
+	ids, err := envelope.ParseIDs(s)
 	if err != nil {
 		return []string{s}
 	}
@@ -417,13 +418,13 @@ func endSpanOnPanic(span trace.Span) {
 // wrappers (fmt.Errorf's, errors.Join's): "*middleware.RetryError" when
 // the retries gave up, "*middleware.PanicError" for a recovered panic.
 func errorType(err error) string {
-	var pe *bus.PermanentError
+	var pe *envelope.PermanentError
 	switch {
 	case errors.As(err, &pe) && pe.Kind != "":
 		return pe.Kind
-	case errors.Is(err, bus.ErrUnroutable):
+	case errors.Is(err, transport.ErrUnroutable):
 		return "unroutable"
-	case errors.Is(err, bus.ErrNotConfirmed):
+	case errors.Is(err, transport.ErrNotConfirmed):
 		return "not_confirmed"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"

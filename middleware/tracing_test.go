@@ -16,14 +16,15 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/transport"
 	"github.com/33god/bloodbank-go/middleware"
 )
 
@@ -66,13 +67,13 @@ func (p *trCapture) last(t *testing.T) *message.Message {
 }
 
 // trEvent builds the message of an event of type eventType.
-func trEvent(t testing.TB, eventType string, payload string, opts ...bus.EnvelopeOption) *message.Message {
+func trEvent(t testing.TB, eventType string, payload string, opts ...envelope.Option) *message.Message {
 	t.Helper()
-	env, err := bus.NewEnvelope(eventType, []byte(payload), opts...)
+	env, err := envelope.New(eventType, []byte(payload), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg, err := bus.NewMessage(env)
+	msg, err := envelope.NewMessage(env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,13 +82,13 @@ func trEvent(t testing.TB, eventType string, payload string, opts ...bus.Envelop
 
 // trOverTheWire sends msg through the AMQP wire codec, as RabbitMQ would
 // deliver it under routingKey, and returns the AMQP headers it had.
-func trOverTheWire(t *testing.T, msg *message.Message, routingKey string) (*message.Message, amqp.Table) {
+func trOverTheWire(t *testing.T, msg *message.Message, routingKey string) (*message.Message, amqp091.Table) {
 	t.Helper()
-	pub, err := bus.Codec{}.Marshal(msg)
+	pub, err := envelope.Codec{}.Marshal(msg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := bus.Codec{}.Unmarshal(amqp.Delivery{
+	got, err := envelope.Codec{}.Unmarshal(amqp091.Delivery{
 		Body: pub.Body, MessageId: pub.MessageId, RoutingKey: routingKey, Headers: pub.Headers,
 	})
 	if err != nil {
@@ -164,9 +165,9 @@ func TestTracing_publishHandlePublishIsOneTraceAcrossTheWire(t *testing.T) {
 
 	var responseID string
 	handler := tr.Middleware(func(msg *message.Message) ([]*message.Message, error) {
-		ctx := bus.WithCause(msg.Context(), uuid.MustParse(msg.UUID))
+		ctx := envelope.WithCause(msg.Context(), uuid.MustParse(msg.UUID))
 		resp := trEvent(t, "agent.thread.response", `{"provider":"anthropic","response":"echo: hi"}`,
-			bus.WithCorrelationIDs(uuid.MustParse(msg.UUID)))
+			envelope.WithCorrelationIDs(uuid.MustParse(msg.UUID)))
 		responseID = resp.UUID
 		resp.SetContext(ctx)
 		return nil, pub.Publish("agent.thread.response", resp)
@@ -194,7 +195,7 @@ func TestTracing_publishHandlePublishIsOneTraceAcrossTheWire(t *testing.T) {
 		"messaging.system":                           "rabbitmq",
 		"messaging.operation.type":                   "send",
 		"messaging.operation.name":                   "publish",
-		"messaging.destination.name":                 bus.DefaultExchange,
+		"messaging.destination.name":                 envelope.DefaultExchange,
 		"messaging.rabbitmq.destination.routing_key": "agent.thread.prompt",
 		"messaging.message.id":                       prompt.UUID,
 		middleware.AttrEventID:                       prompt.UUID,
@@ -273,7 +274,7 @@ func TestTracing_handleRecordsTheHandlersError(t *testing.T) {
 		name, wantType string
 		err            error
 	}{
-		{"permanent", "invalid", &bus.PermanentError{Kind: bus.KindInvalid, Err: errors.New("payload.tags: expected array, got string")}},
+		{"permanent", "invalid", &envelope.PermanentError{Kind: envelope.KindInvalid, Err: errors.New("payload.tags: expected array, got string")}},
 		{"wrapped plain error", "*errors.errorString", fmt.Errorf("cannot ingest: %w", errors.New("vector store down"))},
 		{"timeout", "timeout", fmt.Errorf("cannot ingest: %w", context.DeadlineExceeded)},
 	}
@@ -465,9 +466,9 @@ func TestTracing_publishContinuesTheTraceAMessageCarries(t *testing.T) {
 
 func TestTracing_failedPublishEndsEverySpanWithTheError(t *testing.T) {
 	tr, rec := trSetup(t)
-	failing := &trCapture{err: fmt.Errorf("cannot publish: %w", bus.ErrUnroutable)}
+	failing := &trCapture{err: fmt.Errorf("cannot publish: %w", transport.ErrUnroutable)}
 	a, b := trEvent(t, "artifact.created", `{}`), trEvent(t, "artifact.created", `{}`)
-	if err := tr.DecoratePublisher(failing).Publish("artifact.created", a, b); !errors.Is(err, bus.ErrUnroutable) {
+	if err := tr.DecoratePublisher(failing).Publish("artifact.created", a, b); !errors.Is(err, transport.ErrUnroutable) {
 		t.Fatalf("Publish returned %v, want the publisher's error", err)
 	}
 	spans := rec.Ended()
@@ -517,19 +518,19 @@ func ExampleTracing() {
 	router.AddMiddleware(tr.Middleware)
 	router.AddHandler("answer_prompts", "agent.thread.prompt", pubsub, "agent.thread.response", pubsub,
 		func(msg *message.Message) ([]*message.Message, error) {
-			env, err := bus.NewEnvelope("agent.thread.response", map[string]any{"provider": "echo", "response": "hi"})
+			env, err := envelope.New("agent.thread.response", map[string]any{"provider": "echo", "response": "hi"})
 			if err != nil {
 				return nil, err
 			}
-			answer, err := bus.NewMessage(env)
+			answer, err := envelope.NewMessage(env)
 			return []*message.Message{answer}, err
 		})
 	go func() { _ = router.Run(context.Background()) }()
 	defer router.Close()
 	<-router.Running()
 
-	env, _ := bus.NewEnvelope("agent.thread.prompt", map[string]any{"provider": "echo", "prompt": "hi"})
-	prompt, _ := bus.NewMessage(env)
+	env, _ := envelope.New("agent.thread.prompt", map[string]any{"provider": "echo", "prompt": "hi"})
+	prompt, _ := envelope.NewMessage(env)
 	_ = tr.DecoratePublisher(pubsub).Publish("agent.thread.prompt", prompt)
 	answer := <-answers
 	answer.Ack()

@@ -8,7 +8,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 )
 
@@ -35,7 +35,7 @@ const (
 	// this service's catalogue knew it.
 	UnknownPassThrough UnknownTypePolicy = iota
 	// UnknownReject fails an event of an unknown type with a
-	// *bus.PermanentError of kind bus.KindUnknownType, for a service that
+	// *envelope.PermanentError of kind envelope.KindUnknownType, for a service that
 	// must only ever see the types it was built for.
 	UnknownReject
 )
@@ -97,14 +97,14 @@ type ValidationStats struct {
 	// the handler.
 	Valid uint64
 	// Invalid messages had a payload the Validator rejected; they failed
-	// with a permanent error of kind bus.KindInvalid.
+	// with a permanent error of kind envelope.KindInvalid.
 	Invalid uint64
-	// Malformed messages had a body that was not an envelope (bus.Malformed);
-	// they failed with a permanent error of kind bus.KindMalformed.
+	// Malformed messages had a body that was not an envelope (envelope.Malformed);
+	// they failed with a permanent error of kind envelope.KindMalformed.
 	Malformed uint64
 	// Unknown messages had an event type the Validator does not know; they
 	// reached the handler unvalidated (UnknownPassThrough) or failed with a
-	// permanent error of kind bus.KindUnknownType (UnknownReject).
+	// permanent error of kind envelope.KindUnknownType (UnknownReject).
 	Unknown uint64
 }
 
@@ -119,12 +119,12 @@ type Validation struct {
 
 // Validate returns the validation middleware. For each message it:
 //
-//   - fails a message the codec marked malformed (bus.Malformed) with
-//     &bus.PermanentError{Kind: bus.KindMalformed, Err: *bus.MalformedError},
+//   - fails a message the codec marked malformed (envelope.Malformed) with
+//     &envelope.PermanentError{Kind: envelope.KindMalformed, Err: *envelope.MalformedError},
 //     whose reason names the field at fault;
-//   - validates the payload against the event type bus.EventType(msg), which
+//   - validates the payload against the event type envelope.EventType(msg), which
 //     is the routing key, and fails an invalid one with
-//     &bus.PermanentError{Kind: bus.KindInvalid, Err: the Validator's error},
+//     &envelope.PermanentError{Kind: envelope.KindInvalid, Err: the Validator's error},
 //     so errors.As finds the *domains.ValidationError and its JSON paths;
 //   - applies cfg.UnknownTypes to a type the Validator does not know;
 //   - otherwise calls the handler.
@@ -159,13 +159,13 @@ func (v *Validation) Middleware(h message.HandlerFunc) message.HandlerFunc {
 // check returns nil when msg may reach the handler, or the permanent error
 // that stops it.
 func (v *Validation) check(msg *message.Message) error {
-	if reason, bad := bus.Malformed(msg); bad {
+	if reason, bad := envelope.Malformed(msg); bad {
 		v.malformed.Add(1)
 		v.cfg.Logger.Debug("malformed message rejected",
 			slog.String("event_id", msg.UUID), slog.String("reason", reason))
-		return &bus.PermanentError{Kind: bus.KindMalformed, Err: &bus.MalformedError{Reason: reason}}
+		return &envelope.PermanentError{Kind: envelope.KindMalformed, Err: &envelope.MalformedError{Reason: reason}}
 	}
-	eventType := bus.EventType(msg)
+	eventType := envelope.EventType(msg)
 	err := v.cfg.Validator.Validate(eventType, msg.Payload)
 	switch {
 	case err == nil:
@@ -176,7 +176,7 @@ func (v *Validation) check(msg *message.Message) error {
 		if v.cfg.UnknownTypes == UnknownReject {
 			v.cfg.Logger.Debug("unknown event type rejected",
 				slog.String("event_id", msg.UUID), slog.String("event_type", eventType))
-			return &bus.PermanentError{Kind: bus.KindUnknownType, Err: err}
+			return &envelope.PermanentError{Kind: envelope.KindUnknownType, Err: err}
 		}
 		v.cfg.Logger.Debug("unknown event type passed through unvalidated",
 			slog.String("event_id", msg.UUID), slog.String("event_type", eventType))
@@ -185,7 +185,7 @@ func (v *Validation) check(msg *message.Message) error {
 		v.invalid.Add(1)
 		v.cfg.Logger.Debug("invalid payload rejected",
 			slog.String("event_id", msg.UUID), slog.String("event_type", eventType), slog.String("error", err.Error()))
-		return &bus.PermanentError{Kind: bus.KindInvalid, Err: err}
+		return &envelope.PermanentError{Kind: envelope.KindInvalid, Err: err}
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/embedded"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/catalog"
 	"github.com/33god/bloodbank-go/middleware"
@@ -34,13 +36,13 @@ func testRegistry(t testing.TB) *domains.Registry {
 
 // eventMessage builds the Watermill message of an envelope of eventType
 // with the given payload JSON.
-func eventMessage(t testing.TB, eventType, payload string, opts ...bus.EnvelopeOption) *message.Message {
+func eventMessage(t testing.TB, eventType, payload string, opts ...envelope.Option) *message.Message {
 	t.Helper()
-	env, err := bus.NewEnvelope(eventType, json.RawMessage(payload), opts...)
+	env, err := envelope.New(eventType, json.RawMessage(payload), opts...)
 	if err != nil {
 		t.Fatalf("NewEnvelope(%s): %v", eventType, err)
 	}
-	msg, err := bus.NewMessage(env)
+	msg, err := envelope.NewMessage(env)
 	if err != nil {
 		t.Fatalf("NewMessage(%s): %v", eventType, err)
 	}
@@ -147,11 +149,11 @@ func newValidation(t testing.TB, cfg middleware.ValidateConfig) *middleware.Vali
 
 // permanentOf returns err's PermanentError, failing the test if there is none
 // or its kind is not kind.
-func permanentOf(t *testing.T, err error, kind string) *bus.PermanentError {
+func permanentOf(t *testing.T, err error, kind string) *envelope.PermanentError {
 	t.Helper()
-	var pe *bus.PermanentError
+	var pe *envelope.PermanentError
 	if !errors.As(err, &pe) {
-		t.Fatalf("error %v (%T) is not a *bus.PermanentError", err, err)
+		t.Fatalf("error %v (%T) is not a *envelope.PermanentError", err, err)
 	}
 	if pe.Kind != kind {
 		t.Errorf("PermanentError kind = %q, want %q (error: %v)", pe.Kind, kind, err)
@@ -180,9 +182,9 @@ func TestValidate_invalidPayloadNeverReachesHandler(t *testing.T) {
 	if o.reached {
 		t.Error("the handler got an invalid payload")
 	}
-	permanentOf(t, o.err, bus.KindInvalid)
-	if !bus.IsPermanent(o.err) {
-		t.Error("bus.IsPermanent = false")
+	permanentOf(t, o.err, envelope.KindInvalid)
+	if !envelope.IsPermanent(o.err) {
+		t.Error("envelope.IsPermanent = false")
 	}
 	var ve *domains.ValidationError
 	if !errors.As(o.err, &ve) {
@@ -208,13 +210,13 @@ func TestValidate_malformedNeverReachesHandler(t *testing.T) {
 
 	// What the codec makes of a body that is not an envelope.
 	msg := message.NewMessage(uuid.NewString(), []byte(`{"event_type": 42}`))
-	msg.Metadata.Set(bus.MetaMalformed, "event_type: expected a string")
+	msg.Metadata.Set(envelope.MetaMalformed, "event_type: expected a string")
 	o := vr.send(t, msg)
 	if o.reached {
 		t.Error("the handler got a malformed message")
 	}
-	pe := permanentOf(t, o.err, bus.KindMalformed)
-	var me *bus.MalformedError
+	pe := permanentOf(t, o.err, envelope.KindMalformed)
+	var me *envelope.MalformedError
 	if !errors.As(pe, &me) || me.Reason != "event_type: expected a string" {
 		t.Errorf("malformed error %v does not carry the codec's reason", pe)
 	}
@@ -246,7 +248,7 @@ func TestValidate_unknownTypePolicies(t *testing.T) {
 					t.Errorf("err = %v, want nil", o.err)
 				}
 			} else {
-				permanentOf(t, o.err, bus.KindUnknownType)
+				permanentOf(t, o.err, envelope.KindUnknownType)
 				if !errors.Is(o.err, domains.ErrUnknownEventType) {
 					t.Errorf("errors.Is(err, ErrUnknownEventType) = false for %v", o.err)
 				}
@@ -259,7 +261,7 @@ func TestValidate_unknownTypePolicies(t *testing.T) {
 			if o.reached {
 				t.Error("an invalid known event reached the handler")
 			}
-			permanentOf(t, o.err, bus.KindInvalid)
+			permanentOf(t, o.err, envelope.KindInvalid)
 		})
 	}
 }
@@ -304,7 +306,7 @@ func TestUnknownTypePolicy_String(t *testing.T) {
 // logged and acked by the service (no poison queue yet): the handler never
 // sees the message, and it is not redelivered.
 func TestValidate_serviceNeverRedeliversInvalid(t *testing.T) {
-	broker := bus.NewEmbedded(nil)
+	broker := embedded.New(nil)
 	t.Cleanup(func() { _ = broker.Close() })
 	cfg, err := bus.LoadConfig([]string{"SERVICE_NAME=validate_" + strings.ReplaceAll(t.Name(), "/", "_"),
 		"BB_CONSUMERS=1", "BB_DRAIN_TIMEOUT=5s"}, "")
@@ -345,7 +347,7 @@ func TestValidate_serviceNeverRedeliversInvalid(t *testing.T) {
 		t.Fatal("service did not start")
 	}
 
-	invalid, err := bus.NewEnvelope("agent.thread.prompt", json.RawMessage(`{"provider":"anthropic","prompt":"hi","tags":"x"}`))
+	invalid, err := envelope.New("agent.thread.prompt", json.RawMessage(`{"provider":"anthropic","prompt":"hi","tags":"x"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +357,7 @@ func TestValidate_serviceNeverRedeliversInvalid(t *testing.T) {
 	// A body that is not an envelope: the codec marks it malformed on the
 	// way in, as it would coming from RabbitMQ.
 	garbage := message.NewMessage(uuid.NewString(), []byte(`not an envelope`))
-	garbage.Metadata.Set(bus.MetaMalformed, "not JSON")
+	garbage.Metadata.Set(envelope.MetaMalformed, "not JSON")
 	if err := b.Publisher().Publish("agent.thread.prompt", garbage); err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +365,7 @@ func TestValidate_serviceNeverRedeliversInvalid(t *testing.T) {
 	// published after them were handled, the rejected ones were settled,
 	// and a redelivery would have been counted before the second one.
 	for i := range 2 {
-		valid, err := bus.NewEnvelope("agent.thread.prompt", json.RawMessage(validPrompt))
+		valid, err := envelope.New("agent.thread.prompt", json.RawMessage(validPrompt))
 		if err != nil {
 			t.Fatal(err)
 		}

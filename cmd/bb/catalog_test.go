@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains/catalog"
 )
 
@@ -143,7 +143,7 @@ func TestID_matchesThePythonIDs(t *testing.T) {
 	// A value given as text is the id of the Python int with those digits,
 	// and a value may itself hold '='.
 	res := mustSucceed(t, run{}, "id", "github.pr.created", "repo_owner=33god", "repo_name=bloodbank", "pr_number=42", "note=a=b")
-	want, err := bus.DeterministicID("github.pr.created", map[string]any{"repo_owner": "33god", "repo_name": "bloodbank", "pr_number": 42, "note": "a=b"})
+	want, err := envelope.DeterministicID("github.pr.created", map[string]any{"repo_owner": "33god", "repo_name": "bloodbank", "pr_number": 42, "note": "a=b"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,12 +21,15 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/reliability"
+	"github.com/33god/bloodbank-go/bus/topic"
+	"github.com/33god/bloodbank-go/bus/transport"
 	"github.com/33god/bloodbank-go/middleware"
 )
 
 // dlqKinds are the failure kinds a parked message can have, for --kind.
-var dlqKinds = []string{bus.KindMalformed, bus.KindInvalid, bus.KindUnknownType, bus.KindHandler, middleware.KindPanic}
+var dlqKinds = []string{envelope.KindMalformed, envelope.KindInvalid, envelope.KindUnknownType, envelope.KindHandler, middleware.KindPanic}
 
 // dlqReasonWidth is how much of a reason `bb dlq list` shows.
 const dlqReasonWidth = 80
@@ -90,10 +93,10 @@ func (f *dlqFilterFlags) register(fs *pflag.FlagSet) {
 }
 
 // filter checks the flags and builds the filter they describe.
-func (f dlqFilterFlags) filter(now time.Time) (middleware.PoisonFilter, error) {
-	out := middleware.PoisonFilter{RoutingKey: f.routingKey, Kind: f.kind, Handler: f.handler, Limit: f.limit}
+func (f dlqFilterFlags) filter(now time.Time) (reliability.PoisonFilter, error) {
+	out := reliability.PoisonFilter{RoutingKey: f.routingKey, Kind: f.kind, Handler: f.handler, Limit: f.limit}
 	if f.routingKey != "" {
-		if _, err := bus.CompilePattern(f.routingKey); err != nil {
+		if _, err := topic.Compile(f.routingKey); err != nil {
 			return out, usageErrorf("--routing-key %q: %v (e.g. 'agent.thread.prompt' or 'fireflies.#')", f.routingKey, err)
 		}
 	}
@@ -144,7 +147,7 @@ func parseWhen(flag, s string, now time.Time) (time.Time, error) {
 // poisonQueue connects to the broker and returns the poison queue of the
 // service (SERVICE_NAME when service is ""), and a function that closes
 // the connection.
-func (a *app) poisonQueue(ctx context.Context, service string) (*middleware.PoisonQueue, func(), error) {
+func (a *app) poisonQueue(ctx context.Context, service string) (*reliability.PoisonQueue, func(), error) {
 	cfg, err := a.settings()
 	if err != nil {
 		return nil, nil, err
@@ -160,7 +163,7 @@ func (a *app) poisonQueue(ctx context.Context, service string) (*middleware.Pois
 	if err != nil {
 		return nil, nil, err
 	}
-	q := middleware.NewPoisonQueue(b, service)
+	q := reliability.NewPoisonQueue(b, service)
 	logger.Debug("dlq: poison queue", slog.String("queue", q.Name()), slog.String("service_queue", q.ServiceQueue()))
 	return q, func() { _ = b.Close() }, nil
 }
@@ -168,14 +171,14 @@ func (a *app) poisonQueue(ctx context.Context, service string) (*middleware.Pois
 // dlqError says what to do about a failed poison-queue operation: a wrong
 // service or event id is the user's to fix (exit 1), anything else is the
 // broker's (exit 2).
-func (a *app) dlqError(err error, q *middleware.PoisonQueue) error {
+func (a *app) dlqError(err error, q *reliability.PoisonQueue) error {
 	switch {
-	case errors.Is(err, middleware.ErrNoPoisonQueue):
+	case errors.Is(err, reliability.ErrNoPoisonQueue):
 		return usageErrorf("%v\nthe queue %s does not exist: check --service (or SERVICE_NAME; the command processor's is command_processor) and EXCHANGE_NAME; a service has a poison queue once it ran with the reliability middleware",
 			err, q.Name())
-	case errors.Is(err, middleware.ErrNotParked):
+	case errors.Is(err, reliability.ErrNotParked):
 		return usageErrorf("%v\nlist what is parked with: bb dlq list --service %s", err, serviceOf(q))
-	case errors.Is(err, bus.ErrUnroutable):
+	case errors.Is(err, transport.ErrUnroutable):
 		return infraErrorf("%v\nthe service queue %s does not exist: start the service once (it declares its queue), or check --service", err, q.ServiceQueue())
 	case errors.Is(err, context.DeadlineExceeded):
 		return infraErrorf("%v\nthe broker did not answer within %s: check that it is up, or raise --timeout", err, a.timeout)
@@ -184,7 +187,7 @@ func (a *app) dlqError(err error, q *middleware.PoisonQueue) error {
 }
 
 // serviceOf recovers the service name from its queue names.
-func serviceOf(q *middleware.PoisonQueue) string {
+func serviceOf(q *reliability.PoisonQueue) string {
 	name := strings.TrimSuffix(q.Name(), ".poison")
 	if i := strings.LastIndex(name, "."); i >= 0 && q.ServiceQueue() == name {
 		return name[i+1:]
@@ -221,7 +224,7 @@ reason, and the body ("body" as text, or "body_base64" when it is not UTF-8).`,
 	return cmd
 }
 
-func (a *app) runDLQList(ctx context.Context, service string, filter middleware.PoisonFilter, asJSON bool) error {
+func (a *app) runDLQList(ctx context.Context, service string, filter reliability.PoisonFilter, asJSON bool) error {
 	q, closeBus, err := a.poisonQueue(ctx, service)
 	if err != nil {
 		return err
@@ -361,7 +364,7 @@ others were replayed. Fix what made them fail first, or they come back.`,
 	return cmd
 }
 
-func (a *app) runDLQReplay(ctx context.Context, service string, filter middleware.PoisonFilter) error {
+func (a *app) runDLQReplay(ctx context.Context, service string, filter reliability.PoisonFilter) error {
 	q, closeBus, err := a.poisonQueue(ctx, service)
 	if err != nil {
 		return err
@@ -387,7 +390,7 @@ func (a *app) runDLQReplay(ctx context.Context, service string, filter middlewar
 	}
 	if len(missing) > 0 {
 		return usageErrorf("not parked in %s%s: %s\nlist what is parked with: bb dlq list --service %s",
-			q.Name(), filterNote(middleware.PoisonFilter{RoutingKey: filter.RoutingKey, Kind: filter.Kind, Handler: filter.Handler, Since: filter.Since, Until: filter.Until}),
+			q.Name(), filterNote(reliability.PoisonFilter{RoutingKey: filter.RoutingKey, Kind: filter.Kind, Handler: filter.Handler, Since: filter.Since, Until: filter.Until}),
 			strings.Join(missing, ", "), serviceOf(q))
 	}
 	return nil
@@ -400,7 +403,7 @@ func (a *app) runDLQReplay(ctx context.Context, service string, filter middlewar
 // again, over and over until its context ends. So the selection is read
 // first, and Replay is bounded to its ids and its size; the scan goes in
 // queue order and stops before the re-parked copies.
-func replayOnce(ctx context.Context, q *middleware.PoisonQueue, filter middleware.PoisonFilter) ([]middleware.ParkedMessage, error) {
+func replayOnce(ctx context.Context, q *reliability.PoisonQueue, filter reliability.PoisonFilter) ([]reliability.ParkedMessage, error) {
 	selected, err := q.List(ctx, filter)
 	if err != nil || len(selected) == 0 {
 		return nil, err
@@ -447,7 +450,7 @@ required, and bb refuses (exit 1) without it.`,
 	return cmd
 }
 
-func (a *app) runDLQPurge(ctx context.Context, service string, filter middleware.PoisonFilter, yes bool) error {
+func (a *app) runDLQPurge(ctx context.Context, service string, filter reliability.PoisonFilter, yes bool) error {
 	q, closeBus, err := a.poisonQueue(ctx, service)
 	if err != nil {
 		return err
@@ -480,7 +483,7 @@ func (a *app) runDLQPurge(ctx context.Context, service string, filter middleware
 }
 
 // countParked is how many parked messages the filter selects.
-func (a *app) countParked(ctx context.Context, q *middleware.PoisonQueue, filter middleware.PoisonFilter) (int, error) {
+func (a *app) countParked(ctx context.Context, q *reliability.PoisonQueue, filter reliability.PoisonFilter) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	if filter.IsZero() {
@@ -513,14 +516,14 @@ type parkedMessageJSON struct {
 	BodyBase64   string            `json:"body_base64,omitempty"`
 }
 
-func parkedJSON(m middleware.ParkedMessage) parkedMessageJSON {
+func parkedJSON(m reliability.ParkedMessage) parkedMessageJSON {
 	out := parkedMessageJSON{EventID: m.EventID, RoutingKey: m.RoutingKey, Kind: m.Kind, Handler: m.Handler, Service: m.Service,
 		Attempts: m.Attempts, Reason: m.Reason, Headers: m.Headers}
 	if !m.FirstFailure.IsZero() {
-		out.FirstFailure = bus.FormatTimestamp(m.FirstFailure)
+		out.FirstFailure = envelope.FormatTimestamp(m.FirstFailure)
 	}
 	if !m.LastFailure.IsZero() {
-		out.LastFailure = bus.FormatTimestamp(m.LastFailure)
+		out.LastFailure = envelope.FormatTimestamp(m.LastFailure)
 	}
 	if utf8.Valid(m.Body) {
 		body := string(m.Body)
@@ -540,7 +543,7 @@ func formatWhen(t time.Time) string {
 }
 
 // filterNote says which filters narrowed a result, for the summary line.
-func filterNote(f middleware.PoisonFilter) string {
+func filterNote(f reliability.PoisonFilter) string {
 	var parts []string
 	if f.RoutingKey != "" {
 		parts = append(parts, "routing key "+f.RoutingKey)

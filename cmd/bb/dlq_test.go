@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/middleware"
 )
 
@@ -26,7 +28,7 @@ func newDLQ(t *testing.T) *dlq {
 	r := newRabbit(t)
 	d := &dlq{rabbit: r, service: "svc_" + uuid.NewString()[:8]}
 	d.serviceQueue = bus.ServiceQueueName(r.exchange, d.service)
-	d.poisonQueue = middleware.PoisonQueueName(d.serviceQueue)
+	d.poisonQueue = reliability.PoisonQueueName(d.serviceQueue)
 	for _, q := range []string{d.serviceQueue, d.poisonQueue} {
 		// The flags the bus declares them with: durable, no arguments.
 		if _, err := r.ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
@@ -51,15 +53,15 @@ type parked struct {
 // plus a producer's traceparent and a retry header.
 func (d *dlq) park(p parked) {
 	d.t.Helper()
-	headers := amqp.Table{
+	headers := amqp091.Table{
 		middleware.HeaderPoisonReason:       p.reason,
 		middleware.HeaderPoisonKind:         p.kind,
 		middleware.HeaderPoisonHandler:      p.handler,
 		middleware.HeaderPoisonService:      d.service,
 		middleware.HeaderPoisonAttempts:     "3",
-		middleware.HeaderPoisonFirstFailure: bus.FormatTimestamp(p.lastFailure.Add(-time.Minute)),
-		middleware.HeaderPoisonLastFailure:  bus.FormatTimestamp(p.lastFailure),
-		bus.MetaOriginalRoutingKey:          p.routingKey,
+		middleware.HeaderPoisonFirstFailure: envelope.FormatTimestamp(p.lastFailure.Add(-time.Minute)),
+		middleware.HeaderPoisonLastFailure:  envelope.FormatTimestamp(p.lastFailure),
+		envelope.MetaOriginalRoutingKey:     p.routingKey,
 		middleware.HeaderAttempts:           "3",
 		middleware.HeaderTraceParent:        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 	}
@@ -73,8 +75,8 @@ func (d *dlq) park(p parked) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", d.poisonQueue, true, false, amqp.Publishing{
-		MessageId: p.id, ContentType: "application/json", DeliveryMode: amqp.Persistent, Headers: headers, Body: p.body,
+	c, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", d.poisonQueue, true, false, amqp091.Publishing{
+		MessageId: p.id, ContentType: "application/json", DeliveryMode: amqp091.Persistent, Headers: headers, Body: p.body,
 	})
 	if err != nil {
 		d.t.Fatal(err)
@@ -229,7 +231,7 @@ func TestDLQ_replaySendsMessagesBackToTheirService(t *testing.T) {
 	if got.MessageId != invalid.id || string(got.Body) != string(invalid.body) {
 		t.Errorf("replayed %s %q, want %s %q", got.MessageId, got.Body, invalid.id, invalid.body)
 	}
-	if got.Headers[bus.MetaTargetHandler] != invalid.handler || got.Headers[bus.MetaOriginalRoutingKey] != invalid.routingKey ||
+	if got.Headers[envelope.MetaTargetHandler] != invalid.handler || got.Headers[envelope.MetaOriginalRoutingKey] != invalid.routingKey ||
 		got.Headers[middleware.HeaderTraceParent] == nil {
 		t.Errorf("replayed headers %v: want the handler, the routing key and the producer's traceparent", got.Headers)
 	}
@@ -301,8 +303,8 @@ func TestDLQ_replayOfMessagesThatFailAgainRunsOnce(t *testing.T) {
 	}
 	go func() {
 		for del := range deliveries {
-			_ = ch.PublishWithContext(context.Background(), "", d.poisonQueue, false, false, amqp.Publishing{
-				MessageId: del.MessageId, Headers: del.Headers, Body: del.Body, DeliveryMode: amqp.Persistent})
+			_ = ch.PublishWithContext(context.Background(), "", d.poisonQueue, false, false, amqp091.Publishing{
+				MessageId: del.MessageId, Headers: del.Headers, Body: del.Body, DeliveryMode: amqp091.Persistent})
 			_ = del.Ack(false)
 		}
 	}()

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/catalog"
 )
@@ -49,7 +49,7 @@ recognisable to consumers.`,
 					a.warnf("%s; the id is computed anyway, but a misspelt type gives a different id", unknownTypeMessage(reg, eventType))
 				}
 			}
-			id, err := bus.DeterministicID(eventType, fields)
+			id, err := envelope.DeterministicID(eventType, fields)
 			if err != nil {
 				return usageErrorf("cannot compute the id: %v", err)
 			}

@@ -11,7 +11,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/amqp"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/transport"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/catalog"
 )
@@ -101,9 +103,9 @@ to nothing. Publishing needs RABBIT_URL (exit 2 without it).`,
 	f.StringVar(&o.envelopeFile, flagEnvelopeFile, "", "read a whole envelope from `PATH`")
 	f.StringVar(&o.eventID, "event-id", "", "use this event id (`UUID`, e.g. from 'bb id') instead of a random one")
 	f.StringSliceVar(&o.correlationIDs, "correlation-id", nil, "a parent event id (`UUID`); repeat it, or separate with commas, for several")
-	f.StringVar(&o.sourceType, "source-type", string(bus.TriggerManual), "source.type, one of "+joinTriggerTypes())
+	f.StringVar(&o.sourceType, "source-type", string(envelope.TriggerManual), "source.type, one of "+joinTriggerTypes())
 	f.StringVar(&o.sourceApp, "source-app", "bloodbank-cli", "source.app")
-	f.StringVar(&o.sourceHost, "source-host", bus.Hostname(), "source.host")
+	f.StringVar(&o.sourceHost, "source-host", envelope.Hostname(), "source.host")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the envelope JSON that would be published; publish nothing, connect to nothing")
 	f.BoolVar(&o.skipValidation, "skip-validation", false, "do not check the payload against the event type's schema")
 	f.BoolVar(&o.strict, "strict-validation", false, "an unknown event type is an error (the default)")
@@ -112,8 +114,8 @@ to nothing. Publishing needs RABBIT_URL (exit 2 without it).`,
 }
 
 func joinTriggerTypes() string {
-	names := make([]string, len(bus.TriggerTypes))
-	for i, t := range bus.TriggerTypes {
+	names := make([]string, len(envelope.TriggerTypes))
+	for i, t := range envelope.TriggerTypes {
 		names[i] = string(t)
 	}
 	return strings.Join(names, ", ")
@@ -141,7 +143,7 @@ func (a *app) runPublish(cmd *cobra.Command, args []string, o publishOptions) er
 		return fmt.Errorf("cannot load the event catalogue: %w", err)
 	}
 
-	var env bus.Envelope
+	var env envelope.Envelope
 	if source := given[0]; source == "--"+flagEnvelopeJSON || source == "--"+flagEnvelopeFile {
 		env, err = a.envelopeFromFlags(cmd, args, o, reg, source)
 	} else {
@@ -165,14 +167,14 @@ func (a *app) runPublish(cmd *cobra.Command, args []string, o publishOptions) er
 }
 
 // envelopeFromPayload builds the envelope for a payload given on its own.
-func (a *app) envelopeFromPayload(cmd *cobra.Command, arg string, o publishOptions, reg *domains.Registry) (bus.Envelope, error) {
+func (a *app) envelopeFromPayload(cmd *cobra.Command, arg string, o publishOptions, reg *domains.Registry) (envelope.Envelope, error) {
 	opts, err := envelopeOptions(o)
 	if err != nil {
-		return bus.Envelope{}, err
+		return envelope.Envelope{}, err
 	}
 	et, lookupErr := reg.Lookup(arg)
 	if lookupErr != nil && !errors.Is(lookupErr, domains.ErrUnknownEventType) {
-		return bus.Envelope{}, usageErrorf("cannot look up %q: %v", arg, lookupErr)
+		return envelope.Envelope{}, usageErrorf("cannot look up %q: %v", arg, lookupErr)
 	}
 
 	var payload []byte
@@ -180,7 +182,7 @@ func (a *app) envelopeFromPayload(cmd *cobra.Command, arg string, o publishOptio
 	switch {
 	case o.mock:
 		if et == nil {
-			return bus.Envelope{}, usageErrorf("--mock needs a registered event type, and %s", unknownTypeMessage(reg, arg))
+			return envelope.Envelope{}, usageErrorf("--mock needs a registered event type, and %s", unknownTypeMessage(reg, arg))
 		}
 		what = "the example payload of " + et.RoutingKey()
 		payload, err = mockPayload(reg, et, arg)
@@ -196,46 +198,46 @@ func (a *app) envelopeFromPayload(cmd *cobra.Command, arg string, o publishOptio
 		}
 	}
 	if err != nil {
-		return bus.Envelope{}, err
+		return envelope.Envelope{}, err
 	}
 	if err := checkJSONObject("the payload ("+what+")", payload); err != nil {
-		return bus.Envelope{}, err
+		return envelope.Envelope{}, err
 	}
 
 	key := arg
 	if et == nil {
 		if strings.ContainsAny(arg, "{}") {
-			return bus.Envelope{}, usageErrorf("cannot fill the template %q: no registered event type has it%s", arg, listHint)
+			return envelope.Envelope{}, usageErrorf("cannot fill the template %q: no registered event type has it%s", arg, listHint)
 		}
 		if err := checkRoutingKey(arg); err != nil {
-			return bus.Envelope{}, err
+			return envelope.Envelope{}, err
 		}
 		if err := a.unknownType(reg, arg, o); err != nil {
-			return bus.Envelope{}, err
+			return envelope.Envelope{}, err
 		}
 	} else if !isConcreteKeyOf(reg, arg, et) {
 		key, err = et.ResolveRoutingKey(payload)
 		if err != nil {
-			return bus.Envelope{}, validationFailure(fmt.Sprintf("cannot fill the routing key %s from the payload", et.RoutingKey()), err)
+			return envelope.Envelope{}, validationFailure(fmt.Sprintf("cannot fill the routing key %s from the payload", et.RoutingKey()), err)
 		}
 	}
 	if et != nil && !o.skipValidation {
 		if err := reg.Validate(key, payload); err != nil {
-			return bus.Envelope{}, validationFailure(fmt.Sprintf("the payload of %s fails validation (fix it, or pass --skip-validation to publish it anyway)", key), err)
+			return envelope.Envelope{}, validationFailure(fmt.Sprintf("the payload of %s fails validation (fix it, or pass --skip-validation to publish it anyway)", key), err)
 		}
 	}
-	env, err := bus.NewEnvelope(key, json.RawMessage(payload), opts...)
+	env, err := envelope.New(key, json.RawMessage(payload), opts...)
 	if err != nil {
-		return bus.Envelope{}, usageErrorf("cannot build the envelope: %v", err)
+		return envelope.Envelope{}, usageErrorf("cannot build the envelope: %v", err)
 	}
 	return env, nil
 }
 
 // envelopeFromFlags reads a whole envelope, to be published as is.
-func (a *app) envelopeFromFlags(cmd *cobra.Command, args []string, o publishOptions, reg *domains.Registry, what string) (bus.Envelope, error) {
+func (a *app) envelopeFromFlags(cmd *cobra.Command, args []string, o publishOptions, reg *domains.Registry, what string) (envelope.Envelope, error) {
 	for _, name := range envelopeFieldFlags {
 		if cmd.Flags().Changed(name) {
-			return bus.Envelope{}, usageErrorf("--%s cannot change an envelope given whole (it is published as is): edit the envelope instead", name)
+			return envelope.Envelope{}, usageErrorf("--%s cannot change an envelope given whole (it is published as is): edit the envelope instead", name)
 		}
 	}
 	var raw []byte
@@ -249,45 +251,45 @@ func (a *app) envelopeFromFlags(cmd *cobra.Command, args []string, o publishOpti
 		raw, err = readFile(what, o.envelopeFile)
 	}
 	if err != nil {
-		return bus.Envelope{}, err
+		return envelope.Envelope{}, err
 	}
 	if err := checkJSONObject("the envelope ("+what+")", raw); err != nil {
-		return bus.Envelope{}, err
+		return envelope.Envelope{}, err
 	}
-	env, err := bus.DecodeEnvelope(raw)
+	env, err := envelope.Decode(raw)
 	if err != nil {
-		return bus.Envelope{}, usageErrorf("the envelope (%s) is not a Bloodbank v1 envelope: %v", what, err)
+		return envelope.Envelope{}, usageErrorf("the envelope (%s) is not a Bloodbank v1 envelope: %v", what, err)
 	}
 	if len(args) == 1 && args[0] != env.EventType {
-		return bus.Envelope{}, usageErrorf("the argument %q differs from the envelope's event_type %q: leave the argument out, or make them equal", args[0], env.EventType)
+		return envelope.Envelope{}, usageErrorf("the argument %q differs from the envelope's event_type %q: leave the argument out, or make them equal", args[0], env.EventType)
 	}
 	if err := checkRoutingKey(env.EventType); err != nil {
-		return bus.Envelope{}, usageErrorf("the envelope's event_type: %v", err)
+		return envelope.Envelope{}, usageErrorf("the envelope's event_type: %v", err)
 	}
 	if err := env.Validate(); err != nil {
-		return bus.Envelope{}, usageErrorf("the envelope (%s) cannot be published: %v", what, err)
+		return envelope.Envelope{}, usageErrorf("the envelope (%s) cannot be published: %v", what, err)
 	}
 	if _, err := reg.LookupKey(env.EventType); errors.Is(err, domains.ErrUnknownEventType) {
 		if err := a.unknownType(reg, env.EventType, o); err != nil {
-			return bus.Envelope{}, err
+			return envelope.Envelope{}, err
 		}
 	} else if !o.skipValidation {
 		if err := reg.Validate(env.EventType, env.Payload); err != nil {
-			return bus.Envelope{}, validationFailure(fmt.Sprintf("the envelope's payload of %s fails validation (fix it, or pass --skip-validation to publish it anyway)", env.EventType), err)
+			return envelope.Envelope{}, validationFailure(fmt.Sprintf("the envelope's payload of %s fails validation (fix it, or pass --skip-validation to publish it anyway)", env.EventType), err)
 		}
 	}
 	return env, nil
 }
 
 // envelopeOptions turns the envelope-field flags into options.
-func envelopeOptions(o publishOptions) ([]bus.EnvelopeOption, error) {
-	var opts []bus.EnvelopeOption
+func envelopeOptions(o publishOptions) ([]envelope.Option, error) {
+	var opts []envelope.Option
 	if o.eventID != "" {
 		id, err := parseUUID("--event-id", o.eventID)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, bus.WithEventID(id))
+		opts = append(opts, envelope.WithEventID(id))
 	}
 	if len(o.correlationIDs) > 0 {
 		ids := make([]uuid.UUID, 0, len(o.correlationIDs))
@@ -298,15 +300,15 @@ func envelopeOptions(o publishOptions) ([]bus.EnvelopeOption, error) {
 			}
 			ids = append(ids, id)
 		}
-		opts = append(opts, bus.WithCorrelationIDs(ids...))
+		opts = append(opts, envelope.WithCorrelationIDs(ids...))
 	}
-	if !slices.Contains(bus.TriggerTypes, bus.TriggerType(o.sourceType)) {
+	if !slices.Contains(envelope.TriggerTypes, envelope.TriggerType(o.sourceType)) {
 		return nil, usageErrorf("--source-type %q is not a trigger type: want one of %s", o.sourceType, joinTriggerTypes())
 	}
 	if strings.TrimSpace(o.sourceHost) == "" {
-		return nil, usageErrorf("--source-host is empty: give a host name, or leave the flag out for this machine's (%s)", bus.Hostname())
+		return nil, usageErrorf("--source-host is empty: give a host name, or leave the flag out for this machine's (%s)", envelope.Hostname())
 	}
-	return append(opts, bus.WithSource(bus.Source{Host: o.sourceHost, Type: bus.TriggerType(o.sourceType), App: o.sourceApp})), nil
+	return append(opts, envelope.WithSource(envelope.Source{Host: o.sourceHost, Type: envelope.TriggerType(o.sourceType), App: o.sourceApp})), nil
 }
 
 // parseUUID reads a UUID flag or argument, refusing the nil UUID.
@@ -395,7 +397,7 @@ func validationFailure(context string, err error) error {
 }
 
 // publish sends env and waits for the broker's confirm, within --timeout.
-func (a *app) publish(ctx context.Context, env bus.Envelope) error {
+func (a *app) publish(ctx context.Context, env envelope.Envelope) error {
 	cfg, err := a.settings()
 	if err != nil {
 		return err
@@ -415,14 +417,14 @@ func (a *app) publish(ctx context.Context, env bus.Envelope) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	err = b.Publish(ctx, env)
-	if errors.Is(err, bus.ErrUnroutable) {
+	if errors.Is(err, transport.ErrUnroutable) {
 		a.warnf("no queue is bound to routing key %q on exchange %q: the broker confirmed event %s but dropped it, because nobody listens for it yet",
 			env.EventType, cfg.ExchangeName, env.EventID)
 		err = nil
 	}
 	if err != nil {
 		return infraErrorf("%v\nthe event may not have been stored: check the broker at %s (its logs, disk and memory alarms), then publish again with --event-id %s so consumers can tell a repeat",
-			err, bus.RedactURL(cfg.RabbitURL), env.EventID)
+			err, amqp.RedactURL(cfg.RabbitURL), env.EventID)
 	}
 	fmt.Fprintln(a.stdout, env.EventID)
 	return nil

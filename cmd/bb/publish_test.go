@@ -9,20 +9,20 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/catalog"
 )
 
 // decodeOneEnvelope reads stdout that must hold exactly one line, a v1
 // envelope.
-func decodeOneEnvelope(t *testing.T, res result) bus.Envelope {
+func decodeOneEnvelope(t *testing.T, res result) envelope.Envelope {
 	t.Helper()
 	ls := lines(res.stdout)
 	if len(ls) != 1 {
 		t.Fatalf("want exactly one line on stdout\n%s", res)
 	}
-	env, err := bus.DecodeEnvelope([]byte(ls[0]))
+	env, err := envelope.Decode([]byte(ls[0]))
 	if err != nil {
 		t.Fatalf("stdout is not a v1 envelope: %v\n%s", err, res)
 	}
@@ -44,13 +44,13 @@ func TestPublish_dryRunPrintsTheExactEnvelope(t *testing.T) {
 	if env.EventID != eventID {
 		t.Errorf("event_id = %s, want %s", env.EventID, eventID)
 	}
-	if env.EventType != "agent.thread.prompt" || env.Version != bus.EnvelopeVersion {
+	if env.EventType != "agent.thread.prompt" || env.Version != envelope.Version {
 		t.Errorf("event_type, version = %q, %q", env.EventType, env.Version)
 	}
 	if !slices.Equal(env.CorrelationIDs, parents) {
 		t.Errorf("correlation_ids = %v, want %v", env.CorrelationIDs, parents)
 	}
-	want := bus.Source{Host: "build-7", Type: bus.TriggerHook, App: "ci-pipeline"}
+	want := envelope.Source{Host: "build-7", Type: envelope.TriggerHook, App: "ci-pipeline"}
 	if env.Source.Host != want.Host || env.Source.Type != want.Type || env.Source.App != want.App || env.Source.Meta != nil {
 		t.Errorf("source = %+v, want %+v", env.Source, want)
 	}
@@ -77,8 +77,8 @@ func TestPublish_dryRunPrintsTheExactEnvelope(t *testing.T) {
 func TestPublish_dryRunDefaults(t *testing.T) {
 	res := mustSucceed(t, run{}, "publish", "agent.thread.prompt", "--mock", "--dry-run")
 	env := decodeOneEnvelope(t, res)
-	if env.Source.App != "bloodbank-cli" || env.Source.Type != bus.TriggerManual || env.Source.Host != bus.Hostname() {
-		t.Errorf("source = %+v, want app bloodbank-cli, type manual, host %s", env.Source, bus.Hostname())
+	if env.Source.App != "bloodbank-cli" || env.Source.Type != envelope.TriggerManual || env.Source.Host != envelope.Hostname() {
+		t.Errorf("source = %+v, want app bloodbank-cli, type manual, host %s", env.Source, envelope.Hostname())
 	}
 	if env.EventID.Version() != 4 || len(env.CorrelationIDs) != 0 || env.AgentContext != nil {
 		t.Errorf("want a random v4 id, no parents, no agent context: %+v", env)

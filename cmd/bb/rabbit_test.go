@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/internal/testenv"
 )
 
@@ -24,14 +24,14 @@ type rabbit struct {
 	t        *testing.T
 	url      string
 	exchange string
-	conn     *amqp.Connection
-	ch       *amqp.Channel
+	conn     *amqp091.Connection
+	ch       *amqp091.Channel
 }
 
 func newRabbit(t *testing.T) *rabbit {
 	t.Helper()
 	url := testenv.RabbitURL(t)
-	conn, err := amqp.Dial(url)
+	conn, err := amqp091.Dial(url)
 	if err != nil {
 		t.Fatalf("cannot connect to RabbitMQ: %v", err)
 	}
@@ -40,8 +40,8 @@ func newRabbit(t *testing.T) *rabbit {
 		t.Fatal(err)
 	}
 	r := &rabbit{t: t, url: url, exchange: "bbtest." + uuid.NewString()[:8], conn: conn, ch: ch}
-	// The flags bb declares it with (bus.Topology): a durable topic exchange.
-	if err := ch.ExchangeDeclare(r.exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+	// The flags bb declares it with (amqp.Topology): a durable topic exchange.
+	if err := ch.ExchangeDeclare(r.exchange, amqp091.ExchangeTopic, true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -73,7 +73,7 @@ func (r *rabbit) bindQueue(key string) string {
 }
 
 // get takes the one message a queue must hold now.
-func (r *rabbit) get(queue string) amqp.Delivery {
+func (r *rabbit) get(queue string) amqp091.Delivery {
 	r.t.Helper()
 	d, ok, err := r.ch.Get(queue, true)
 	if err != nil {
@@ -100,7 +100,7 @@ func (r *rabbit) publishRaw(key string, body []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, r.exchange, key, false, false,
-		amqp.Publishing{MessageId: uuid.NewString(), ContentType: "text/plain", Body: body})
+		amqp091.Publishing{MessageId: uuid.NewString(), ContentType: "text/plain", Body: body})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func (r *rabbit) passiveDeclare(queue string) int {
 	if err == nil {
 		return 0
 	}
-	if e, ok := errors.AsType[*amqp.Error](err); ok {
+	if e, ok := errors.AsType[*amqp091.Error](err); ok {
 		return e.Code
 	}
 	r.t.Fatalf("passive declare of %s: %v", queue, err)
@@ -151,7 +151,7 @@ func TestPublish_deliversAV1EnvelopeWithTheContractProperties(t *testing.T) {
 	if d.MessageId != id.String() {
 		t.Errorf("message_id = %q, want %s", d.MessageId, id)
 	}
-	if d.DeliveryMode != amqp.Persistent {
+	if d.DeliveryMode != amqp091.Persistent {
 		t.Errorf("delivery_mode = %d, want 2 (persistent)", d.DeliveryMode)
 	}
 	if d.ContentType != "application/json" {
@@ -160,7 +160,7 @@ func TestPublish_deliversAV1EnvelopeWithTheContractProperties(t *testing.T) {
 	if d.Exchange != r.exchange || d.RoutingKey != "fireflies.transcript.upload" {
 		t.Errorf("exchange, routing key = %q, %q", d.Exchange, d.RoutingKey)
 	}
-	env, err := bus.DecodeEnvelope(d.Body)
+	env, err := envelope.Decode(d.Body)
 	if err != nil {
 		t.Fatalf("body is not a v1 envelope: %v\n%s", err, d.Body)
 	}
@@ -212,7 +212,7 @@ func TestTail_printsMatchingEventsAsEnvelopeLines(t *testing.T) {
 	if len(ls) != 1 {
 		t.Fatalf("want one line\n%s", out)
 	}
-	env, err := bus.DecodeEnvelope([]byte(ls[0]))
+	env, err := envelope.Decode([]byte(ls[0]))
 	if err != nil {
 		t.Fatalf("not a v1 envelope: %v\n%s", err, out)
 	}
@@ -250,7 +250,7 @@ func TestTail_malformedMessagesAndOverlappingPatterns(t *testing.T) {
 	if !bad.Malformed || bad.Reason == "" || bad.RoutingKey != "fireflies.transcript.ready" || bad.Body != "this is not JSON" {
 		t.Errorf("malformed line = %+v", bad)
 	}
-	env, err := bus.DecodeEnvelope([]byte(ls[1]))
+	env, err := envelope.Decode([]byte(ls[1]))
 	if err != nil || env.EventID.String() != id {
 		t.Errorf("second line: want event %s: %v\n%s", id, err, out)
 	}
@@ -272,7 +272,7 @@ func TestTail_prettyPrintsOneReadableLine(t *testing.T) {
 			t.Errorf("pretty line lacks %q: %s", want, ls[0])
 		}
 	}
-	if _, err := time.Parse(bus.TimestampLayout, strings.Fields(ls[0])[0]); err != nil {
+	if _, err := time.Parse(envelope.TimestampLayout, strings.Fields(ls[0])[0]); err != nil {
 		t.Errorf("pretty line does not start with the time: %s", ls[0])
 	}
 }
@@ -295,8 +295,8 @@ func TestTail_queueIsExclusive(t *testing.T) {
 	if !strings.HasPrefix(queue, "bb.tail.") {
 		t.Fatalf("tail did not log its queue bb.tail.<uuid>: %q", queue)
 	}
-	if code := r.passiveDeclare(queue); code != amqp.ResourceLocked {
-		t.Errorf("passive declare of the tail's queue from another connection: reply %d, want %d (RESOURCE_LOCKED: exclusive)", code, amqp.ResourceLocked)
+	if code := r.passiveDeclare(queue); code != amqp091.ResourceLocked {
+		t.Errorf("passive declare of the tail's queue from another connection: reply %d, want %d (RESOURCE_LOCKED: exclusive)", code, amqp091.ResourceLocked)
 	}
 	mustSucceed(t, run{env: r.env()}, "publish", "github.pr.created", "--mock")
 	if out := tail.wait(); out.code != 0 {

@@ -132,7 +132,7 @@ Exit codes:
 }
 
 // redact removes every known secret from a message, in case a library
-// quoted one. Errors built here use bus.RedactURL already; this is the
+// quoted one. Errors built here use amqp.RedactURL already; this is the
 // second line of defence. Secrets shorter than 4 characters are left: they
 // would garble every message they occur in by chance.
 func (a *app) redact(msg string) string {

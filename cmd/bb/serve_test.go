@@ -14,7 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/internal/testenv"
 )
@@ -84,7 +84,7 @@ func TestServe_publishesWhatItIsPostedAndEndsOnSIGTERM(t *testing.T) {
 		t.Fatalf("POST /events/agent/thread/prompt = %d %v", code, body)
 	}
 	d := r.get(prompts)
-	env, err := bus.DecodeEnvelope(d.Body)
+	env, err := envelope.Decode(d.Body)
 	if err != nil {
 		t.Fatalf("the published body is not an envelope: %v\n%s", err, d.Body)
 	}

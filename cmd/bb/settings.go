@@ -7,6 +7,7 @@ import (
 	"net/url"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/amqp"
 )
 
 // settings reads the bus settings from the environment and .env, and
@@ -55,7 +56,7 @@ func (a *app) openBus(ctx context.Context, cfg bus.Config, logger *slog.Logger) 
 	b, err := bus.Open(ctx, cfg, logger)
 	if err != nil {
 		return nil, infraErrorf("%v\ncheck that RabbitMQ is running and reachable at %s and that RABBIT_URL is right, or raise --timeout",
-			err, bus.RedactURL(cfg.RabbitURL))
+			err, amqp.RedactURL(cfg.RabbitURL))
 	}
 	return b, nil
 }

@@ -15,7 +15,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/amqp"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/topic"
+	"github.com/33god/bloodbank-go/bus/transport"
 )
 
 // tailQueuePrefix names tail's queues: "bb.tail.<uuid>". They are exclusive
@@ -84,7 +87,7 @@ func (a *app) runTail(ctx context.Context, args []string, count int, pretty bool
 	defer b.Close()
 
 	queue := tailQueuePrefix + uuid.NewString()
-	sub, err := b.TemporarySubscriber(bus.SubscriberConfig{
+	sub, err := b.TemporarySubscriber(transport.SubscriberConfig{
 		QueueName: func(string) string { return queue },
 		Patterns:  patterns,
 		// One consumer keeps the events in the order the queue holds them.
@@ -102,7 +105,7 @@ func (a *app) runTail(ctx context.Context, args []string, count int, pretty bool
 	chans, err := a.subscribeAll(subCtx, sub, patterns)
 	if err != nil {
 		return infraErrorf("cannot bind the tail queue on %s: %v\ncheck that the broker is up and that the user may declare queues and bind them to exchange %q, or raise --timeout",
-			bus.RedactURL(cfg.RabbitURL), err, cfg.ExchangeName)
+			amqp.RedactURL(cfg.RabbitURL), err, cfg.ExchangeName)
 	}
 	logger.Info("tail: listening", slog.String("exchange", cfg.ExchangeName), slog.String("queue", queue),
 		slog.Any("patterns", patterns))
@@ -156,7 +159,7 @@ func tailPatterns(args []string) ([]string, error) {
 	}
 	var patterns []string
 	for _, p := range args {
-		if _, err := bus.CompilePattern(p); err != nil {
+		if _, err := topic.Compile(p); err != nil {
 			return nil, usageErrorf("bad pattern %q: %v (e.g. 'fireflies.#' or 'agent.thread.*')", p, err)
 		}
 		if !slices.Contains(patterns, p) {
@@ -198,7 +201,7 @@ func (a *app) subscribeAll(ctx context.Context, sub message.Subscriber, patterns
 
 func firstMatch(patterns []string, key string) int {
 	for i, p := range patterns {
-		if bus.MatchTopic(p, key) {
+		if topic.Match(p, key) {
 			return i
 		}
 	}
@@ -206,16 +209,16 @@ func firstMatch(patterns []string, key string) int {
 }
 
 func routingKeyOf(msg *message.Message) string {
-	if k := msg.Metadata.Get(bus.MetaRoutingKey); k != "" {
+	if k := msg.Metadata.Get(envelope.MetaRoutingKey); k != "" {
 		return k
 	}
-	return bus.EventType(msg)
+	return envelope.EventType(msg)
 }
 
 // printEvent writes one line for msg on stdout.
 func (a *app) printEvent(msg *message.Message, pretty bool) error {
 	var line []byte
-	env, err := bus.EnvelopeFromMessage(msg)
+	env, err := envelope.FromMessage(msg)
 	switch {
 	case err != nil && pretty:
 		line = fmt.Appendf(nil, "MALFORMED  routing_key=%s  message_id=%s  reason: %s  body: %s",
@@ -267,9 +270,9 @@ func bodyString(b []byte) string {
 
 // prettyLine is one readable line: time, type, id, source, parents, and the
 // payload's top-level fields, shortened.
-func prettyLine(env bus.Envelope) string {
+func prettyLine(env envelope.Envelope) string {
 	var sb strings.Builder
-	sb.WriteString(bus.FormatTimestamp(env.Timestamp))
+	sb.WriteString(envelope.FormatTimestamp(env.Timestamp))
 	sb.WriteString("  ")
 	sb.WriteString(env.EventType)
 	sb.WriteString("  ")

@@ -16,6 +16,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/amqp"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/correlation"
 )
 
@@ -112,7 +114,7 @@ func (a *app) redisError(err error, cfg bus.Config) error {
 // redisWhere says which Redis the settings name, without the password.
 func redisWhere(cfg bus.Config) string {
 	if cfg.RedisURL != "" {
-		return bus.RedactURL(cfg.RedisURL)
+		return amqp.RedactURL(cfg.RedisURL)
 	}
 	return fmt.Sprintf("%s (database %d)", net.JoinHostPort(cfg.RedisHost, strconv.Itoa(cfg.RedisPort)), cfg.RedisDB)
 }
@@ -143,7 +145,7 @@ func writeIndentedJSON(w io.Writer, v any) error {
 func printTrace(w io.Writer, d correlation.Dump, link *correlation.Link, depth int) {
 	fmt.Fprintf(w, "event %s\n", d.EventID)
 	if link != nil {
-		fmt.Fprintf(w, "│ recorded  %s\n", bus.FormatTimestamp(link.CreatedAt))
+		fmt.Fprintf(w, "│ recorded  %s\n", envelope.FormatTimestamp(link.CreatedAt))
 	}
 	if d.Metadata != nil {
 		meta, err := marshalLine(d.Metadata)

@@ -12,12 +12,13 @@ import (
 	"sync"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/amqp"
+	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/correlation"
-	"github.com/33god/bloodbank-go/middleware"
 )
 
 const defaultRabbitURL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -32,7 +33,7 @@ type env struct {
 	cfg           bus.Config // the project's settings, from the environment
 	rabbitURL     string
 	rabbitVersion string
-	admin         *amqp.Connection // declares, purges, deletes
+	admin         *amqp091.Connection // declares, purges, deletes
 
 	redis     redis.UniversalClient
 	redisAddr string
@@ -68,9 +69,9 @@ func newEnv(ctx context.Context, o options, runID string, logger *slog.Logger) (
 	cfg.ConnectTimeout = 10 * time.Second
 	e := &env{o: o, runID: runID, logger: logger, cfg: cfg, rabbitURL: cfg.RabbitURL}
 
-	e.admin, err = amqp.Dial(e.rabbitURL)
+	e.admin, err = amqp091.Dial(e.rabbitURL)
 	if err != nil {
-		return nil, fmt.Errorf("cannot connect to RabbitMQ at %s: %w", bus.RedactURL(e.rabbitURL), err)
+		return nil, fmt.Errorf("cannot connect to RabbitMQ at %s: %w", amqp.RedactURL(e.rabbitURL), err)
 	}
 	if v, ok := e.admin.Properties["version"].(string); ok {
 		e.rabbitVersion = v
@@ -161,14 +162,14 @@ func (e *env) track(exchange string, queues ...string) {
 // trackService records a service queue and the queues the reliability
 // middleware declares next to it.
 func (e *env) trackService(exchange, queue string) {
-	qs := []string{queue, middleware.PoisonQueueName(queue)}
-	for _, d := range middleware.DefaultRedeliveryDelays {
-		qs = append(qs, middleware.RetryQueueName(queue, d))
+	qs := []string{queue, reliability.PoisonQueueName(queue)}
+	for _, d := range reliability.DefaultRedeliveryDelays {
+		qs = append(qs, reliability.RetryQueueName(queue, d))
 	}
 	e.track(exchange, qs...)
 }
 
-func (e *env) withChannel(fn func(ch *amqp.Channel) error) error {
+func (e *env) withChannel(fn func(ch *amqp091.Channel) error) error {
 	ch, err := e.admin.Channel()
 	if err != nil {
 		return err
@@ -178,12 +179,12 @@ func (e *env) withChannel(fn func(ch *amqp.Channel) error) error {
 }
 
 // declare declares a durable topic exchange and a durable queue bound to it,
-// with the flags of bus.Topology, so that the project's own declarations of
+// with the flags of amqp.Topology, so that the project's own declarations of
 // the same names agree.
 func (e *env) declare(exchange, queue string, keys ...string) error {
 	e.track(exchange, queue)
-	return e.withChannel(func(ch *amqp.Channel) error {
-		if err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+	return e.withChannel(func(ch *amqp091.Channel) error {
+		if err := ch.ExchangeDeclare(exchange, amqp091.ExchangeTopic, true, false, false, false, nil); err != nil {
 			return err
 		}
 		if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
@@ -199,7 +200,7 @@ func (e *env) declare(exchange, queue string, keys ...string) error {
 }
 
 func (e *env) purge(queues ...string) error {
-	return e.withChannel(func(ch *amqp.Channel) error {
+	return e.withChannel(func(ch *amqp091.Channel) error {
 		for _, q := range queues {
 			if _, err := ch.QueuePurge(q, false); err != nil {
 				return fmt.Errorf("cannot purge %s: %w", q, err)
@@ -215,7 +216,7 @@ func (e *env) waitReady(ctx context.Context, queue string, n int) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var got int
-		err := e.withChannel(func(ch *amqp.Channel) error {
+		err := e.withChannel(func(ch *amqp091.Channel) error {
 			q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 			got = q.Messages
 			return err
@@ -247,7 +248,7 @@ func (e *env) cleanup(ctx context.Context) error {
 		// The broker may have dropped the connection (a restart): the
 		// names must go all the same, so wait for it while ctx allows.
 		for {
-			conn, err := amqp.Dial(e.rabbitURL)
+			conn, err := amqp091.Dial(e.rabbitURL)
 			if err == nil {
 				e.admin = conn
 				break
@@ -263,7 +264,7 @@ func (e *env) cleanup(ctx context.Context) error {
 		}
 	}
 	if e.admin != nil && !e.admin.IsClosed() {
-		err := e.withChannel(func(ch *amqp.Channel) error {
+		err := e.withChannel(func(ch *amqp091.Channel) error {
 			for _, q := range queues {
 				// A queue that was never declared closes the channel with
 				// 404 on some servers; delete each on its own channel.

@@ -7,9 +7,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/amqp"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
 )
 
@@ -33,10 +35,10 @@ const latencySlice = time.Second
 type latencyRig struct {
 	e       *env
 	xr      string
-	rawPub  *amqp.Channel
-	pub     *bus.AMQPPublisher
+	rawPub  *amqp091.Channel
+	pub     *amqp.Publisher
 	stopSvc func() error
-	sub     *amqp.Channel
+	sub     *amqp091.Channel
 
 	// The samples of the round in progress, and the counts of messages
 	// consumed since the rig started.
@@ -45,15 +47,15 @@ type latencyRig struct {
 	rawSent         int64
 	projSent        int64
 
-	rawConfirms  chan *amqp.DeferredConfirmation
-	projConfirms chan *bus.Confirmation
+	rawConfirms  chan *amqp091.DeferredConfirmation
+	projConfirms chan *amqp.Confirmation
 	confirmErr   chan error
 	settled      chan struct{}
 }
 
-func (e *env) newLatencyRig(ctx context.Context, rc *rawConns, xr, qr string, st *stack, pub *bus.AMQPPublisher) (*latencyRig, error) {
+func (e *env) newLatencyRig(ctx context.Context, rc *rawConns, xr, qr string, st *stack, pub *amqp.Publisher) (*latencyRig, error) {
 	r := &latencyRig{e: e, xr: xr, pub: pub,
-		rawConfirms: make(chan *amqp.DeferredConfirmation, 8192), projConfirms: make(chan *bus.Confirmation, 8192),
+		rawConfirms: make(chan *amqp091.DeferredConfirmation, 8192), projConfirms: make(chan *amqp.Confirmation, 8192),
 		confirmErr: make(chan error, 2), settled: make(chan struct{}, 2)}
 	r.rawLat.Store(newLatencies(0))
 	r.projLat.Store(newLatencies(0))
@@ -137,7 +139,7 @@ func (r *latencyRig) close() {
 
 func (r *latencyRig) publishRaw(ctx context.Context) error {
 	p := rawPublishing(r.e.tmpl.prompt)
-	p.Headers = amqp.Table{"bench_sent": time.Now().UnixNano()}
+	p.Headers = amqp091.Table{"bench_sent": time.Now().UnixNano()}
 	dc, err := r.rawPub.PublishWithDeferredConfirmWithContext(ctx, r.xr, thread.RoutingKeyPrompt, false, false, p)
 	if err == nil {
 		r.rawConfirms <- dc
@@ -152,7 +154,7 @@ func (r *latencyRig) publishProject(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	msg, err := bus.NewMessage(env)
+	msg, err := envelope.NewMessage(env)
 	if err != nil {
 		return err
 	}

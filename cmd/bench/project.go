@@ -12,6 +12,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/amqp"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/cqrs/commands"
@@ -31,7 +34,7 @@ type stack struct {
 	dedup      middleware.DedupStore
 	registry   *domains.Registry
 	validation *middleware.Validation
-	rels       []*middleware.Reliability
+	rels       []*reliability.Stack
 	closed     bool
 }
 
@@ -116,11 +119,11 @@ func (s *stack) newService(ctx context.Context, name string, recordIncoming bool
 	if s.e.o.stack == "bare" {
 		return svc, nil
 	}
-	rcfg := middleware.ReliabilityConfig{DedupStore: s.dedup, Logger: s.e.logger}
+	rcfg := reliability.Config{DedupStore: s.dedup, Logger: s.e.logger}
 	if s.e.o.stack == "nodedup" {
 		rcfg.DedupStore = nil
 	}
-	rel, err := middleware.UseReliability(ctx, s.b, svc, rcfg)
+	rel, err := reliability.Use(ctx, s.b, svc, rcfg)
 	if err != nil {
 		return nil, err
 	}
@@ -145,10 +148,10 @@ func recordReceived(rec *correlation.Recorder) message.HandlerMiddleware {
 			if err != nil {
 				return out, err
 			}
-			parents := bus.CorrelationIDs(msg)
+			parents := envelope.CorrelationIDs(msg)
 			if child, perr := uuid.Parse(msg.UUID); perr == nil && len(parents) > 0 {
 				rec.Record(msg.Context(), correlation.Link{Child: child, Parents: parents,
-					Metadata: map[string]any{"event_type": bus.EventType(msg)}})
+					Metadata: map[string]any{"event_type": envelope.EventType(msg)}})
 			}
 			return out, nil
 		}
@@ -230,11 +233,11 @@ func (p *progress) rate() float64 {
 }
 
 // projectPublish1 is publish_confirmed_1: one goroutine builds each
-// envelope (bus.NewEnvelope, bus.NewMessage) and publishes it with
+// envelope (envelope.New, envelope.NewMessage) and publishes it with
 // PublishAsync, keeping inflight Confirmations pending and waiting on the
 // oldest, so that each publish is confirmed before it counts.
-func (e *env) projectPublish1(ctx context.Context, pub *bus.AMQPPublisher, d time.Duration) (float64, error) {
-	pending := newRing[*bus.Confirmation](e.o.inflight)
+func (e *env) projectPublish1(ctx context.Context, pub *amqp.Publisher, d time.Duration) (float64, error) {
+	pending := newRing[*amqp.Confirmation](e.o.inflight)
 	confirmed := 0
 	start := time.Now()
 	deadline := start.Add(d)
@@ -246,7 +249,7 @@ func (e *env) projectPublish1(ctx context.Context, pub *bus.AMQPPublisher, d tim
 		if err != nil {
 			return 0, err
 		}
-		msg, err := bus.NewMessage(env)
+		msg, err := envelope.NewMessage(env)
 		if err != nil {
 			return 0, err
 		}
@@ -375,8 +378,8 @@ func (e *env) projectCommand(ctx context.Context, s *stack, n int) (float64, err
 // publishPaced publishes total prompt envelopes at rate with PublishAsync,
 // each stamped (with stamp) with the time just before it is built, and
 // waits for every confirm, counting them in confirmed (when not nil).
-func (e *env) publishPaced(ctx context.Context, pub *bus.AMQPPublisher, rate, total int, stamp bool, confirmed *atomic.Int64) error {
-	confirms := make(chan *bus.Confirmation, 8192)
+func (e *env) publishPaced(ctx context.Context, pub *amqp.Publisher, rate, total int, stamp bool, confirmed *atomic.Int64) error {
+	confirms := make(chan *amqp.Confirmation, 8192)
 	confirmErr := make(chan error, 1)
 	go func() {
 		defer close(confirmErr)
@@ -398,7 +401,7 @@ func (e *env) publishPaced(ctx context.Context, pub *bus.AMQPPublisher, rate, to
 		if err != nil {
 			return err
 		}
-		msg, err := bus.NewMessage(env)
+		msg, err := envelope.NewMessage(env)
 		if err != nil {
 			return err
 		}
@@ -421,12 +424,12 @@ func (e *env) publishPaced(ctx context.Context, pub *bus.AMQPPublisher, rate, to
 
 // newProjectPublisher is an AMQPPublisher on its own connection, for the
 // one-goroutine stream API.
-func (e *env) newProjectPublisher(ctx context.Context, exchange string) (*bus.AMQPConnection, *bus.AMQPPublisher, error) {
-	conn, err := bus.DialAMQP(ctx, bus.ConnectionConfig{URL: e.rabbitURL, Name: "bbbench publisher", Logger: e.logger})
+func (e *env) newProjectPublisher(ctx context.Context, exchange string) (*amqp.Connection, *amqp.Publisher, error) {
+	conn, err := amqp.Dial(ctx, amqp.ConnectionConfig{URL: e.rabbitURL, Name: "bbbench publisher", Logger: e.logger})
 	if err != nil {
 		return nil, nil, err
 	}
-	pub, err := bus.NewAMQPPublisher(conn, bus.PublisherConfig{Topology: bus.Topology{Exchange: exchange},
+	pub, err := amqp.NewPublisher(conn, amqp.PublisherConfig{Topology: amqp.Topology{Exchange: exchange},
 		Channels: e.cfg.PublisherChannels, ConfirmTimeout: e.cfg.PublishTimeout, Logger: e.logger})
 	if err != nil {
 		_ = conn.Close()

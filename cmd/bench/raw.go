@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
 // The raw baselines: amqp091-go used directly, as well as it can be, with
@@ -19,15 +19,15 @@ import (
 // rawConns are the baseline's two connections, one to publish and one to
 // consume, as the project's bus opens them.
 type rawConns struct {
-	pub, sub *amqp.Connection
+	pub, sub *amqp091.Connection
 }
 
 func (e *env) dialRaw() (*rawConns, error) {
-	pub, err := amqp.Dial(e.rabbitURL)
+	pub, err := amqp091.Dial(e.rabbitURL)
 	if err != nil {
 		return nil, err
 	}
-	sub, err := amqp.Dial(e.rabbitURL)
+	sub, err := amqp091.Dial(e.rabbitURL)
 	if err != nil {
 		_ = pub.Close()
 		return nil, err
@@ -40,18 +40,18 @@ func (r *rawConns) close() {
 	_ = r.sub.Close()
 }
 
-func rawPublishing(body []byte) amqp.Publishing {
-	return amqp.Publishing{
+func rawPublishing(body []byte) amqp091.Publishing {
+	return amqp091.Publishing{
 		ContentType:     "application/json",
 		ContentEncoding: "utf-8",
-		DeliveryMode:    amqp.Persistent,
+		DeliveryMode:    amqp091.Persistent,
 		MessageId:       uuid.NewString(),
 		Timestamp:       time.Now(),
 		Body:            body,
 	}
 }
 
-func confirmChannel(conn *amqp.Connection) (*amqp.Channel, error) {
+func confirmChannel(conn *amqp091.Connection) (*amqp091.Channel, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, err
@@ -66,15 +66,15 @@ func confirmChannel(conn *amqp.Connection) (*amqp.Channel, error) {
 // confirmRing keeps up to n publishes in flight and settles the oldest
 // when full: one goroutine, many confirms pending.
 type confirmRing struct {
-	pending   *ring[*amqp.DeferredConfirmation]
+	pending   *ring[*amqp091.DeferredConfirmation]
 	confirmed int
 }
 
 func newConfirmRing(n int) *confirmRing {
-	return &confirmRing{pending: newRing[*amqp.DeferredConfirmation](n)}
+	return &confirmRing{pending: newRing[*amqp091.DeferredConfirmation](n)}
 }
 
-func (r *confirmRing) push(ctx context.Context, dc *amqp.DeferredConfirmation) error {
+func (r *confirmRing) push(ctx context.Context, dc *amqp091.DeferredConfirmation) error {
 	if r.pending.full() {
 		if err := r.pop(ctx); err != nil {
 			return err
@@ -108,8 +108,8 @@ func (r *confirmRing) drain(ctx context.Context) error {
 
 // rawPublishPipelined publishes from one goroutine with inflight confirms
 // pending until stop says so, and returns how many were confirmed.
-func rawPublishPipelined(ctx context.Context, conn *amqp.Connection, exchange, key string, inflight int,
-	next func() amqp.Publishing, stop func(sent int) bool) (int, error) {
+func rawPublishPipelined(ctx context.Context, conn *amqp091.Connection, exchange, key string, inflight int,
+	next func() amqp091.Publishing, stop func(sent int) bool) (int, error) {
 	ch, err := confirmChannel(conn)
 	if err != nil {
 		return 0, err
@@ -133,11 +133,11 @@ func rawPublishPipelined(ctx context.Context, conn *amqp.Connection, exchange, k
 }
 
 // prefill puts n distinct prompt envelopes in the queue bound to exchange.
-func (e *env) prefill(ctx context.Context, conn *amqp.Connection, exchange, queue string, n int) error {
+func (e *env) prefill(ctx context.Context, conn *amqp091.Connection, exchange, queue string, n int) error {
 	if err := e.purge(queue); err != nil {
 		return err
 	}
-	_, err := rawPublishPipelined(ctx, conn, exchange, "agent.thread.prompt", 256, func() amqp.Publishing {
+	_, err := rawPublishPipelined(ctx, conn, exchange, "agent.thread.prompt", 256, func() amqp091.Publishing {
 		body, id := e.tmpl.promptBody()
 		p := rawPublishing(body)
 		p.MessageId = id.String()
@@ -156,7 +156,7 @@ func (e *env) rawPublish1(ctx context.Context, rc *rawConns, exchange string, d 
 	deadline := start.Add(d)
 	body := e.tmpl.prompt
 	n, err := rawPublishPipelined(ctx, rc.pub, exchange, "agent.thread.prompt", e.o.inflight,
-		func() amqp.Publishing { return rawPublishing(body) },
+		func() amqp091.Publishing { return rawPublishing(body) },
 		func(sent int) bool { return sent&63 == 0 && time.Now().After(deadline) })
 	return float64(n) / time.Since(start).Seconds(), err
 }
@@ -285,8 +285,8 @@ func (e *env) rawCommand(ctx context.Context, rc *rawConns, queue, exchange stri
 		return 0, err
 	}
 	type pending struct {
-		d  amqp.Delivery
-		dc *amqp.DeferredConfirmation
+		d  amqp091.Delivery
+		dc *amqp091.DeferredConfirmation
 	}
 	queueCh := make(chan pending, e.o.prefetch)
 	ackErr := make(chan error, 1)
@@ -313,7 +313,7 @@ func (e *env) rawCommand(ctx context.Context, rc *rawConns, queue, exchange stri
 	var t0 time.Time
 	body := e.tmpl.response
 	for i := 0; i < n; i++ {
-		var d amqp.Delivery
+		var d amqp091.Delivery
 		var ok bool
 		select {
 		case d, ok = <-dels:

@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
 )
 
@@ -17,7 +17,7 @@ import (
 // (so that it has a correlation link to record), and the
 // agent.thread.response a command processor answers it with.
 type templates struct {
-	source   bus.Source
+	source   envelope.Source
 	payload  json.RawMessage // the prompt payload
 	prompt   []byte          // a whole prompt envelope, as bus encodes it
 	idOff    int             // offset of event_id's value in prompt
@@ -27,7 +27,7 @@ type templates struct {
 }
 
 func newTemplates(size int) (*templates, error) {
-	t := &templates{source: bus.Source{Host: "bench-host", Type: bus.TriggerManual, App: "bbbench"}}
+	t := &templates{source: envelope.Source{Host: "bench-host", Type: envelope.TriggerManual, App: "bbbench"}}
 	model, project := "claude-sonnet-4", "bloodbank"
 	base := "Analyze this codebase and report what limits its throughput."
 	for n := 0; ; n++ {
@@ -37,8 +37,8 @@ func newTemplates(size int) (*templates, error) {
 		if err != nil {
 			return nil, err
 		}
-		env, err := bus.NewEnvelope(thread.RoutingKeyPrompt, json.RawMessage(raw), bus.WithSource(t.source),
-			bus.WithCorrelationIDs(uuid.New()))
+		env, err := envelope.New(thread.RoutingKeyPrompt, json.RawMessage(raw), envelope.WithSource(t.source),
+			envelope.WithCorrelationIDs(uuid.New()))
 		if err != nil {
 			return nil, err
 		}
@@ -79,16 +79,16 @@ func (t *templates) promptBody() (body []byte, id uuid.UUID) {
 }
 
 // promptEnvelope is a new prompt envelope, built as a producer builds one.
-func (t *templates) promptEnvelope() (bus.Envelope, error) {
-	return bus.NewEnvelope(thread.RoutingKeyPrompt, t.payload, bus.WithSource(t.source), bus.WithCorrelationIDs(uuid.New()))
+func (t *templates) promptEnvelope() (envelope.Envelope, error) {
+	return envelope.New(thread.RoutingKeyPrompt, t.payload, envelope.WithSource(t.source), envelope.WithCorrelationIDs(uuid.New()))
 }
 
 // responseEnvelope is the echo command's answer to a prompt.
-func (t *templates) responseEnvelope(prompt uuid.UUID) (bus.Envelope, error) {
+func (t *templates) responseEnvelope(prompt uuid.UUID) (envelope.Envelope, error) {
 	model := "claude-sonnet-4"
 	id := prompt.String()
-	return bus.NewEnvelope(thread.RoutingKeyResponse, thread.Response{Provider: "anthropic", PromptID: &id, Response: t.respText, Model: &model},
-		bus.WithSource(t.source))
+	return envelope.New(thread.RoutingKeyResponse, thread.Response{Provider: "anthropic", PromptID: &id, Response: t.respText, Model: &model},
+		envelope.WithSource(t.source))
 }
 
 func putUUID(dst []byte, id uuid.UUID) {

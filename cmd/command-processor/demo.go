@@ -10,6 +10,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/transport"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
@@ -33,7 +35,7 @@ func runDemo(ctx context.Context, b *bus.Bus, store correlation.Store, rec *corr
 		return
 	}
 	queue := b.Config().ExchangeName + ".demo." + uuid.NewString()[:8]
-	sub, err := b.TemporarySubscriber(bus.SubscriberConfig{QueueName: func(string) string { return queue }, Consumers: 1, DrainTimeout: time.Second, Logger: logger})
+	sub, err := b.TemporarySubscriber(transport.SubscriberConfig{QueueName: func(string) string { return queue }, Consumers: 1, DrainTimeout: time.Second, Logger: logger})
 	if err != nil {
 		logger.Error("demo: cannot watch responses", slog.String("error", err.Error()))
 		return
@@ -45,10 +47,10 @@ func runDemo(ctx context.Context, b *bus.Bus, store correlation.Store, rec *corr
 		return
 	}
 
-	prompt, err := bus.NewEnvelope(thread.RoutingKeyPrompt,
+	prompt, err := envelope.New(thread.RoutingKeyPrompt,
 		thread.Prompt{Provider: "demo", Model: new("echo"), Prompt: "Hello from the command-processor demo", Tags: []string{"demo"}},
-		bus.WithSource(bus.Source{Host: bus.Hostname(), Type: bus.TriggerManual, App: "command-processor-demo"}),
-		bus.WithAgentContext(&bus.AgentContext{Type: bus.AgentCustom, Name: "demo"}))
+		envelope.WithSource(envelope.Source{Host: envelope.Hostname(), Type: envelope.TriggerManual, App: "command-processor-demo"}),
+		envelope.WithAgentContext(&envelope.AgentContext{Type: envelope.AgentCustom, Name: "demo"}))
 	if err == nil {
 		err = b.Publish(ctx, prompt)
 	}
@@ -58,7 +60,7 @@ func runDemo(ctx context.Context, b *bus.Bus, store correlation.Store, rec *corr
 	}
 	logger.Info("demo: prompt published", slog.String("id", prompt.EventID.String()), slog.String("type", prompt.EventType))
 
-	var resp bus.Envelope
+	var resp envelope.Envelope
 	for resp.EventID == uuid.Nil {
 		select {
 		case msg, ok := <-responses:
@@ -66,7 +68,7 @@ func runDemo(ctx context.Context, b *bus.Bus, store correlation.Store, rec *corr
 				return
 			}
 			msg.Ack()
-			env, err := bus.EnvelopeFromMessage(msg)
+			env, err := envelope.FromMessage(msg)
 			if err == nil && slices.Contains(env.CorrelationIDs, prompt.EventID) {
 				resp = env
 			}
@@ -76,7 +78,7 @@ func runDemo(ctx context.Context, b *bus.Bus, store correlation.Store, rec *corr
 		}
 	}
 	logger.Info("demo: response received", slog.String("id", resp.EventID.String()), slog.String("type", resp.EventType),
-		slog.String("correlation_ids", bus.JoinIDs(resp.CorrelationIDs)), slog.String("payload", string(resp.Payload)),
+		slog.String("correlation_ids", envelope.JoinIDs(resp.CorrelationIDs)), slog.String("payload", string(resp.Payload)),
 		slog.Bool("deterministic_id", resp.EventID == cqrs.SideEffectID(resp.EventType, prompt.EventID, 0)))
 
 	// The link is recorded after the confirm, so it may trail the response.
@@ -85,7 +87,7 @@ func runDemo(ctx context.Context, b *bus.Bus, store correlation.Store, rec *corr
 		link, err := store.Lookup(ctx, resp.EventID)
 		if err == nil {
 			logger.Info("demo: correlation link recorded", slog.String("child", link.Child.String()),
-				slog.String("parents", bus.JoinIDs(link.Parents)), slog.Any("metadata", link.Metadata))
+				slog.String("parents", envelope.JoinIDs(link.Parents)), slog.Any("metadata", link.Metadata))
 			return
 		}
 		if !errors.Is(err, correlation.ErrNotFound) {

@@ -14,10 +14,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
@@ -34,7 +35,7 @@ type rabbitEnv struct {
 	url       string
 	redisAddr string
 	exchange  string
-	raw       *amqp.Connection
+	raw       *amqp091.Connection
 	redis     redis.UniversalClient
 
 	mu     sync.Mutex
@@ -45,7 +46,7 @@ type rabbitEnv struct {
 func newRabbitEnv(t *testing.T) *rabbitEnv {
 	t.Helper()
 	e := &rabbitEnv{t: t, url: testenv.RabbitURL(t), redisAddr: testenv.Redis(t), exchange: "bbtest." + uuid.NewString()[:8]}
-	raw, err := amqp.Dial(e.url)
+	raw, err := amqp091.Dial(e.url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func (e *rabbitEnv) env(extra ...string) []string {
 	return append([]string{"RABBIT_URL=" + e.url, "EXCHANGE_NAME=" + e.exchange, "REDIS_HOST=" + host, "REDIS_PORT=" + port}, extra...)
 }
 
-func (e *rabbitEnv) channel() *amqp.Channel {
+func (e *rabbitEnv) channel() *amqp091.Channel {
 	e.t.Helper()
 	ch, err := e.raw.Channel()
 	if err != nil {
@@ -110,9 +111,9 @@ func (e *rabbitEnv) serviceQueues(service string) string {
 	q := e.queue(service)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.queues = append(e.queues, middleware.PoisonQueueName(q))
-	for _, d := range middleware.DefaultRedeliveryDelays {
-		e.queues = append(e.queues, middleware.RetryQueueName(q, d))
+	e.queues = append(e.queues, reliability.PoisonQueueName(q))
+	for _, d := range reliability.DefaultRedeliveryDelays {
+		e.queues = append(e.queues, reliability.RetryQueueName(q, d))
 	}
 	return q
 }
@@ -226,10 +227,10 @@ func (e *rabbitEnv) publishPrompts(ids []uuid.UUID) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	confirms := make([]*amqp.DeferredConfirmation, len(ids))
+	confirms := make([]*amqp091.DeferredConfirmation, len(ids))
 	for i, id := range ids {
-		if confirms[i], err = ch.PublishWithDeferredConfirmWithContext(ctx, e.exchange, thread.RoutingKeyPrompt, false, false, amqp.Publishing{
-			ContentType: "application/json", ContentEncoding: "utf-8", DeliveryMode: amqp.Persistent,
+		if confirms[i], err = ch.PublishWithDeferredConfirmWithContext(ctx, e.exchange, thread.RoutingKeyPrompt, false, false, amqp091.Publishing{
+			ContentType: "application/json", ContentEncoding: "utf-8", DeliveryMode: amqp091.Persistent,
 			MessageId: id.String(), Body: pythonPrompt(id, "prompt "+strconv.Itoa(i)),
 		}); err != nil {
 			return err
@@ -380,8 +381,8 @@ func (e *rabbitEnv) publishRaw(key, messageID string, body []byte) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := ch.PublishWithDeferredConfirmWithContext(ctx, e.exchange, key, false, false, amqp.Publishing{
-		ContentType: "application/json", ContentEncoding: "utf-8", DeliveryMode: amqp.Persistent, MessageId: messageID, Body: body,
+	c, err := ch.PublishWithDeferredConfirmWithContext(ctx, e.exchange, key, false, false, amqp091.Publishing{
+		ContentType: "application/json", ContentEncoding: "utf-8", DeliveryMode: amqp091.Persistent, MessageId: messageID, Body: body,
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -398,7 +399,7 @@ func (e *rabbitEnv) publishRaw(key, messageID string, body []byte) {
 func TestRabbit_poisonedCommandsAreParkedWithTheirReason(t *testing.T) {
 	e := newRabbitEnv(t)
 	serviceQueue := e.serviceQueues("command_processor")
-	poisonQueue := middleware.PoisonQueueName(serviceQueue)
+	poisonQueue := reliability.PoisonQueueName(serviceQueue)
 	got := e.collectResponses()
 	p := start(t, e.env()...)
 	p.waitReady(30 * time.Second)
@@ -423,7 +424,7 @@ func TestRabbit_poisonedCommandsAreParkedWithTheirReason(t *testing.T) {
 	}
 	ch := e.channel()
 	defer ch.Close()
-	parked := map[string]amqp.Delivery{}
+	parked := map[string]amqp091.Delivery{}
 	for range 2 {
 		d, ok, err := ch.Get(poisonQueue, false)
 		if err != nil || !ok {
@@ -446,7 +447,7 @@ func TestRabbit_poisonedCommandsAreParkedWithTheirReason(t *testing.T) {
 		h := func(k string) string { v, _ := d.Headers[k].(string); return v }
 		if h(middleware.HeaderPoisonKind) != tc.kind || !strings.Contains(h(middleware.HeaderPoisonReason), tc.reason) ||
 			h(middleware.HeaderPoisonService) != "command_processor" || h(middleware.HeaderPoisonHandler) != thread.RoutingKeyPrompt ||
-			h(bus.MetaOriginalRoutingKey) != thread.RoutingKeyPrompt {
+			h(envelope.MetaOriginalRoutingKey) != thread.RoutingKeyPrompt {
 			t.Errorf("parked %s with headers %v, want kind %s and a reason naming %q", tc.id, d.Headers, tc.kind, tc.reason)
 		}
 		if !bytes.Equal(d.Body, tc.body) {

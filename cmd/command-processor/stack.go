@@ -8,6 +8,7 @@ import (
 	wmmiddleware "github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/domains"
@@ -27,7 +28,7 @@ type stackConfig struct {
 // stack is the middleware installed on the service, and the metrics that
 // read its counters.
 type stack struct {
-	reliability *middleware.Reliability
+	reliability *reliability.Stack
 	validation  *middleware.Validation
 	metrics     *gateway.Metrics
 }
@@ -40,7 +41,7 @@ type stack struct {
 // Recover and metrics are router middleware (they run before bus.Service's
 // own guard, which only acts when no poison queue is installed); the rest
 // go through svc.Use in order. Poison, dedup and retry come from
-// middleware.UseReliability: the poison queue "{queue}.poison", the delay
+// reliability.Use: the poison queue "{queue}.poison", the delay
 // queues "{queue}.retry.{1s,10s,1m}" and dedup keys in the correlation
 // Redis. Validation sits inside retry so that its permanent errors are
 // parked at once instead of retried, and the timeout innermost, so that
@@ -73,7 +74,7 @@ func installStack(ctx context.Context, b *bus.Bus, svc *bus.Service, cfg stackCo
 	router.AddMiddleware(wmmiddleware.Recoverer)
 	s.metrics.AddRouterMetrics(router)
 	svc.Use(cfg.tracing.Middleware)
-	if s.reliability, err = middleware.UseReliability(ctx, b, svc, middleware.ReliabilityConfig{
+	if s.reliability, err = reliability.Use(ctx, b, svc, reliability.Config{
 		DedupStore: cfg.dedup,
 		Logger:     cfg.logger,
 	}); err != nil {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/cqrs/commands"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
@@ -22,7 +22,7 @@ func (a failingAgent) Respond(context.Context, commands.Request) (commands.Answe
 	return commands.Answer{}, a.err
 }
 
-func execute(t *testing.T, agent commands.Agent, prompt string) (*thread.Response, []bus.Envelope, cqrs.CommandContext, error) {
+func execute(t *testing.T, agent commands.Agent, prompt string) (*thread.Response, []envelope.Envelope, cqrs.CommandContext, error) {
 	t.Helper()
 	reg, err := catalog.New()
 	if err != nil {
@@ -67,7 +67,7 @@ func TestAgentThreadPrompt_finalFailureIsTheErrorEvent(t *testing.T) {
 	if len(events) != 1 || events[0].EventType != thread.RoutingKeyError {
 		t.Fatalf("events = %v, want one agent.thread.error", events)
 	}
-	e, err := bus.DecodePayload[thread.ErrorPayload](events[0])
+	e, err := envelope.DecodePayload[thread.ErrorPayload](events[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestAgentThreadPrompt_finalFailureIsTheErrorEvent(t *testing.T) {
 
 func TestAgentThreadPrompt_transientFailureFailsTheCommand(t *testing.T) {
 	_, events, _, err := execute(t, failingAgent{&commands.AgentError{Retryable: true, Err: errors.New("rate limited")}}, "x")
-	if err == nil || bus.IsPermanent(err) {
+	if err == nil || envelope.IsPermanent(err) {
 		t.Errorf("err = %v, want a transient error", err)
 	}
 	if len(events) != 0 {

@@ -14,7 +14,7 @@ import (
 )
 
 // TestPayloadDecode_segmentioSameAsEncodingJSON holds the promise behind
-// decoding payloads with segmentio/encoding/json (bus.DecodePayload,
+// decoding payloads with segmentio/encoding/json (envelope.DecodePayload,
 // domains.Decode, the types' UnmarshalJSON): for every catalogued type it
 // decodes what encoding/json decodes, to the same value, and fails where
 // encoding/json fails. The inputs are each example, the example with every

@@ -3,9 +3,10 @@ package fireflies
 import (
 	"encoding/json"
 
-	"github.com/33god/bloodbank-go/bus"
-	"github.com/33god/bloodbank-go/domains"
 	segjson "github.com/segmentio/encoding/json"
+
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/domains"
 )
 
 // Domain is the domain name, as Python's registry lists it.
@@ -23,12 +24,12 @@ const (
 // TranscriptUpload asks for a media file to be uploaded to Fireflies for
 // transcription. Python: FirefliesTranscriptUploadPayload.
 type TranscriptUpload struct {
-	MediaFile            string   `json:"media_file" jsonschema_description:"Path or URL of the media file."`
-	MediaDurationSeconds int      `json:"media_duration_seconds"`
-	MediaType            string   `json:"media_type" jsonschema_description:"MIME type, e.g. audio/mpeg or video/mp4."`
-	Title                *string  `json:"title"`
-	UserID               *string  `json:"user_id"`
-	CreatedAt            bus.Time `json:"created_at" default:"now"`
+	MediaFile            string        `json:"media_file" jsonschema_description:"Path or URL of the media file."`
+	MediaDurationSeconds int           `json:"media_duration_seconds"`
+	MediaType            string        `json:"media_type" jsonschema_description:"MIME type, e.g. audio/mpeg or video/mp4."`
+	Title                *string       `json:"title"`
+	UserID               *string       `json:"user_id"`
+	CreatedAt            envelope.Time `json:"created_at" default:"now"`
 }
 
 // MarshalJSON writes a zero CreatedAt as the encoding time: Python stamps
@@ -36,7 +37,7 @@ type TranscriptUpload struct {
 func (p TranscriptUpload) MarshalJSON() ([]byte, error) {
 	type plain TranscriptUpload
 	if p.CreatedAt.IsZero() {
-		p.CreatedAt = bus.Now()
+		p.CreatedAt = envelope.Now()
 	}
 	return json.Marshal(plain(p))
 }
@@ -45,7 +46,7 @@ func (p TranscriptUpload) MarshalJSON() ([]byte, error) {
 // or null, as Python's default_factory does.
 func (p *TranscriptUpload) UnmarshalJSON(b []byte) error {
 	type plain TranscriptUpload
-	v := plain{CreatedAt: bus.Now()}
+	v := plain{CreatedAt: envelope.Now()}
 	if err := segjson.Unmarshal(b, &v); err != nil {
 		return err
 	}
@@ -59,7 +60,7 @@ func (p *TranscriptUpload) UnmarshalJSON(b []byte) error {
 type TranscriptReady struct {
 	ID             string               `json:"id" jsonschema_description:"Fireflies meeting (transcript) ID."`
 	Title          string               `json:"title"`
-	Date           bus.Time             `json:"date"`
+	Date           envelope.Time        `json:"date"`
 	Duration       float64              `json:"duration" jsonschema_description:"Duration in minutes."`
 	TranscriptURL  string               `json:"transcript_url"`
 	AudioURL       *string              `json:"audio_url"`
@@ -167,7 +168,7 @@ type TranscriptProcessed struct {
 	TranscriptID       string         `json:"transcript_id" jsonschema_description:"Fireflies transcript ID."`
 	RAGDocumentID      string         `json:"rag_document_id"`
 	Title              string         `json:"title"`
-	IngestionTimestamp bus.Time       `json:"ingestion_timestamp"`
+	IngestionTimestamp envelope.Time  `json:"ingestion_timestamp"`
 	SentenceCount      int            `json:"sentence_count"`
 	SpeakerCount       int            `json:"speaker_count"`
 	DurationMinutes    float64        `json:"duration_minutes"`
@@ -208,7 +209,7 @@ type TranscriptFailed struct {
 	ErrorCode    *string        `json:"error_code"`
 	TranscriptID *string        `json:"transcript_id" jsonschema_description:"Absent when the upload itself failed."`
 	MediaFile    *string        `json:"media_file"`
-	Timestamp    bus.Time       `json:"timestamp" default:"now"`
+	Timestamp    envelope.Time  `json:"timestamp" default:"now"`
 	RetryCount   int            `json:"retry_count" default:"0"`
 	IsRetryable  bool           `json:"is_retryable" default:"true"`
 	Metadata     map[string]any `json:"metadata" default:"{}"`
@@ -219,7 +220,7 @@ type TranscriptFailed struct {
 func (p TranscriptFailed) MarshalJSON() ([]byte, error) {
 	type plain TranscriptFailed
 	if p.Timestamp.IsZero() {
-		p.Timestamp = bus.Now()
+		p.Timestamp = envelope.Now()
 	}
 	if p.Metadata == nil {
 		p.Metadata = map[string]any{}
@@ -231,7 +232,7 @@ func (p TranscriptFailed) MarshalJSON() ([]byte, error) {
 // and empty metadata.
 func (p *TranscriptFailed) UnmarshalJSON(b []byte) error {
 	type plain TranscriptFailed
-	v := plain{Timestamp: bus.Now(), IsRetryable: true}
+	v := plain{Timestamp: envelope.Now(), IsRetryable: true}
 	if err := segjson.Unmarshal(b, &v); err != nil {
 		return err
 	}

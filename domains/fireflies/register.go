@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 )
 
@@ -57,7 +57,7 @@ func exampleUpload() TranscriptUpload {
 		MediaType:            "video/mp4",
 		Title:                new("Team standup"),
 		UserID:               new("user_456"),
-		CreatedAt:            bus.NewTime(exampleTime),
+		CreatedAt:            envelope.NewTime(exampleTime),
 	}
 }
 
@@ -101,7 +101,7 @@ func SampleTranscriptReady(n int) TranscriptReady {
 	return TranscriptReady{
 		ID:            "01JJQ4ZK8W3M5N7P9R2T4V6X8Z",
 		Title:         "Team standup",
-		Date:          bus.NewTime(exampleTime),
+		Date:          envelope.NewTime(exampleTime),
 		Duration:      15.5,
 		TranscriptURL: "https://app.fireflies.ai/view/01JJQ4ZK8W3M5N7P9R2T4V6X8Z",
 		AudioURL:      new("https://cdn.fireflies.ai/audio/01JJQ4ZK8W3M5N7P9R2T4V6X8Z.mp3"),
@@ -135,7 +135,7 @@ func exampleProcessed() TranscriptProcessed {
 		TranscriptID:       "01JJQ4ZK8W3M5N7P9R2T4V6X8Z",
 		RAGDocumentID:      "doc_5c1e2f",
 		Title:              "Team standup",
-		IngestionTimestamp: bus.NewTime(exampleTime.Add(2 * time.Minute)),
+		IngestionTimestamp: envelope.NewTime(exampleTime.Add(2 * time.Minute)),
 		SentenceCount:      212,
 		SpeakerCount:       2,
 		DurationMinutes:    15.5,
@@ -152,7 +152,7 @@ func exampleFailed() TranscriptFailed {
 		ErrorMessage: "Fireflies API returned 429 Too Many Requests",
 		ErrorCode:    new("rate_limited"),
 		MediaFile:    new("/recordings/2026-01-29-standup.mp4"),
-		Timestamp:    bus.NewTime(exampleTime.Add(time.Minute)),
+		Timestamp:    envelope.NewTime(exampleTime.Add(time.Minute)),
 		RetryCount:   1,
 		IsRetryable:  true,
 		Metadata:     map[string]any{},

@@ -3,8 +3,9 @@ package github
 import (
 	"encoding/json"
 
-	"github.com/33god/bloodbank-go/domains"
 	segjson "github.com/segmentio/encoding/json"
+
+	"github.com/33god/bloodbank-go/domains"
 )
 
 // Domain is the domain name, as Python's registry lists it.

@@ -30,9 +30,10 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
 	"github.com/33god/bloodbank-go/domains/artifact"
 	"github.com/33god/bloodbank-go/domains/github"
@@ -156,7 +157,7 @@ func deleteQueue(ctx context.Context, b *bus.Bus, queue string) error {
 	if b.Transport() != bus.TransportAMQP {
 		return nil
 	}
-	return b.WithChannel(ctx, func(ch *amqp.Channel) error {
+	return b.WithChannel(ctx, func(ch *amqp091.Channel) error {
 		_, err := ch.QueueDelete(queue, false, false, false)
 		return err
 	})
@@ -174,7 +175,7 @@ type auditor struct {
 func (a *auditor) handle(msg *message.Message) error {
 	line, err := auditLine(msg)
 	if err != nil {
-		return bus.Permanent(err)
+		return envelope.Permanent(err)
 	}
 	a.mu.Lock()
 	_, err = a.w.Write(line)
@@ -195,15 +196,15 @@ func (a *auditor) handle(msg *message.Message) error {
 // a body that is not one, what the codec found wrong and the body as text.
 func auditLine(msg *message.Message) ([]byte, error) {
 	var v any
-	if reason, bad := bus.Malformed(msg); bad {
+	if reason, bad := envelope.Malformed(msg); bad {
 		v = struct {
 			Malformed  string `json:"malformed"`
 			MessageID  string `json:"message_id"`
 			RoutingKey string `json:"routing_key"`
 			Body       string `json:"body"`
-		}{reason, msg.UUID, msg.Metadata.Get(bus.MetaRoutingKey), string(msg.Payload)}
+		}{reason, msg.UUID, msg.Metadata.Get(envelope.MetaRoutingKey), string(msg.Payload)}
 	} else {
-		env, err := bus.EnvelopeFromMessage(msg)
+		env, err := envelope.FromMessage(msg)
 		if err != nil {
 			return nil, err
 		}
@@ -225,28 +226,28 @@ func auditLine(msg *message.Message) ([]byte, error) {
 
 // demoEvents are three events from three domains, with fixed ids, times
 // and hosts so that the demo's log never varies.
-func demoEvents() ([]bus.Envelope, error) {
+func demoEvents() ([]envelope.Envelope, error) {
 	at := time.Date(2026, 1, 29, 10, 0, 0, 0, time.UTC)
-	prompt, err := bus.NewEnvelope(thread.RoutingKeyPrompt, thread.Prompt{Provider: "anthropic", Prompt: "Summarise the standup", Tags: []string{"meetings"}},
-		bus.WithEventID(uuid.MustParse("0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11")), bus.WithTimestamp(at),
-		bus.WithSource(bus.Source{Host: "laptop-7", Type: bus.TriggerManual, App: "bb"}))
+	prompt, err := envelope.New(thread.RoutingKeyPrompt, thread.Prompt{Provider: "anthropic", Prompt: "Summarise the standup", Tags: []string{"meetings"}},
+		envelope.WithEventID(uuid.MustParse("0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11")), envelope.WithTimestamp(at),
+		envelope.WithSource(envelope.Source{Host: "laptop-7", Type: envelope.TriggerManual, App: "bb"}))
 	if err != nil {
 		return nil, err
 	}
-	pr, err := bus.NewEnvelope(github.RoutingKeyPRCreated, github.PRCreated{CacheKey: "bloodbank-go|42", CacheType: github.CacheRedis},
-		bus.WithEventID(bus.DeterministicIDOf(github.RoutingKeyPRCreated,
-			bus.StrField("repo_owner", "33god"), bus.StrField("repo_name", "bloodbank-go"), bus.IntField("pr_number", 42))),
-		bus.WithTimestamp(at.Add(time.Second)),
-		bus.WithSource(bus.Source{Host: "ci-runner-2", Type: bus.TriggerHook, App: "github-webhook"}))
+	pr, err := envelope.New(github.RoutingKeyPRCreated, github.PRCreated{CacheKey: "bloodbank-go|42", CacheType: github.CacheRedis},
+		envelope.WithEventID(envelope.DeterministicIDOf(github.RoutingKeyPRCreated,
+			envelope.StrField("repo_owner", "33god"), envelope.StrField("repo_name", "bloodbank-go"), envelope.IntField("pr_number", 42))),
+		envelope.WithTimestamp(at.Add(time.Second)),
+		envelope.WithSource(envelope.Source{Host: "ci-runner-2", Type: envelope.TriggerHook, App: "github-webhook"}))
 	if err != nil {
 		return nil, err
 	}
-	art, err := bus.NewEnvelope("artifact.created", artifact.Changed{Action: artifact.ActionCreated, Kind: "summary", URI: "s3://notes/standup-0129.md"},
-		bus.WithEventID(uuid.MustParse("5c3d2e1f-0a9b-4c8d-8e7f-6a5b4c3d2e1f")), bus.WithTimestamp(at.Add(2*time.Second)),
-		bus.WithCorrelationIDs(prompt.EventID),
-		bus.WithSource(bus.Source{Host: "laptop-7", Type: bus.TriggerAgent, App: "summariser"}))
+	art, err := envelope.New("artifact.created", artifact.Changed{Action: artifact.ActionCreated, Kind: "summary", URI: "s3://notes/standup-0129.md"},
+		envelope.WithEventID(uuid.MustParse("5c3d2e1f-0a9b-4c8d-8e7f-6a5b4c3d2e1f")), envelope.WithTimestamp(at.Add(2*time.Second)),
+		envelope.WithCorrelationIDs(prompt.EventID),
+		envelope.WithSource(envelope.Source{Host: "laptop-7", Type: envelope.TriggerAgent, App: "summariser"}))
 	if err != nil {
 		return nil, err
 	}
-	return []bus.Envelope{prompt, pr, art}, nil
+	return []envelope.Envelope{prompt, pr, art}, nil
 }

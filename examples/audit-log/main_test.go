@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/examples/internal/extest"
 )
 
@@ -57,7 +58,7 @@ func TestAuditLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			msg := bus.DecodeDelivery([]byte(tt.body), "m-1", "legacy.event", nil)
+			msg := envelope.DecodeDelivery([]byte(tt.body), "m-1", "legacy.event", nil)
 			line, err := auditLine(msg)
 			if err != nil {
 				t.Fatal(err)

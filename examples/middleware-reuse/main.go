@@ -14,7 +14,7 @@
 // vector store is down, one invalid), prints what happened to each and
 // exits. It never talks to RabbitMQ, whatever RABBIT_URL says: the point is
 // that the middleware needs no Bloodbank transport. On RabbitMQ, a plain
-// Watermill app uses watermill-amqp with bus.Codec{} as its Marshaler
+// Watermill app uses watermill-amqp with envelope.Codec{} as its Marshaler
 // instead of GoChannel, and the same middleware.
 package main
 
@@ -35,7 +35,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/domains/catalog"
 	"github.com/33god/bloodbank-go/domains/fireflies"
@@ -156,7 +156,7 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "  processed: %s, correlation_ids %v, recorded parents %v\n", p.UUID, bus.CorrelationIDs(p), parents)
+			fmt.Fprintf(out, "  processed: %s, correlation_ids %v, recorded parents %v\n", p.UUID, envelope.CorrelationIDs(p), parents)
 		case p := <-parked:
 			p.Ack()
 			fmt.Fprintf(out, "  parked in %s: kind %s after %s attempt(s): %s\n", topicPoison,
@@ -185,22 +185,22 @@ func (vectorStore) ingest(msg *message.Message) ([]*message.Message, error) {
 	if err := json.Unmarshal(msg.Payload, &t); err != nil {
 		// Validate ran first, so this cannot be a bad payload; if it were,
 		// retrying would not fix it.
-		return nil, bus.Permanent(err)
+		return nil, envelope.Permanent(err)
 	}
 	switch {
 	case t.ID == "tr-down",
 		t.ID == "tr-flaky" && middleware.AttemptFromCtx(msg.Context()) == 1:
 		return nil, errTimeout
 	}
-	env, err := bus.NewEnvelope(topicProcessed, fireflies.TranscriptProcessed{
-		TranscriptID: t.ID, RAGDocumentID: "rag-" + t.ID, Title: t.Title, IngestionTimestamp: bus.Now(),
+	env, err := envelope.New(topicProcessed, fireflies.TranscriptProcessed{
+		TranscriptID: t.ID, RAGDocumentID: "rag-" + t.ID, Title: t.Title, IngestionTimestamp: envelope.Now(),
 		SentenceCount: len(t.Sentences), SpeakerCount: len(t.Speakers), DurationMinutes: t.Duration, VectorStore: "chroma",
-	}, bus.WithEventID(bus.DeterministicIDOf(topicProcessed, bus.StrField("transcript_id", t.ID))))
+	}, envelope.WithEventID(envelope.DeterministicIDOf(topicProcessed, envelope.StrField("transcript_id", t.ID))))
 	if err != nil {
 		return nil, err
 	}
 	// No correlation ids here: Causation stamps [the handled event's id].
-	out, err := bus.NewMessage(env)
+	out, err := envelope.NewMessage(env)
 	return []*message.Message{out}, err
 }
 
@@ -233,10 +233,10 @@ func demoTranscripts() []demoTranscript {
 // envelope's fields in metadata, the payload as the message payload.
 // The event id is derived from the transcript id, so the output is stable.
 func readyMessage(transcriptID string, payload json.RawMessage) (*message.Message, error) {
-	env, err := bus.NewEnvelope(topicReady, payload,
-		bus.WithEventID(bus.DeterministicIDOf(topicReady, bus.StrField("transcript_id", transcriptID))))
+	env, err := envelope.New(topicReady, payload,
+		envelope.WithEventID(envelope.DeterministicIDOf(topicReady, envelope.StrField("transcript_id", transcriptID))))
 	if err != nil {
 		return nil, err
 	}
-	return bus.NewMessage(env)
+	return envelope.NewMessage(env)
 }

@@ -28,9 +28,11 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/transport"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/domains/catalog"
 	"github.com/33god/bloodbank-go/domains/fireflies"
@@ -145,7 +147,7 @@ func newService(b *bus.Bus, name string, logger *slog.Logger) (*bus.Service, err
 	}
 	// Validation keeps an invalid transcript (a Python producer's bug) from
 	// ever reaching the handler, and marks it permanent so it is not
-	// retried. A production service adds middleware.UseReliability first
+	// retried. A production service adds reliability.Use first
 	// (retries, a poison queue); examples/middleware-reuse shows them.
 	validation, err := middleware.Validate(middleware.ValidateConfig{Validator: reg, Logger: logger})
 	if err != nil {
@@ -181,13 +183,13 @@ func (in *ingester) handle(ctx context.Context, ev bus.Event[fireflies.Transcrip
 	if len(t.Sentences) == 0 {
 		// Retrying cannot produce sentences: say so on the bus, where the
 		// Python side and `bb tail` see it, and ack.
-		failed, err := bus.NewEnvelope(fireflies.RoutingKeyTranscriptFailed, fireflies.TranscriptFailed{
+		failed, err := envelope.New(fireflies.RoutingKeyTranscriptFailed, fireflies.TranscriptFailed{
 			FailedStage:  fireflies.StageProcessing,
 			ErrorMessage: "transcript has no sentences",
 			ErrorCode:    new("empty_transcript"),
 			TranscriptID: new(t.ID),
 			IsRetryable:  false,
-		}, bus.WithEventID(derivedID(fireflies.RoutingKeyTranscriptFailed, t.ID)))
+		}, envelope.WithEventID(derivedID(fireflies.RoutingKeyTranscriptFailed, t.ID)))
 		if err != nil {
 			return err
 		}
@@ -201,18 +203,18 @@ func (in *ingester) handle(ctx context.Context, ev bus.Event[fireflies.Transcrip
 	for _, s := range t.Sentences {
 		speakers[s.SpeakerID] = true
 	}
-	processed, err := bus.NewEnvelope(fireflies.RoutingKeyTranscriptProcessed, fireflies.TranscriptProcessed{
+	processed, err := envelope.New(fireflies.RoutingKeyTranscriptProcessed, fireflies.TranscriptProcessed{
 		TranscriptID:       t.ID,
 		RAGDocumentID:      "rag-" + t.ID,
 		Title:              t.Title,
-		IngestionTimestamp: bus.Now(),
+		IngestionTimestamp: envelope.Now(),
 		SentenceCount:      len(t.Sentences),
 		SpeakerCount:       len(speakers),
 		DurationMinutes:    t.Duration,
 		VectorStore:        in.vectorStore,
 		ChunkCount:         (len(t.Sentences) + 9) / 10,
 		EmbeddingModel:     new("text-embedding-3-small"),
-	}, bus.WithEventID(derivedID(fireflies.RoutingKeyTranscriptProcessed, t.ID)))
+	}, envelope.WithEventID(derivedID(fireflies.RoutingKeyTranscriptProcessed, t.ID)))
 	if err != nil {
 		return err
 	}
@@ -223,7 +225,7 @@ func (in *ingester) handle(ctx context.Context, ev bus.Event[fireflies.Transcrip
 // transcript. It is deterministic: a redelivered transcript.ready yields the
 // same id again, and consumers that deduplicate on event_id drop the repeat.
 func derivedID(eventType, transcriptID string) uuid.UUID {
-	return bus.DeterministicIDOf(eventType, bus.StrField("transcript_id", transcriptID))
+	return envelope.DeterministicIDOf(eventType, envelope.StrField("transcript_id", transcriptID))
 }
 
 // runDemo runs the service, publishes three transcripts (one of them
@@ -254,8 +256,8 @@ func runDemo(ctx context.Context, b *bus.Bus, svc *bus.Service, store correlatio
 		// The id Fireflies' webhook handler would derive from the
 		// transcript id, so the same webhook delivered twice is one event.
 		readyIDs[i] = derivedID(fireflies.RoutingKeyTranscriptReady, t.ID)
-		env, err := bus.NewEnvelope(fireflies.RoutingKeyTranscriptReady, t, bus.WithEventID(readyIDs[i]),
-			bus.WithSource(bus.Source{Host: bus.Hostname(), Type: bus.TriggerHook, App: "fireflies-webhook"}))
+		env, err := envelope.New(fireflies.RoutingKeyTranscriptReady, t, envelope.WithEventID(readyIDs[i]),
+			envelope.WithSource(envelope.Source{Host: envelope.Hostname(), Type: envelope.TriggerHook, App: "fireflies-webhook"}))
 		if err != nil {
 			return err
 		}
@@ -272,7 +274,7 @@ func runDemo(ctx context.Context, b *bus.Bus, svc *bus.Service, store correlatio
 		want[derivedID(fireflies.RoutingKeyTranscriptProcessed, t.ID)] = true
 		want[derivedID(fireflies.RoutingKeyTranscriptFailed, t.ID)] = true
 	}
-	seen := map[uuid.UUID]bus.Envelope{}
+	seen := map[uuid.UUID]envelope.Envelope{}
 	for len(seen) < len(transcripts) {
 		select {
 		case env := <-answers:
@@ -321,7 +323,7 @@ func deleteQueue(ctx context.Context, b *bus.Bus, queue string) error {
 	if b.Transport() != bus.TransportAMQP {
 		return nil
 	}
-	return b.WithChannel(ctx, func(ch *amqp.Channel) error {
+	return b.WithChannel(ctx, func(ch *amqp091.Channel) error {
 		_, err := ch.QueueDelete(queue, false, false, false)
 		return err
 	})
@@ -329,9 +331,9 @@ func deleteQueue(ctx context.Context, b *bus.Bus, queue string) error {
 
 // watch subscribes a temporary queue to patterns and sends the envelopes
 // it receives on the returned channel.
-func watch(ctx context.Context, b *bus.Bus, patterns ...string) (<-chan bus.Envelope, func(), error) {
+func watch(ctx context.Context, b *bus.Bus, patterns ...string) (<-chan envelope.Envelope, func(), error) {
 	queue := "rag-ingest-demo." + uuid.NewString()
-	sub, err := b.TemporarySubscriber(bus.SubscriberConfig{
+	sub, err := b.TemporarySubscriber(transport.SubscriberConfig{
 		QueueName: func(string) string { return queue },
 		Patterns:  patterns,
 	})
@@ -339,7 +341,7 @@ func watch(ctx context.Context, b *bus.Bus, patterns ...string) (<-chan bus.Enve
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	envs := make(chan bus.Envelope)
+	envs := make(chan envelope.Envelope)
 	var wg sync.WaitGroup
 	for _, p := range patterns {
 		msgs, err := sub.Subscribe(ctx, p)
@@ -350,7 +352,7 @@ func watch(ctx context.Context, b *bus.Bus, patterns ...string) (<-chan bus.Enve
 		}
 		wg.Go(func() {
 			for msg := range msgs {
-				env, err := bus.EnvelopeFromMessage(msg)
+				env, err := envelope.FromMessage(msg)
 				msg.Ack()
 				if err != nil {
 					continue

@@ -23,9 +23,10 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/catalog"
 	"github.com/33god/bloodbank-go/examples/third-party-domain/billing"
@@ -86,7 +87,7 @@ func run(ctx context.Context, cfg bus.Config, logger *slog.Logger, out io.Writer
 	rejected := make(chan string, 1)
 	// Outermost first: rejections are reported after validation made them.
 	// The service then logs and acks them; a production service parks them
-	// in a poison queue (middleware.UseReliability) instead.
+	// in a poison queue (reliability.Use) instead.
 	svc.Use(reportRejections(rejected), validation.Middleware)
 
 	paid := make(chan billing.InvoicePaid, 1)
@@ -115,7 +116,7 @@ func run(ctx context.Context, cfg bus.Config, logger *slog.Logger, out io.Writer
 		InvoiceID: uuid.MustParse("9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"),
 		Amount:    49.9,
 		Currency:  billing.EUR,
-		PaidAt:    bus.NewTime(time.Date(2026, 1, 29, 10, 0, 0, 0, time.UTC)),
+		PaidAt:    envelope.NewTime(time.Date(2026, 1, 29, 10, 0, 0, 0, time.UTC)),
 		Note:      new("January subscription"),
 	}
 	if err := reg.ValidateValue(billing.RoutingKeyInvoicePaid, invoice); err != nil {
@@ -164,7 +165,7 @@ func deleteQueue(ctx context.Context, b *bus.Bus, queue string) error {
 	if b.Transport() != bus.TransportAMQP {
 		return nil
 	}
-	return b.WithChannel(ctx, func(ch *amqp.Channel) error {
+	return b.WithChannel(ctx, func(ch *amqp091.Channel) error {
 		_, err := ch.QueueDelete(queue, false, false, false)
 		return err
 	})
@@ -177,9 +178,9 @@ func publish(ctx context.Context, b *bus.Bus, payload any) error {
 	if err != nil {
 		return err
 	}
-	env, err := bus.NewEnvelope(billing.RoutingKeyInvoicePaid, json.RawMessage(raw),
-		bus.WithEventID(bus.DeterministicIDFromKey(billing.RoutingKeyInvoicePaid, string(raw))),
-		bus.WithSource(bus.Source{Host: bus.Hostname(), Type: bus.TriggerHook, App: "payments-webhook"}))
+	env, err := envelope.New(billing.RoutingKeyInvoicePaid, json.RawMessage(raw),
+		envelope.WithEventID(envelope.DeterministicIDFromKey(billing.RoutingKeyInvoicePaid, string(raw))),
+		envelope.WithSource(envelope.Source{Host: envelope.Hostname(), Type: envelope.TriggerHook, App: "payments-webhook"}))
 	if err != nil {
 		return err
 	}
@@ -192,7 +193,7 @@ func reportRejections(rejected chan<- string) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			out, err := h(msg)
-			var perm *bus.PermanentError
+			var perm *envelope.PermanentError
 			if errors.As(err, &perm) {
 				report := fmt.Sprintf("rejected %s (%s):\n", msg.UUID, perm.Kind)
 				var verr *domains.ValidationError

@@ -27,7 +27,7 @@ import (
 	"syscall"
 
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -36,6 +36,8 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/transport"
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/cqrs/commands"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
@@ -173,7 +175,7 @@ func run(ctx context.Context, cfg bus.Config, mode string, logger *slog.Logger, 
 		return fmt.Errorf("service stopped before it ran: %w", err)
 	}
 
-	prompt, err := bus.NewEnvelope(thread.RoutingKeyPrompt, thread.Prompt{Provider: "echo", Prompt: "Summarise the standup"})
+	prompt, err := envelope.New(thread.RoutingKeyPrompt, thread.Prompt{Provider: "echo", Prompt: "Summarise the standup"})
 	if err != nil {
 		return err
 	}
@@ -228,7 +230,7 @@ func deleteQueue(ctx context.Context, b *bus.Bus, queue string) error {
 	if b.Transport() != bus.TransportAMQP {
 		return nil
 	}
-	return b.WithChannel(ctx, func(ch *amqp.Channel) error {
+	return b.WithChannel(ctx, func(ch *amqp091.Channel) error {
 		_, err := ch.QueueDelete(queue, false, false, false)
 		return err
 	})
@@ -236,9 +238,9 @@ func deleteQueue(ctx context.Context, b *bus.Bus, queue string) error {
 
 // watch subscribes a temporary queue to pattern and sends the envelopes it
 // receives on the returned channel.
-func watch(ctx context.Context, b *bus.Bus, pattern string) (<-chan bus.Envelope, func(), error) {
+func watch(ctx context.Context, b *bus.Bus, pattern string) (<-chan envelope.Envelope, func(), error) {
 	queue := "tracing-demo." + uuid.NewString()
-	sub, err := b.TemporarySubscriber(bus.SubscriberConfig{QueueName: func(string) string { return queue }})
+	sub, err := b.TemporarySubscriber(transport.SubscriberConfig{QueueName: func(string) string { return queue }})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -249,12 +251,12 @@ func watch(ctx context.Context, b *bus.Bus, pattern string) (<-chan bus.Envelope
 		_ = sub.Close()
 		return nil, nil, err
 	}
-	envs := make(chan bus.Envelope)
+	envs := make(chan envelope.Envelope)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for msg := range msgs {
-			env, err := bus.EnvelopeFromMessage(msg)
+			env, err := envelope.FromMessage(msg)
 			msg.Ack()
 			if err != nil {
 				continue

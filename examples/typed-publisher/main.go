@@ -24,6 +24,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/transport"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/catalog"
 	"github.com/33god/bloodbank-go/domains/fireflies"
@@ -49,25 +51,25 @@ func main() {
 // payload's Go type (as the catalogue registered it), the payload is
 // validated against the type's schema before it reaches the broker, and
 // the envelope options set the id and the parents. T is inferred.
-func publish[T any](ctx context.Context, b *bus.Bus, reg *domains.Registry, payload T, opts ...bus.EnvelopeOption) (bus.Envelope, error) {
+func publish[T any](ctx context.Context, b *bus.Bus, reg *domains.Registry, payload T, opts ...envelope.Option) (envelope.Envelope, error) {
 	key, err := reg.RoutingKeyFor(payload)
 	if err != nil {
-		return bus.Envelope{}, err
+		return envelope.Envelope{}, err
 	}
 	// An invalid value fails here, with its JSON path, instead of in every
 	// consumer.
 	if err := reg.ValidateValue(key, payload); err != nil {
-		return bus.Envelope{}, fmt.Errorf("cannot publish %s: %w", key, err)
+		return envelope.Envelope{}, fmt.Errorf("cannot publish %s: %w", key, err)
 	}
-	env, err := bus.NewEnvelope(key, payload, opts...)
+	env, err := envelope.New(key, payload, opts...)
 	if err != nil {
-		return bus.Envelope{}, err
+		return envelope.Envelope{}, err
 	}
 	return env, b.Publish(ctx, env)
 }
 
 // source says who publishes: the recorder's file watcher.
-var source = bus.Source{Host: bus.Hostname(), Type: bus.TriggerFileWatch, App: "recording-watcher"}
+var source = envelope.Source{Host: envelope.Hostname(), Type: envelope.TriggerFileWatch, App: "recording-watcher"}
 
 func run(ctx context.Context, cfg bus.Config, logger *slog.Logger, out io.Writer) error {
 	reg, err := catalog.New()
@@ -91,7 +93,7 @@ func run(ctx context.Context, cfg bus.Config, logger *slog.Logger, out io.Writer
 	// 1. The upload request. Its id is what Python's
 	//    generate_event_id("fireflies.transcript.upload", meeting_id="abc123")
 	//    returns, so a Go and a Python producer of this fact agree on it.
-	uploadID, err := bus.DeterministicID(fireflies.RoutingKeyTranscriptUpload, map[string]any{"meeting_id": "abc123"})
+	uploadID, err := envelope.DeterministicID(fireflies.RoutingKeyTranscriptUpload, map[string]any{"meeting_id": "abc123"})
 	if err != nil {
 		return err
 	}
@@ -105,7 +107,7 @@ func run(ctx context.Context, cfg bus.Config, logger *slog.Logger, out io.Writer
 	// Published twice, as a watcher restarted mid-upload would: one fact,
 	// one id, and consumers that deduplicate on event_id drop the second.
 	for range 2 {
-		env, err := publish(ctx, b, reg, upload, bus.WithEventID(uploadID), bus.WithSource(source))
+		env, err := publish(ctx, b, reg, upload, envelope.WithEventID(uploadID), envelope.WithSource(source))
 		if err != nil {
 			return err
 		}
@@ -117,9 +119,9 @@ func run(ctx context.Context, cfg bus.Config, logger *slog.Logger, out io.Writer
 	ready := fireflies.SampleTranscriptReady(3)
 	ready.ID = "tr-abc123"
 	env, err := publish(ctx, b, reg, ready,
-		bus.WithEventID(bus.DeterministicIDOf(fireflies.RoutingKeyTranscriptReady, bus.StrField("transcript_id", ready.ID))),
-		bus.WithCorrelationIDs(uploadID),
-		bus.WithSource(bus.Source{Host: bus.Hostname(), Type: bus.TriggerHook, App: "fireflies-webhook"}))
+		envelope.WithEventID(envelope.DeterministicIDOf(fireflies.RoutingKeyTranscriptReady, envelope.StrField("transcript_id", ready.ID))),
+		envelope.WithCorrelationIDs(uploadID),
+		envelope.WithSource(envelope.Source{Host: envelope.Hostname(), Type: envelope.TriggerHook, App: "fireflies-webhook"}))
 	if err != nil {
 		return err
 	}
@@ -147,9 +149,9 @@ func run(ctx context.Context, cfg bus.Config, logger *slog.Logger, out io.Writer
 
 // watch subscribes a temporary queue (deleted when the program ends) to
 // pattern, and sends the envelopes it receives on the returned channel.
-func watch(ctx context.Context, b *bus.Bus, pattern string) (<-chan bus.Envelope, func(), error) {
+func watch(ctx context.Context, b *bus.Bus, pattern string) (<-chan envelope.Envelope, func(), error) {
 	queue := "typed-publisher-demo." + uuid.NewString()
-	sub, err := b.TemporarySubscriber(bus.SubscriberConfig{
+	sub, err := b.TemporarySubscriber(transport.SubscriberConfig{
 		QueueName: func(string) string { return queue },
 		Consumers: 1, // in the order the queue holds them
 	})
@@ -163,12 +165,12 @@ func watch(ctx context.Context, b *bus.Bus, pattern string) (<-chan bus.Envelope
 		_ = sub.Close()
 		return nil, nil, err
 	}
-	envs := make(chan bus.Envelope)
+	envs := make(chan envelope.Envelope)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for msg := range msgs {
-			env, err := bus.EnvelopeFromMessage(msg)
+			env, err := envelope.FromMessage(msg)
 			msg.Ack()
 			if err != nil {
 				continue

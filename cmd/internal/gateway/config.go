@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/domains"
 )
@@ -146,7 +146,7 @@ func (c Config) Validate() error {
 // Publisher publishes envelopes under their event types and returns once
 // the broker confirmed them. *bus.Bus is one.
 type Publisher interface {
-	Publish(ctx context.Context, envs ...bus.Envelope) error
+	Publish(ctx context.Context, envs ...envelope.Envelope) error
 }
 
 // Tracer reads the correlation graph. correlation.Store (and so

@@ -9,7 +9,7 @@
 //	GET  /healthz                      {"ok": true, "service": "<service name>"}, as Python answers
 //	GET  /readyz                       200, or 503 naming each failing Check ("broker", "redis")
 //	POST /events/custom                body: a whole v1 envelope, published under its event_type
-//	POST /events/agent/thread/prompt   body: an agent.thread.prompt payload, wrapped by bus.NewHTTPEnvelope
+//	POST /events/agent/thread/prompt   body: an agent.thread.prompt payload, wrapped by envelope.NewHTTP
 //	POST /events/{routing_key}         body: a payload of that routing key, validated, then wrapped likewise
 //	GET  /schemas                      the registered event types (?domain=agent&kind=command filter them)
 //	GET  /schemas/{name}               one type: JSON Schema and example (name: routing key, template or Go name)
@@ -39,7 +39,7 @@
 //
 // # Wire compatibility
 //
-// /events/custom decodes the body with bus.DecodeEnvelope and publishes the
+// /events/custom decodes the body with envelope.Decode and publishes the
 // envelope it read. The body on the bus is the canonical v1 form
 // (Envelope.MarshalJSON): same fields and values, payload bytes unchanged
 // but for whitespace, timestamp rewritten in UTC with a "Z", and top-level

@@ -10,6 +10,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/embedded"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
 	"github.com/33god/bloodbank-go/domains/catalog"
 )
@@ -18,7 +20,7 @@ import (
 // middleware observes: what command-processor and `bb serve` wire.
 func Example() {
 	cfg, _ := bus.LoadConfig(nil, "")
-	b := bus.NewEmbeddedBus(cfg, bus.NewEmbedded(nil), nil)
+	b := bus.NewEmbeddedBus(cfg, embedded.New(nil), nil)
 	defer b.Close()
 	events, _ := catalog.New()
 
@@ -28,7 +30,7 @@ func Example() {
 	m.AddRouterMetrics(svc.Router())
 	handled := make(chan string, 1)
 	_ = svc.HandleMessage("print_prompt", "agent.thread.prompt", func(msg *message.Message) error {
-		handled <- msg.Metadata.Get(bus.MetaSourceHost) + " " + string(msg.Payload)
+		handled <- msg.Metadata.Get(envelope.MetaSourceHost) + " " + string(msg.Payload)
 		return nil
 	})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -18,6 +18,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/embedded"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/transport"
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/domains"
@@ -27,7 +30,7 @@ import (
 // fixture is a gateway on its own embedded broker and correlation store.
 type fixture struct {
 	t       *testing.T
-	broker  *bus.Embedded
+	broker  *embedded.Broker
 	bus     *bus.Bus
 	events  *domains.Registry
 	store   *correlation.Embedded
@@ -39,7 +42,7 @@ type fixture struct {
 // sources stand for the counters of the middleware and the publisher.
 type sources struct {
 	retried, parked, deduplicated, corrFailed atomic.Int64
-	stats                                     atomic.Pointer[bus.PublisherStats]
+	stats                                     atomic.Pointer[transport.PublisherStats]
 }
 
 func (s *sources) f(v *atomic.Int64) func() float64 {
@@ -66,7 +69,7 @@ func newFixture(t *testing.T, opts ...option) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	broker := bus.NewEmbedded(nil)
+	broker := embedded.New(nil)
 	t.Cleanup(func() { _ = broker.Close() })
 	b := bus.NewEmbeddedBus(cfg, broker, nil)
 	store, err := correlation.NewEmbedded(correlation.RedisConfig{})
@@ -76,10 +79,10 @@ func newFixture(t *testing.T, opts ...option) *fixture {
 	t.Cleanup(func() { _ = store.Close() })
 
 	src := &sources{}
-	src.stats.Store(&bus.PublisherStats{})
+	src.stats.Store(&transport.PublisherStats{})
 	m, err := gateway.NewMetrics(gateway.MetricsConfig{
 		Events:                  events,
-		PublisherStats:          func() bus.PublisherStats { return *src.stats.Load() },
+		PublisherStats:          func() transport.PublisherStats { return *src.stats.Load() },
 		Retried:                 src.f(&src.retried),
 		Parked:                  src.f(&src.parked),
 		Deduplicated:            src.f(&src.deduplicated),
@@ -112,7 +115,7 @@ func (f *fixture) subscribe(pattern string) <-chan *message.Message {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.t.Cleanup(cancel)
 	queue := "test." + f.t.Name()
-	sub := f.broker.Subscriber(bus.SubscriberConfig{QueueName: func(string) string { return queue }})
+	sub := f.broker.Subscriber(transport.SubscriberConfig{QueueName: func(string) string { return queue }})
 	f.t.Cleanup(func() { _ = sub.Close() })
 	ch, err := sub.Subscribe(ctx, pattern)
 	if err != nil {
@@ -255,10 +258,10 @@ type fakePublisher struct {
 	release     chan struct{}         // Publish waits for it, if set
 	ctxErr      atomic.Pointer[error] // the context's Err when Publish was called
 	hadDeadline atomic.Bool
-	got         atomic.Pointer[bus.Envelope]
+	got         atomic.Pointer[envelope.Envelope]
 }
 
-func (p *fakePublisher) Publish(ctx context.Context, envs ...bus.Envelope) error {
+func (p *fakePublisher) Publish(ctx context.Context, envs ...envelope.Envelope) error {
 	err := ctx.Err()
 	p.ctxErr.Store(&err)
 	_, ok := ctx.Deadline()

@@ -15,7 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/transport"
 	"github.com/33god/bloodbank-go/domains"
 )
 
@@ -44,7 +45,7 @@ type MetricsConfig struct {
 	// (bus.Bus.PublisherStats). Optional; without it bloodbank_published_total,
 	// _confirmed_total, _unroutable_total and _publish_failed_total are not
 	// exported.
-	PublisherStats func() bus.PublisherStats
+	PublisherStats func() transport.PublisherStats
 
 	// Consumed counts messages consumed. Optional; default the number of
 	// handler invocations Metrics.Middleware saw.
@@ -203,9 +204,9 @@ func (m *Metrics) DecoratePublisher(pub message.Publisher) message.Publisher {
 func (m *Metrics) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		m.consumed.Add(1)
-		key := bus.EventType(msg)
+		key := envelope.EventType(msg)
 		if key == "" {
-			key = msg.Metadata.Get(bus.MetaRoutingKey)
+			key = msg.Metadata.Get(envelope.MetaRoutingKey)
 		}
 		handler := message.HandlerNameFromCtx(msg.Context())
 		if handler == "" {
@@ -242,11 +243,11 @@ func (m *Metrics) RoutingKeyLabel(key string) string {
 // publisherCollector reads the publisher's counters once per scrape, so the
 // four values are one consistent snapshot and nothing is counted twice.
 type publisherCollector struct {
-	stats                                  func() bus.PublisherStats
+	stats                                  func() transport.PublisherStats
 	published, confirmed, unroutable, fail *prometheus.Desc
 }
 
-func newPublisherCollector(stats func() bus.PublisherStats) *publisherCollector {
+func newPublisherCollector(stats func() transport.PublisherStats) *publisherCollector {
 	desc := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(MetricsNamespace, "", name), help, nil, nil)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/transport"
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
 	"github.com/33god/bloodbank-go/domains/catalog"
 )
@@ -43,7 +43,7 @@ func TestMetrics_countersFollowTheirSources(t *testing.T) {
 		"bloodbank_publish_failed_total 0", "bloodbank_consumed_total 0", "bloodbank_retried_total 0",
 		"bloodbank_parked_total 0", "bloodbank_deduplicated_total 0", "bloodbank_correlation_writes_failed_total 0")
 
-	f.src.stats.Store(&bus.PublisherStats{Published: 7, Confirmed: 6, Unroutable: 2, Failed: 1})
+	f.src.stats.Store(&transport.PublisherStats{Published: 7, Confirmed: 6, Unroutable: 2, Failed: 1})
 	f.src.retried.Add(3)
 	f.src.parked.Add(1)
 	f.src.deduplicated.Add(4)

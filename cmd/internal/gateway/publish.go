@@ -14,7 +14,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/transport"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
 )
@@ -39,9 +40,9 @@ func (s *Server) publishCustom(w http.ResponseWriter, r *http.Request) {
 			map[string]any{"problems": []problem{{Path: "event_type", Message: "required"}}})
 		return
 	}
-	env, err := bus.DecodeEnvelope(body)
+	env, err := envelope.Decode(body)
 	if err != nil {
-		var mal *bus.MalformedError
+		var mal *envelope.MalformedError
 		reason := err.Error()
 		if errors.As(err, &mal) {
 			reason = mal.Reason
@@ -100,7 +101,7 @@ func (s *Server) publishPayload(w http.ResponseWriter, r *http.Request, key stri
 		writeError(w, http.StatusBadRequest, "malformed JSON: "+describeJSON(err), nil)
 		return
 	}
-	env, err := bus.NewHTTPEnvelope(key, json.RawMessage(compact.Bytes()), clientHost(r), s.cfg.AppName)
+	env, err := envelope.NewHTTP(key, json.RawMessage(compact.Bytes()), clientHost(r), s.cfg.AppName)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "cannot build an envelope for this payload: "+err.Error(), nil)
 		return
@@ -145,7 +146,7 @@ func (s *Server) invalidPayload(w http.ResponseWriter, key string, err error) {
 
 // publish publishes env and answers as Python does. own says whether the
 // event id came from the client, which makes a retry idempotent.
-func (s *Server) publish(w http.ResponseWriter, r *http.Request, env bus.Envelope, own bool) {
+func (s *Server) publish(w http.ResponseWriter, r *http.Request, env envelope.Envelope, own bool) {
 	// The client hanging up must not abandon a publish halfway.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.PublishTimeout)
 	defer cancel()
@@ -159,8 +160,8 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, env bus.Envelop
 	writeJSON(w, http.StatusOK, map[string]string{"status": "published", "event_id": env.EventID.String()})
 }
 
-func (s *Server) publishFailed(w http.ResponseWriter, env bus.Envelope, own bool, err error, log *slog.Logger) {
-	var invalid *bus.InvalidEnvelopeError
+func (s *Server) publishFailed(w http.ResponseWriter, env envelope.Envelope, own bool, err error, log *slog.Logger) {
+	var invalid *envelope.InvalidError
 	if errors.As(err, &invalid) {
 		log.Info("envelope refused", slog.String("error", err.Error()))
 		writeError(w, http.StatusBadRequest, "the envelope is invalid: "+err.Error(),
@@ -170,11 +171,11 @@ func (s *Server) publishFailed(w http.ResponseWriter, env bus.Envelope, own bool
 	log.Warn("publish over HTTP failed", slog.String("error", err.Error()))
 	var msg string
 	switch {
-	case errors.Is(err, bus.ErrUnroutable):
+	case errors.Is(err, transport.ErrUnroutable):
 		msg = fmt.Sprintf("the broker accepted the event but no queue is bound to routing key %q, so nobody received it", env.EventType)
-	case errors.Is(err, bus.ErrNotConfirmed):
+	case errors.Is(err, transport.ErrNotConfirmed):
 		msg = "the broker did not confirm the event: it may or may not be stored"
-	case errors.Is(err, bus.ErrClosed):
+	case errors.Is(err, transport.ErrClosed):
 		msg = "the publisher is closed: this service is shutting down"
 	case errors.Is(err, context.DeadlineExceeded):
 		msg = fmt.Sprintf("the broker did not confirm the event within %s", s.cfg.PublishTimeout)
@@ -264,7 +265,7 @@ func describeJSON(err error) string {
 }
 
 // splitReason turns the "path: message; path: message" reason of a
-// bus.MalformedError into problems, like those of a 422.
+// envelope.MalformedError into problems, like those of a 422.
 func splitReason(reason string) []problem {
 	var ps []problem
 	for part := range strings.SplitSeq(reason, "; ") {

@@ -13,7 +13,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/transport"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
 )
 
@@ -52,10 +53,10 @@ func TestPublishCustom_pythonExampleIsPublishedByteForByte(t *testing.T) {
 			}
 
 			msg := receive(t, msgs)
-			if got := string(bus.OriginalBody(msg)); got != sectionThreeExample {
+			if got := string(envelope.OriginalBody(msg)); got != sectionThreeExample {
 				t.Errorf("body on the bus:\n got %s\nwant %s", got, sectionThreeExample)
 			}
-			if got := msg.Metadata.Get(bus.MetaRoutingKey); got != "agent.thread.prompt" {
+			if got := msg.Metadata.Get(envelope.MetaRoutingKey); got != "agent.thread.prompt" {
 				t.Errorf("routing key = %q, want agent.thread.prompt", got)
 			}
 			if msg.UUID != "0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11" {
@@ -74,7 +75,7 @@ func TestPublishCustom_unknownEventTypeIsPublishedUnvalidated(t *testing.T) {
 	answer(t, f.do(post("/events/custom", body)), http.StatusOK)
 
 	msg := receive(t, msgs)
-	if got := string(bus.OriginalBody(msg)); got != body {
+	if got := string(envelope.OriginalBody(msg)); got != body {
 		t.Errorf("body on the bus:\n got %s\nwant %s", got, body)
 	}
 }
@@ -137,14 +138,14 @@ func TestPublishAgentPrompt_receivedWithClientAddressAsSource(t *testing.T) {
 	}
 
 	msg := receive(t, msgs)
-	env, err := bus.EnvelopeFromMessage(msg)
+	env, err := envelope.FromMessage(msg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if env.EventID.String() != got["event_id"] {
 		t.Errorf("event_id on the bus %s, answered %s", env.EventID, got["event_id"])
 	}
-	wantSource := bus.Source{Host: "127.0.0.1", Type: bus.TriggerManual, App: "http-client"}
+	wantSource := envelope.Source{Host: "127.0.0.1", Type: envelope.TriggerManual, App: "http-client"}
 	if fmt.Sprint(env.Source) != fmt.Sprint(wantSource) {
 		t.Errorf("source = %+v, want %+v", env.Source, wantSource)
 	}
@@ -154,7 +155,7 @@ func TestPublishAgentPrompt_receivedWithClientAddressAsSource(t *testing.T) {
 	if want := `{"provider":"anthropic","prompt":"Is a < b & c > d?","tags":["x"]}`; string(env.Payload) != want {
 		t.Errorf("payload = %s, want %s (as sent, compacted, not HTML-escaped)", env.Payload, want)
 	}
-	if body := string(bus.OriginalBody(msg)); !strings.Contains(body, `"prompt":"Is a < b & c > d?"`) {
+	if body := string(envelope.OriginalBody(msg)); !strings.Contains(body, `"prompt":"Is a < b & c > d?"`) {
 		t.Errorf("body on the bus escapes HTML: %s", body)
 	}
 }
@@ -211,13 +212,13 @@ func TestPublishRoutingKey(t *testing.T) {
 				return
 			}
 			msg := receive(t, msgs)
-			if got := msg.Metadata.Get(bus.MetaRoutingKey); got != tt.wantKey {
+			if got := msg.Metadata.Get(envelope.MetaRoutingKey); got != tt.wantKey {
 				t.Errorf("routing key = %q, want %q", got, tt.wantKey)
 			}
 			if msg.UUID != m["event_id"] {
 				t.Errorf("event id on the bus %s, answered %v", msg.UUID, m["event_id"])
 			}
-			if got := msg.Metadata.Get(bus.MetaSourceApp); got != "http-client" {
+			if got := msg.Metadata.Get(envelope.MetaSourceApp); got != "http-client" {
 				t.Errorf("source app = %q", got)
 			}
 		})
@@ -364,11 +365,11 @@ func TestPublish_failuresMapToStatuses(t *testing.T) {
 		status int
 		want   string
 	}{
-		{fmt.Errorf("cannot publish: %w", bus.ErrNotConfirmed), 503, "did not confirm the event"},
-		{fmt.Errorf("cannot publish: %w", bus.ErrUnroutable), 503, "no queue is bound to routing key \"agent.thread.prompt\""},
+		{fmt.Errorf("cannot publish: %w", transport.ErrNotConfirmed), 503, "did not confirm the event"},
+		{fmt.Errorf("cannot publish: %w", transport.ErrUnroutable), 503, "no queue is bound to routing key \"agent.thread.prompt\""},
 		{fmt.Errorf("cannot confirm: %w", context.DeadlineExceeded), 503, "within 10s"},
 		{errors.New("dial tcp: connection refused"), 503, "unreachable"},
-		{errors.Join(&bus.InvalidEnvelopeError{Problems: []string{"source.host: required"}}), 400, "envelope is invalid"},
+		{errors.Join(&envelope.InvalidError{Problems: []string{"source.host: required"}}), 400, "envelope is invalid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.err.Error(), func(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
 )
 
@@ -61,14 +61,14 @@ func BenchmarkPrompt_UnmarshalPlain(b *testing.B) {
 }
 
 // BenchmarkPrompt_DecodePayload is the same decode as a typed handler does
-// it: bus.DecodePayload with segmentio/encoding/json, whose Prompt
+// it: envelope.DecodePayload with segmentio/encoding/json, whose Prompt
 // UnmarshalJSON decodes with segmentio too.
 func BenchmarkPrompt_DecodePayload(b *testing.B) {
-	env := bus.Envelope{EventType: thread.RoutingKeyPrompt, Payload: benchPrompt(b)}
+	env := envelope.Envelope{EventType: thread.RoutingKeyPrompt, Payload: benchPrompt(b)}
 	b.SetBytes(int64(len(env.Payload)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := bus.DecodePayload[thread.Prompt](env); err != nil {
+		if _, err := envelope.DecodePayload[thread.Prompt](env); err != nil {
 			b.Fatal(err)
 		}
 	}

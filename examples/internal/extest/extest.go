@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/internal/testenv"
@@ -69,7 +69,7 @@ func RabbitConfig(t testing.TB, services ...string) bus.Config {
 			return
 		}
 		defer b.Close()
-		err = b.WithChannel(ctx, func(ch *amqp.Channel) error {
+		err = b.WithChannel(ctx, func(ch *amqp091.Channel) error {
 			for _, s := range services {
 				if _, err := ch.QueueDelete(bus.ServiceQueueName(cfg.ExchangeName, s), false, false, false); err != nil {
 					return err
@@ -98,12 +98,12 @@ func WantNoServiceQueue(t testing.TB, cfg bus.Config, service string) {
 	}
 	defer b.Close()
 	queue := bus.ServiceQueueName(cfg.ExchangeName, service)
-	err = b.WithChannel(ctx, func(ch *amqp.Channel) error {
+	err = b.WithChannel(ctx, func(ch *amqp091.Channel) error {
 		_, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 		return err
 	})
-	var amqpErr *amqp.Error
-	if !errors.As(err, &amqpErr) || amqpErr.Code != amqp.NotFound {
+	var amqpErr *amqp091.Error
+	if !errors.As(err, &amqpErr) || amqpErr.Code != amqp091.NotFound {
 		t.Errorf("queue %s is still on the broker after the demo (passive declare: %v)", queue, err)
 	}
 }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 )
 
@@ -33,15 +33,15 @@ const RoutingKeyInvoicePaid = "billing.invoice.paid"
 // How the Go fields become the JSON Schema the catalogue enforces: a plain
 // field is required, a pointer is optional (JSON null when absent), a
 // `default` tag makes a field optional with that default, uuid.UUID and
-// bus.Time get the uuid and date-time formats, and an Enum type lists its
+// envelope.Time get the uuid and date-time formats, and an Enum type lists its
 // values.
 type InvoicePaid struct {
-	InvoiceID uuid.UUID `json:"invoice_id"`
-	Amount    float64   `json:"amount" jsonschema_description:"In the currency's major unit, e.g. 12.5 EUR."`
-	Currency  Currency  `json:"currency"`
-	PaidAt    bus.Time  `json:"paid_at"`
-	Note      *string   `json:"note"`
-	Tags      []string  `json:"tags" default:"[]"`
+	InvoiceID uuid.UUID     `json:"invoice_id"`
+	Amount    float64       `json:"amount" jsonschema_description:"In the currency's major unit, e.g. 12.5 EUR."`
+	Currency  Currency      `json:"currency"`
+	PaidAt    envelope.Time `json:"paid_at"`
+	Note      *string       `json:"note"`
+	Tags      []string      `json:"tags" default:"[]"`
 }
 
 // MarshalJSON writes absent tags as [], since a Python consumer built from
@@ -101,7 +101,7 @@ func Register(r *domains.Registry) error {
 			InvoiceID: uuid.MustParse("5b0d1a4e-8c1f-4d7e-9a55-3f1e2c9b7a10"),
 			Amount:    120,
 			Currency:  EUR,
-			PaidAt:    bus.NewTime(time.Date(2026, 1, 29, 10, 0, 0, 0, time.UTC)),
+			PaidAt:    envelope.NewTime(time.Date(2026, 1, 29, 10, 0, 0, 0, time.UTC)),
 			Tags:      []string{"subscription"},
 		},
 	})

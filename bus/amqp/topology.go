@@ -1,0 +1,152 @@
+package amqp
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/33god/bloodbank-go/bus/envelope"
+)
+
+// Queue types a service queue can be declared with.
+const (
+	QueueClassic = "classic"
+	QueueQuorum  = "quorum"
+)
+
+// Topology declares the Bloodbank exchange and queues. Its declarations
+// match the Python services' flag for flag (a durable topic exchange, not
+// auto-deleted, not internal, no arguments; durable queues), because
+// RabbitMQ refuses a redeclaration with different flags (406
+// PRECONDITION_FAILED) and would break whichever side came second.
+type Topology struct {
+	// Exchange is the topic exchange. Optional; default envelope.DefaultExchange.
+	Exchange string
+	// QueueType is QueueClassic or QueueQuorum. Optional; default classic,
+	// declared with no x-queue-type argument as the Python services do.
+	QueueType string
+	// Temporary declares queues exclusive and auto-deleted instead of
+	// durable, for a tail that must leave nothing behind.
+	Temporary bool
+}
+
+func (t Topology) exchange() string {
+	if t.Exchange == "" {
+		return envelope.DefaultExchange
+	}
+	return t.Exchange
+}
+
+// Validate reports a queue type other than classic or quorum, or a
+// temporary quorum queue.
+func (t Topology) Validate() error {
+	switch t.QueueType {
+	case "", QueueClassic:
+	case QueueQuorum:
+		if t.Temporary {
+			return fmt.Errorf("invalid topology: quorum queues cannot be temporary")
+		}
+	default:
+		return fmt.Errorf("invalid queue type %q: want %q or %q", t.QueueType, QueueClassic, QueueQuorum)
+	}
+	return nil
+}
+
+// DeclareExchange declares the exchange.
+func (t Topology) DeclareExchange(ch *amqp091.Channel) error {
+	if err := ch.ExchangeDeclare(t.exchange(), amqp091.ExchangeTopic, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("cannot declare exchange %q: %w", t.exchange(), err)
+	}
+	return nil
+}
+
+// DeclareQueue declares the exchange, the queue and one binding per pattern.
+func (t Topology) DeclareQueue(ch *amqp091.Channel, queue string, patterns ...string) error {
+	if err := t.DeclareExchange(ch); err != nil {
+		return err
+	}
+	var args amqp091.Table
+	if t.QueueType == QueueQuorum {
+		args = amqp091.Table{"x-queue-type": QueueQuorum}
+	}
+	durable, autoDelete, exclusive := !t.Temporary, t.Temporary, t.Temporary
+	if _, err := ch.QueueDeclare(queue, durable, autoDelete, exclusive, false, args); err != nil {
+		return fmt.Errorf("cannot declare queue %q: %w", queue, err)
+	}
+	for _, p := range patterns {
+		if err := ch.QueueBind(queue, p, t.exchange(), false, nil); err != nil {
+			return fmt.Errorf("cannot bind queue %q to %q: %w", queue, p, err)
+		}
+	}
+	return nil
+}
+
+// DeclareDelayQueue declares a durable queue that holds each message for
+// delay and then dead-letters it, through the default exchange, to the
+// queue deadLetterTo. This is how a retry waits without pinning a consumer
+// and without the delayed-message plugin, which current RabbitMQ lacks.
+func (t Topology) DeclareDelayQueue(ch *amqp091.Channel, name string, delay time.Duration, deadLetterTo string) error {
+	if delay <= 0 {
+		return fmt.Errorf("cannot declare delay queue %q: delay must be positive", name)
+	}
+	args := amqp091.Table{
+		"x-message-ttl":             delay.Milliseconds(),
+		"x-dead-letter-exchange":    "",
+		"x-dead-letter-routing-key": deadLetterTo,
+	}
+	if _, err := ch.QueueDeclare(name, true, false, false, false, args); err != nil {
+		return fmt.Errorf("cannot declare delay queue %q: %w", name, err)
+	}
+	return nil
+}
+
+// bindings remembers every pattern bound per queue, so that the topology
+// can be declared again, whole, after a broker restart.
+type bindings struct {
+	mu sync.Mutex
+	m  map[string][]string
+}
+
+func (b *bindings) add(queue, pattern string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = map[string][]string{}
+	}
+	if !slices.Contains(b.m[queue], pattern) {
+		b.m[queue] = append(b.m[queue], pattern)
+	}
+	return slices.Clone(b.m[queue])
+}
+
+func (b *bindings) of(queue string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.m[queue])
+}
+
+// TopologyBuilder lets a plain watermill-amqp subscriber use the Bloodbank
+// topology: the queue is bound to every pattern in Patterns instead of to
+// the one routing key watermill-amqp derives from the topic.
+type TopologyBuilder struct {
+	Topology
+	// Patterns are the binding patterns of the queue. Required.
+	Patterns []string
+}
+
+// BuildTopology implements watermill-amqp's TopologyBuilder.
+func (b TopologyBuilder) BuildTopology(ch *amqp091.Channel, queueName, _ string, _ wamqp.Config, _ watermill.LoggerAdapter) error {
+	return b.DeclareQueue(ch, queueName, b.Patterns...)
+}
+
+// ExchangeDeclare implements watermill-amqp's TopologyBuilder.
+func (b TopologyBuilder) ExchangeDeclare(ch *amqp091.Channel, _ string, _ wamqp.Config) error {
+	return b.DeclareExchange(ch)
+}
+
+var _ wamqp.TopologyBuilder = TopologyBuilder{}

@@ -1,0 +1,198 @@
+package envelope
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// Codec is the Bloodbank v1 wire codec: a watermill-amqp Marshaler that
+// writes a message as the whole v1 envelope in the AMQP body, with the
+// properties of wire-contract section 2, and reads any delivery back into a
+// message.
+//
+// Unmarshal never returns an error: watermill-amqp nacks and requeues a
+// delivery whose unmarshal fails before any middleware sees it, so one bad
+// body would loop forever. A body that is not a valid envelope becomes a
+// message marked with MetaMalformed (the reason) whose Payload is the
+// original body, for the poison queue to park.
+type Codec struct{}
+
+// Marshal writes msg as an AMQP publishing. A message marked malformed is
+// written with its original body, unchanged, so that parking or replaying it
+// does not alter it. Metadata that is not an envelope field travels as string
+// headers.
+func (Codec) Marshal(msg *message.Message) (amqp091.Publishing, error) {
+	var body []byte
+	if _, malformed := Malformed(msg); malformed || msg.Metadata.Get(MetaRawBody) != "" {
+		body = msg.Payload
+	} else {
+		env, err := FromMessage(msg)
+		if err == nil && !env.fieldsValid() {
+			// Middleware may have changed the metadata since NewMessage:
+			// never write a body that a reader would reject.
+			err = env.Validate()
+		}
+		if err != nil {
+			return amqp091.Publishing{}, fmt.Errorf("cannot marshal message %s: %w", msg.UUID, err)
+		}
+		buf := bufPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		defer bufPool.Put(buf)
+		// encode checks that the payload is JSON as it compacts it, which
+		// is the one check of Validate that fieldsValid leaves out: when it
+		// fails, Validate says why, as it did before the body was written.
+		if err := env.encode(buf); err != nil {
+			if verr := env.Validate(); verr != nil {
+				return amqp091.Publishing{}, fmt.Errorf("cannot marshal message %s: %w", msg.UUID, verr)
+			}
+			return amqp091.Publishing{}, err
+		}
+		// The publishing outlives the pooled buffer.
+		body = bytes.Clone(buf.Bytes())
+	}
+	var headers amqp091.Table
+	for k, v := range msg.Metadata {
+		if envelopeKeys[k] || k == MetaRoutingKey || k == MetaRawBody {
+			continue
+		}
+		if headers == nil {
+			headers = amqp091.Table{}
+		}
+		headers[k] = v
+	}
+	return amqp091.Publishing{
+		Headers:         headers,
+		ContentType:     "application/json",
+		ContentEncoding: "utf-8",
+		DeliveryMode:    amqp091.Persistent,
+		MessageId:       msg.UUID,
+		Timestamp:       time.Now(),
+		Body:            body,
+	}, nil
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// Unmarshal reads a delivery into a message. It never fails; see Codec.
+func (Codec) Unmarshal(d amqp091.Delivery) (*message.Message, error) {
+	return DecodeDelivery(d.Body, d.MessageId, d.RoutingKey, d.Headers), nil
+}
+
+// DecodeDelivery is the transport-neutral half of Unmarshal: body, AMQP
+// message_id, routing key and headers in, a message out, marked malformed
+// when the body is not a valid envelope.
+func DecodeDelivery(body []byte, messageID, routingKey string, headers amqp091.Table) *message.Message {
+	env, err := Decode(body)
+	var msg *message.Message
+	if err != nil {
+		// Keep an id the operator can search for: the AMQP message_id if the
+		// producer set one, else a fresh one.
+		id := messageID
+		if id == "" {
+			id = uuid.NewString()
+		}
+		msg = message.NewMessage(id, body)
+		msg.Metadata[MetaMalformed] = err.(*MalformedError).Reason
+	} else {
+		msg = message.NewMessage(env.EventID.String(), message.Payload(env.Payload))
+		if err := setEnvelopeMetadata(msg.Metadata, env); err != nil {
+			msg = message.NewMessage(env.EventID.String(), body)
+			msg.Metadata[MetaMalformed] = err.Error()
+		}
+	}
+	for k, v := range headers {
+		// Only the codec decides what is malformed and under which key a
+		// message arrived: a header cannot claim either.
+		if envelopeKeys[k] || k == MetaMalformed || k == MetaRoutingKey || k == MetaRawBody {
+			continue
+		}
+		if s, ok := headerString(v); ok {
+			msg.Metadata[k] = s
+		}
+	}
+	if orig, ok := headers[MetaOriginalRoutingKey].(string); ok && orig != "" {
+		routingKey = orig
+	}
+	if routingKey != "" {
+		msg.Metadata[MetaRoutingKey] = routingKey
+	}
+	return msg
+}
+
+// headerString renders an AMQP header value as metadata text. Headers such
+// as x-death are tables and arrays; they are kept as JSON so that nothing a
+// broker adds can break decoding.
+func headerString(v any) (string, bool) {
+	switch x := v.(type) {
+	case nil:
+		return "", false
+	case string:
+		return x, true
+	case []byte:
+		return string(x), true
+	case bool:
+		return strconv.FormatBool(x), true
+	case int8, int16, int32, int64, int, uint8, uint16, uint32, uint64:
+		return fmt.Sprint(x), true
+	case float32:
+		return strconv.FormatFloat(float64(x), 'g', -1, 32), true
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), true
+	case time.Time:
+		return FormatTimestamp(x), true
+	case amqp091.Decimal:
+		return fmt.Sprintf("%de-%d", x.Value, x.Scale), true
+	}
+	b, err := json.Marshal(jsonable(v))
+	if err != nil {
+		return "", false
+	}
+	return string(b), true
+}
+
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case amqp091.Table:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = jsonable(e)
+		}
+		return m
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = jsonable(e)
+		}
+		return out
+	case []byte:
+		return string(x)
+	case time.Time:
+		return FormatTimestamp(x)
+	}
+	return v
+}
+
+type originalBodyKey struct{}
+
+// WithOriginalBody returns a context that carries the body a message
+// arrived with; the transports set it on every delivery.
+func WithOriginalBody(ctx context.Context, body []byte) context.Context {
+	return context.WithValue(ctx, originalBodyKey{}, body)
+}
+
+// OriginalBody returns the body a message arrived with, byte for byte, or
+// nil when it did not come from a broker. Parking a message uses it so that
+// the poison queue holds exactly what the producer sent.
+func OriginalBody(msg *message.Message) []byte {
+	b, _ := msg.Context().Value(originalBodyKey{}).([]byte)
+	return b
+}

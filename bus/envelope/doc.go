@@ -1,0 +1,39 @@
+// Package envelope is the bottom of Bloodbank for Go: the v1 event as it
+// travels, and everything that must agree byte for byte with the Python
+// services.
+//
+// # The event
+//
+// An Envelope is a Bloodbank v1 event exactly as wire-contract section 3
+// writes it: an event id, the event type (which is also the routing key),
+// a timestamp, the source, the parent events (correlation_ids), an optional
+// agent context, and the payload JSON. New builds one; MarshalJSON writes
+// it as the compact JSON body, Decode reads any body the Python writers
+// produce (null or missing optionals, three timestamp forms). Time is the
+// timestamp type payloads use, and DeterministicID the uuid5 ids Python
+// computes, so a redelivered cause yields the same child ids.
+//
+// # The event inside a process
+//
+// Inside a process an event is a Watermill *message.Message: UUID is the
+// event id, Payload the payload JSON, and every other envelope field lives
+// in Metadata under the exported Meta* keys (NewMessage, FromMessage).
+// Middleware in any Watermill router reads those keys; nothing above the
+// codec knows the wire format.
+//
+// # The wire
+//
+// Codec is a watermill-amqp Marshaler: a message goes out as the whole
+// envelope in the AMQP body (persistent, application/json, utf-8,
+// message_id = event id) and comes back as a message. It never returns an
+// error: a body that is not an envelope becomes a message marked
+// MetaMalformed, with the original body as payload, for the poison queue.
+//
+// # Failures and causes
+//
+// A PermanentError marks a failure that retrying cannot fix (a malformed
+// body, an invalid payload, or whatever a handler decides with Permanent);
+// the reliability middleware parks such messages at once. WithCause puts
+// the event a handler handles into its context, so that what it publishes
+// carries correlation_ids = [that event].
+package envelope

@@ -1,0 +1,91 @@
+package envelope
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// TimestampLayout is how Bloodbank writes timestamps: RFC 3339 in UTC with
+// exactly six fractional digits, the form Python's datetime.isoformat and
+// Pydantic emit, so every reader on the bus parses what Go writes.
+const TimestampLayout = "2006-01-02T15:04:05.000000Z"
+
+// ParseTimestamp reads the three timestamp forms seen on the bus
+// (wire-contract section 3): "...Z", "...+00:00" (any offset), and a naive
+// "2026-01-29T10:00:00.123456" with no offset, which means UTC. Zero to nine
+// fractional digits are accepted, and a space may stand in for the "T" as
+// Python's str(datetime) writes it. The result is in UTC.
+func ParseTimestamp(in string) (time.Time, error) {
+	s := in
+	if len(s) >= 11 && s[10] == ' ' {
+		s = s[:10] + "T" + s[11:]
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	// A naive timestamp: no zone designator after the time part.
+	if t, err := time.Parse("2006-01-02T15:04:05.999999999", s); err == nil {
+		return t.UTC(), nil
+	}
+	// A date alone, as Python's date.isoformat writes it.
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("invalid timestamp %q: want ISO-8601 such as 2026-01-29T10:00:00.123456Z", truncate(in, 64))
+}
+
+// FormatTimestamp writes t the way Bloodbank writes every timestamp
+// (TimestampLayout): UTC, microseconds.
+func FormatTimestamp(t time.Time) string {
+	return t.UTC().Format(TimestampLayout)
+}
+
+// Time is a time.Time that reads every timestamp form of the wire contract
+// and writes TimestampLayout. Payload types use it for their date-time
+// fields so that payloads written by Python (naive or offset timestamps)
+// decode, and payloads written by Go are read back by Python unchanged.
+type Time struct{ time.Time }
+
+// NewTime returns t truncated to microseconds (the precision Python keeps),
+// so that a value survives a round trip through the wire unchanged.
+func NewTime(t time.Time) Time { return Time{t.UTC().Truncate(time.Microsecond)} }
+
+// Now is NewTime(time.Now()).
+func Now() Time { return NewTime(time.Now()) }
+
+// MarshalJSON writes the timestamp in TimestampLayout.
+func (t Time) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, len(TimestampLayout)+2)
+	b = append(b, '"')
+	b = t.UTC().AppendFormat(b, TimestampLayout)
+	return append(b, '"'), nil
+}
+
+// UnmarshalJSON accepts any of the timestamp forms of ParseTimestamp.
+// JSON null leaves the value unchanged, as encoding/json does for other types.
+func (t *Time) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(b, []byte("null")) {
+		return nil
+	}
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return fmt.Errorf("invalid timestamp %s: want a JSON string", truncate(string(b), 64))
+	}
+	parsed, err := ParseTimestamp(string(b[1 : len(b)-1]))
+	if err != nil {
+		return err
+	}
+	t.Time = parsed
+	return nil
+}
+
+// String is the timestamp in TimestampLayout.
+func (t Time) String() string { return FormatTimestamp(t.Time) }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}

@@ -1,0 +1,388 @@
+package reliability
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/bus/topic"
+	"github.com/33god/bloodbank-go/middleware"
+)
+
+// ErrPoisonQueueEmbedded is returned by every PoisonQueue method on the
+// embedded transport: its queues live inside the service's process, where
+// no other process (such as `bb dlq`) can read them.
+var ErrPoisonQueueEmbedded = errors.New("poison queues can only be inspected on RabbitMQ (the embedded transport keeps them inside the service's process)")
+
+// ErrNoPoisonQueue is returned when the service has no poison queue: it
+// never ran with middleware.Poison, or the service name is wrong.
+var ErrNoPoisonQueue = errors.New("no poison queue")
+
+// ErrNotParked is returned by PoisonQueue.Show when no parked message has
+// the event id.
+var ErrNotParked = errors.New("no parked message with this event id")
+
+// PoisonQueueName names the poison queue of a service queue:
+// "{serviceQueue}.poison". The name is part of the contract: `bb dlq` reads
+// it, and renaming it strands what was parked.
+func PoisonQueueName(serviceQueue string) string { return serviceQueue + ".poison" }
+
+// QueueDeclarer declares a durable queue with no bindings. *bus.Bus
+// implements it.
+type QueueDeclarer interface {
+	DeclareQueue(ctx context.Context, name string) error
+}
+
+// DeclarePoisonQueue declares the poison queue of a service queue and
+// returns its name.
+func DeclarePoisonQueue(ctx context.Context, b QueueDeclarer, serviceQueue string) (string, error) {
+	name := PoisonQueueName(serviceQueue)
+	if err := b.DeclareQueue(ctx, name); err != nil {
+		return "", fmt.Errorf("cannot declare poison queue %q: %w", name, err)
+	}
+	return name, nil
+}
+
+// ParkedMessage is one message in a poison queue, as middleware.Poison parked it.
+type ParkedMessage struct {
+	// EventID is the message's id (AMQP message_id), the envelope's
+	// event_id for a well-formed event.
+	EventID string
+	// Body is the body the message arrived with, byte for byte.
+	Body []byte
+	// Reason is the error that got it parked (middleware.HeaderPoisonReason).
+	Reason string
+	// Kind classifies the failure (middleware.HeaderPoisonKind): envelope.KindMalformed,
+	// envelope.KindInvalid, envelope.KindUnknownType, envelope.KindHandler or middleware.KindPanic.
+	Kind string
+	// RoutingKey is the routing key it was published with
+	// (envelope.MetaOriginalRoutingKey).
+	RoutingKey string
+	// Handler is the handler that failed (middleware.HeaderPoisonHandler).
+	Handler string
+	// Service is the service it was parked by (middleware.HeaderPoisonService).
+	Service string
+	// Attempts is how many times the handler ran on it (middleware.HeaderPoisonAttempts).
+	Attempts int
+	// FirstFailure and LastFailure bound its failures (zero when absent).
+	FirstFailure, LastFailure time.Time
+	// Headers holds every header of the parked message as text (tables as
+	// JSON), the ones above included.
+	Headers map[string]string
+}
+
+// PoisonFilter selects parked messages. The zero value selects all of them;
+// each field set narrows the selection.
+type PoisonFilter struct {
+	// EventIDs selects these event ids only.
+	EventIDs []string
+	// RoutingKey is a topic pattern ("*" one word, "#" any words) the
+	// original routing key must match.
+	RoutingKey string
+	// Kind is the failure kind (middleware.HeaderPoisonKind).
+	Kind string
+	// Handler is the handler that failed.
+	Handler string
+	// Since and Until bound the last failure time: Since <= t < Until.
+	Since, Until time.Time
+	// Limit stops after this many matches (List, Replay, Purge). 0: no limit.
+	Limit int
+}
+
+// IsZero reports whether the filter selects every parked message.
+func (f PoisonFilter) IsZero() bool {
+	return len(f.EventIDs) == 0 && f.RoutingKey == "" && f.Kind == "" && f.Handler == "" &&
+		f.Since.IsZero() && f.Until.IsZero() && f.Limit == 0
+}
+
+// Validate reports a routing-key pattern that is not one, or an empty time range.
+func (f PoisonFilter) Validate() error {
+	var errs []error
+	if f.RoutingKey != "" {
+		if _, err := topic.Compile(f.RoutingKey); err != nil {
+			errs = append(errs, fmt.Errorf("routing key pattern: %w", err))
+		}
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
+		errs = append(errs, fmt.Errorf("time range %s to %s is empty", envelope.FormatTimestamp(f.Since), envelope.FormatTimestamp(f.Until)))
+	}
+	if f.Limit < 0 {
+		errs = append(errs, fmt.Errorf("limit %d is negative", f.Limit))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid poison filter: %w", err)
+	}
+	return nil
+}
+
+// Match reports whether the filter selects m (Limit aside).
+func (f PoisonFilter) Match(m ParkedMessage) bool {
+	if len(f.EventIDs) > 0 && !slices.Contains(f.EventIDs, m.EventID) {
+		return false
+	}
+	if f.RoutingKey != "" && !topic.Match(f.RoutingKey, m.RoutingKey) {
+		return false
+	}
+	if f.Kind != "" && f.Kind != m.Kind {
+		return false
+	}
+	if f.Handler != "" && f.Handler != m.Handler {
+		return false
+	}
+	if !f.Since.IsZero() && m.LastFailure.Before(f.Since) {
+		return false
+	}
+	if !f.Until.IsZero() && !m.LastFailure.Before(f.Until) {
+		return false
+	}
+	return true
+}
+
+// PoisonQueue reads and re-drives the poison queue of one service on
+// RabbitMQ: what `bb dlq list|show|replay|purge` does. Reading is
+// non-destructive: messages are fetched with basic.get without an ack and
+// all requeued at the end, so a List changes nothing but the order of
+// messages that were replayed or purged around it. Run one operation at a
+// time per queue: messages another reader holds unacked are not seen.
+type PoisonQueue struct {
+	bus          *bus.Bus
+	service      string
+	serviceQueue string
+	queue        string
+}
+
+// NewPoisonQueue returns the poison queue of a service on b: the queue
+// PoisonQueueName(bus.ServiceQueueName(exchange, service)). An empty service
+// is the bus's SERVICE_NAME.
+func NewPoisonQueue(b *bus.Bus, service string) *PoisonQueue {
+	if service == "" {
+		service = b.Config().ServiceName
+	}
+	sq := bus.ServiceQueueName(b.Config().ExchangeName, service)
+	return &PoisonQueue{bus: b, service: service, serviceQueue: sq, queue: PoisonQueueName(sq)}
+}
+
+// Name is the poison queue's name.
+func (q *PoisonQueue) Name() string { return q.queue }
+
+// ServiceQueue is the queue Replay sends messages back to.
+func (q *PoisonQueue) ServiceQueue() string { return q.serviceQueue }
+
+// Count returns how many messages are parked (ready in the queue).
+func (q *PoisonQueue) Count(ctx context.Context) (int, error) {
+	var n int
+	err := q.withChannel(ctx, func(ch *amqp091.Channel) error {
+		info, err := ch.QueueDeclarePassive(q.queue, true, false, false, false, nil)
+		if err != nil {
+			return q.queueError(err)
+		}
+		n = info.Messages
+		return nil
+	})
+	return n, err
+}
+
+// List returns the parked messages f selects, oldest first, and leaves
+// them all in the queue.
+func (q *PoisonQueue) List(ctx context.Context, f PoisonFilter) ([]ParkedMessage, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	var out []ParkedMessage
+	err := q.scan(ctx, func(m ParkedMessage) (bool, bool, error) {
+		if f.Match(m) {
+			out = append(out, m)
+		}
+		return false, f.Limit > 0 && len(out) >= f.Limit, nil
+	})
+	return out, err
+}
+
+// Show returns the parked message with the event id, or an error wrapping
+// ErrNotParked. It leaves the queue as it was.
+func (q *PoisonQueue) Show(ctx context.Context, eventID string) (ParkedMessage, error) {
+	ms, err := q.List(ctx, PoisonFilter{EventIDs: []string{eventID}, Limit: 1})
+	if err != nil {
+		return ParkedMessage{}, err
+	}
+	if len(ms) == 0 {
+		return ParkedMessage{}, fmt.Errorf("%w: %s in %q", ErrNotParked, eventID, q.queue)
+	}
+	return ms[0], nil
+}
+
+// Replay sends the parked messages f selects back to the service queue,
+// each to the handler that failed on it (envelope.MetaTargetHandler; to every
+// handler when it was parked without one) under its original routing key,
+// with the same event id and body and an attempt count starting again from
+// zero. Each parked copy is removed only once the broker confirmed its
+// replay; on an error, Replay stops and what it did not replay stays
+// parked. It returns the messages replayed.
+func (q *PoisonQueue) Replay(ctx context.Context, f PoisonFilter) ([]ParkedMessage, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	pub := q.bus.QueuePublisher()
+	var done []ParkedMessage
+	err := q.scan(ctx, func(m ParkedMessage) (bool, bool, error) {
+		if !f.Match(m) {
+			return false, false, nil
+		}
+		msg := replayMessage(m)
+		msg.SetContext(ctx)
+		if err := pub.Publish(q.serviceQueue, msg); err != nil {
+			return false, true, fmt.Errorf("cannot replay %s to %q: %w", m.EventID, q.serviceQueue, err)
+		}
+		// If removing the parked copy fails now, it was replayed all the
+		// same and stays parked: a later replay runs it again, which the
+		// handler's idempotency (middleware.Dedup) absorbs.
+		done = append(done, m)
+		return true, f.Limit > 0 && len(done) >= f.Limit, nil
+	})
+	return done, err
+}
+
+// replayMessage is a parked message as it goes back to its service: the
+// producer's body and headers, without the poison and retry headers.
+func replayMessage(m ParkedMessage) *message.Message {
+	msg := message.NewMessage(m.EventID, slices.Clone(m.Body))
+	for k, v := range m.Headers {
+		if !middleware.InternalHeader(k) && !envelope.IsBodyKey(k) {
+			msg.Metadata[k] = v
+		}
+	}
+	msg.Metadata.Set(envelope.MetaRawBody, "true")
+	if m.RoutingKey != "" {
+		msg.Metadata.Set(envelope.MetaOriginalRoutingKey, m.RoutingKey)
+	}
+	if m.Handler != "" {
+		msg.Metadata.Set(envelope.MetaTargetHandler, m.Handler)
+	}
+	return msg
+}
+
+// Purge removes the parked messages f selects (all of them for the zero
+// filter) and returns how many it removed.
+func (q *PoisonQueue) Purge(ctx context.Context, f PoisonFilter) (int, error) {
+	if err := f.Validate(); err != nil {
+		return 0, err
+	}
+	if f.IsZero() {
+		var n int
+		err := q.withChannel(ctx, func(ch *amqp091.Channel) error {
+			var err error
+			if n, err = ch.QueuePurge(q.queue, false); err != nil {
+				return q.queueError(err)
+			}
+			return nil
+		})
+		return n, err
+	}
+	n := 0
+	err := q.scan(ctx, func(m ParkedMessage) (bool, bool, error) {
+		if !f.Match(m) {
+			return false, false, nil
+		}
+		n++
+		return true, f.Limit > 0 && n >= f.Limit, nil
+	})
+	return n, err
+}
+
+// scan fetches the queue's messages one by one with basic.get, without
+// acking, until it has seen as many as the queue held when it started, fn
+// says stop or fails, or ctx ends. A message fn says to remove is acked;
+// every other one is requeued at the end, in its original place. Counting
+// first matters: a replayed message that fails again is parked anew while
+// the scan runs, and must not be replayed again by the same scan.
+func (q *PoisonQueue) scan(ctx context.Context, fn func(m ParkedMessage) (remove, stop bool, err error)) error {
+	return q.withChannel(ctx, func(ch *amqp091.Channel) error {
+		state, err := ch.QueueDeclarePassive(q.queue, true, false, false, false, nil)
+		if err != nil {
+			return q.queueError(err)
+		}
+		remaining := state.Messages
+		var lastKept uint64
+		defer func() {
+			if lastKept > 0 {
+				// Requeue every message still held. Closing the channel,
+				// which the bus does next, would requeue them too.
+				_ = ch.Nack(lastKept, true, true)
+			}
+		}()
+		for ; remaining > 0; remaining-- {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			d, ok, err := ch.Get(q.queue, false)
+			if err != nil {
+				return q.queueError(err)
+			}
+			if !ok {
+				return nil
+			}
+			m := parkedFromDelivery(d)
+			remove, stop, err := fn(m)
+			if remove {
+				if aerr := d.Ack(false); aerr != nil {
+					return errors.Join(err, fmt.Errorf("cannot remove %s from %q: %w", m.EventID, q.queue, aerr))
+				}
+			} else {
+				lastKept = d.DeliveryTag
+			}
+			if err != nil || stop {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (q *PoisonQueue) withChannel(ctx context.Context, fn func(ch *amqp091.Channel) error) error {
+	if q.bus.Transport() == bus.TransportEmbedded {
+		return ErrPoisonQueueEmbedded
+	}
+	return q.bus.WithChannel(ctx, fn)
+}
+
+func (q *PoisonQueue) queueError(err error) error {
+	var aerr *amqp091.Error
+	if errors.As(err, &aerr) && aerr.Code == amqp091.NotFound {
+		return fmt.Errorf("%w %q for service %q: %w", ErrNoPoisonQueue, q.queue, q.service, err)
+	}
+	return fmt.Errorf("cannot read poison queue %q: %w", q.queue, err)
+}
+
+func parkedFromDelivery(d amqp091.Delivery) ParkedMessage {
+	// The codec's header reading, so that a parked message reads as a
+	// consumer would read it.
+	headers := map[string]string{}
+	md := envelope.DecodeDelivery(nil, "", "", d.Headers).Metadata
+	for k := range d.Headers {
+		if v, ok := md[k]; ok {
+			headers[k] = v
+		}
+	}
+	m := ParkedMessage{
+		EventID:    d.MessageId,
+		Body:       d.Body,
+		Reason:     headers[middleware.HeaderPoisonReason],
+		Kind:       headers[middleware.HeaderPoisonKind],
+		RoutingKey: headers[envelope.MetaOriginalRoutingKey],
+		Handler:    headers[middleware.HeaderPoisonHandler],
+		Service:    headers[middleware.HeaderPoisonService],
+		Headers:    headers,
+	}
+	m.Attempts, _ = strconv.Atoi(headers[middleware.HeaderPoisonAttempts])
+	m.FirstFailure, _ = envelope.ParseTimestamp(headers[middleware.HeaderPoisonFirstFailure])
+	m.LastFailure, _ = envelope.ParseTimestamp(headers[middleware.HeaderPoisonLastFailure])
+	return m
+}

@@ -1,0 +1,136 @@
+package reliability
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/middleware"
+)
+
+// Config configures Use. The zero value gives every
+// handler three in-process attempts, three redeliveries through the delay
+// queues (1s, 10s, 1m), a poison queue for what still fails, and no
+// deduplication.
+type Config struct {
+	// Retry configures the retries. Optional; see middleware.RetryConfig for the
+	// defaults. When its middleware.Redeliverer is nil, the service's delay queues
+	// are used, unless NoRedelivery is set.
+	Retry middleware.RetryConfig
+	// RedeliveryDelays are the service's delay queues. Optional; default
+	// DefaultRedeliveryDelays.
+	RedeliveryDelays []time.Duration
+	// NoRedelivery keeps every retry in-process: no delay queues.
+	NoRedelivery bool
+	// DedupStore enables deduplication (NewRedisDedupStore). Optional;
+	// nil: no middleware.Dedup.
+	DedupStore middleware.DedupStore
+	// DedupWindow is middleware.DedupConfig.Window. Optional; default 24h.
+	DedupWindow time.Duration
+	// ParkAll is middleware.PoisonConfig.ParkAll. Optional.
+	ParkAll bool
+	// Logger is given to each middleware. Optional; default the bus's.
+	Logger *slog.Logger
+}
+
+// Stack is the reliability middleware of one service.
+type Stack struct {
+	Poison *middleware.Poison
+	// Dedup is nil without Config.DedupStore.
+	Dedup *middleware.Dedup
+	Retry *middleware.Retry
+	// DelayQueues is nil with NoRedelivery or a middleware.Redeliverer of one's own.
+	DelayQueues *DelayQueues
+	// PoisonQueue is the name of the service's poison queue.
+	PoisonQueue string
+}
+
+// Stats gathers the counters of a service's reliability middleware.
+type Stats struct {
+	Retry  middleware.RetryStats
+	Poison middleware.PoisonStats
+	Dedup  middleware.DedupStats
+}
+
+// Stats returns every counter.
+func (r *Stack) Stats() Stats {
+	s := Stats{Retry: r.Retry.Stats(), Poison: r.Poison.Stats()}
+	if r.Dedup != nil {
+		s.Dedup = r.Dedup.Stats()
+	}
+	return s
+}
+
+// Flush waits for what the middleware writes in the background (middleware.Dedup's
+// marks) until ctx ends. Call it after the service stopped.
+func (r *Stack) Flush(ctx context.Context) error {
+	if r.Dedup == nil {
+		return nil
+	}
+	return r.Dedup.Flush(ctx)
+}
+
+// Middleware lists the middleware outermost first: middleware.Poison, middleware.Dedup (if any),
+// middleware.Retry.
+func (r *Stack) Middleware() []message.HandlerMiddleware {
+	m := []message.HandlerMiddleware{r.Poison.Middleware}
+	if r.Dedup != nil {
+		m = append(m, r.Dedup.Middleware)
+	}
+	return append(m, r.Retry.Middleware)
+}
+
+// Use declares the poison queue and the delay queues of svc on
+// b, builds middleware.Poison, middleware.Dedup and middleware.Retry for it, and installs them with
+// svc.Use, outermost first. Call it before adding middleware that should run
+// inside the retries (validation, correlation, timeouts), and before Run.
+func Use(ctx context.Context, b *bus.Bus, svc *bus.Service, cfg Config) (*Stack, error) {
+	r, err := New(ctx, b, svc.Name(), svc.QueueName(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	svc.Use(r.Middleware()...)
+	return r, nil
+}
+
+// New is Use for a service known by name and queue,
+// for a router built by hand; install Middleware on it.
+func New(ctx context.Context, b *bus.Bus, service, serviceQueue string, cfg Config) (*Stack, error) {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = b.Logger()
+	}
+	logger = logger.With(slog.String("service", service))
+	r := &Stack{}
+	var err error
+	if r.PoisonQueue, err = DeclarePoisonQueue(ctx, b, serviceQueue); err != nil {
+		return nil, err
+	}
+	if r.Poison, err = middleware.NewPoison(middleware.PoisonConfig{Publisher: b.QueuePublisher(), Queue: r.PoisonQueue, Service: service,
+		ParkAll: cfg.ParkAll, Logger: logger}); err != nil {
+		return nil, err
+	}
+	if cfg.DedupStore != nil {
+		if r.Dedup, err = middleware.NewDedup(middleware.DedupConfig{Store: cfg.DedupStore, Service: service, Window: cfg.DedupWindow, Logger: logger}); err != nil {
+			return nil, err
+		}
+	}
+	rc := cfg.Retry
+	if rc.Redeliverer == nil && !cfg.NoRedelivery {
+		if r.DelayQueues, err = NewDelayQueues(ctx, b, DelayQueuesConfig{ServiceQueue: serviceQueue, Delays: cfg.RedeliveryDelays}); err != nil {
+			return nil, err
+		}
+		rc.Redeliverer = r.DelayQueues
+	}
+	if rc.Logger == nil {
+		rc.Logger = logger
+	}
+	if r.Retry, err = middleware.NewRetry(rc); err != nil {
+		return nil, fmt.Errorf("cannot set up retries of service %q: %w", service, err)
+	}
+	return r, nil
+}

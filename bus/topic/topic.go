@@ -1,0 +1,122 @@
+package topic
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Pattern is an AMQP topic binding pattern: words separated by ".", where
+// "*" matches exactly one word and "#" matches zero or more words. Matching
+// follows RabbitMQ's topic exchange, so the embedded transport routes exactly
+// as the broker does: empty words are words ("a..b" has three), and the empty
+// routing key has no words (only "" and "#" match it).
+type Pattern struct {
+	raw      string
+	words    []string
+	wildcard bool
+}
+
+// Compile checks and compiles a binding pattern. A pattern is at most
+// 255 bytes, the AMQP limit for a routing key.
+func Compile(p string) (Pattern, error) {
+	if len(p) > 255 {
+		return Pattern{}, fmt.Errorf("invalid pattern %.40q…: longer than 255 bytes", p)
+	}
+	c := Pattern{raw: p}
+	if p != "" {
+		c.words = strings.Split(p, ".")
+	}
+	for _, w := range c.words {
+		if w == "*" || w == "#" {
+			c.wildcard = true
+		}
+	}
+	return c, nil
+}
+
+// Must is Compile for patterns known at compile time.
+func Must(p string) Pattern {
+	c, err := Compile(p)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// String returns the pattern as written.
+func (p Pattern) String() string { return p.raw }
+
+// Match reports whether a routing key matches the pattern.
+func (p Pattern) Match(key string) bool {
+	if !p.wildcard {
+		return p.raw == key
+	}
+	return matchWords(p.words, key)
+}
+
+// Match reports whether routing key matches the binding pattern.
+func Match(pattern, key string) bool {
+	if !strings.ContainsAny(pattern, "*#") {
+		return pattern == key
+	}
+	var words []string
+	if pattern != "" {
+		words = strings.Split(pattern, ".")
+	}
+	return matchWords(words, key)
+}
+
+// matchWords is glob matching over words, with "#" as the star: the greedy
+// algorithm with one backtrack point is linear in practice and never
+// exponential, however many "#" a pattern has. Key words are walked in place
+// so matching does not allocate.
+func matchWords(pattern []string, key string) bool {
+	// Key positions are byte offsets of word starts; a key with no words
+	// (the empty key) is handled by the end condition.
+	nWords := 0
+	if key != "" {
+		nWords = strings.Count(key, ".") + 1
+	}
+	pi, ki := 0, 0 // next pattern word, next key word
+	kOff := 0      // byte offset of key word ki
+	starP, starK, starOff := -1, 0, 0
+	for ki < nWords {
+		word, next := keyWord(key, kOff)
+		if pi < len(pattern) {
+			switch pattern[pi] {
+			case "#":
+				starP, starK, starOff = pi, ki, kOff
+				pi++
+				continue
+			case "*":
+				pi, ki, kOff = pi+1, ki+1, next
+				continue
+			default:
+				if pattern[pi] == word {
+					pi, ki, kOff = pi+1, ki+1, next
+					continue
+				}
+			}
+		}
+		if starP < 0 {
+			return false
+		}
+		// Let the last "#" swallow one more key word and retry from there.
+		_, starNext := keyWord(key, starOff)
+		starK++
+		starOff = starNext
+		pi, ki, kOff = starP+1, starK, starOff
+	}
+	for pi < len(pattern) && pattern[pi] == "#" {
+		pi++
+	}
+	return pi == len(pattern)
+}
+
+// keyWord returns the word of key starting at off and the offset of the next.
+func keyWord(key string, off int) (word string, next int) {
+	if i := strings.IndexByte(key[off:], '.'); i >= 0 {
+		return key[off : off+i], off + i + 1
+	}
+	return key[off:], len(key)
+}
