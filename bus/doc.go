@@ -4,13 +4,17 @@
 //
 // # The house
 //
+// The packages under bus, from the bottom up:
+//
 //	envelope     the v1 event, its wire codec, ids, timestamps, failure kinds
 //	topic        RabbitMQ topic-pattern matching
 //	transport    one queue consumed by many subscriptions, acked when all acked, drained on close
 //	amqp         the RabbitMQ transport: connection, topology, confirmed publisher, subscriber
 //	embedded     the in-process broker with the same routing, for development and tests
 //	bus          Bus, Service, Handle (this package)
-//	reliability  poison and delay queues of a service, and their admin
+//
+// Package middleware/reliability gives a Service its poison and delay
+// queues, and operators their admin.
 //
 // # Bus and Service
 //

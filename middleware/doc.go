@@ -57,7 +57,7 @@
 // byte and the reason, kind, handler, attempts and failure times in headers
 // (HeaderPoison*), and acks the delivery only once the broker confirmed the
 // parking. Dedup acks a message whose handler already succeeded for its
-// event id, marking it only after success. Package bus/reliability installs
+// event id, marking it only after success. Package middleware/reliability installs
 // all three on a bus.Service with its delay and poison queues, and lists,
 // replays and purges what was parked.
 //

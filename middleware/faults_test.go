@@ -30,11 +30,11 @@ import (
 
 	"github.com/33god/bloodbank-go/bus/amqp"
 	"github.com/33god/bloodbank-go/bus/envelope"
-	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/domains/catalog"
 	"github.com/33god/bloodbank-go/internal/testenv"
 	"github.com/33god/bloodbank-go/middleware"
+	"github.com/33god/bloodbank-go/middleware/reliability"
 )
 
 // faultRetry gives two in-process attempts a millisecond apart and two

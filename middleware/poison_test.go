@@ -17,8 +17,8 @@ import (
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/bus/envelope"
-	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/middleware"
+	"github.com/33god/bloodbank-go/middleware/reliability"
 )
 
 func newPoison(t *testing.T, cfg middleware.PoisonConfig) *middleware.Poison {

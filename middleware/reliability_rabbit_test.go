@@ -15,8 +15,8 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/33god/bloodbank-go/bus"
-	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/internal/testenv"
+	"github.com/33god/bloodbank-go/middleware/reliability"
 )
 
 // relTestDelays are the delay queues of the integration tests: short, so

@@ -22,10 +22,10 @@ import (
 	"golang.org/x/term"
 
 	"github.com/33god/bloodbank-go/bus/envelope"
-	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/bus/topic"
 	"github.com/33god/bloodbank-go/bus/transport"
 	"github.com/33god/bloodbank-go/middleware"
+	"github.com/33god/bloodbank-go/middleware/reliability"
 )
 
 // dlqKinds are the failure kinds a parked message can have, for --kind.

@@ -17,8 +17,8 @@ import (
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/bus/amqp"
-	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/correlation"
+	"github.com/33god/bloodbank-go/middleware/reliability"
 )
 
 const defaultRabbitURL = "amqp://guest:guest@127.0.0.1:5672/"

@@ -14,7 +14,6 @@ import (
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/bus/amqp"
 	"github.com/33god/bloodbank-go/bus/envelope"
-	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/cqrs/commands"
@@ -22,6 +21,7 @@ import (
 	"github.com/33god/bloodbank-go/domains/agent/thread"
 	"github.com/33god/bloodbank-go/domains/catalog"
 	"github.com/33god/bloodbank-go/middleware"
+	"github.com/33god/bloodbank-go/middleware/reliability"
 )
 
 // stack is the project as a service runs it: a bus on RabbitMQ, the event

@@ -18,12 +18,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/33god/bloodbank-go/bus/envelope"
-	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
 	"github.com/33god/bloodbank-go/internal/testenv"
 	"github.com/33god/bloodbank-go/middleware"
+	"github.com/33god/bloodbank-go/middleware/reliability"
 )
 
 // rabbitEnv is a test's own exchange on the real RabbitMQ, a raw amqp091

@@ -8,11 +8,11 @@ import (
 	wmmiddleware "github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
 	"github.com/33god/bloodbank-go/bus"
-	"github.com/33god/bloodbank-go/bus/reliability"
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/middleware"
+	"github.com/33god/bloodbank-go/middleware/reliability"
 )
 
 // stackConfig is what the middleware stack of the service is built from.
