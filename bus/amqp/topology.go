@@ -130,9 +130,44 @@ func (b *bindings) of(queue string) []string {
 	return slices.Clone(b.m[queue])
 }
 
-// TopologyBuilder lets a plain watermill-amqp subscriber use the Bloodbank
-// topology: the queue is bound to every pattern in Patterns instead of to
-// the one routing key watermill-amqp derives from the topic.
+// TopologyBuilder is a watermill-amqp TopologyBuilder (wamqp.Config's
+// TopologyBuilder) that gives a plain watermill-amqp app the Bloodbank
+// topology: the exchange declared with the Python services' flags, and the
+// subscriber's queue declared as a service queue and bound once per pattern
+// in Patterns.
+//
+// watermill-amqp needs it to receive anything from a Bloodbank exchange.
+// Its DefaultTopologyBuilder binds a queue with
+// QueueBind.GenerateRoutingKey(queue name): to the queue's own name (or one
+// key derived from it), never to the routing keys the service handles, so
+// an event published under agent.thread.prompt reaches no queue. It binds
+// one key at most, where a service queue needs one binding per pattern.
+//
+// Use it on the subscriber, with the exchange of Exchange.GenerateName also
+// in Topology.Exchange (BuildTopology and ExchangeDeclare declare and bind
+// Topology's exchange, whatever name watermill-amqp passes), and on the
+// publisher, whose exchange it then declares with the same flags:
+//
+//	sub, err := wamqp.NewSubscriber(wamqp.Config{
+//		Connection: wamqp.ConnectionConfig{AmqpURI: url},
+//		Marshaler:  envelope.Codec{},
+//		Exchange: wamqp.ExchangeConfig{
+//			GenerateName: func(string) string { return envelope.DefaultExchange },
+//			Type:         "topic",
+//			Durable:      true,
+//		},
+//		// The router's subscribe topic is the service queue's name.
+//		Queue:   wamqp.QueueConfig{GenerateName: wamqp.GenerateQueueNameTopicName, Durable: true},
+//		Consume: wamqp.ConsumeConfig{Qos: wamqp.QosConfig{PrefetchCount: 10}},
+//		TopologyBuilder: amqp.TopologyBuilder{
+//			Topology: amqp.Topology{Exchange: envelope.DefaultExchange},
+//			Patterns: []string{"agent.thread.prompt"},
+//		},
+//	}, logger)
+//
+// Each Subscribe is a consumer of its own on the queue, so handlers that
+// share a queue share its messages: give a queue one handler.
+// examples/watermill-amqp is a whole service built this way.
 type TopologyBuilder struct {
 	Topology
 	// Patterns are the binding patterns of the queue. Required.

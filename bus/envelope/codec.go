@@ -17,13 +17,25 @@ import (
 // Codec is the Bloodbank v1 wire codec: a watermill-amqp Marshaler that
 // writes a message as the whole v1 envelope in the AMQP body, with the
 // properties of wire-contract section 2, and reads any delivery back into a
-// message.
+// message. Give it to watermill-amqp's subscriber and publisher
+// (wamqp.Config's Marshaler) and a plain Watermill app reads and writes what
+// the Python services do; watermill-amqp's DefaultMarshaler would put the
+// payload alone in the body and the envelope fields nowhere a Python
+// consumer reads them. The subscriber also needs amqp.TopologyBuilder
+// (package bus/amqp) to receive anything: watermill-amqp's default topology
+// binds the queue to its own name, not to the routing keys of the events.
 //
 // Unmarshal never returns an error: watermill-amqp nacks and requeues a
 // delivery whose unmarshal fails before any middleware sees it, so one bad
 // body would loop forever. A body that is not a valid envelope becomes a
 // message marked with MetaMalformed (the reason) whose Payload is the
 // original body, for the poison queue to park.
+//
+// watermill-amqp replaces the context of every message it delivers, so the
+// body a well-formed event arrived with (OriginalBody) does not reach the
+// middleware: a parked event is written as Marshal writes it, the same
+// event in bytes that may differ (a "+00:00" timestamp becomes "Z"), unless
+// the app keeps the body, as examples/watermill-amqp does.
 type Codec struct{}
 
 // Marshal writes msg as an AMQP publishing. A message marked malformed is

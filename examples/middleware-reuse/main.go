@@ -14,8 +14,10 @@
 // vector store is down, one invalid), prints what happened to each and
 // exits. It never talks to RabbitMQ, whatever RABBIT_URL says: the point is
 // that the middleware needs no Bloodbank transport. On RabbitMQ, a plain
-// Watermill app uses watermill-amqp with envelope.Codec{} as its Marshaler
-// instead of GoChannel, and the same middleware.
+// Watermill app uses watermill-amqp instead of GoChannel, with
+// envelope.Codec{} as its Marshaler and amqp.TopologyBuilder as its
+// TopologyBuilder (without it the queue is bound to its own name and receives
+// nothing), and the same middleware: examples/watermill-amqp shows it.
 package main
 
 import (
