@@ -82,7 +82,7 @@ func (s Settings) Validate() error {
 		problems = append(problems, errors.New("REDIS_PORT: want 1-65535, got 0"))
 	}
 	if s.TTLDays < 1 {
-		// Python would take 0 as "expire at once".
+		// A TTL of 0 days would expire each link as it is written.
 		problems = append(problems, fmt.Errorf("CORRELATION_TTL_DAYS: want 1 or more, got %d", s.TTLDays))
 	}
 	return settings.Join(problems...)
