@@ -29,7 +29,8 @@
 //   - RedisStore is the Store on Redis through a go-redis UniversalClient,
 //     so standalone Redis, Sentinel and Cluster are a matter of
 //     configuration. NewUniversalClient builds that client from the
-//     REDIS_* settings (Settings).
+//     REDIS_* settings (Settings), REDIS_URL through go-redis's own URL
+//     parsers.
 //   - Embedded is the same RedisStore on an in-process miniredis: the
 //     default when no Redis is configured, and what unit tests use. Its
 //     semantics are production's because its code is.

@@ -1,7 +1,7 @@
 package correlation
 
 import (
-	"crypto/tls"
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,41 +12,45 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/internal/settings"
 )
 
-// Settings says where Redis is. Its fields are the environment variables the
-// Python services read (wire-contract section 7), so one .env serves both;
-// the bus package fills it from the environment. Settings never prints its
-// passwords: String, GoString and LogValue redact them, and no error built
-// from Settings contains them.
+// Settings say where the correlation store's Redis is and how long links
+// live. The fields are the environment variables the Python services read
+// (wire-contract section 7), so one .env serves both. LoadSettings reads
+// them, defaults included, and Validate checks them as read; for Settings
+// built in code, ClientOptions and RedisConfig take a zero Host, Port or
+// TTLDays for its default. Settings never print a password: String,
+// GoString and LogValue redact them, and no error built from Settings
+// contains them.
 type Settings struct {
-	// URL is REDIS_URL: redis://[user:password@]host[:port][/db] or
-	// rediss:// for TLS. Optional; when set it replaces Host, Port and DB,
-	// and its password (if any) replaces Password. Query parameters:
-	// addr=host:port (repeatable) adds addresses, master_name=NAME selects
-	// Sentinel; no other parameter is accepted.
-	URL string
-	// Host is REDIS_HOST. Optional, default "localhost".
-	Host string
-	// Port is REDIS_PORT. Optional, default 6379.
-	Port int
-	// DB is REDIS_DB, the database number. Optional, default 0. Redis
-	// Cluster has only database 0.
-	DB int
-	// Username is the ACL user. Optional.
-	Username string
+	// URL is REDIS_URL. Optional; when set it replaces Host, Port and DB,
+	// and go-redis's own URL parsers read it, so every query parameter they
+	// document (dial_timeout, pool_size, ...) works. Its forms:
+	//
+	//	redis://[user:password@]host[:port][/db]    one server (redis.ParseURL); rediss:// for TLS
+	//	unix://[user:password@]/path/redis.sock?db=N
+	//	redis://host:port?addr=host:port&addr=...   Redis Cluster (redis.ParseClusterURL), database 0 only
+	//	redis://[user:password@]host:port[/db]?addr=host:port&master_name=NAME
+	//	                                            Sentinel (redis.ParseFailoverURL): the addresses
+	//	                                            are the Sentinels', and so are the user and password;
+	//	                                            the master's password is REDIS_PASSWORD or the
+	//	                                            password parameter
+	//
+	// Without a password of its own (for Sentinel, without the password
+	// parameter), the client authenticates with Password.
+	URL string `env:"REDIS_URL"`
+	// Host is REDIS_HOST. Optional; default DefaultHost.
+	Host string `env:"REDIS_HOST" envDefault:"localhost"`
+	// Port is REDIS_PORT. Optional; default DefaultPort.
+	Port int `env:"REDIS_PORT" envDefault:"6379"`
+	// DB is REDIS_DB, the database number. Optional; default 0.
+	DB int `env:"REDIS_DB" envDefault:"0"`
 	// Password is REDIS_PASSWORD. Optional.
-	Password string
-	// Addrs adds host:port addresses after the first one (Host:Port or the
-	// URL's). Optional. Without MasterName, two or more addresses make a
-	// Redis Cluster client.
-	Addrs []string
-	// MasterName selects Sentinel: the addresses are then the Sentinels'
-	// and MasterName is the monitored master. Optional.
-	MasterName string
-	// SentinelPassword authenticates to the Sentinels. Optional.
-	SentinelPassword string
+	Password string `env:"REDIS_PASSWORD"`
+	// TTLDays is CORRELATION_TTL_DAYS, the TTL of the keys a link writes.
+	// Optional; default 30 (DefaultTTL).
+	TTLDays int `env:"CORRELATION_TTL_DAYS" envDefault:"30"`
 }
 
 // DefaultHost and DefaultPort are where the Python services look for Redis
@@ -56,127 +60,186 @@ const (
 	DefaultPort = 6379
 )
 
-// ErrInvalidSettings is wrapped by every error about Settings.
+// ErrInvalidSettings is wrapped by the errors of ClientOptions and
+// NewUniversalClient.
 var ErrInvalidSettings = errors.New("invalid Redis settings")
 
-// UniversalOptions turns the settings into go-redis options: a standalone
-// client for one address, a Cluster client for several, a Sentinel failover
-// client when MasterName is set. Two go-redis defaults are changed for a
-// store that must never hold up the bus: ContextTimeoutEnabled is on, so the
-// deadline of a correlation write bounds its socket reads and writes too,
-// and DialerRetries is 1, so a Redis that refuses connections fails a write
-// in milliseconds rather than after go-redis's five dial attempts per
-// command retry.
-func (s Settings) UniversalOptions() (*redis.UniversalOptions, error) {
-	host, port, db := s.Host, s.Port, s.DB
-	username, password := s.Username, s.Password
-	addrs := slices0(s.Addrs)
-	master := s.MasterName
-	var tlsConfig *tls.Config
-	var problems []string
+// LoadSettings reads the settings from environ (as os.Environ gives it)
+// and from the .env file at dotenv, as bus.LoadConfig does.
+func LoadSettings(environ []string, dotenv string) (Settings, error) {
+	var s Settings
+	if err := settings.Load(environ, dotenv, &s); err != nil {
+		return Settings{}, err
+	}
+	return s, nil
+}
 
-	if s.URL != "" {
-		u, err := url.Parse(s.URL)
-		if err != nil {
-			// url.Error quotes the whole URL, password included: say less.
-			return nil, fmt.Errorf("%w: REDIS_URL is not a URL (the value is not shown: it may hold a password)", ErrInvalidSettings)
-		}
-		switch u.Scheme {
-		case "redis":
-		case "rediss":
-			tlsConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
-		default:
-			problems = append(problems, fmt.Sprintf("REDIS_URL scheme %q is not redis or rediss", u.Scheme))
-		}
-		host = u.Hostname()
-		port = 0
-		if p := u.Port(); p != "" {
-			n, err := strconv.Atoi(p)
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("REDIS_URL port %q is not a number", p))
-			}
-			port = n
-		}
-		db = 0
-		if path := strings.Trim(u.Path, "/"); path != "" {
-			n, err := strconv.Atoi(path)
-			if err != nil || n < 0 {
-				problems = append(problems, fmt.Sprintf("REDIS_URL path %q is not a database number", u.Path))
-			}
-			db = n
-		}
-		if u.User != nil {
-			if name := u.User.Username(); name != "" {
-				username = name
-			}
-			if pw, ok := u.User.Password(); ok {
-				password = pw
-			}
-		}
-		q := u.Query()
-		addrs = append(addrs, q["addr"]...)
-		if m := q.Get("master_name"); m != "" {
-			master = m
-		}
-		for name := range q {
-			if name != "addr" && name != "master_name" {
-				problems = append(problems, fmt.Sprintf("REDIS_URL parameter %q is not supported (only addr and master_name)", name))
-			}
-		}
+// Validate reports every problem of the settings as LoadSettings read
+// them, each naming its variable.
+func (s Settings) Validate() error {
+	_, problems := s.resolve()
+	if s.URL == "" && s.Port == 0 {
+		problems = append(problems, errors.New("REDIS_PORT: want 1-65535, got 0"))
 	}
-	if host == "" {
-		host = DefaultHost
+	if s.TTLDays < 1 {
+		// A TTL of 0 days would expire each link as it is written.
+		problems = append(problems, fmt.Errorf("CORRELATION_TTL_DAYS: want 1 or more, got %d", s.TTLDays))
 	}
-	if port == 0 {
-		port = DefaultPort
-	}
-	if port < 1 || port > 65535 {
-		problems = append(problems, fmt.Sprintf("port %d is not between 1 and 65535", port))
-	}
-	if db < 0 {
-		problems = append(problems, fmt.Sprintf("database number %d is negative", db))
-	}
-	all := append([]string{net.JoinHostPort(host, strconv.Itoa(port))}, addrs...)
-	for _, a := range all[1:] {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			problems = append(problems, fmt.Sprintf("address %q is not host:port", a))
-		}
-	}
-	if master == "" && len(all) > 1 && db != 0 {
-		problems = append(problems, fmt.Sprintf("database %d is not available in Redis Cluster (several addresses, no master name)", db))
-	}
+	return settings.Join(problems...)
+}
+
+// RedisConfig is the store configuration the settings ask for: the TTL of
+// TTLDays, every other field at its default.
+func (s Settings) RedisConfig() RedisConfig {
+	return RedisConfig{TTL: TTLFromDays(s.TTLDays)}
+}
+
+// ClientOptions are the go-redis options of one of the three kinds of
+// client; exactly one field is set.
+type ClientOptions struct {
+	Client   *redis.Options         // one server
+	Failover *redis.FailoverOptions // Sentinel
+	Cluster  *redis.ClusterOptions  // Redis Cluster
+}
+
+// ClientOptions turns the settings into go-redis options. Two go-redis
+// defaults are changed for a store that must never hold up the bus:
+// ContextTimeoutEnabled is on, so the deadline of a correlation write
+// bounds its socket reads and writes too, and DialerRetries is 1 (unless
+// the URL sets dialer_retries), so a Redis that refuses connections fails a
+// write in milliseconds rather than after go-redis's five dial attempts
+// per command retry.
+func (s Settings) ClientOptions() (ClientOptions, error) {
+	o, problems := s.resolve()
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidSettings, strings.Join(problems, "; "))
+		msgs := make([]string, len(problems))
+		for i, p := range problems {
+			msgs[i] = p.Error()
+		}
+		return ClientOptions{}, fmt.Errorf("%w: %s", ErrInvalidSettings, strings.Join(msgs, "; "))
 	}
-	return &redis.UniversalOptions{
-		Addrs:                 all,
-		DB:                    db,
-		Username:              username,
-		Password:              password,
-		MasterName:            master,
-		SentinelPassword:      s.SentinelPassword,
-		TLSConfig:             tlsConfig,
-		ContextTimeoutEnabled: true,
-		DialerRetries:         1,
-	}, nil
+	return o, nil
 }
 
 // NewUniversalClient builds the client the settings describe. It does not
 // connect; the first command does.
 func NewUniversalClient(s Settings) (redis.UniversalClient, error) {
-	opts, err := s.UniversalOptions()
+	o, err := s.ClientOptions()
 	if err != nil {
 		return nil, fmt.Errorf("cannot create Redis client: %w", err)
 	}
-	return redis.NewUniversalClient(opts), nil
+	switch {
+	case o.Failover != nil && (o.Failover.RouteByLatency || o.Failover.RouteRandomly):
+		// Routing reads to replicas takes the cluster flavour of the
+		// failover client; NewFailoverClient refuses these options.
+		return redis.NewFailoverClusterClient(o.Failover), nil
+	case o.Failover != nil:
+		return redis.NewFailoverClient(o.Failover), nil
+	case o.Cluster != nil:
+		return redis.NewClusterClient(o.Cluster), nil
+	}
+	return redis.NewClient(o.Client), nil
+}
+
+// resolve returns the options, or every problem of the settings. With a
+// URL, Host, Port and DB are not read.
+func (s Settings) resolve() (ClientOptions, []error) {
+	var o ClientOptions
+	var problems []error
+	if s.URL != "" {
+		var err error
+		if o, err = s.parseURL(); err != nil {
+			problems = append(problems, err)
+		}
+	} else {
+		if s.Port < 0 || s.Port > 65535 {
+			problems = append(problems, fmt.Errorf("REDIS_PORT: want 1-65535, got %d", s.Port))
+		}
+		if s.DB < 0 {
+			problems = append(problems, fmt.Errorf("REDIS_DB: want 0 or more, got %d", s.DB))
+		}
+		o.Client = &redis.Options{
+			Addr:     net.JoinHostPort(cmp.Or(s.Host, DefaultHost), strconv.Itoa(cmp.Or(s.Port, DefaultPort))),
+			DB:       s.DB,
+			Password: s.Password,
+		}
+	}
+	if len(problems) > 0 {
+		return ClientOptions{}, problems
+	}
+	switch {
+	case o.Client != nil:
+		o.Client.ContextTimeoutEnabled = true
+		o.Client.DialerRetries = cmp.Or(o.Client.DialerRetries, 1)
+		o.Client.Password = cmp.Or(o.Client.Password, s.Password)
+	case o.Failover != nil:
+		o.Failover.ContextTimeoutEnabled = true
+		o.Failover.DialerRetries = cmp.Or(o.Failover.DialerRetries, 1)
+		o.Failover.Password = cmp.Or(o.Failover.Password, s.Password)
+	case o.Cluster != nil:
+		o.Cluster.ContextTimeoutEnabled = true
+		o.Cluster.DialerRetries = cmp.Or(o.Cluster.DialerRetries, 1)
+		o.Cluster.Password = cmp.Or(o.Cluster.Password, s.Password)
+	}
+	return o, nil
+}
+
+// parseURL hands REDIS_URL to the go-redis parser of its kind: Sentinel
+// when it names a master, Cluster when it lists more addresses, one server
+// otherwise.
+func (s Settings) parseURL() (ClientOptions, error) {
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		// url.Error quotes the whole URL, password included; its cause
+		// quotes at most the offending characters.
+		reason := "not a URL"
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			reason = ue.Err.Error()
+		}
+		return ClientOptions{}, fmt.Errorf("REDIS_URL: %s (the value is not shown: it may hold a password)", reason)
+	}
+	var o ClientOptions
+	q := u.Query()
+	switch {
+	case q.Has("master_name"):
+		o.Failover, err = redis.ParseFailoverURL(s.URL)
+	case q.Has("addr"):
+		o.Cluster, err = redis.ParseClusterURL(s.URL)
+		if db := strings.Trim(u.Path, "/"); err == nil && db != "" && db != "0" {
+			err = errors.New("Redis Cluster has database 0 only: drop the /" + db + " or the addr parameters")
+		}
+	default:
+		o.Client, err = redis.ParseURL(s.URL)
+	}
+	if err != nil {
+		// The error is retold, not wrapped: a caller printing the chain
+		// must not find a password that go-redis quoted.
+		return ClientOptions{}, fmt.Errorf("REDIS_URL: %s", redactURLSecrets(err.Error(), u))
+	}
+	return o, nil
+}
+
+// redactURLSecrets replaces the passwords of u in msg: the user's, and the
+// password parameter of a Sentinel URL.
+func redactURLSecrets(msg string, u *url.URL) string {
+	secrets := u.Query()["password"]
+	if pw, ok := u.User.Password(); ok {
+		secrets = append(secrets, pw)
+	}
+	for _, s := range secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "xxxxx")
+		}
+	}
+	return msg
 }
 
 // String describes the settings with passwords replaced by "***" (and by
-// "xxxxx" inside the URL), so that logging a Settings is safe.
+// "xxxxx" inside the URL), so that printing a Settings is safe.
 func (s Settings) String() string {
 	r := s.redacted()
-	return fmt.Sprintf("{URL:%s Host:%s Port:%d DB:%d Username:%s Password:%s Addrs:%v MasterName:%s SentinelPassword:%s}",
-		r.URL, r.Host, r.Port, r.DB, r.Username, r.Password, r.Addrs, r.MasterName, r.SentinelPassword)
+	return fmt.Sprintf("{URL:%s Host:%s Port:%d DB:%d Password:%s TTLDays:%d}", r.URL, r.Host, r.Port, r.DB, r.Password, r.TTLDays)
 }
 
 // GoString keeps %#v from printing the passwords.
@@ -187,52 +250,26 @@ func (s Settings) LogValue() slog.Value {
 	r := s.redacted()
 	return slog.GroupValue(
 		slog.String("url", r.URL), slog.String("host", r.Host), slog.Int("port", r.Port),
-		slog.Int("db", r.DB), slog.String("username", r.Username), slog.String("password", r.Password),
-		slog.Any("addrs", r.Addrs), slog.String("master_name", r.MasterName),
-		slog.String("sentinel_password", r.SentinelPassword),
+		slog.Int("db", r.DB), slog.String("password", r.Password), slog.Int("ttl_days", r.TTLDays),
 	)
 }
 
 func (s Settings) redacted() Settings {
 	r := s
-	r.Addrs = slices0(s.Addrs)
 	if r.Password != "" {
 		r.Password = "***"
 	}
-	if r.SentinelPassword != "" {
-		r.SentinelPassword = "***"
-	}
 	if r.URL != "" {
 		u, err := url.Parse(r.URL)
-		switch {
-		case err != nil:
+		if err != nil {
 			r.URL = "(unparsable, not shown)"
-		default:
-			// Only the parameters UniversalOptions accepts are shown: any
-			// other (password=…) may be a secret put in the wrong place.
-			q := u.Query()
-			for name := range q {
-				if name != "addr" && name != "master_name" {
-					q[name] = []string{"xxxxx"}
-				}
-			}
-			u.RawQuery = q.Encode()
-			r.URL = u.Redacted()
+			return r
 		}
+		if q := u.Query(); q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		r.URL = u.Redacted()
 	}
 	return r
-}
-
-func slices0(s []string) []string { return append([]string(nil), s...) }
-
-// SettingsFromConfig takes the Redis settings out of a service's bus
-// settings (REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_PASSWORD).
-func SettingsFromConfig(cfg bus.Config) Settings {
-	return Settings{URL: cfg.RedisURL, Host: cfg.RedisHost, Port: cfg.RedisPort, DB: cfg.RedisDB, Password: cfg.RedisPassword}
-}
-
-// RedisConfigFromConfig is the store configuration a service's settings
-// ask for: the TTL from CORRELATION_TTL_DAYS, every other field default.
-func RedisConfigFromConfig(cfg bus.Config) RedisConfig {
-	return RedisConfig{TTL: TTLFromDays(cfg.CorrelationTTLDays)}
 }

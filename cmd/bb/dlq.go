@@ -159,7 +159,7 @@ func (a *app) poisonQueue(ctx context.Context, service string) (*reliability.Poi
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := a.openBus(ctx, cfg, logger)
+	b, err := a.openBus(ctx, cfg.Bus, logger)
 	if err != nil {
 		return nil, nil, err
 	}

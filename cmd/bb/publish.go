@@ -408,8 +408,8 @@ func (a *app) publish(ctx context.Context, env envelope.Envelope) error {
 	}
 	// The bus reports an unroutable publish as an error instead of logging
 	// it, so the one warning below is all the user sees.
-	cfg.UnroutableIsError = true
-	b, err := a.openBus(ctx, cfg, logger)
+	cfg.Bus.UnroutableIsError = true
+	b, err := a.openBus(ctx, cfg.Bus, logger)
 	if err != nil {
 		return err
 	}
@@ -419,12 +419,12 @@ func (a *app) publish(ctx context.Context, env envelope.Envelope) error {
 	err = b.Publish(ctx, env)
 	if errors.Is(err, transport.ErrUnroutable) {
 		a.warnf("no queue is bound to routing key %q on exchange %q: the broker confirmed event %s but dropped it, because nobody listens for it yet",
-			env.EventType, cfg.ExchangeName, env.EventID)
+			env.EventType, cfg.Bus.ExchangeName, env.EventID)
 		err = nil
 	}
 	if err != nil {
 		return infraErrorf("%v\nthe event may not have been stored: check the broker at %s (its logs, disk and memory alarms), then publish again with --event-id %s so consumers can tell a repeat",
-			err, amqp.RedactURL(cfg.RabbitURL), env.EventID)
+			err, amqp.RedactURL(cfg.Bus.RabbitURL), env.EventID)
 	}
 	fmt.Fprintln(a.stdout, env.EventID)
 	return nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -65,7 +64,7 @@ func (a *app) runServe(ctx context.Context) error {
 		return err
 	}
 	redis.SetLogger(redisLogger{logger})
-	tp, stopTracing, err := telemetry.NewTracerProvider(cfg.Tracing, cfg.ServiceName, a.stdout)
+	tp, stopTracing, err := telemetry.NewTracerProvider(cfg.Telemetry, cfg.Bus.ServiceName, a.stdout)
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
@@ -75,17 +74,17 @@ func (a *app) runServe(ctx context.Context) error {
 		_ = stopTracing(sctx)
 	}()
 
-	b, err := a.openBus(ctx, cfg, logger)
+	b, err := a.openBus(ctx, cfg.Bus, logger)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	client, err := correlation.NewUniversalClient(correlation.SettingsFromConfig(cfg))
+	client, err := correlation.NewUniversalClient(cfg.Redis)
 	if err != nil {
 		return usageErrorf("%v (fix REDIS_URL, REDIS_HOST, REDIS_PORT or REDIS_DB)", err)
 	}
 	defer client.Close()
-	store, err := correlation.NewRedisStore(client, correlation.RedisConfigFromConfig(cfg))
+	store, err := correlation.NewRedisStore(client, cfg.Redis.RedisConfig())
 	if err != nil {
 		return usageErrorf("%v (fix CORRELATION_TTL_DAYS)", err)
 	}
@@ -113,12 +112,12 @@ func (a *app) runServe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tr := middleware.NewTracing(middleware.TracingConfig{TracerProvider: tp, Destination: cfg.ExchangeName})
+	tr := middleware.NewTracing(middleware.TracingConfig{TracerProvider: tp, Destination: cfg.Bus.ExchangeName})
 	b.DecoratePublisher(func(p message.Publisher) message.Publisher { return middleware.NewRecordingPublisher(p, rec) })
 	b.DecoratePublisher(tr.DecoratePublisher)
 	b.DecoratePublisher(metrics.DecoratePublisher)
 
-	gw, err := gateway.New(gateway.Config{ServiceName: cfg.ServiceName, Token: cfg.HTTPToken, Logger: logger}, gateway.Deps{
+	gw, err := gateway.New(gateway.Config{ServiceName: cfg.Bus.ServiceName, Token: cfg.HTTP.Token, Logger: logger}, gateway.Deps{
 		Publisher:   b,
 		Events:      events,
 		Correlation: store,
@@ -128,13 +127,13 @@ func (a *app) runServe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	addr := net.JoinHostPort(cfg.HTTPHost, strconv.Itoa(cfg.HTTPPort))
+	addr := cfg.HTTP.Addr()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return usageErrorf("cannot serve HTTP on %s: %v (pick a free address with HTTP_HOST and HTTP_PORT)", addr, err)
 	}
-	logger.Info("serve: gateway listening", slog.String("addr", ln.Addr().String()), slog.String("service", cfg.ServiceName),
-		slog.String("exchange", cfg.ExchangeName), slog.Bool("token", cfg.HTTPToken != ""), slog.String("tracing", cfg.Tracing))
+	logger.Info("serve: gateway listening", slog.String("addr", ln.Addr().String()), slog.String("service", cfg.Bus.ServiceName),
+		slog.String("exchange", cfg.Bus.ExchangeName), slog.Bool("token", cfg.HTTP.Token != ""), slog.String("tracing", cfg.Telemetry.Tracing))
 	if err := gw.Serve(ctx, ln); err != nil {
 		if ctx.Err() != nil {
 			// Stopped by a signal, but requests outlived the shutdown bound.

@@ -8,35 +8,48 @@ import (
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/bus/amqp"
+	"github.com/33god/bloodbank-go/cmd/internal/gateway"
+	"github.com/33god/bloodbank-go/cmd/internal/telemetry"
+	"github.com/33god/bloodbank-go/correlation"
+	"github.com/33god/bloodbank-go/internal/settings"
 )
 
-// settings reads the bus settings from the environment and .env, and
+// config is every setting bb reads: those of the packages it drives.
+type config struct {
+	Bus       bus.Config
+	Redis     correlation.Settings
+	HTTP      gateway.Settings
+	Telemetry telemetry.Settings
+}
+
+// settings reads the settings from the environment and .env, and
 // remembers their secrets so that no message prints them. A bad setting is
-// the user's to fix: exit 1.
-func (a *app) settings() (bus.Config, error) {
-	cfg, err := bus.LoadConfig(a.environ, a.dotenv)
-	if err != nil {
-		return bus.Config{}, usageErrorf("%v (fix the environment or .env)", err)
+// the user's to fix: exit 1. --timeout bounds every wait on the broker.
+func (a *app) settings() (config, error) {
+	var c config
+	if err := settings.Load(a.environ, a.dotenv, &c.Bus, &c.Redis, &c.HTTP, &c.Telemetry); err != nil {
+		return config{}, usageErrorf("%v (fix the environment or .env)", err)
 	}
-	a.secrets = append(a.secrets, cfg.RedisPassword, cfg.HTTPToken)
-	for _, raw := range []string{cfg.RabbitURL, cfg.RedisURL} {
-		if u, err := url.Parse(raw); err == nil && u.User != nil {
+	a.secrets = append(a.secrets, c.Redis.Password, c.HTTP.Token)
+	for _, raw := range []string{c.Bus.RabbitURL, c.Redis.URL} {
+		if u, err := url.Parse(raw); err == nil {
+			a.secrets = append(a.secrets, u.Query()["password"]...)
 			if pw, ok := u.User.Password(); ok {
 				a.secrets = append(a.secrets, pw)
 			}
 		}
 	}
-	cfg.ConnectTimeout = a.timeout
-	cfg.PublishTimeout = a.timeout
-	cfg.DrainTimeout = a.timeout
-	return cfg, nil
+	c.Bus.ConnectTimeout = a.timeout
+	c.Bus.PublishTimeout = a.timeout
+	c.Bus.DrainTimeout = a.timeout
+	return c, nil
 }
 
 // logger builds the logger of the settings, writing to stderr.
-func (a *app) logger(cfg bus.Config) (*slog.Logger, error) {
-	l, err := bus.NewLogger(a.stderr, cfg.LogFormat, cfg.LogLevel)
+func (a *app) logger(c config) (*slog.Logger, error) {
+	l, err := telemetry.NewLogger(a.stderr, c.Telemetry)
 	if err != nil {
-		return nil, usageErrorf("%v (check BB_LOG_FORMAT and BB_LOG_LEVEL)", err)
+		return nil, usageErrorf("%v (fix the environment or .env)", err)
 	}
 	return l, nil
 }

@@ -80,7 +80,7 @@ func (a *app) runTail(ctx context.Context, args []string, count int, pretty bool
 	if err != nil {
 		return err
 	}
-	b, err := a.openBus(ctx, cfg, logger)
+	b, err := a.openBus(ctx, cfg.Bus, logger)
 	if err != nil {
 		return err
 	}
@@ -105,9 +105,9 @@ func (a *app) runTail(ctx context.Context, args []string, count int, pretty bool
 	chans, err := a.subscribeAll(subCtx, sub, patterns)
 	if err != nil {
 		return infraErrorf("cannot bind the tail queue on %s: %v\ncheck that the broker is up and that the user may declare queues and bind them to exchange %q, or raise --timeout",
-			amqp.RedactURL(cfg.RabbitURL), err, cfg.ExchangeName)
+			amqp.RedactURL(cfg.Bus.RabbitURL), err, cfg.Bus.ExchangeName)
 	}
-	logger.Info("tail: listening", slog.String("exchange", cfg.ExchangeName), slog.String("queue", queue),
+	logger.Info("tail: listening", slog.String("exchange", cfg.Bus.ExchangeName), slog.String("queue", queue),
 		slog.Any("patterns", patterns))
 
 	// One goroutine per subscription feeds a single loop, which prints and

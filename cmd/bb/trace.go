@@ -15,7 +15,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
-	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/bus/amqp"
 	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/correlation"
@@ -62,7 +61,6 @@ func (a *app) runTrace(ctx context.Context, arg string, depth int, asJSON bool) 
 	if err != nil {
 		return err
 	}
-	settings := correlation.SettingsFromConfig(cfg)
 	logger, err := a.logger(cfg)
 	if err != nil {
 		return err
@@ -70,14 +68,14 @@ func (a *app) runTrace(ctx context.Context, arg string, depth int, asJSON bool) 
 	// go-redis logs every failed dial on its own global logger; route its
 	// lines to ours at debug level, since the error says it all.
 	redis.SetLogger(redisLogger{logger})
-	client, err := correlation.NewUniversalClient(settings)
+	client, err := correlation.NewUniversalClient(cfg.Redis)
 	if err != nil {
 		return usageErrorf("%v (fix REDIS_URL, REDIS_HOST, REDIS_PORT or REDIS_DB)", err)
 	}
 	defer client.Close()
-	store, err := correlation.NewRedisStore(client, correlation.RedisConfig{
-		TTL: correlation.TTLFromDays(cfg.CorrelationTTLDays), MaxDepth: depth,
-	})
+	storeConfig := cfg.Redis.RedisConfig()
+	storeConfig.MaxDepth = depth
+	store, err := correlation.NewRedisStore(client, storeConfig)
 	if err != nil {
 		return usageErrorf("%v (fix CORRELATION_TTL_DAYS)", err)
 	}
@@ -103,7 +101,7 @@ func (a *app) runTrace(ctx context.Context, arg string, depth int, asJSON bool) 
 
 // redisError explains a failed read: stored data in an unknown layout, or
 // a Redis that could not be reached in time. Both are exit 2.
-func (a *app) redisError(err error, cfg bus.Config) error {
+func (a *app) redisError(err error, cfg config) error {
 	if me, ok := errors.AsType[*correlation.MalformedError](err); ok {
 		return infraErrorf("the correlation store holds a value bb cannot read: %v\nkey %s was not written in the layout of the wire contract (section 4); inspect it with redis-cli", err, me.Key)
 	}
@@ -112,11 +110,12 @@ func (a *app) redisError(err error, cfg bus.Config) error {
 }
 
 // redisWhere says which Redis the settings name, without the password.
-func redisWhere(cfg bus.Config) string {
-	if cfg.RedisURL != "" {
-		return amqp.RedactURL(cfg.RedisURL)
+func redisWhere(cfg config) string {
+	r := cfg.Redis
+	if r.URL != "" {
+		return amqp.RedactURL(r.URL)
 	}
-	return fmt.Sprintf("%s (database %d)", net.JoinHostPort(cfg.RedisHost, strconv.Itoa(cfg.RedisPort)), cfg.RedisDB)
+	return fmt.Sprintf("%s (database %d)", net.JoinHostPort(r.Host, strconv.Itoa(r.Port)), r.DB)
 }
 
 // redisLogger adapts slog for go-redis's internal logging.

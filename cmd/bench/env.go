@@ -56,6 +56,10 @@ func newEnv(ctx context.Context, o options, runID string, logger *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	settings, err := correlation.LoadSettings(os.Environ(), "")
+	if err != nil {
+		return nil, err
+	}
 	if cfg.RabbitURL == "" {
 		cfg.RabbitURL = defaultRabbitURL
 	}
@@ -76,7 +80,6 @@ func newEnv(ctx context.Context, o options, runID string, logger *slog.Logger) (
 	if v, ok := e.admin.Properties["version"].(string); ok {
 		e.rabbitVersion = v
 	}
-	settings := correlation.SettingsFromConfig(cfg)
 	e.redis, err = correlation.NewUniversalClient(settings)
 	if err != nil {
 		_ = e.admin.Close()

@@ -24,9 +24,9 @@ type graph struct {
 // either. Neither connects here: a Redis that is down delays no start and
 // fails no command (the Recorder counts and logs the lost links, Dedup
 // fails open); /readyz reports it.
-func openCorrelation(cfg bus.Config, transport string, logger *slog.Logger) (*graph, error) {
+func openCorrelation(settings correlation.Settings, transport string, logger *slog.Logger) (*graph, error) {
 	if transport == bus.TransportEmbedded {
-		e, err := correlation.NewEmbedded(correlation.RedisConfigFromConfig(cfg))
+		e, err := correlation.NewEmbedded(settings.RedisConfig())
 		if err != nil {
 			return nil, fmt.Errorf("cannot start the embedded correlation store: %w", err)
 		}
@@ -36,12 +36,11 @@ func openCorrelation(cfg bus.Config, transport string, logger *slog.Logger) (*gr
 		client := redis.NewClient(&redis.Options{Addr: e.Addr()})
 		return &graph{store: e, client: client, close: func() { _ = client.Close(); _ = e.Close() }}, nil
 	}
-	settings := correlation.SettingsFromConfig(cfg)
 	client, err := correlation.NewUniversalClient(settings)
 	if err != nil {
 		return nil, err
 	}
-	store, err := correlation.NewRedisStore(client, correlation.RedisConfigFromConfig(cfg))
+	store, err := correlation.NewRedisStore(client, settings.RedisConfig())
 	if err != nil {
 		_ = client.Close()
 		return nil, err

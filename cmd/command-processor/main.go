@@ -48,7 +48,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -83,21 +82,22 @@ func main() {
 const shutdownTimeout = 5 * time.Second
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
-	opts, err := parseOptions(args, environ, stderr)
+	fl, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
 	}
-	cfg, err := loadSettings(environ, ".env")
+	conf, err := loadSettings(environ, ".env")
 	if err != nil {
 		return err
 	}
-	logger, err := bus.NewLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	fl.apply(&conf.Own)
+	logger, err := telemetry.NewLogger(stderr, conf.Telemetry)
 	if err != nil {
 		return err
 	}
 	redis.SetLogger(redisLogger{logger})
 
-	tp, stopTracing, err := telemetry.NewTracerProvider(cfg.Tracing, cfg.ServiceName, stdout)
+	tp, stopTracing, err := telemetry.NewTracerProvider(conf.Telemetry, conf.Bus.ServiceName, stdout)
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		}
 	}()
 
-	b, err := bus.Open(ctx, cfg, logger)
+	b, err := bus.Open(ctx, conf.Bus, logger)
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			slog.String("transport", b.Transport()))
 	}
 
-	graph, err := openCorrelation(cfg, b.Transport(), logger)
+	graph, err := openCorrelation(conf.Redis, b.Transport(), logger)
 	if err != nil {
 		return err
 	}
@@ -134,9 +134,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	tr := middleware.NewTracing(middleware.TracingConfig{TracerProvider: tp, Destination: cfg.ExchangeName})
+	tr := middleware.NewTracing(middleware.TracingConfig{TracerProvider: tp, Destination: conf.Bus.ExchangeName})
 
-	svc, err := b.NewService(cfg.ServiceName)
+	svc, err := b.NewService(conf.Bus.ServiceName)
 	if err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		tracing:        tr,
 		dedup:          middleware.NewRedisDedupStore(graph.client, ""),
 		recorder:       rec,
-		commandTimeout: opts.timeout(),
+		commandTimeout: conf.Own.CommandTimeout,
 		logger:         logger,
 	})
 	if err != nil {
@@ -161,14 +161,14 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 
 	proc, err := cqrs.NewProcessor(b.Publisher(), cqrs.ProcessorConfig{
 		Registry:   reg,
-		Source:     cqrs.DefaultSource(cfg.ServiceName),
+		Source:     cqrs.DefaultSource(conf.Bus.ServiceName),
 		Decorators: []cqrs.Decorator{traceCommands(tr)},
 		Logger:     logger,
 	})
 	if err != nil {
 		return err
 	}
-	if err := commands.Register(proc, commands.EchoAgent{Delay: opts.echoDelay}); err != nil {
+	if err := commands.Register(proc, commands.EchoAgent{Delay: conf.Own.EchoDelay}); err != nil {
 		return err
 	}
 	for _, et := range reg.Events(domains.Filter{Kind: domains.Command}) {
@@ -181,7 +181,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 
 	var stopping atomic.Bool
-	gw, err := gateway.New(gateway.Config{ServiceName: cfg.ServiceName, Token: cfg.HTTPToken, Logger: logger}, gateway.Deps{
+	gw, err := gateway.New(gateway.Config{ServiceName: conf.Bus.ServiceName, Token: conf.HTTP.Token, Logger: logger}, gateway.Deps{
 		Publisher:   b,
 		Events:      reg,
 		Correlation: graph.store,
@@ -191,7 +191,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.HTTPHost, strconv.Itoa(cfg.HTTPPort)))
+	ln, err := net.Listen("tcp", conf.HTTP.Addr())
 	if err != nil {
 		return fmt.Errorf("cannot serve HTTP: %w", err)
 	}
@@ -211,10 +211,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}()
 	logger.Info("command-processor starting", slog.String("transport", b.Transport()), slog.String("queue", svc.QueueName()),
 		slog.String("poison_queue", st.reliability.PoisonQueue), slog.Any("commands", proc.CommandTypes()),
-		slog.String("http", ln.Addr().String()), slog.String("tracing", cfg.Tracing), slog.Any("settings", cfg))
+		slog.String("http", ln.Addr().String()), slog.Any("settings", conf))
 
 	demoDone := make(chan struct{})
-	if opts.demo {
+	if conf.Own.Demo {
 		go func() {
 			defer close(demoDone)
 			runDemo(runCtx, b, graph.store, rec, svc.Running(), logger)
@@ -226,7 +226,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	go func() {
 		<-runCtx.Done()
 		stopping.Store(true)
-		logger.Info("shutting down: no new deliveries; in-flight commands finish and ack", slog.Duration("drain_timeout", cfg.DrainTimeout))
+		logger.Info("shutting down: no new deliveries; in-flight commands finish and ack", slog.Duration("drain_timeout", conf.Bus.DrainTimeout))
 	}()
 	runErr := svc.Run(runCtx)
 	cancelRun()

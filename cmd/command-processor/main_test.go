@@ -80,10 +80,17 @@ func start(t *testing.T, env ...string) *processor {
 // discards it).
 func startWith(t *testing.T, stdout io.Writer, env ...string) *processor {
 	t.Helper()
+	return startIn(t, t.TempDir(), stdout, env...)
+}
+
+// startIn is startWith in the working directory dir, where a test may have
+// written a .env.
+func startIn(t *testing.T, dir string, stdout io.Writer, env ...string) *processor {
+	t.Helper()
 	port := freePort(t)
 	p := &processor{t: t, addr: "127.0.0.1:" + port, changed: make(chan struct{}), done: make(chan struct{})}
 	p.cmd = exec.Command(binPath)
-	p.cmd.Dir = t.TempDir()
+	p.cmd.Dir = dir
 	p.cmd.Stdout = stdout
 	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"BB_LOG_FORMAT=json", "BB_LOG_LEVEL=info", "HTTP_HOST=127.0.0.1", "HTTP_PORT=" + port,
@@ -313,6 +320,62 @@ func TestCommandProcessor_embeddedDemoAnswersAPromptAndExitsZero(t *testing.T) {
 	stopped := p.waitLog(time.Second, "command-processor stopped", nil)
 	if stopped["executed"] != 1.0 || stopped["links_recorded"] != 1.0 {
 		t.Errorf("stopped line = %v", stopped)
+	}
+}
+
+// A .env in the working directory is read for every setting, the
+// processor's own included, and the environment wins over it.
+func TestCommandProcessor_dotenvBesideTheBinaryIsHonoured(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		timeout time.Duration
+	}{
+		{".env", nil, 2 * time.Second},
+		{"the environment wins", []string{"BB_COMMAND_TIMEOUT=3s"}, 3 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, ".env"), []byte("BB_COMMAND_TIMEOUT=2s\nbb_prefetch=3\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			p := startIn(t, dir, nil, tc.env...)
+			started := p.waitLog(10*time.Second, "command-processor starting", nil)
+			s, _ := started["settings"].(map[string]any)
+			b, _ := s["bus"].(map[string]any)
+			if s["command_timeout"] != float64(tc.timeout) || b["prefetch"] != 3.0 {
+				t.Errorf("settings = %v, want command_timeout %s and prefetch 3", s, tc.timeout)
+			}
+			p.signal(syscall.SIGTERM)
+			if code := p.exit(30 * time.Second); code != 0 {
+				t.Errorf("exit code %d after SIGTERM, want 0", code)
+			}
+		})
+	}
+}
+
+// An invalid value in .env stops the processor at start, with a message
+// that names the variable.
+func TestCommandProcessor_invalidDotenvIsRefused(t *testing.T) {
+	for _, name := range []string{"BB_COMMAND_TIMEOUT", "BB_DRAIN_TIMEOUT"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, ".env"), []byte(name+"=soon\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			p := startIn(t, dir, nil)
+			if code := p.exit(30 * time.Second); code != 1 {
+				t.Errorf("exit code %d, want 1", code)
+			}
+			named := false
+			for _, l := range p.log() {
+				m, _ := l["msg"].(string)
+				named = named || strings.Contains(m, name+": want a duration")
+			}
+			if !named {
+				t.Errorf("no line names %s: %v", name, p.log())
+			}
+		})
 	}
 }
 

@@ -5,14 +5,47 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"strings"
+	"log/slog"
 	"time"
 
-	"github.com/joho/godotenv"
-
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/cmd/internal/gateway"
+	"github.com/33god/bloodbank-go/cmd/internal/telemetry"
+	"github.com/33god/bloodbank-go/correlation"
+	"github.com/33god/bloodbank-go/internal/settings"
 )
+
+// config is every setting of the command processor, read once from the
+// environment and .env: those of the packages it runs, and its own.
+type config struct {
+	Bus       bus.Config
+	Redis     correlation.Settings
+	HTTP      gateway.Settings
+	Telemetry telemetry.Settings
+	Own       own
+}
+
+// own are the settings only the command processor has. Flags override
+// them.
+type own struct {
+	// Demo publishes one agent.thread.prompt once consuming.
+	Demo bool `env:"BB_DEMO" envDefault:"false"`
+	// EchoDelay is the echo agent's simulated model latency.
+	EchoDelay time.Duration `env:"BB_ECHO_DELAY" envDefault:"0s"`
+	// CommandTimeout bounds one attempt at a command.
+	CommandTimeout time.Duration `env:"BB_COMMAND_TIMEOUT" envDefault:"1m"`
+}
+
+func (o own) Validate() error {
+	var p []error
+	if o.EchoDelay < 0 {
+		p = append(p, fmt.Errorf("BB_ECHO_DELAY: want 0 or a positive duration, got %s", o.EchoDelay))
+	}
+	if o.CommandTimeout <= 0 {
+		p = append(p, fmt.Errorf("BB_COMMAND_TIMEOUT: want a positive duration, got %s", o.CommandTimeout))
+	}
+	return settings.Join(p...)
+}
 
 // defaultServiceName names the queue when SERVICE_NAME is set neither in
 // the environment nor in .env: "{exchange}.command_processor", the queue
@@ -20,117 +53,76 @@ import (
 // the Python HTTP publisher's.)
 const defaultServiceName = "command_processor"
 
-// loadSettings reads the settings as every Bloodbank service does, with this
-// binary's default service name.
-func loadSettings(environ []string, dotenv string) (bus.Config, error) {
-	cfg, err := bus.LoadConfig(environ, dotenv)
+// loadSettings reads the settings from environ and the .env file at dotenv,
+// as every Bloodbank service does, with this binary's default service name.
+func loadSettings(environ []string, dotenv string) (config, error) {
+	vars, err := settings.Read(environ, dotenv)
 	if err != nil {
-		return bus.Config{}, err
+		return config{}, err
 	}
-	set, err := isSet("SERVICE_NAME", environ, dotenv)
-	if err != nil {
-		return bus.Config{}, err
+	if vars["SERVICE_NAME"] == "" {
+		vars["SERVICE_NAME"] = defaultServiceName
 	}
-	if !set {
-		cfg.ServiceName = defaultServiceName
+	var c config
+	if err := settings.Parse(vars, &c.Bus, &c.Redis, &c.HTTP, &c.Telemetry, &c.Own); err != nil {
+		return config{}, err
 	}
-	return cfg, nil
+	return c, nil
 }
 
-// isSet reports whether a setting is given in environ or the .env file,
-// matching names case-insensitively as bus.LoadConfig does.
-func isSet(name string, environ []string, dotenv string) (bool, error) {
-	for _, kv := range environ {
-		if k, _, ok := strings.Cut(kv, "="); ok && strings.EqualFold(k, name) {
-			return true, nil
-		}
-	}
-	if dotenv == "" {
-		return false, nil
-	}
-	vars, err := godotenv.Read(dotenv)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("cannot read %s: %w", dotenv, err)
-	}
-	for k := range vars {
-		if strings.EqualFold(k, name) {
-			return true, nil
-		}
-	}
-	return false, nil
+// LogValue logs the settings without their secrets.
+func (c config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Any("bus", c.Bus), slog.Any("redis", c.Redis), slog.Any("http", c.HTTP),
+		slog.String("environment", c.Telemetry.Environment), slog.String("tracing", c.Telemetry.Tracing),
+		slog.Bool("demo", c.Own.Demo), slog.Duration("echo_delay", c.Own.EchoDelay),
+		slog.Duration("command_timeout", c.Own.CommandTimeout),
+	)
 }
 
-// defaultCommandTimeout bounds one attempt at a command when
-// BB_COMMAND_TIMEOUT is not set.
-const defaultCommandTimeout = time.Minute
-
-// options are this binary's own settings, from flags or the environment.
-type options struct {
-	demo      bool
-	echoDelay time.Duration
-	// commandTimeout bounds each attempt at a command; 0 means
-	// defaultCommandTimeout.
+// flags are the command line: each flag given overrides its setting.
+type flags struct {
+	set            *flag.FlagSet
+	demo           bool
+	echoDelay      time.Duration
 	commandTimeout time.Duration
 }
 
-// timeout is the bound of one attempt at a command.
-func (o options) timeout() time.Duration {
-	if o.commandTimeout > 0 {
-		return o.commandTimeout
+// parseFlags reads the command line. It runs before the settings are read,
+// so that --help works whatever the environment holds.
+func parseFlags(args []string, stderr io.Writer) (*flags, error) {
+	f := &flags{set: flag.NewFlagSet("command-processor", flag.ContinueOnError)}
+	f.set.SetOutput(stderr)
+	f.set.BoolVar(&f.demo, "demo", false, "publish one agent.thread.prompt once consuming and log its response and correlation link (BB_DEMO=1)")
+	f.set.DurationVar(&f.echoDelay, "echo-delay", 0, "simulated model latency of the echo agent (BB_ECHO_DELAY)")
+	f.set.DurationVar(&f.commandTimeout, "command-timeout", 0, "bound on one attempt at a command; a command still running then is cancelled and retried (BB_COMMAND_TIMEOUT, default 1m)")
+	if err := f.set.Parse(args); err != nil {
+		return nil, err
 	}
-	return defaultCommandTimeout
+	if f.set.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", f.set.Args())
+	}
+	if f.echoDelay < 0 {
+		return nil, errors.New("--echo-delay must not be negative")
+	}
+	if f.commandTimeout < 0 {
+		return nil, errors.New("--command-timeout must not be negative")
+	}
+	return f, nil
 }
 
-func parseOptions(args, environ []string, stderr io.Writer) (options, error) {
-	var o options
-	env := func(name string) string {
-		for _, kv := range environ {
-			if k, v, ok := strings.Cut(kv, "="); ok && strings.EqualFold(k, name) {
-				return v
+// apply overrides the settings with the flags given.
+func (f *flags) apply(o *own) {
+	f.set.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "demo":
+			o.Demo = f.demo
+		case "echo-delay":
+			o.EchoDelay = f.echoDelay
+		case "command-timeout":
+			if f.commandTimeout > 0 {
+				o.CommandTimeout = f.commandTimeout
 			}
 		}
-		return ""
-	}
-	switch v := env("BB_DEMO"); v {
-	case "", "0", "false":
-	case "1", "true":
-		o.demo = true
-	default:
-		return o, fmt.Errorf("BB_DEMO: want 1 or 0 (got %q)", v)
-	}
-	if v := env("BB_ECHO_DELAY"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return o, fmt.Errorf("BB_ECHO_DELAY: want a duration such as 20ms (got %q)", v)
-		}
-		o.echoDelay = d
-	}
-	if v := env("BB_COMMAND_TIMEOUT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return o, fmt.Errorf("BB_COMMAND_TIMEOUT: want a positive duration such as 2m (got %q)", v)
-		}
-		o.commandTimeout = d
-	}
-	fs := flag.NewFlagSet("command-processor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.BoolVar(&o.demo, "demo", o.demo, "publish one agent.thread.prompt once consuming and log its response and correlation link (BB_DEMO=1)")
-	fs.DurationVar(&o.echoDelay, "echo-delay", o.echoDelay, "simulated model latency of the echo agent (BB_ECHO_DELAY)")
-	fs.DurationVar(&o.commandTimeout, "command-timeout", o.commandTimeout, "bound on one attempt at a command; a command still running then is cancelled and retried (BB_COMMAND_TIMEOUT, default 1m)")
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	if o.echoDelay < 0 {
-		return o, errors.New("--echo-delay must not be negative")
-	}
-	if o.commandTimeout < 0 {
-		return o, errors.New("--command-timeout must not be negative")
-	}
-	return o, nil
+	})
 }

@@ -4,27 +4,30 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
 
+func writeDotenv(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), ".env")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func TestLoadSettings_serviceNameDefault(t *testing.T) {
-	dir := t.TempDir()
-	withFile := filepath.Join(dir, "with.env")
-	if err := os.WriteFile(withFile, []byte("service_name=from_file\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	withoutFile := filepath.Join(dir, "without.env")
-	if err := os.WriteFile(withoutFile, []byte("EXCHANGE_NAME=x\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	withFile := writeDotenv(t, "service_name=from_file\n")
+	withoutFile := writeDotenv(t, "EXCHANGE_NAME=x\n")
 	for _, tc := range []struct {
 		name    string
 		environ []string
 		dotenv  string
 		want    string
 	}{
-		{"unset", nil, filepath.Join(dir, "missing.env"), "command_processor"},
+		{"unset", nil, filepath.Join(t.TempDir(), "missing.env"), "command_processor"},
 		{"unset, .env without it", nil, withoutFile, "command_processor"},
 		{"environment", []string{"SERVICE_NAME=mine"}, withoutFile, "mine"},
 		{"environment, any case, even the library default", []string{"service_name=bloodbank"}, "", "bloodbank"},
@@ -36,44 +39,107 @@ func TestLoadSettings_serviceNameDefault(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cfg.ServiceName != tc.want {
-				t.Errorf("service name = %q, want %q", cfg.ServiceName, tc.want)
+			if cfg.Bus.ServiceName != tc.want {
+				t.Errorf("service name = %q, want %q", cfg.Bus.ServiceName, tc.want)
 			}
 		})
 	}
 }
 
-func TestParseOptions(t *testing.T) {
+// Every setting, the processor's own and the libraries' alike, comes from
+// the environment or .env, the environment winning, names in any case.
+func TestLoadSettings_dotenvAndEnvironment(t *testing.T) {
+	dotenv := writeDotenv(t, "BB_COMMAND_TIMEOUT=2s\nbb_echo_delay=20ms\nBB_DEMO=1\nBB_PREFETCH=3\nredis_port=6380\nHTTP_PORT=9000\nBB_LOG_LEVEL=debug\n")
+	cfg, err := loadSettings(nil, dotenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := cfg.Own; o.CommandTimeout != 2*time.Second || o.EchoDelay != 20*time.Millisecond || !o.Demo {
+		t.Errorf("own settings = %+v, want those of .env", o)
+	}
+	if cfg.Bus.Prefetch != 3 || cfg.Redis.Port != 6380 || cfg.HTTP.Port != 9000 || cfg.Telemetry.LogLevel != "debug" {
+		t.Errorf("settings = %+v, want BB_PREFETCH, REDIS_PORT, HTTP_PORT, BB_LOG_LEVEL of .env", cfg)
+	}
+
+	cfg, err = loadSettings([]string{"Bb_Command_Timeout=3s", "BB_PREFETCH=5", "BB_DEMO=false"}, dotenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Own.CommandTimeout != 3*time.Second || cfg.Bus.Prefetch != 5 || cfg.Own.Demo {
+		t.Errorf("settings = %+v, want the environment to win over .env", cfg)
+	}
+
+	cfg, err = loadSettings(nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Own != (own{CommandTimeout: time.Minute}) {
+		t.Errorf("defaults = %+v, want no demo, no delay, a 1m command timeout", cfg.Own)
+	}
+}
+
+func TestLoadSettings_everyProblemNamesItsVariable(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		environ []string
+		dotenv  string
+		want    []string
+	}{
+		{".env, own", nil, "BB_COMMAND_TIMEOUT=soon\n", []string{"BB_COMMAND_TIMEOUT: want a duration"}},
+		{".env, the bus's", nil, "BB_DRAIN_TIMEOUT=soon\n", []string{"BB_DRAIN_TIMEOUT: want a duration"}},
+		{"environment", []string{"BB_DEMO=yes please"}, "", []string{"BB_DEMO: want true or false"}},
+		{"out of range", []string{"BB_COMMAND_TIMEOUT=0s", "BB_ECHO_DELAY=-1s"}, "", []string{"BB_COMMAND_TIMEOUT: want a positive", "BB_ECHO_DELAY"}},
+		{
+			"all at once, from every part", []string{"BB_PREFETCH=ten", "REDIS_PORT=99999", "HTTP_PORT=-1", "BB_LOG_FORMAT=xml"},
+			"BB_COMMAND_TIMEOUT=soon\nBB_QUEUE_TYPE=stream\n",
+			[]string{"BB_PREFETCH", "REDIS_PORT", "HTTP_PORT", "BB_LOG_FORMAT", "BB_COMMAND_TIMEOUT", "BB_QUEUE_TYPE"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dotenv := ""
+			if tc.dotenv != "" {
+				dotenv = writeDotenv(t, tc.dotenv)
+			}
+			_, err := loadSettings(tc.environ, dotenv)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParseFlags_overrideTheSettings(t *testing.T) {
+	base := own{Demo: true, EchoDelay: time.Second, CommandTimeout: time.Minute}
 	for _, tc := range []struct {
 		name    string
 		args    []string
-		environ []string
-		want    options
+		want    own
 		wantErr bool
 	}{
-		{"defaults", nil, nil, options{}, false},
-		{"env", nil, []string{"BB_DEMO=1", "bb_echo_delay=20ms"}, options{demo: true, echoDelay: 20 * time.Millisecond}, false},
-		{"flags win", []string{"--demo=false", "--echo-delay=5ms"}, []string{"BB_DEMO=1"}, options{echoDelay: 5 * time.Millisecond}, false},
-		{"flag", []string{"--demo"}, nil, options{demo: true}, false},
-		{"bad BB_DEMO", nil, []string{"BB_DEMO=yes please"}, options{}, true},
-		{"bad delay", nil, []string{"BB_ECHO_DELAY=soon"}, options{}, true},
-		{"command timeout", []string{"--command-timeout=5m"}, []string{"BB_COMMAND_TIMEOUT=2m"}, options{commandTimeout: 5 * time.Minute}, false},
-		{"command timeout from env", nil, []string{"bb_command_timeout=90s"}, options{commandTimeout: 90 * time.Second}, false},
-		{"zero command timeout", nil, []string{"BB_COMMAND_TIMEOUT=0s"}, options{}, true},
-		{"negative command timeout", []string{"--command-timeout=-1s"}, nil, options{}, true},
-		{"negative delay", []string{"--echo-delay=-1s"}, nil, options{}, true},
-		{"stray argument", []string{"run"}, nil, options{}, true},
+		{"none", nil, base, false},
+		{"all", []string{"--demo=false", "--echo-delay=5ms", "--command-timeout=5m"}, own{EchoDelay: 5 * time.Millisecond, CommandTimeout: 5 * time.Minute}, false},
+		{"zero command timeout keeps the setting", []string{"--command-timeout=0s"}, base, false},
+		{"negative command timeout", []string{"--command-timeout=-1s"}, own{}, true},
+		{"negative delay", []string{"--echo-delay=-1s"}, own{}, true},
+		{"stray argument", []string{"run"}, own{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseOptions(tc.args, tc.environ, io.Discard)
+			f, err := parseFlags(tc.args, io.Discard)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
 			}
-			if err == nil && got != tc.want {
-				t.Errorf("options = %+v, want %+v", got, tc.want)
+			if err != nil {
+				return
 			}
-			if err == nil && got.commandTimeout == 0 && got.timeout() != defaultCommandTimeout {
-				t.Errorf("timeout() = %s without a setting, want %s", got.timeout(), defaultCommandTimeout)
+			got := base
+			f.apply(&got)
+			if got != tc.want {
+				t.Errorf("settings = %+v, want %+v", got, tc.want)
 			}
 		})
 	}

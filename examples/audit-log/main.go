@@ -30,7 +30,9 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	"github.com/lmittmann/tint"
 	amqp091 "github.com/rabbitmq/amqp091-go"
+	"golang.org/x/term"
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/bus/envelope"
@@ -59,11 +61,9 @@ func main() {
 }
 
 func mainErr(serve bool, file string) error {
+	// Readable lines on stderr, colored on a terminal.
+	logger := slog.New(tint.NewTextHandler(os.Stderr, &tint.Options{NoColor: !term.IsTerminal(int(os.Stderr.Fd()))}))
 	cfg, err := bus.LoadConfig(os.Environ(), ".env")
-	if err != nil {
-		return err
-	}
-	logger, err := bus.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
 		return err
 	}

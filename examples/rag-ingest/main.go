@@ -28,7 +28,9 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	"github.com/lmittmann/tint"
 	amqp091 "github.com/rabbitmq/amqp091-go"
+	"golang.org/x/term"
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/bus/envelope"
@@ -59,18 +61,20 @@ func main() {
 }
 
 func mainErr(serve bool) error {
+	// Readable lines on stderr, colored on a terminal.
+	logger := slog.New(tint.NewTextHandler(os.Stderr, &tint.Options{NoColor: !term.IsTerminal(int(os.Stderr.Fd()))}))
 	cfg, err := bus.LoadConfig(os.Environ(), ".env")
 	if err != nil {
 		return err
 	}
-	logger, err := bus.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+	redisSettings, err := correlation.LoadSettings(os.Environ(), ".env")
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	store, closeStore, err := openStore(cfg)
+	store, closeStore, err := openStore(cfg, redisSettings)
 	if err != nil {
 		return err
 	}
@@ -81,19 +85,19 @@ func mainErr(serve bool) error {
 // openStore opens the correlation store the settings ask for: the shared
 // Redis when the service is on the real bus, so that Python services see
 // the links; an in-process one otherwise.
-func openStore(cfg bus.Config) (correlation.Store, func(), error) {
+func openStore(cfg bus.Config, redisSettings correlation.Settings) (correlation.Store, func(), error) {
 	if cfg.Embedded() {
-		store, err := correlation.NewEmbedded(correlation.RedisConfigFromConfig(cfg))
+		store, err := correlation.NewEmbedded(redisSettings.RedisConfig())
 		if err != nil {
 			return nil, nil, err
 		}
 		return store, func() { _ = store.Close() }, nil
 	}
-	client, err := correlation.NewUniversalClient(correlation.SettingsFromConfig(cfg))
+	client, err := correlation.NewUniversalClient(redisSettings)
 	if err != nil {
 		return nil, nil, err
 	}
-	store, err := correlation.NewRedisStore(client, correlation.RedisConfigFromConfig(cfg))
+	store, err := correlation.NewRedisStore(client, redisSettings.RedisConfig())
 	if err != nil {
 		_ = client.Close()
 		return nil, nil, err

@@ -23,7 +23,9 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	"github.com/lmittmann/tint"
 	amqp091 "github.com/rabbitmq/amqp091-go"
+	"golang.org/x/term"
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/bus/envelope"
@@ -38,14 +40,13 @@ import (
 const serviceName = "billing_ledger"
 
 func main() {
+	// Readable lines on stderr, colored on a terminal.
+	logger := slog.New(tint.NewTextHandler(os.Stderr, &tint.Options{NoColor: !term.IsTerminal(int(os.Stderr.Fd()))}))
 	cfg, err := bus.LoadConfig(os.Environ(), ".env")
 	if err == nil {
-		var logger *slog.Logger
-		if logger, err = bus.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel); err == nil {
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			err = run(ctx, cfg, logger, os.Stdout)
-			stop()
-		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err = run(ctx, cfg, logger, os.Stdout)
+		stop()
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "third-party-domain:", err)

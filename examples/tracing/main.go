@@ -27,6 +27,7 @@ import (
 	"syscall"
 
 	"github.com/google/uuid"
+	"github.com/lmittmann/tint"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -34,6 +35,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/term"
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/bus/envelope"
@@ -56,14 +58,13 @@ func main() {
 	if !ok {
 		mode = "stdout" // showing the trace is this example's point
 	}
+	// Readable lines on stderr, colored on a terminal.
+	logger := slog.New(tint.NewTextHandler(os.Stderr, &tint.Options{NoColor: !term.IsTerminal(int(os.Stderr.Fd()))}))
 	cfg, err := bus.LoadConfig(os.Environ(), ".env")
 	if err == nil {
-		var logger *slog.Logger
-		if logger, err = bus.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel); err == nil {
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			err = run(ctx, cfg, mode, logger, os.Stdout)
-			stop()
-		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err = run(ctx, cfg, mode, logger, os.Stdout)
+		stop()
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tracing:", err)

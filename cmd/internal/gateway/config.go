@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/domains"
+	"github.com/33god/bloodbank-go/internal/settings"
 )
 
 // Defaults of Config.
@@ -31,6 +34,42 @@ const (
 	DefaultIdleTimeout        = 120 * time.Second
 	DefaultShutdownTimeout    = 10 * time.Second
 )
+
+// Settings are where a binary serves the gateway and who may POST to it,
+// read with internal/settings. HTTP_HOST and HTTP_PORT are the Python
+// service's (wire-contract section 7).
+type Settings struct {
+	// Host is HTTP_HOST, the address to listen on.
+	Host string `env:"HTTP_HOST" envDefault:"0.0.0.0"`
+	// Port is HTTP_PORT; 0 picks a free port.
+	Port int `env:"HTTP_PORT" envDefault:"8682"`
+	// Token is HTTP_TOKEN, Config.Token. It is never logged.
+	Token string `env:"HTTP_TOKEN"`
+}
+
+// Addr is the host:port to listen on.
+func (s Settings) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
+
+// Validate reports a port out of range.
+func (s Settings) Validate() error {
+	if s.Port < 0 || s.Port > 65535 {
+		return settings.Join(fmt.Errorf("HTTP_PORT: want 0-65535, got %d", s.Port))
+	}
+	return nil
+}
+
+// LogValue logs the address and whether a token is set, never the token.
+func (s Settings) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("addr", s.Addr()), slog.Bool("token", s.Token != ""))
+}
+
+// String keeps fmt from printing the token.
+func (s Settings) String() string {
+	return fmt.Sprintf("{Addr:%s Token:%t}", s.Addr(), s.Token != "")
+}
+
+// GoString keeps %#v from printing the token.
+func (s Settings) GoString() string { return "gateway.Settings" + s.String() }
 
 // Config configures a Server. The zero value is usable: every field has a
 // default.

@@ -107,7 +107,7 @@
 //	b.DecoratePublisher(m.DecoratePublisher) // Watermill publish metrics
 //	m.AddRouterMetrics(svc.Router())          // before svc.Run: Watermill metrics + m.Middleware
 //
-//	gw, _ := gateway.New(gateway.Config{ServiceName: cfg.ServiceName, Token: os.Getenv("HTTP_TOKEN"), Logger: logger},
+//	gw, _ := gateway.New(gateway.Config{ServiceName: cfg.ServiceName, Token: web.Token, Logger: logger},
 //		gateway.Deps{
 //			Publisher:   b,
 //			Events:      reg,
@@ -115,7 +115,7 @@
 //			Checks:      []gateway.Check{gateway.BrokerCheck(b), gateway.RedisCheck(redisClient)},
 //			Metrics:     m,
 //		})
-//	go gw.ListenAndServe(ctx, net.JoinHostPort(cfg.HTTPHost, strconv.Itoa(cfg.HTTPPort)))
+//	go gw.ListenAndServe(ctx, web.Addr()) // web is a Settings: HTTP_HOST, HTTP_PORT, HTTP_TOKEN
 //
 // ListenAndServe returns once ctx is done and in-flight requests finished
 // (or Config.ShutdownTimeout passed).
