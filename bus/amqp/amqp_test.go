@@ -454,9 +454,8 @@ func (r *rabbit) subscribe(t *testing.T, name, pattern string, cfg transport.Sub
 }
 
 // A delivery whose handler never finishes must not hold back the acks of
-// the others: acks wait for a slower delivery below them only up to an
-// half of the prefetch window, so with prefetch 8 the queue keeps
-// flowing past the stuck one.
+// the others: it keeps one slot of the prefetch window, and with prefetch 8
+// the queue keeps flowing past it.
 func TestAMQP_stuckHandlerDoesNotStopTheQueue(t *testing.T) {
 	r := newRabbit(t)
 	msgs, pub := r.subscribe(t, "stuck", "stuck.#", transport.SubscriberConfig{Consumers: 8, Prefetch: 8, DrainTimeout: 200 * time.Millisecond})

@@ -114,7 +114,6 @@ type consumeGen struct {
 	ch         *amqp091.Channel
 	tag        string
 	deliveries <-chan amqp091.Delivery
-	acks       *acker
 	replaced   chan struct{}
 }
 
@@ -140,7 +139,7 @@ func (src *amqpSource) Fetch(stop <-chan struct{}) (transport.Delivery, bool) {
 					return transport.Delivery{}, false
 				}
 			}
-			return src.delivery(g, d), true
+			return src.delivery(d), true
 		case <-g.replaced:
 		case <-stop:
 			return transport.Delivery{}, false
@@ -150,7 +149,7 @@ func (src *amqpSource) Fetch(stop <-chan struct{}) (transport.Delivery, bool) {
 	}
 }
 
-func (src *amqpSource) delivery(g *consumeGen, d amqp091.Delivery) transport.Delivery {
+func (src *amqpSource) delivery(d amqp091.Delivery) transport.Delivery {
 	msg, err := src.s.cfg.Marshaler.Unmarshal(d)
 	if err != nil {
 		// Only a custom Marshaler can fail here; Codec never does.
@@ -161,13 +160,14 @@ func (src *amqpSource) delivery(g *consumeGen, d amqp091.Delivery) transport.Del
 	if key == "" {
 		key = d.RoutingKey
 	}
-	tag := d.DeliveryTag
+	// An ack or nack fails only when the channel is gone; the broker then
+	// requeues the delivery by itself.
 	return transport.Delivery{
 		Msg:        msg,
 		Body:       d.Body,
 		RoutingKey: key,
-		Ack:        func() { g.acks.ack(tag) },
-		Nack:       func() { g.acks.nack(tag) },
+		Ack:        func() { _ = d.Ack(false) },
+		Nack:       func() { _ = d.Nack(false, true) },
 	}
 }
 
@@ -256,7 +256,7 @@ func (src *amqpSource) consume() (g *consumeGen, ended <-chan struct{}, err erro
 		}
 		close(end)
 	}()
-	return &consumeGen{ch: ch, tag: tag, deliveries: deliveries, acks: newAcker(ch, cfg.Prefetch), replaced: make(chan struct{})}, end, nil
+	return &consumeGen{ch: ch, tag: tag, deliveries: deliveries, replaced: make(chan struct{})}, end, nil
 }
 
 func (src *amqpSource) Close() {
