@@ -328,12 +328,12 @@ type Subscriber struct {
 // Subscriber returns a subscriber on the broker.
 func (e *Broker) Subscriber(cfg transport.SubscriberConfig) *Subscriber {
 	s := &Subscriber{broker: e}
-	s.core = transport.NewSubscriber(cfg, s.declare, func(queue string) (transport.Source, error) {
+	s.core = transport.NewSubscriber(cfg, s.declare, func(queue string, stop <-chan struct{}) (transport.Source, error) {
 		q := e.queue(queue)
 		if q == nil {
 			return nil, fmt.Errorf("queue %q was deleted", queue)
 		}
-		return &embSource{q: q}, nil
+		return &embSource{q: q, stop: stop}, nil
 	})
 	return s
 }
@@ -363,10 +363,13 @@ func (s *Subscriber) Close() error {
 	return nil
 }
 
-type embSource struct{ q *embQueue }
+type embSource struct {
+	q    *embQueue
+	stop <-chan struct{}
+}
 
-func (s *embSource) Fetch(stop <-chan struct{}) (transport.Delivery, bool) {
-	it, ok := s.q.pop(stop)
+func (s *embSource) Fetch() (transport.Delivery, bool) {
+	it, ok := s.q.pop(s.stop)
 	if !ok {
 		return transport.Delivery{}, false
 	}
