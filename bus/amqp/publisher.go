@@ -249,7 +249,10 @@ func (s *pubSlot) close() {
 // return to the listener before it reads the next frame: the returns
 // channel is unbuffered, so the hand-over completes only once settle has
 // taken the return. When settle then sees a confirmation done, the return
-// of that message, if there was one, is already in its hands.
+// of that message, if there was one, is already in its hands. (amqp091
+// gives up on a listener that takes no return for 5s; settle waits on
+// returns whenever it waits.) Returns carry no delivery tag, so they are
+// matched by message id, which envelope.Codec sets to the event id.
 type pubChannel struct {
 	ch *amqp091.Channel
 	p  *Publisher
