@@ -96,12 +96,6 @@ type Confirmation struct {
 	err        error
 }
 
-// Done is closed once the publish is confirmed or failed.
-func (c *Confirmation) Done() <-chan struct{} { return c.done }
-
-// Err is the outcome once Done is closed: nil when confirmed.
-func (c *Confirmation) Err() error { return c.err }
-
 // Wait blocks until the publish is settled or ctx ends.
 func (c *Confirmation) Wait(ctx context.Context) error {
 	select {
