@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -26,7 +25,7 @@ const (
 
 // Bus is a process's connection to Bloodbank: a confirmed publisher and the
 // means to build service routers, on RabbitMQ when RABBIT_URL is set and on
-// the in-process embedded.Broker broker otherwise. Publishing and consuming use
+// the in-process embedded.Broker otherwise. Publishing and consuming use
 // separate AMQP connections, as RabbitMQ recommends, so that flow control on
 // a busy publisher never stalls consumers.
 type Bus struct {
@@ -114,7 +113,7 @@ func (b *Bus) Transport() string {
 	return TransportAMQP
 }
 
-// embedded.Broker returns the in-process broker, or nil on RabbitMQ.
+// Embedded returns the in-process broker, or nil on RabbitMQ.
 func (b *Bus) Embedded() *embedded.Broker { return b.embedded }
 
 // Publisher returns the bus's Watermill publisher (the routing key is the
@@ -235,7 +234,7 @@ func (b *Bus) Ready() error {
 	return nil
 }
 
-// transport.PublisherStats returns the publisher's counters.
+// PublisherStats returns the publisher's counters.
 func (b *Bus) PublisherStats() transport.PublisherStats {
 	if b.embPub != nil {
 		return b.embPub.Stats()

@@ -41,13 +41,3 @@ func TestWatermillLogger_levels(t *testing.T) {
 		}
 	}
 }
-
-// The router logs two Trace lines per message; with tracing off they must
-// cost nothing.
-func TestWatermillLogger_traceOffAllocatesNothing(t *testing.T) {
-	l := bus.WatermillLogger(slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))).With(watermill.LogFields{"handler": "h"})
-	fields := watermill.LogFields{"message_uuid": "u", "handler_name": "h"}
-	if n := testing.AllocsPerRun(100, func() { l.Trace("Received message", fields) }); n != 0 {
-		t.Errorf("Trace with tracing off: %v allocations, want 0", n)
-	}
-}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -48,8 +49,6 @@ type Service struct {
 	logger     *slog.Logger
 	handlers   []serviceHandler
 	middleware []message.HandlerMiddleware
-	running    chan struct{}
-	warm       *warmPool
 }
 
 type serviceHandler struct {
@@ -71,7 +70,7 @@ func (b *Bus) NewService(name string) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{bus: b, name: name, router: router, logger: b.logger.With(slog.String("service", name)), running: make(chan struct{}), warm: newWarmPool()}, nil
+	return &Service{bus: b, name: name, router: router, logger: b.logger.With(slog.String("service", name))}, nil
 }
 
 // Name is the service name.
@@ -139,20 +138,11 @@ func DecodeEvent[T any](msg *message.Message) (Event[T], error) {
 func (s *Service) Patterns() []string {
 	var ps []string
 	for _, h := range s.handlers {
-		if !contains(ps, h.pattern) {
+		if !slices.Contains(ps, h.pattern) {
 			ps = append(ps, h.pattern)
 		}
 	}
 	return ps
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Running is closed once every handler is consuming.
@@ -177,8 +167,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.router.AddMiddleware(s.warm.middleware, s.guard)
-	defer s.warm.close()
+	s.router.AddMiddleware(s.guard)
 	s.router.AddMiddleware(s.middleware...)
 	for _, h := range s.handlers {
 		s.router.AddConsumerHandler(h.name, h.pattern, namedSubscriber{sub, h.name}, h.fn)
@@ -203,10 +192,6 @@ type namedSubscriber struct {
 func (n namedSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	return n.Subscriber.Subscribe(transport.WithHandlerName(ctx, n.name), topic)
 }
-
-// Close drains and closes the shared subscriber; Watermill calls it once
-// per handler, and every call after the first waits for the same drain.
-func (n namedSubscriber) Close() error { return n.Subscriber.Close() }
 
 // guard is the outermost middleware. A permanent failure that no inner
 // middleware (such as a poison queue) took care of would otherwise be

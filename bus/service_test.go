@@ -323,9 +323,8 @@ func TestService_targetedRedeliveryThroughDelayQueue(t *testing.T) {
 	}
 }
 
-// Handlers run on pooled goroutines (the warm pool) rather than
-// Watermill's, which recovers panics in its own: a panicking handler must
-// still nack its message for a redelivery, and the service must go on.
+// A panicking handler nacks its message for a redelivery, and the service
+// goes on.
 func TestService_panicNacksAndTheServiceGoesOn(t *testing.T) {
 	broker := embedded.New(nil)
 	b := embeddedBus(t, broker, "svc")
@@ -370,8 +369,8 @@ func waitForTypes(t *testing.T, done <-chan string, n int, what string) {
 	}
 }
 
-// Many messages in flight at once are handled concurrently on the pool,
-// not one after another.
+// Many messages in flight at once are handled concurrently, not one after
+// another.
 func TestService_handlersRunConcurrently(t *testing.T) {
 	broker := embedded.New(nil)
 	b := embeddedBus(t, broker, "svc")

@@ -274,6 +274,88 @@ func TestAMQP_unroutableIsReported(t *testing.T) {
 	}
 }
 
+// With many publishes in flight on each channel, every return is tied to
+// its own publish: exactly the unroutable ones fail with ErrUnroutable.
+func TestAMQP_unroutableAmongManyInFlight(t *testing.T) {
+	r := newRabbit(t)
+	raw := r.raw()
+	defer raw.Close()
+	ch, err := raw.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.topology().DeclareQueue(ch, r.queue("bound"), "bound.#"); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := amqp.NewPublisher(r.conn, amqp.PublisherConfig{Topology: r.topology(), Channels: 2, UnroutableIsError: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 1000
+	confs := make([]*amqp.Confirmation, n)
+	for i := range confs {
+		key := "bound.event"
+		if i%3 == 0 {
+			key = "nobody.listens"
+		}
+		env, _ := envelope.New(key, map[string]any{"i": i})
+		msg, _ := envelope.NewMessage(env)
+		if confs[i], err = pub.PublishAsync(ctx, key, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range confs {
+		err := c.Wait(ctx)
+		if unroutable := i%3 == 0; unroutable != errors.Is(err, transport.ErrUnroutable) || (!unroutable && err != nil) {
+			t.Errorf("publish %d (unroutable: %v): err = %v", i, unroutable, err)
+		}
+	}
+	if s := pub.Stats(); s.Unroutable != (n+2)/3 || s.Confirmed != n-(n+2)/3 {
+		t.Errorf("stats = %+v, want %d unroutable and %d confirmed", s, (n+2)/3, n-(n+2)/3)
+	}
+}
+
+// A publish whose channel the broker closes before the confirm fails with
+// ErrNotConfirmed, and the next publish goes out on a new channel. Here the
+// broker closes it because the exchange was deleted under the publisher.
+func TestAMQP_channelClosedBeforeConfirm(t *testing.T) {
+	r := newRabbit(t)
+	pub, err := amqp.NewPublisher(r.conn, amqp.PublisherConfig{Topology: r.topology(), Channels: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func() error {
+		env, _ := envelope.New("nobody.listens", map[string]any{})
+		msg, _ := envelope.NewMessage(env)
+		return pub.Publish(env.EventType, msg)
+	}
+	if err := publish(); err != nil {
+		t.Fatal(err)
+	}
+	raw := r.raw()
+	defer raw.Close()
+	ch, err := raw.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDelete(r.exchange, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := publish(); !errors.Is(err, transport.ErrNotConfirmed) {
+		t.Errorf("publish to a deleted exchange: err = %v, want ErrNotConfirmed", err)
+	}
+	if err := publish(); err != nil {
+		t.Errorf("publish after the channel closed: %v, want it sent on a new channel", err)
+	}
+	_ = pub.Close()
+	if err := publish(); !errors.Is(err, transport.ErrClosed) {
+		t.Errorf("publish after Close: err = %v, want ErrClosed", err)
+	}
+}
+
 // Two services on one exchange each get exactly what their patterns match.
 func TestAMQP_servicesReceiveWhatTheirPatternsMatch(t *testing.T) {
 	r := newRabbit(t)
@@ -454,9 +536,8 @@ func (r *rabbit) subscribe(t *testing.T, name, pattern string, cfg transport.Sub
 }
 
 // A delivery whose handler never finishes must not hold back the acks of
-// the others: acks wait for a slower delivery below them only up to an
-// half of the prefetch window, so with prefetch 8 the queue keeps
-// flowing past the stuck one.
+// the others: it keeps one slot of the prefetch window, and with prefetch 8
+// the queue keeps flowing past it.
 func TestAMQP_stuckHandlerDoesNotStopTheQueue(t *testing.T) {
 	r := newRabbit(t)
 	msgs, pub := r.subscribe(t, "stuck", "stuck.#", transport.SubscriberConfig{Consumers: 8, Prefetch: 8, DrainTimeout: 200 * time.Millisecond})

@@ -6,7 +6,7 @@ package amqp_test
 // time this process spent per message, the client's own cost, which is
 // what the transport can change. Run with a fixed count, e.g.
 //
-//	go test -run '^$' -bench 'AMQP|Raw' -benchtime 20000x ./bus
+//	go test -run '^$' -bench 'AMQP|Raw' -benchtime 20000x ./bus/amqp
 
 import (
 	"context"
@@ -99,7 +99,7 @@ func (r *rabbit) prefill(b *testing.B, queue string, body []byte, n int) {
 }
 
 // BenchmarkAMQPSubscriber_consume consumes b.N prefilled envelopes through
-// an Subscriber (decode, dispatch, ack after the handler's ack), with
+// a Subscriber (decode, dispatch, ack after the handler's ack), with
 // prefetch 256 and 16 consumers, no router and no middleware.
 func BenchmarkAMQPSubscriber_consume(b *testing.B) {
 	r := newRabbit(b)

@@ -16,7 +16,7 @@ import (
 	"github.com/33god/bloodbank-go/bus/transport"
 )
 
-// ConnectionConfig configures an Connection.
+// ConnectionConfig configures a Connection.
 type ConnectionConfig struct {
 	// URL is the AMQP URL. Required. Its credentials never appear in logs or
 	// errors (see RedactURL).

@@ -17,7 +17,7 @@ import (
 	"github.com/33god/bloodbank-go/bus/transport"
 )
 
-// PublisherConfig configures an Publisher.
+// PublisherConfig configures a Publisher.
 type PublisherConfig struct {
 	// Topology names the exchange to publish to. Optional; default envelope.DefaultExchange.
 	Topology Topology
@@ -89,17 +89,12 @@ func NewPublisher(conn *Connection, cfg PublisherConfig) (*Publisher, error) {
 
 // Confirmation is a publish in flight; Wait blocks until the broker settled it.
 type Confirmation struct {
+	dc         *amqp091.DeferredConfirmation
 	id         string
 	routingKey string
 	done       chan struct{}
 	err        error
 }
-
-// Done is closed once the publish is confirmed or failed.
-func (c *Confirmation) Done() <-chan struct{} { return c.done }
-
-// Err is the outcome once Done is closed: nil when confirmed.
-func (c *Confirmation) Err() error { return c.err }
 
 // Wait blocks until the publish is settled or ctx ends.
 func (c *Confirmation) Wait(ctx context.Context) error {
@@ -153,24 +148,16 @@ func (p *Publisher) PublishAsync(ctx context.Context, topic string, msg *message
 	if err != nil {
 		return nil, err
 	}
-	slot := p.slots[p.next.Add(1)%uint64(len(p.slots))]
-	pc := slot.live()
-	if pc == nil {
-		// Only opening a channel can wait (for a reconnect); a timer per
-		// publish would cost more than the rest of PublishAsync's own work.
-		octx, cancel := context.WithTimeout(ctx, p.cfg.ConfirmTimeout)
-		defer cancel()
-		var err error
-		if pc, err = slot.channel(octx); err != nil {
-			p.failed.Add(1)
-			return nil, fmt.Errorf("cannot publish %s: %w", msg.UUID, err)
-		}
-	}
 	exchange := p.cfg.Topology.exchange()
 	if p.cfg.ToQueues {
 		exchange = ""
 	}
-	c, err := pc.publish(ctx, exchange, topic, pub)
+	slot := p.slots[p.next.Add(1)%uint64(len(p.slots))]
+	pc, err := slot.channel(ctx)
+	var c *Confirmation
+	if err == nil {
+		c, err = pc.publish(ctx, exchange, topic, pub)
+	}
 	if err != nil {
 		p.failed.Add(1)
 		return nil, fmt.Errorf("cannot publish %s: %w", msg.UUID, err)
@@ -197,27 +184,26 @@ func (p *Publisher) Close() error {
 
 // pubSlot holds one channel of the pool and replaces it when it dies.
 type pubSlot struct {
-	p  *Publisher
-	mu sync.Mutex
-	pc *pubChannel
+	p      *Publisher
+	mu     sync.Mutex
+	pc     *pubChannel
+	closed bool
 }
 
-// live returns the slot's channel if it is open, without waiting.
-func (s *pubSlot) live() *pubChannel {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pc != nil && !s.pc.isDead() {
-		return s.pc
-	}
-	return nil
-}
-
+// channel returns the slot's channel, opening one if it has none or its
+// channel died; only then does it wait (for a reconnect), at most
+// ConfirmTimeout.
 func (s *pubSlot) channel(ctx context.Context) (*pubChannel, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pc != nil && !s.pc.isDead() {
+	if s.closed {
+		return nil, transport.ErrClosed
+	}
+	if s.pc != nil && !s.pc.ch.IsClosed() {
 		return s.pc, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.p.cfg.ConfirmTimeout)
+	defer cancel()
 	ch, err := s.p.conn.Channel(ctx)
 	if err != nil {
 		return nil, err
@@ -241,126 +227,149 @@ func (s *pubSlot) channel(ctx context.Context) (*pubChannel, error) {
 func (s *pubSlot) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	if s.pc != nil {
 		_ = s.pc.ch.Close()
 	}
 }
 
-// pubChannel is a confirm-mode channel with its confirm loop. Returns and
-// confirms are read by one goroutine: RabbitMQ sends basic.return before the
-// basic.ack of the same message, and the client hands both over in that
-// order, so the loop always knows a message was returned before it sees its
-// confirm. (Watching returns in another goroutine races with the confirm.)
+// pubChannel is one confirm-mode channel of the pool. amqp091 matches the
+// broker's confirms to publishes (DeferredConfirmation); the channel's
+// settle goroutine turns each confirmation into its publish's outcome, and
+// is the only reader of the channel's returns.
+//
+// That is what ties a return to its confirmation. RabbitMQ sends a
+// message's basic.return before its basic.ack, and amqp091 hands each
+// return to the listener before it reads the next frame: the returns
+// channel is unbuffered, so the hand-over completes only once settle has
+// taken the return. When settle then sees a confirmation done, the return
+// of that message, if there was one, is already in its hands. (amqp091
+// gives up on a listener that takes no return for 5s; settle waits on
+// returns whenever it waits.) Returns carry no delivery tag, so they are
+// matched by message id, which envelope.Codec sets to the event id.
 type pubChannel struct {
 	ch *amqp091.Channel
 	p  *Publisher
 
-	publishMu sync.Mutex // a sequence number and its publish are one step
+	// publishMu makes a publish and its joining the queue one step; closed,
+	// set by settle once the channel closed, means nothing joins it again.
+	publishMu sync.Mutex
+	closed    bool
 
-	mu      sync.Mutex
-	pending map[uint64]*Confirmation
-	dead    bool
-	deadErr error
+	mu    sync.Mutex
+	queue []*Confirmation // published, not yet taken by settle
+	wake  chan struct{}   // signals settle that the queue grew
 }
 
 func newPubChannel(ch *amqp091.Channel, p *Publisher) *pubChannel {
-	pc := &pubChannel{ch: ch, p: p, pending: map[uint64]*Confirmation{}}
-	confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, 1024))
-	returns := ch.NotifyReturn(make(chan amqp091.Return))
-	closes := ch.NotifyClose(make(chan *amqp091.Error, 1))
-	go pc.loop(confirms, returns, closes)
+	pc := &pubChannel{ch: ch, p: p, wake: make(chan struct{}, 1)}
+	go pc.settle(ch.NotifyReturn(make(chan amqp091.Return)))
 	return pc
 }
 
-func (pc *pubChannel) isDead() bool {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	return pc.dead
-}
-
 func (pc *pubChannel) publish(ctx context.Context, exchange, key string, pub amqp091.Publishing) (*Confirmation, error) {
-	c := &Confirmation{id: pub.MessageId, routingKey: key, done: make(chan struct{})}
 	pc.publishMu.Lock()
 	defer pc.publishMu.Unlock()
-	seq := pc.ch.GetNextPublishSeqNo()
-	pc.mu.Lock()
-	if pc.dead {
-		err := pc.deadErr
-		pc.mu.Unlock()
+	if pc.closed {
+		return nil, amqp091.ErrClosed
+	}
+	dc, err := pc.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, pub)
+	if err != nil {
 		return nil, err
 	}
-	pc.pending[seq] = c
+	c := &Confirmation{dc: dc, id: pub.MessageId, routingKey: key, done: make(chan struct{})}
+	pc.mu.Lock()
+	pc.queue = append(pc.queue, c)
 	pc.mu.Unlock()
-	if err := pc.ch.PublishWithContext(ctx, exchange, key, true, false, pub); err != nil {
-		pc.mu.Lock()
-		delete(pc.pending, seq)
-		pc.mu.Unlock()
-		return nil, err
+	select {
+	case pc.wake <- struct{}{}:
+	default:
 	}
 	return c, nil
 }
 
-func (pc *pubChannel) loop(confirms <-chan amqp091.Confirmation, returns <-chan amqp091.Return, closes <-chan *amqp091.Error) {
+// settle settles the channel's publishes, in the order they were sent,
+// until the channel has closed and every publish on it is settled (amqp091
+// nacks what the broker had not confirmed when the channel closed).
+func (pc *pubChannel) settle(returns <-chan amqp091.Return) {
+	// Returns not yet matched to a confirmation, by message id. Two
+	// publishes with one id in flight at once may swap their outcomes.
 	returned := map[string]int{}
-	for {
-		select {
-		case r, ok := <-returns:
-			if !ok {
-				returns = nil
-				continue
+	receive := func(r amqp091.Return, ok bool) {
+		if !ok {
+			returns = nil // the channel closed
+			return
+		}
+		returned[r.MessageId]++
+	}
+	for closed := false; ; {
+		pc.mu.Lock()
+		batch := pc.queue
+		pc.queue = nil
+		pc.mu.Unlock()
+		for _, c := range batch {
+			for waiting := true; waiting; {
+				select {
+				case <-c.dc.Done():
+					waiting = false
+				case r, ok := <-returns:
+					receive(r, ok)
+				}
 			}
-			returned[r.MessageId]++
-		case conf, ok := <-confirms:
-			if !ok {
-				pc.fail(<-closes)
-				return
-			}
-			pc.mu.Lock()
-			c := pc.pending[conf.DeliveryTag]
-			delete(pc.pending, conf.DeliveryTag)
-			pc.mu.Unlock()
-			if c == nil {
-				continue
-			}
-			switch {
-			case !conf.Ack:
-				pc.p.failed.Add(1)
-				c.finish(fmt.Errorf("cannot publish %s to %q: %w (nack)", c.id, c.routingKey, transport.ErrNotConfirmed))
-			case returned[c.id] > 0:
+			wasReturned := returned[c.id] > 0
+			if wasReturned {
 				if returned[c.id]--; returned[c.id] == 0 {
 					delete(returned, c.id)
 				}
-				pc.p.unroutable.Add(1)
-				if pc.p.cfg.UnroutableIsError {
-					c.finish(fmt.Errorf("cannot publish %s to %q: %w", c.id, c.routingKey, transport.ErrUnroutable))
-				} else {
-					pc.p.confirmed.Add(1)
-					pc.p.cfg.Logger.Warn("unroutable: no queue is bound to the routing key; the broker dropped the event",
-						slog.String("routing_key", c.routingKey), slog.String("event_id", c.id))
-					c.finish(nil)
-				}
-			default:
-				pc.p.confirmed.Add(1)
-				c.finish(nil)
+			}
+			pc.finish(c, wasReturned)
+		}
+		switch {
+		case len(batch) > 0:
+		case closed:
+			return
+		case returns == nil:
+			// The channel closed. A publish still in progress joins the
+			// queue before settle gets publishMu; the next round settles it.
+			pc.publishMu.Lock()
+			pc.closed = true
+			pc.publishMu.Unlock()
+			closed = true
+		default:
+			select {
+			case r, ok := <-returns:
+				receive(r, ok)
+			case <-pc.wake:
 			}
 		}
 	}
 }
 
-// fail settles every publish still waiting on a channel that closed.
-func (pc *pubChannel) fail(reason *amqp091.Error) {
-	err := fmt.Errorf("channel closed before the confirm: %w", transport.ErrNotConfirmed)
-	if reason != nil {
-		err = fmt.Errorf("channel closed before the confirm (%s): %w", reason.Reason, transport.ErrNotConfirmed)
-	}
-	pc.mu.Lock()
-	pc.dead, pc.deadErr = true, err
-	pending := pc.pending
-	pc.pending = nil
-	pc.mu.Unlock()
-	for _, c := range pending {
-		pc.p.failed.Add(1)
-		c.finish(fmt.Errorf("cannot publish %s: %w", c.id, err))
+// finish settles c once the broker confirmed, nacked or returned it, or
+// its channel closed first.
+func (pc *pubChannel) finish(c *Confirmation, returned bool) {
+	p := pc.p
+	switch {
+	case !c.dc.Acked():
+		p.failed.Add(1)
+		why := "the broker refused it (nack)"
+		if pc.ch.IsClosed() {
+			why = "the channel closed before the confirm"
+		}
+		c.finish(fmt.Errorf("cannot publish %s to %q: %s: %w", c.id, c.routingKey, why, transport.ErrNotConfirmed))
+	case returned:
+		p.unroutable.Add(1)
+		if p.cfg.UnroutableIsError {
+			c.finish(fmt.Errorf("cannot publish %s to %q: %w", c.id, c.routingKey, transport.ErrUnroutable))
+			return
+		}
+		p.confirmed.Add(1)
+		p.cfg.Logger.Warn("unroutable: no queue is bound to the routing key; the broker dropped the event",
+			slog.String("routing_key", c.routingKey), slog.String("event_id", c.id))
+		c.finish(nil)
+	default:
+		p.confirmed.Add(1)
+		c.finish(nil)
 	}
 }
 

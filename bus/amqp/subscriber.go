@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,7 +16,7 @@ import (
 	"github.com/33god/bloodbank-go/bus/transport"
 )
 
-// SubscriberConfig configures an Subscriber.
+// SubscriberConfig configures a Subscriber.
 type SubscriberConfig struct {
 	transport.SubscriberConfig
 	// Topology: exchange, queue type, temporary queues. Optional.
@@ -85,8 +84,8 @@ func (s *Subscriber) Close() error {
 	return nil
 }
 
-func (s *Subscriber) newSource(queue string) (transport.Source, error) {
-	src := &amqpSource{s: s, queue: queue, stop: make(chan struct{}), done: make(chan struct{})}
+func (s *Subscriber) newSource(queue string, stop <-chan struct{}) (transport.Source, error) {
+	src := &amqpSource{s: s, queue: queue, stop: stop, done: make(chan struct{})}
 	src.gen.Store(&consumeGen{replaced: make(chan struct{})})
 	go src.run()
 	return src, nil
@@ -95,62 +94,47 @@ func (s *Subscriber) newSource(queue string) (transport.Source, error) {
 // amqpSource consumes one queue on one channel, and opens a new channel
 // (declaring the topology again) whenever the old one dies. The workers
 // read the channel's deliveries themselves, so a delivery reaches its
-// handler with one hand-off fewer and is decoded in parallel.
+// handler with no hand-off of ours and is decoded in parallel.
 type amqpSource struct {
 	s     *Subscriber
 	queue string
 	gen   atomic.Pointer[consumeGen]
-
-	stop     chan struct{}
-	stopOnce sync.Once // links the workers' stop to this source's
-	haltOnce sync.Once
-	done     chan struct{}
+	stop  <-chan struct{}
+	done  chan struct{} // closed when run returns
 }
 
 // consumeGen is one channel's consumer. Its deliveries end when the
-// channel dies; replaced is closed when the next one takes over (or the
-// source stops), which wakes the workers waiting for it.
+// channel dies; replaced is closed when the next one takes over, which
+// wakes the workers waiting for it.
 type consumeGen struct {
 	ch         *amqp091.Channel
 	tag        string
 	deliveries <-chan amqp091.Delivery
-	acks       *acker
 	replaced   chan struct{}
 }
 
-func (src *amqpSource) Fetch(stop <-chan struct{}) (transport.Delivery, bool) {
-	src.stopOnce.Do(func() {
-		go func() {
-			<-stop
-			src.halt()
-		}()
-	})
+func (src *amqpSource) Fetch() (transport.Delivery, bool) {
 	for {
 		g := src.gen.Load()
 		select {
 		case d, ok := <-g.deliveries:
-			if !ok {
-				// The channel died: wait for run to open the next one.
-				select {
-				case <-g.replaced:
-					continue
-				case <-stop:
-					return transport.Delivery{}, false
-				case <-src.done:
-					return transport.Delivery{}, false
-				}
+			if ok {
+				return src.delivery(d), true
 			}
-			return src.delivery(g, d), true
+			// The channel died: wait for run to open the next one.
+			select {
+			case <-g.replaced:
+			case <-src.stop:
+				return transport.Delivery{}, false
+			}
 		case <-g.replaced:
-		case <-stop:
-			return transport.Delivery{}, false
-		case <-src.done:
+		case <-src.stop:
 			return transport.Delivery{}, false
 		}
 	}
 }
 
-func (src *amqpSource) delivery(g *consumeGen, d amqp091.Delivery) transport.Delivery {
+func (src *amqpSource) delivery(d amqp091.Delivery) transport.Delivery {
 	msg, err := src.s.cfg.Marshaler.Unmarshal(d)
 	if err != nil {
 		// Only a custom Marshaler can fail here; Codec never does.
@@ -161,28 +145,34 @@ func (src *amqpSource) delivery(g *consumeGen, d amqp091.Delivery) transport.Del
 	if key == "" {
 		key = d.RoutingKey
 	}
-	tag := d.DeliveryTag
+	// An ack or nack fails only when the channel is gone; the broker then
+	// requeues the delivery by itself.
 	return transport.Delivery{
 		Msg:        msg,
 		Body:       d.Body,
 		RoutingKey: key,
-		Ack:        func() { g.acks.ack(tag) },
-		Nack:       func() { g.acks.nack(tag) },
+		Ack:        func() { _ = d.Ack(false) },
+		Nack:       func() { _ = d.Nack(false, true) },
 	}
 }
 
-func (src *amqpSource) halt() { src.haltOnce.Do(func() { close(src.stop) }) }
-
 func (src *amqpSource) run() {
 	defer close(src.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-src.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	logger := src.s.cfg.Logger.With(slog.String("queue", src.queue))
 	for attempt := 0; ; attempt++ {
-		g, ended, err := src.consume()
+		g, ended, err := src.consume(ctx)
 		if err != nil {
-			select {
-			case <-src.stop:
+			if ctx.Err() != nil {
 				return
-			default:
 			}
 			wait := backoffDelay(attempt, 100*time.Millisecond, 5*time.Second)
 			logger.Warn("cannot consume, retrying", slog.String("error", err.Error()), slog.Duration("retry_in", wait))
@@ -205,7 +195,7 @@ func (src *amqpSource) run() {
 		select {
 		case <-src.stop:
 			// The broker sends no more; what was prefetched and not handed
-			// out is requeued when close closes the channel.
+			// out is requeued when Close closes the channel, after the drain.
 			_ = g.ch.Cancel(g.tag, false)
 			return
 		case <-ended:
@@ -217,16 +207,7 @@ func (src *amqpSource) run() {
 // consume opens a channel, declares the topology and starts consuming.
 // ended fires when the channel closes or the broker cancels the consumer
 // (the queue was deleted).
-func (src *amqpSource) consume() (g *consumeGen, ended <-chan struct{}, err error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-src.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+func (src *amqpSource) consume(ctx context.Context) (g *consumeGen, ended <-chan struct{}, err error) {
 	ch, err := src.s.conn.Channel(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -256,11 +237,12 @@ func (src *amqpSource) consume() (g *consumeGen, ended <-chan struct{}, err erro
 		}
 		close(end)
 	}()
-	return &consumeGen{ch: ch, tag: tag, deliveries: deliveries, acks: newAcker(ch, cfg.Prefetch), replaced: make(chan struct{})}, end, nil
+	return &consumeGen{ch: ch, tag: tag, deliveries: deliveries, replaced: make(chan struct{})}, end, nil
 }
 
+// Close closes the channel once run has stopped; the transport calls it
+// after stop closed and the drain ended.
 func (src *amqpSource) Close() {
-	src.halt()
 	<-src.done
 	if g := src.gen.Load(); g.ch != nil {
 		_ = g.ch.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,9 @@ func (e *Broker) Close() error {
 	return nil
 }
 
+// Closed reports whether Close was called.
+func (e *Broker) Closed() bool { return e.closed.Load() }
+
 // DeclareQueue creates a queue if it does not exist and binds it to each
 // pattern (idempotent, as on RabbitMQ).
 func (e *Broker) DeclareQueue(name string, patterns ...string) error {
@@ -65,7 +69,7 @@ func (e *Broker) DeclareQueue(name string, patterns ...string) error {
 		e.queues[name] = q
 	}
 	for _, c := range compiled {
-		if !q.boundTo(c.String()) {
+		if !slices.ContainsFunc(q.bindings, func(b topic.Pattern) bool { return b.String() == c.String() }) {
 			q.bindings = append(q.bindings, c)
 		}
 	}
@@ -183,15 +187,6 @@ type embQueue struct {
 	signal chan struct{} // closed and replaced whenever an item is added
 }
 
-func (q *embQueue) boundTo(p string) bool {
-	for _, b := range q.bindings {
-		if b.String() == p {
-			return true
-		}
-	}
-	return false
-}
-
 // push adds an item; a requeued item goes to the front, as close to its
 // original position as RabbitMQ puts it.
 func (q *embQueue) push(it embItem, front bool) {
@@ -231,7 +226,7 @@ func (q *embQueue) pop(stop <-chan struct{}) (embItem, bool) {
 	}
 }
 
-// PublisherConfig configures an Publisher.
+// PublisherConfig configures a Publisher.
 type PublisherConfig struct {
 	// Marshaler, when set, runs every message through the wire codec on the
 	// way in and out (Marshal, then Unmarshal of the publishing), so that
@@ -258,8 +253,8 @@ type Publisher struct {
 	published, unroutable, failed atomic.Int64
 }
 
-// Stats counts what the publisher did, as AMQPPublisher.Stats does; every
-// routed message counts as confirmed.
+// Stats counts what the publisher did, as amqp.Publisher.Stats does; a
+// queued message counts as confirmed.
 func (p *Publisher) Stats() transport.PublisherStats {
 	pub, unr, failed := p.published.Load(), p.unroutable.Load(), p.failed.Load()
 	return transport.PublisherStats{Published: pub, Confirmed: pub - failed, Unroutable: unr, Failed: failed}
@@ -291,6 +286,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 				ContentType: pub.ContentType, DeliveryMode: pub.DeliveryMode,
 			})
 			if err != nil {
+				p.failed.Add(1)
 				return err
 			}
 			body = pub.Body
@@ -328,12 +324,12 @@ type Subscriber struct {
 // Subscriber returns a subscriber on the broker.
 func (e *Broker) Subscriber(cfg transport.SubscriberConfig) *Subscriber {
 	s := &Subscriber{broker: e}
-	s.core = transport.NewSubscriber(cfg, s.declare, func(queue string) (transport.Source, error) {
+	s.core = transport.NewSubscriber(cfg, s.declare, func(queue string, stop <-chan struct{}) (transport.Source, error) {
 		q := e.queue(queue)
 		if q == nil {
 			return nil, fmt.Errorf("queue %q was deleted", queue)
 		}
-		return &embSource{q: q}, nil
+		return &embSource{q: q, stop: stop}, nil
 	})
 	return s
 }
@@ -363,10 +359,13 @@ func (s *Subscriber) Close() error {
 	return nil
 }
 
-type embSource struct{ q *embQueue }
+type embSource struct {
+	q    *embQueue
+	stop <-chan struct{}
+}
 
-func (s *embSource) Fetch(stop <-chan struct{}) (transport.Delivery, bool) {
-	it, ok := s.q.pop(stop)
+func (s *embSource) Fetch() (transport.Delivery, bool) {
+	it, ok := s.q.pop(s.stop)
 	if !ok {
 		return transport.Delivery{}, false
 	}
@@ -405,6 +404,3 @@ func orNop(l *slog.Logger) *slog.Logger {
 	}
 	return l
 }
-
-// Closed reports whether Close was called.
-func (e *Broker) Closed() bool { return e.closed.Load() }

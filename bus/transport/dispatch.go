@@ -3,8 +3,8 @@ package transport
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -25,13 +25,93 @@ type Delivery struct {
 	Nack       func() // requeue
 }
 
-// Source yields the deliveries of one queue.
+// Source yields the deliveries of one queue until the stop channel it was
+// opened with is closed.
 type Source interface {
 	// Fetch blocks for the next delivery; false once stop is closed or the
 	// source has ended.
-	Fetch(stop <-chan struct{}) (Delivery, bool)
+	Fetch() (Delivery, bool)
 	// Close releases the source after every delivery has been settled.
 	Close()
+}
+
+// Subscriber is the part of a subscriber both transports share: one
+// consumer per queue, created on first Subscribe, dispatching each delivery
+// to every subscription whose pattern matches its routing key.
+type Subscriber struct {
+	cfg       SubscriberConfig
+	declare   func(ctx context.Context, queue string, pattern string) error
+	newSource func(queue string, stop <-chan struct{}) (Source, error)
+
+	mu        sync.Mutex
+	consumers map[string]*queueConsumer
+	closed    bool
+}
+
+// NewSubscriber returns a subscriber that calls declare before each
+// Subscribe (to declare the queue and bind it to the pattern) and newSource
+// to start consuming a queue once every expected pattern is subscribed. The
+// source stops yielding deliveries when stop is closed.
+func NewSubscriber(cfg SubscriberConfig, declare func(ctx context.Context, queue, pattern string) error, newSource func(queue string, stop <-chan struct{}) (Source, error)) *Subscriber {
+	cfg.setDefaults()
+	return &Subscriber{cfg: cfg, declare: declare, newSource: newSource, consumers: map[string]*queueConsumer{}}
+}
+
+// Config is the configuration with its defaults applied.
+func (s *Subscriber) Config() SubscriberConfig { return s.cfg }
+
+// Subscribe declares the queue of the pattern name, binds it, and returns
+// the messages of that queue whose routing key matches the pattern.
+func (s *Subscriber) Subscribe(ctx context.Context, name string) (<-chan *message.Message, error) {
+	pattern, err := topic.Compile(name)
+	if err != nil {
+		return nil, err
+	}
+	queue := s.cfg.QueueName(name)
+	if err := s.declare(ctx, queue, name); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	qc := s.consumers[queue]
+	if qc == nil {
+		qc = &queueConsumer{s: s, queue: queue, stop: make(chan struct{}), drainExpired: make(chan struct{})}
+		s.consumers[queue] = qc
+	}
+	s.mu.Unlock()
+	sub, err := qc.add(ctx, pattern)
+	if err != nil {
+		return nil, err
+	}
+	return sub.out, nil
+}
+
+// retire stops a consumer whose subscriptions have all ended.
+func (s *Subscriber) retire(qc *queueConsumer) {
+	s.mu.Lock()
+	if s.consumers[qc.queue] == qc {
+		delete(s.consumers, qc.queue)
+	}
+	s.mu.Unlock()
+	go qc.close()
+}
+
+// Close drains in-flight messages (see SubscriberConfig.DrainTimeout), then
+// ends every subscription.
+func (s *Subscriber) Close() {
+	s.mu.Lock()
+	s.closed = true
+	consumers := s.consumers
+	s.consumers = map[string]*queueConsumer{}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, qc := range consumers {
+		wg.Go(qc.close)
+	}
+	wg.Wait()
 }
 
 // subscription is one Subscribe call: the messages of the queue whose
@@ -39,11 +119,11 @@ type Source interface {
 type subscription struct {
 	pattern topic.Pattern
 	handler string // the router handler consuming it, if known
-	out     chan *message.Message
 	ctx     context.Context
-	done    chan struct{} // closed when the subscription ends: no new messages
-	abandon chan struct{} // closed when its in-flight messages are given up
-	sending sync.WaitGroup
+	out     chan *message.Message
+	done    chan struct{}  // closed when the subscription ends: no new messages
+	abandon chan struct{}  // closed when its in-flight messages are given up
+	sending sync.WaitGroup // messages being handed to out or handled
 }
 
 // queueConsumer runs the workers of one queue and fans each delivery out to
@@ -51,46 +131,25 @@ type subscription struct {
 // acked when every copy was acked, and requeued when any copy was nacked or
 // could not be handed over.
 type queueConsumer struct {
-	queue        string
-	workers      int
-	drainTimeout time.Duration
-	logger       *slog.Logger
-	newSource    func() (Source, error)
-	onEmpty      func(*queueConsumer) // the last subscription ended
+	s     *Subscriber
+	queue string
 
-	mu       sync.RWMutex
-	subs     []*subscription
-	expected map[string]bool // patterns that must be subscribed before consuming
-	started  bool
-	src      Source
+	mu   sync.RWMutex
+	subs []*subscription
+	src  Source // set once every expected pattern has a subscription
 
 	stop         chan struct{} // no new deliveries
 	drainExpired chan struct{} // in-flight deliveries are abandoned (requeued)
 	workersDone  sync.WaitGroup
 	closeOnce    sync.Once
-
-	unhandled atomic.Int64
-}
-
-func newQueueConsumer(queue string, workers int, drain time.Duration, patterns []string, logger *slog.Logger, newSource func() (Source, error)) *queueConsumer {
-	qc := &queueConsumer{
-		queue: queue, workers: workers, drainTimeout: drain, logger: logger, newSource: newSource,
-		stop: make(chan struct{}), drainExpired: make(chan struct{}),
-	}
-	if len(patterns) > 0 {
-		qc.expected = make(map[string]bool, len(patterns))
-		for _, p := range patterns {
-			qc.expected[p] = true
-		}
-	}
-	return qc
 }
 
 // add registers a subscription and starts consuming once every expected
 // pattern has a subscription, so that no delivery is taken from a shared
 // queue before the handler it belongs to is listening.
 func (qc *queueConsumer) add(ctx context.Context, pattern topic.Pattern) (*subscription, error) {
-	sub := &subscription{pattern: pattern, handler: handlerOfSubscription(ctx), out: make(chan *message.Message), ctx: ctx, done: make(chan struct{}), abandon: make(chan struct{})}
+	sub := &subscription{pattern: pattern, handler: handlerOfSubscription(ctx), ctx: ctx,
+		out: make(chan *message.Message), done: make(chan struct{}), abandon: make(chan struct{})}
 	qc.mu.Lock()
 	defer qc.mu.Unlock()
 	select {
@@ -99,41 +158,32 @@ func (qc *queueConsumer) add(ctx context.Context, pattern topic.Pattern) (*subsc
 	default:
 	}
 	qc.subs = append(qc.subs, sub)
+	if qc.src == nil && qc.ready() {
+		src, err := qc.s.newSource(qc.queue, qc.stop)
+		if err != nil {
+			qc.subs = qc.subs[:len(qc.subs)-1]
+			return nil, err
+		}
+		qc.src = src
+		for range qc.s.cfg.Consumers {
+			qc.workersDone.Go(qc.work)
+		}
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
+			qc.remove(sub)
 		case <-qc.stop:
-			// Close drains and then ends every subscription.
-			return
+			// close drains and then ends every subscription.
 		}
-		qc.remove(sub)
 	}()
-	if qc.started || !qc.ready() {
-		return sub, nil
-	}
-	src, err := qc.newSource()
-	if err != nil {
-		qc.subs = qc.subs[:len(qc.subs)-1]
-		return nil, err
-	}
-	qc.src, qc.started = src, true
-	for range qc.workers {
-		qc.workersDone.Add(1)
-		go qc.work()
-	}
 	return sub, nil
 }
 
+// ready reports whether each of SubscriberConfig.Patterns has a subscription.
 func (qc *queueConsumer) ready() bool {
-	for p := range qc.expected {
-		found := false
-		for _, s := range qc.subs {
-			if s.pattern.String() == p {
-				found = true
-				break
-			}
-		}
-		if !found {
+	for _, p := range qc.s.cfg.Patterns {
+		if !slices.ContainsFunc(qc.subs, func(s *subscription) bool { return s.pattern.String() == p }) {
 			return false
 		}
 	}
@@ -145,30 +195,24 @@ func (qc *queueConsumer) ready() bool {
 // from the queue with nobody to handle it.
 func (qc *queueConsumer) remove(sub *subscription) {
 	qc.mu.Lock()
-	found := false
-	for i, s := range qc.subs {
-		if s == sub {
-			qc.subs = append(qc.subs[:i:i], qc.subs[i+1:]...)
-			found = true
-			break
-		}
-	}
-	empty := len(qc.subs) == 0
-	qc.mu.Unlock()
-	if !found {
+	i := slices.Index(qc.subs, sub)
+	if i < 0 {
+		qc.mu.Unlock()
 		return // close already ended it
 	}
+	qc.subs = slices.Delete(qc.subs, i, i+1)
+	empty := len(qc.subs) == 0
+	qc.mu.Unlock()
 	close(sub.done)
 	qc.drain(sub)
-	if empty && qc.onEmpty != nil {
-		qc.onEmpty(qc)
+	if empty {
+		qc.s.retire(qc)
 	}
 }
 
 func (qc *queueConsumer) work() {
-	defer qc.workersDone.Done()
 	for {
-		d, ok := qc.src.Fetch(qc.stop)
+		d, ok := qc.src.Fetch()
 		if !ok {
 			return
 		}
@@ -180,41 +224,25 @@ func (qc *queueConsumer) work() {
 	}
 }
 
-// dispatch hands a delivery to every matching subscription and reports
+// dispatch hands a delivery to every subscription it is for and reports
 // whether all of them acked it.
 func (qc *queueConsumer) dispatch(d Delivery) bool {
-	qc.mu.RLock()
-	var targets []*subscription
-	// A redelivery for one handler (a retry, a replay) goes to that handler
-	// alone when it is still here, so the others do not run twice.
-	target := d.Msg.Metadata.Get(envelope.MetaTargetHandler)
-	if target != "" && !qc.hasHandler(target, d.RoutingKey) {
-		target = ""
-	}
-	for _, s := range qc.subs {
-		if s.pattern.Match(d.RoutingKey) && (target == "" || s.handler == target) {
-			s.sending.Add(1)
-			targets = append(targets, s)
-		}
-	}
-	nSubs := len(qc.subs)
-	qc.mu.RUnlock()
-	if nSubs == 0 {
+	targets, anyone := qc.targets(d)
+	if !anyone {
 		// Every subscription just ended: leave the message to the next consumer.
 		return false
 	}
 	if len(targets) == 0 {
 		// A stale binding (a handler removed in a later release): nobody here
 		// handles the key. Ack, as the Python command manager acks what it
-		// does not handle, and count it, rather than requeue it forever.
-		qc.unhandled.Add(1)
-		qc.logger.Warn("no handler for routing key; acking",
+		// does not handle, rather than requeue it forever.
+		qc.s.cfg.Logger.Warn("no handler for routing key; acking",
 			slog.String("queue", qc.queue), slog.String("routing_key", d.RoutingKey), slog.String("event_id", d.Msg.UUID))
 		return true
 	}
 	ok := true
 	copies := make([]*message.Message, 0, len(targets))
-	for i, s := range targets {
+	for _, s := range targets {
 		m := d.Msg
 		if len(targets) > 1 {
 			m = d.Msg.Copy()
@@ -229,22 +257,13 @@ func (qc *queueConsumer) dispatch(d Delivery) bool {
 			ctx = envelope.WithOriginalBody(ctx, d.Body)
 		}
 		m.SetContext(ctx)
-		select {
-		case s.out <- m:
-			copies = append(copies, m)
-		case <-s.done:
-			ok = false
-		case <-qc.stop:
-			// Not handed over yet: nothing to drain, requeue it now.
-			ok = false
-		}
-		if !ok {
-			for _, rest := range targets[i:] {
-				rest.sending.Done()
-			}
-			targets = targets[:i]
+		if ok = qc.handOver(s, m); !ok {
 			break
 		}
+		copies = append(copies, m)
+	}
+	for _, s := range targets[len(copies):] {
+		s.sending.Done() // never handed over
 	}
 	for i, m := range copies {
 		select {
@@ -261,21 +280,52 @@ func (qc *queueConsumer) dispatch(d Delivery) bool {
 	return ok
 }
 
-func (qc *queueConsumer) hasHandler(name, key string) bool {
+// targets lists the subscriptions whose pattern matches a delivery's
+// routing key, counting the delivery in each one's sending. A redelivery
+// addressed to one handler (a retry, a replay) goes to that handler alone
+// while it is here, so that the others do not run twice. anyone is false
+// when the queue has no subscription left.
+func (qc *queueConsumer) targets(d Delivery) (targets []*subscription, anyone bool) {
+	handler := d.Msg.Metadata.Get(envelope.MetaTargetHandler)
+	var addressed []*subscription
+	qc.mu.RLock()
+	defer qc.mu.RUnlock()
 	for _, s := range qc.subs {
-		if s.handler == name && s.pattern.Match(key) {
-			return true
+		if s.pattern.Match(d.RoutingKey) {
+			targets = append(targets, s)
+			if handler != "" && s.handler == handler {
+				addressed = append(addressed, s)
+			}
 		}
 	}
-	return false
+	if len(addressed) > 0 {
+		targets = addressed
+	}
+	for _, s := range targets {
+		s.sending.Add(1)
+	}
+	return targets, len(qc.subs) > 0
+}
+
+// handOver gives m to s's handler, unless s ends or intake stops first;
+// then nothing is left to drain, and the delivery is requeued at once.
+func (qc *queueConsumer) handOver(s *subscription, m *message.Message) bool {
+	select {
+	case s.out <- m:
+		return true
+	case <-s.done:
+		return false
+	case <-qc.stop:
+		return false
+	}
 }
 
 type handlerKey struct{}
 
 // WithHandlerName marks a Subscribe context with the router handler that
 // will consume the subscription, so that redeliveries addressed to one
-// handler (envelope.MetaTargetHandler) reach only it. Service does this for its
-// handlers.
+// handler (envelope.MetaTargetHandler) reach only it. Service does this for
+// its handlers.
 func WithHandlerName(ctx context.Context, name string) context.Context {
 	return context.WithValue(ctx, handlerKey{}, name)
 }
@@ -288,13 +338,9 @@ func handlerOfSubscription(ctx context.Context) string {
 // drain waits for the messages a subscription's handlers still hold, up to
 // the drain timeout, then closes its channel.
 func (qc *queueConsumer) drain(sub *subscription) {
-	drained := make(chan struct{})
-	go func() { sub.sending.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(qc.drainTimeout):
+	if !waitFor(&sub.sending, qc.s.cfg.DrainTimeout) {
 		close(sub.abandon)
-		<-drained
+		sub.sending.Wait()
 	}
 	close(sub.out)
 }
@@ -305,18 +351,16 @@ func (qc *queueConsumer) drain(sub *subscription) {
 // subscriber closes; draining first is what lets a SIGTERM lose no work.
 func (qc *queueConsumer) close() {
 	qc.closeOnce.Do(func() {
+		// Under mu, so that add either sees stop closed or has started its
+		// workers already.
 		qc.mu.Lock()
 		close(qc.stop)
 		qc.mu.Unlock()
-		drained := make(chan struct{})
-		go func() { qc.workersDone.Wait(); close(drained) }()
-		select {
-		case <-drained:
-		case <-time.After(qc.drainTimeout):
-			qc.logger.Warn("drain timeout: requeueing deliveries still in flight",
-				slog.String("queue", qc.queue), slog.Duration("drain_timeout", qc.drainTimeout))
+		if !waitFor(&qc.workersDone, qc.s.cfg.DrainTimeout) {
+			qc.s.cfg.Logger.Warn("drain timeout: requeueing deliveries still in flight",
+				slog.String("queue", qc.queue), slog.Duration("drain_timeout", qc.s.cfg.DrainTimeout))
 			close(qc.drainExpired)
-			<-drained
+			qc.workersDone.Wait()
 		}
 		if qc.src != nil {
 			qc.src.Close()
@@ -330,6 +374,21 @@ func (qc *queueConsumer) close() {
 			qc.drain(s)
 		}
 	})
+}
+
+// waitFor waits for wg up to timeout and reports whether it finished.
+func waitFor(wg *sync.WaitGroup, timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
 }
 
 // SubscriberConfig configures a subscriber on either transport.
@@ -372,86 +431,6 @@ func (c *SubscriberConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-}
-
-// Subscriber is the part of a subscriber both transports share: one
-// consumer per queue, created on first Subscribe, dispatching each delivery
-// to every subscription whose pattern matches its routing key.
-type Subscriber struct {
-	cfg       SubscriberConfig
-	declare   func(ctx context.Context, queue string, pattern string) error
-	newSource func(queue string) (Source, error)
-
-	mu        sync.Mutex
-	consumers map[string]*queueConsumer
-	closed    bool
-}
-
-// NewSubscriber returns a subscriber that calls declare before each
-// Subscribe (to declare the queue and bind it to the pattern) and newSource
-// to start consuming a queue once every expected pattern is subscribed.
-func NewSubscriber(cfg SubscriberConfig, declare func(ctx context.Context, queue, pattern string) error, newSource func(queue string) (Source, error)) *Subscriber {
-	cfg.setDefaults()
-	return &Subscriber{cfg: cfg, declare: declare, newSource: newSource, consumers: map[string]*queueConsumer{}}
-}
-
-// Config is the configuration with its defaults applied.
-func (s *Subscriber) Config() SubscriberConfig { return s.cfg }
-
-// Subscribe declares the queue of the pattern name, binds it, and returns
-// the messages of that queue whose routing key matches the pattern.
-func (s *Subscriber) Subscribe(ctx context.Context, name string) (<-chan *message.Message, error) {
-	pattern, err := topic.Compile(name)
-	if err != nil {
-		return nil, err
-	}
-	queue := s.cfg.QueueName(name)
-	if err := s.declare(ctx, queue, name); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, ErrClosed
-	}
-	qc := s.consumers[queue]
-	if qc == nil {
-		qc = newQueueConsumer(queue, s.cfg.Consumers, s.cfg.DrainTimeout, s.cfg.Patterns, s.cfg.Logger,
-			func() (Source, error) { return s.newSource(queue) })
-		qc.onEmpty = s.retire
-		s.consumers[queue] = qc
-	}
-	s.mu.Unlock()
-	sub, err := qc.add(ctx, pattern)
-	if err != nil {
-		return nil, err
-	}
-	return sub.out, nil
-}
-
-// retire stops a consumer whose subscriptions have all ended.
-func (s *Subscriber) retire(qc *queueConsumer) {
-	s.mu.Lock()
-	if s.consumers[qc.queue] == qc {
-		delete(s.consumers, qc.queue)
-	}
-	s.mu.Unlock()
-	go qc.close()
-}
-
-// Close drains in-flight messages (see SubscriberConfig.DrainTimeout), then
-// ends every subscription.
-func (s *Subscriber) Close() {
-	s.mu.Lock()
-	s.closed = true
-	consumers := s.consumers
-	s.consumers = map[string]*queueConsumer{}
-	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, qc := range consumers {
-		wg.Go(qc.close)
-	}
-	wg.Wait()
 }
 
 // PublisherStats counts what a publisher did since it started.
