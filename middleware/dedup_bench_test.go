@@ -34,8 +34,8 @@ func BenchmarkDedup_redis(b *testing.B) { benchDedupRedis(b, benchParallelism) }
 // flight, a consumer's default prefetch.
 func BenchmarkDedup_redis256(b *testing.B) { benchDedupRedis(b, 256/benchProcs()) }
 
-// BenchmarkDedup_redisSerial is one delivery at a time: the latency of a
-// lone call, which pipelining must not add to.
+// BenchmarkDedup_redisSerial is one delivery at a time: the latency of the
+// two round trips alone.
 func BenchmarkDedup_redisSerial(b *testing.B) { benchDedupRedis(b, 0) }
 
 // benchDedupRedis runs the middleware from parallelism × GOMAXPROCS

@@ -162,8 +162,7 @@
 //	})
 //	b.DecoratePublisher(tr.DecoratePublisher) // before cqrs.NewProcessor(b.Publisher(), ...)
 //
-// rel.Stats() feeds the retried, parked and deduplicated counters, and
-// rel.Flush(ctx) after svc.Run returns writes the last dedup marks.
+// rel.Stats() feeds the retried, parked and deduplicated counters.
 // bus.Handle already gives typed handlers a context with the cause; on a
 // service, Causation gives it to handlers registered with HandleMessage,
 // which then publish with bus.Bus.Publish(msg.Context(), ...).

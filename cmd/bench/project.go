@@ -82,9 +82,6 @@ func (s *stack) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.rec.Close(ctx)
-	for _, r := range s.rels {
-		_ = r.Flush(ctx) // before the run's keys are deleted
-	}
 }
 
 // summary closes the stack and says what its middleware did over the whole

@@ -65,15 +65,6 @@ func (r *Stack) Stats() Stats {
 	return s
 }
 
-// Flush waits for what the middleware writes in the background (middleware.Dedup's
-// marks) until ctx ends. Call it after the service stopped.
-func (r *Stack) Flush(ctx context.Context) error {
-	if r.Dedup == nil {
-		return nil
-	}
-	return r.Dedup.Flush(ctx)
-}
-
 // Middleware lists the middleware outermost first: middleware.Poison, middleware.Dedup (if any),
 // middleware.Retry.
 func (r *Stack) Middleware() []message.HandlerMiddleware {
