@@ -86,6 +86,15 @@ type DedupConfig struct {
 	// Logger receives a debug line per duplicate and the warnings. Optional;
 	// default logs nothing.
 	Logger *slog.Logger
+	// MarkInBackground queues each mark and returns, so that the delivery
+	// is acked while the marks of many deliveries are written together, in
+	// one round trip (see markWriter); Store must then be a BatchMarker.
+	// A copy reaching this process before its mark is written is still
+	// skipped, but a crash in between, or another replica receiving a copy
+	// then, runs it again, as without Dedup. Call Flush after the service
+	// stopped. Optional; by default each mark is written before the
+	// middleware returns.
+	MarkInBackground bool
 }
 
 func (c *DedupConfig) setDefaults() {
@@ -121,6 +130,9 @@ func (c DedupConfig) Validate() error {
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("Timeout %s is negative", c.Timeout))
 	}
+	if _, ok := c.Store.(BatchMarker); c.MarkInBackground && c.Store != nil && !ok {
+		errs = append(errs, errors.New("MarkInBackground needs a Store that is a BatchMarker (RedisDedupStore is)"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid middleware DedupConfig: %w", err)
 	}
@@ -129,8 +141,9 @@ func (c DedupConfig) Validate() error {
 
 // DedupStats counts what a Dedup did since it was built.
 type DedupStats struct {
-	// Processed counts messages whose handler succeeded and that were marked
-	// (or that the store failed to mark: see StoreErrors).
+	// Processed counts messages whose handler succeeded and that were marked,
+	// or queued to be with MarkInBackground (or that the store failed to
+	// mark: see StoreErrors).
 	Processed uint64
 	// Duplicates counts messages skipped because their handler had already
 	// succeeded for the same event id.
@@ -151,7 +164,8 @@ type DedupStats struct {
 // debug. Only after the handler chain succeeded, and really handled the
 // message (Disposition is DispositionHandled, not redelivered or parked),
 // is the key marked for Window, with SET NX, before the middleware returns
-// and so before the delivery is acked. A failed attempt is never marked,
+// and so before the delivery is acked (unless MarkInBackground, then Flush
+// on shutdown). A failed attempt is never marked,
 // so its retry is not lost as a duplicate (Watermill's Deduplicator marks
 // before the handler runs).
 //
@@ -166,6 +180,8 @@ type Dedup struct {
 	processed, duplicates, storeErrors atomic.Uint64
 	lastWarn                           atomic.Int64
 	suppressed                         atomic.Uint64
+
+	marks *markWriter // nil without MarkInBackground
 }
 
 // NewDedup returns the deduplication middleware.
@@ -174,7 +190,11 @@ func NewDedup(cfg DedupConfig) (*Dedup, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	return &Dedup{cfg: cfg}, nil
+	d := &Dedup{cfg: cfg}
+	if store, ok := cfg.Store.(BatchMarker); ok && cfg.MarkInBackground {
+		d.marks = &markWriter{d: d, store: store, pending: map[string]int{}}
+	}
+	return d, nil
 }
 
 // Stats returns the counters.
@@ -222,13 +242,20 @@ func (d *Dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
 
 // seen asks the store whether key is marked.
 func (d *Dedup) seen(ctx context.Context, key string) (bool, error) {
+	if d.marks != nil && d.marks.has(key) {
+		return true, nil
+	}
 	ctx, cancel := d.storeContext(ctx)
 	defer cancel()
 	return d.cfg.Store.Seen(ctx, key)
 }
 
-// mark marks key for Window.
+// mark marks key for Window, or queues the mark (MarkInBackground).
 func (d *Dedup) mark(ctx context.Context, key string) error {
+	if d.marks != nil {
+		d.marks.add(key)
+		return nil
+	}
 	ctx, cancel := d.storeContext(ctx)
 	defer cancel()
 	return d.cfg.Store.Mark(ctx, key, d.cfg.Window)

@@ -153,7 +153,8 @@
 //	svc.Router().AddMiddleware(metricsMiddleware)      // metrics
 //	svc.Use(tr.Middleware)                             // trace
 //	rel, _ := reliability.Use(ctx, b, svc, reliability.Config{
-//		DedupStore: middleware.NewRedisDedupStore(redisClient, ""), // the correlation Redis
+//		DedupStore:            middleware.NewRedisDedupStore(redisClient, ""), // the correlation Redis
+//		DedupMarkInBackground: true,
 //	}) // poison · dedup · retry, with the service's poison and delay queues
 //	svc.Use(validation.Middleware, middleware.Causation, wmmiddleware.Timeout(time.Minute))
 //
@@ -162,7 +163,8 @@
 //	})
 //	b.DecoratePublisher(tr.DecoratePublisher) // before cqrs.NewProcessor(b.Publisher(), ...)
 //
-// rel.Stats() feeds the retried, parked and deduplicated counters.
+// rel.Stats() feeds the retried, parked and deduplicated counters, and
+// rel.Flush(ctx) after svc.Run returns writes the last dedup marks.
 // bus.Handle already gives typed handlers a context with the cause; on a
 // service, Causation gives it to handlers registered with HandleMessage,
 // which then publish with bus.Bus.Publish(msg.Context(), ...).

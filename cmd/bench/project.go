@@ -82,6 +82,9 @@ func (s *stack) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.rec.Close(ctx)
+	for _, r := range s.rels {
+		_ = r.Flush(ctx) // before the run's keys are deleted
+	}
 }
 
 // summary closes the stack and says what its middleware did over the whole
@@ -116,7 +119,7 @@ func (s *stack) newService(ctx context.Context, name string, recordIncoming bool
 	if s.e.o.stack == "bare" {
 		return svc, nil
 	}
-	rcfg := reliability.Config{DedupStore: s.dedup, Logger: s.e.logger}
+	rcfg := reliability.Config{DedupStore: s.dedup, DedupMarkInBackground: true, Logger: s.e.logger}
 	if s.e.o.stack == "nodedup" {
 		rcfg.DedupStore = nil
 	}

@@ -239,6 +239,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	if err := rec.Close(shutdownCtx); err != nil {
 		logger.Warn("correlation links still queued were not written", slog.String("error", err.Error()))
 	}
+	if err := st.reliability.Flush(shutdownCtx); err != nil {
+		logger.Warn("deduplication marks still queued were not written", slog.String("error", err.Error()))
+	}
 	s, r := proc.Stats(), st.reliability.Stats()
 	logger.Info("command-processor stopped", slog.Uint64("executed", s.Executed), slog.Uint64("failed", s.Failed),
 		slog.Uint64("published", s.Published), slog.Uint64("facts", s.Facts), slog.Uint64("unknown", s.Unknown),

@@ -31,6 +31,9 @@ type Config struct {
 	DedupStore middleware.DedupStore
 	// DedupWindow is middleware.DedupConfig.Window. Optional; default 24h.
 	DedupWindow time.Duration
+	// DedupMarkInBackground is middleware.DedupConfig.MarkInBackground: call
+	// Stack.Flush after the service stopped. Optional.
+	DedupMarkInBackground bool
 	// ParkAll is middleware.PoisonConfig.ParkAll. Optional.
 	ParkAll bool
 	// Logger is given to each middleware. Optional; default the bus's.
@@ -63,6 +66,16 @@ func (r *Stack) Stats() Stats {
 		s.Dedup = r.Dedup.Stats()
 	}
 	return s
+}
+
+// Flush waits until the dedup marks written in the background
+// (Config.DedupMarkInBackground) are written, or ctx ends. Call it after the
+// service stopped.
+func (r *Stack) Flush(ctx context.Context) error {
+	if r.Dedup == nil {
+		return nil
+	}
+	return r.Dedup.Flush(ctx)
 }
 
 // Middleware lists the middleware outermost first: middleware.Poison, middleware.Dedup (if any),
@@ -106,7 +119,8 @@ func New(ctx context.Context, b *bus.Bus, service, serviceQueue string, cfg Conf
 		return nil, err
 	}
 	if cfg.DedupStore != nil {
-		if r.Dedup, err = middleware.NewDedup(middleware.DedupConfig{Store: cfg.DedupStore, Service: service, Window: cfg.DedupWindow, Logger: logger}); err != nil {
+		if r.Dedup, err = middleware.NewDedup(middleware.DedupConfig{Store: cfg.DedupStore, Service: service, Window: cfg.DedupWindow,
+			MarkInBackground: cfg.DedupMarkInBackground, Logger: logger}); err != nil {
 			return nil, err
 		}
 	}
