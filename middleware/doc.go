@@ -153,7 +153,8 @@
 //	svc.Router().AddMiddleware(metricsMiddleware)      // metrics
 //	svc.Use(tr.Middleware)                             // trace
 //	rel, _ := reliability.Use(ctx, b, svc, reliability.Config{
-//		DedupStore: middleware.NewRedisDedupStore(redisClient, ""), // the correlation Redis
+//		DedupStore:            middleware.NewRedisDedupStore(redisClient, ""), // the correlation Redis
+//		DedupMarkInBackground: true,
 //	}) // poison · dedup · retry, with the service's poison and delay queues
 //	svc.Use(validation.Middleware, middleware.Causation, wmmiddleware.Timeout(time.Minute))
 //

@@ -119,7 +119,7 @@ func (s *stack) newService(ctx context.Context, name string, recordIncoming bool
 	if s.e.o.stack == "bare" {
 		return svc, nil
 	}
-	rcfg := reliability.Config{DedupStore: s.dedup, Logger: s.e.logger}
+	rcfg := reliability.Config{DedupStore: s.dedup, DedupMarkInBackground: true, Logger: s.e.logger}
 	if s.e.o.stack == "nodedup" {
 		rcfg.DedupStore = nil
 	}

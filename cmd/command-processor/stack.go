@@ -75,8 +75,9 @@ func installStack(ctx context.Context, b *bus.Bus, svc *bus.Service, cfg stackCo
 	s.metrics.AddRouterMetrics(router)
 	svc.Use(cfg.tracing.Middleware)
 	if s.reliability, err = reliability.Use(ctx, b, svc, reliability.Config{
-		DedupStore: cfg.dedup,
-		Logger:     cfg.logger,
+		DedupStore:            cfg.dedup,
+		DedupMarkInBackground: true, // flushed on shutdown
+		Logger:                cfg.logger,
 	}); err != nil {
 		return nil, err
 	}

@@ -31,6 +31,9 @@ type Config struct {
 	DedupStore middleware.DedupStore
 	// DedupWindow is middleware.DedupConfig.Window. Optional; default 24h.
 	DedupWindow time.Duration
+	// DedupMarkInBackground is middleware.DedupConfig.MarkInBackground: call
+	// Stack.Flush after the service stopped. Optional.
+	DedupMarkInBackground bool
 	// ParkAll is middleware.PoisonConfig.ParkAll. Optional.
 	ParkAll bool
 	// Logger is given to each middleware. Optional; default the bus's.
@@ -65,8 +68,9 @@ func (r *Stack) Stats() Stats {
 	return s
 }
 
-// Flush waits for what the middleware writes in the background (middleware.Dedup's
-// marks) until ctx ends. Call it after the service stopped.
+// Flush waits until the dedup marks written in the background
+// (Config.DedupMarkInBackground) are written, or ctx ends. Call it after the
+// service stopped.
 func (r *Stack) Flush(ctx context.Context) error {
 	if r.Dedup == nil {
 		return nil
@@ -115,7 +119,8 @@ func New(ctx context.Context, b *bus.Bus, service, serviceQueue string, cfg Conf
 		return nil, err
 	}
 	if cfg.DedupStore != nil {
-		if r.Dedup, err = middleware.NewDedup(middleware.DedupConfig{Store: cfg.DedupStore, Service: service, Window: cfg.DedupWindow, Logger: logger}); err != nil {
+		if r.Dedup, err = middleware.NewDedup(middleware.DedupConfig{Store: cfg.DedupStore, Service: service, Window: cfg.DedupWindow,
+			MarkInBackground: cfg.DedupMarkInBackground, Logger: logger}); err != nil {
 			return nil, err
 		}
 	}

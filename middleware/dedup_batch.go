@@ -1,0 +1,156 @@
+package middleware
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// BatchMarker is a DedupStore that marks many keys in one round trip, which
+// DedupConfig.MarkInBackground needs. RedisDedupStore is one.
+type BatchMarker interface {
+	DedupStore
+	// MarkMany marks each key as Mark does. An error means that some of the
+	// keys may not be marked.
+	MarkMany(ctx context.Context, keys []string, ttl time.Duration) error
+}
+
+var _ BatchMarker = (*RedisDedupStore)(nil)
+
+// MarkMany sends a SET NX with the TTL for every key in one go-redis
+// pipeline.
+func (s *RedisDedupStore) MarkMany(ctx context.Context, keys []string, ttl time.Duration) error {
+	value := time.Now().UTC().Format(time.RFC3339Nano)
+	_, err := s.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for _, k := range keys {
+			pipe.SetNX(ctx, s.prefix+k, value, ttl)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cannot mark %d dedup keys: %w", len(keys), err)
+	}
+	return nil
+}
+
+// markBatchMax bounds the keys of one MarkMany.
+const markBatchMax = 512
+
+// markWriter writes a Dedup's marks in the background (MarkInBackground).
+//
+// Marking after the handler puts a second Redis round trip on every
+// delivery's path before its ack. Queued instead, the marks of all the
+// deliveries handled meanwhile go to Redis together, as one pipeline,
+// while the deliveries are acked: the path keeps one round trip (the
+// check), and the marks cost a fraction of a round trip each. A goroutine
+// writes while marks are queued and ends when none is left, so there is
+// nothing to stop; Flush waits for it.
+type markWriter struct {
+	d     *Dedup
+	store BatchMarker
+
+	mu      sync.Mutex
+	queue   []string
+	pending map[string]int // keys queued or being written, with their count
+	idle    chan struct{}  // closed when pending empties
+	writing bool
+}
+
+// add queues a mark, and starts the writer unless it runs.
+func (w *markWriter) add(key string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.pending) == 0 {
+		w.idle = make(chan struct{})
+	}
+	w.queue = append(w.queue, key)
+	w.pending[key]++
+	if !w.writing {
+		w.writing = true
+		go w.write()
+	}
+}
+
+// has reports whether key waits to be written: a copy of a message this
+// process just handled is a duplicate that the store does not show yet.
+func (w *markWriter) has(key string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pending[key] > 0
+}
+
+// write sends the queued marks, up to markBatchMax per MarkMany, until none
+// is left.
+func (w *markWriter) write() {
+	var batch []string
+	for {
+		w.mu.Lock()
+		if len(w.queue) == 0 {
+			w.writing = false
+			w.mu.Unlock()
+			return
+		}
+		n := min(len(w.queue), markBatchMax)
+		batch = append(batch[:0], w.queue[:n]...)
+		w.queue = w.queue[:copy(w.queue, w.queue[n:])]
+		w.mu.Unlock()
+
+		w.send(batch)
+
+		w.mu.Lock()
+		for _, key := range batch {
+			if w.pending[key]--; w.pending[key] == 0 {
+				delete(w.pending, key)
+			}
+		}
+		if len(w.pending) == 0 {
+			close(w.idle)
+		}
+		w.mu.Unlock()
+	}
+}
+
+func (w *markWriter) send(batch []string) {
+	d := w.d
+	const what = "cannot mark messages processed; a redelivery would run them again"
+	defer func() {
+		// Not a handler's goroutine: a store that panics must cost this
+		// batch's marks, not the process.
+		if r := recover(); r != nil {
+			d.storeFailed(what, fmt.Errorf("the store panicked: %v", r), slog.Int("marks", len(batch)))
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Timeout)
+	defer cancel()
+	if err := w.store.MarkMany(ctx, batch, d.cfg.Window); err != nil {
+		d.storeFailed(what, err, slog.Int("marks", len(batch)))
+	}
+}
+
+// Flush waits until every mark queued before it is written (or has failed
+// and been counted), or ctx ends. Call it on shutdown, after the service
+// stopped, so that the last messages handled are remembered. Without
+// MarkInBackground it returns at once.
+func (d *Dedup) Flush(ctx context.Context) error {
+	w := d.marks
+	if w == nil {
+		return nil
+	}
+	w.mu.Lock()
+	if len(w.pending) == 0 {
+		w.mu.Unlock()
+		return nil
+	}
+	idle := w.idle
+	w.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cannot flush dedup marks: %w", ctx.Err())
+	}
+}
