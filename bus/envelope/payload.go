@@ -1,0 +1,90 @@
+package envelope
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// MarshalPayload encodes a payload value as the bus writes it: compact
+// JSON, <, > and & as they are, map keys sorted, null for nil pointers,
+// slices and maps, and the defaults of `default` struct tags applied (see
+// UnmarshalPayload). New encodes payloads with it; use it wherever a
+// payload is encoded outside New, so that both write the same bytes.
+func MarshalPayload(v any) ([]byte, error) {
+	rv := reflect.ValueOf(v)
+	if rv.IsValid() {
+		p, err := planFor(rv.Type())
+		if err != nil {
+			return nil, err
+		}
+		if filled, changed := p.fillForEncode(rv); changed {
+			v = filled.Interface()
+		}
+	}
+	return jsonv2.Marshal(v, encodeOptions)
+}
+
+// UnmarshalPayload decodes a payload into v, a non-nil pointer, as Python
+// reads it, and applies the defaults that `default` struct tags declare to
+// members that are absent or null:
+//
+//	`default:"[]"`, `default:"{}"`      an empty slice or map
+//	`default:"true"`, `default:"0"`     any JSON of the field's type
+//	`default:"ok"`                      the text itself, for a string field
+//	`default:"now"`                     the time of decoding, for a Time
+//
+// Encoding (MarshalPayload, New) writes a nil slice or map of a defaulted
+// field as its default, an empty string as its default, and a zero Time
+// with default "now" as the time of encoding, since Python rejects null
+// for a defaulted field. Struct fields nested in v, in slices, arrays,
+// maps and pointers, are defaulted too.
+//
+// Member names match exactly, as in Python; a repeated name is accepted
+// and the last one wins.
+func UnmarshalPayload(data []byte, v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("cannot decode a payload into %T: want a non-nil pointer", v)
+	}
+	p, err := planFor(rv.Type())
+	if err != nil {
+		return err
+	}
+	if err := jsonv2.Unmarshal(data, v, decodeOptions); err != nil {
+		return err
+	}
+	if p == nil {
+		return nil
+	}
+	p.fillDecoded(rv)
+	if p.presence {
+		return p.fillAbsent(jsontext.NewDecoder(bytes.NewReader(data), decodeOptions), rv)
+	}
+	return nil
+}
+
+// DecodePayload decodes an envelope's payload into a T with UnmarshalPayload.
+func DecodePayload[T any](e Envelope) (T, error) {
+	var v T
+	if err := UnmarshalPayload(e.Payload, &v); err != nil {
+		return v, fmt.Errorf("cannot decode %s payload into %T: %w", e.EventType, v, err)
+	}
+	return v, nil
+}
+
+// encodePayload is New's payload: raw JSON as it is, any other value
+// through MarshalPayload.
+func encodePayload(payload any) (json.RawMessage, error) {
+	switch p := payload.(type) {
+	case json.RawMessage:
+		return p, nil
+	case []byte:
+		return json.RawMessage(p), nil
+	}
+	return MarshalPayload(payload)
+}
