@@ -16,11 +16,13 @@ import (
 // Every JSON document the package reads or writes goes through
 // github.com/go-json-experiment/json (encoding/json/v2) with these options.
 var (
-	// encodeOptions write what Python's json.dumps and orjson agree on, and
-	// what encoding/json wrote before: compact, <, > and & as they are,
-	// U+2028 and U+2029 escaped, map keys sorted, nil slices and maps as
-	// null, escape sequences of raw values (a payload, an unknown member)
-	// kept. Invalid UTF-8 in a Go string becomes U+FFFD instead of an error.
+	// encodeOptions write the bytes encoding/json writes with HTML
+	// escaping off, as Go producers always have: compact, <, > and & as
+	// they are (Python's json.dumps does not escape them either), U+2028
+	// and U+2029 escaped, map keys sorted, nil slices and maps as null,
+	// escape sequences of raw values (a payload, an unknown member) kept,
+	// and a raw value's repeated member names written as they came. Invalid
+	// UTF-8 in a Go string becomes U+FFFD instead of an error.
 	encodeOptions = json.JoinOptions(
 		json.Deterministic(true),
 		json.FormatNilSliceAsNull(true),
@@ -117,7 +119,7 @@ func (e Envelope) MarshalJSON() ([]byte, error) {
 		hasLineSeparator(e.unknown.agentContext) || hasLineSeparator(e.unknown.codeState) {
 		opts = verbatimOptions
 	}
-	b, err := json.Marshal(e.wire(), opts)
+	b, err := json.Marshal(e.wire(new(wireBody)), opts)
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode envelope %s: %w", e.EventID, err)
 	}
@@ -130,37 +132,50 @@ func hasLineSeparator(b []byte) bool {
 	return bytes.Contains(b, []byte("\u2028")) || bytes.Contains(b, []byte("\u2029"))
 }
 
-func (e Envelope) wire() wireEnvelope {
+// wireBody holds the wire structs of one envelope, so that writing one
+// allocates them together.
+type wireBody struct {
+	env wireEnvelope
+	src wireSource
+	ac  wireAgentContext
+	cs  wireCodeState
+}
+
+// wire fills b with the wire form of e.
+func (e Envelope) wire(b *wireBody) *wireEnvelope {
 	ids := make([]string, len(e.CorrelationIDs)) // never nil: written as []
 	for i, id := range e.CorrelationIDs {
 		ids[i] = id.String()
 	}
-	w := wireEnvelope{
-		EventID:   e.EventID.String(),
-		EventType: e.EventType,
-		Timestamp: FormatTimestamp(e.Timestamp),
-		Version:   e.Version,
-		Source: &wireSource{
-			Host: e.Source.Host, Type: string(e.Source.Type), App: optString(e.Source.App),
-			Meta: e.Source.Meta, Unknown: e.unknown.source,
-		},
+	b.src = wireSource{
+		Host: e.Source.Host, Type: string(e.Source.Type), App: optString(e.Source.App),
+		Meta: e.Source.Meta, Unknown: e.unknown.source,
+	}
+	b.env = wireEnvelope{
+		EventID:        e.EventID.String(),
+		EventType:      e.EventType,
+		Timestamp:      FormatTimestamp(e.Timestamp),
+		Version:        e.Version,
+		Source:         &b.src,
 		CorrelationIDs: ids,
-		AgentContext:   e.agentContextWire(),
+		AgentContext:   e.agentContextWire(b),
 		Payload:        jsontext.Value(e.Payload),
 		Unknown:        e.unknown.top,
 	}
-	if w.Version == "" {
-		w.Version = Version
+	if b.env.Version == "" {
+		b.env.Version = Version
 	}
-	return w
+	return &b.env
 }
 
-func (e Envelope) agentContextWire() *wireAgentContext {
+// agentContextWire fills b's agent context and code state with the wire
+// form of e's, or returns nil when e has none.
+func (e Envelope) agentContextWire(b *wireBody) *wireAgentContext {
 	ac := e.AgentContext
 	if ac == nil {
 		return nil
 	}
-	w := &wireAgentContext{
+	b.ac = wireAgentContext{
 		Type:           optString(ac.Type),
 		Name:           optString(ac.Name),
 		SystemPrompt:   optString(ac.SystemPrompt),
@@ -173,13 +188,14 @@ func (e Envelope) agentContextWire() *wireAgentContext {
 		Unknown:        e.unknown.agentContext,
 	}
 	if cs := ac.CodeState; cs != nil {
-		w.CodeState = &wireCodeState{
+		b.cs = wireCodeState{
 			RepoURL: optString(cs.RepoURL), Branch: optString(cs.Branch), WorkingDiff: optString(cs.WorkingDiff),
 			BranchDiff: optString(cs.BranchDiff), LastCommitHash: optString(cs.LastCommitHash),
 			Unknown: e.unknown.codeState,
 		}
+		b.ac.CodeState = &b.cs
 	}
-	return w
+	return &b.ac
 }
 
 // agentContext reads the wire form back, with the unknown members of the

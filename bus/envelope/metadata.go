@@ -111,7 +111,7 @@ func setEnvelopeMetadata(md message.Metadata, e Envelope) error {
 		md[MetaCorrelationIDs] = JoinIDs(e.CorrelationIDs)
 	}
 	if e.AgentContext != nil {
-		b, err := json.Marshal(e.agentContextWire(), verbatimOptions)
+		b, err := json.Marshal(e.agentContextWire(new(wireBody)), verbatimOptions)
 		if err != nil {
 			return fmt.Errorf("cannot encode agent_context of %s: %w", e.EventID, err)
 		}
@@ -120,7 +120,7 @@ func setEnvelopeMetadata(md message.Metadata, e Envelope) error {
 	if len(e.unknown.top) > 0 || len(e.unknown.source) > 0 {
 		// The wire struct with nothing but unknown members set, zero fields
 		// left out: {"trace":…,"source":{"pid":…}}.
-		w := wireEnvelope{Unknown: e.unknown.top}
+		w := &wireEnvelope{Unknown: e.unknown.top}
 		if len(e.unknown.source) > 0 {
 			w.Source = &wireSource{Unknown: e.unknown.source}
 		}

@@ -1,13 +1,11 @@
 package envelope
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
 
 	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 )
 
 // MarshalPayload encodes a payload value as the bus writes it: compact
@@ -17,13 +15,18 @@ import (
 // payload is encoded outside New, so that both write the same bytes.
 func MarshalPayload(v any) ([]byte, error) {
 	rv := reflect.ValueOf(v)
+	for rv.Kind() == reflect.Pointer && !rv.IsNil() {
+		rv = rv.Elem()
+	}
 	if rv.IsValid() {
-		p, err := planFor(rv.Type())
+		d, err := defaultsFor(rv.Type())
 		if err != nil {
 			return nil, err
 		}
-		if filled, changed := p.fillForEncode(rv); changed {
-			v = filled.Interface()
+		if d != nil {
+			if filled, ok := d.fillForEncode(rv); ok {
+				v = filled.Addr().Interface()
+			}
 		}
 	}
 	return jsonv2.Marshal(v, encodeOptions)
@@ -41,8 +44,9 @@ func MarshalPayload(v any) ([]byte, error) {
 // Encoding (MarshalPayload, New) writes a nil slice or map of a defaulted
 // field as its default, an empty string as its default, and a zero Time
 // with default "now" as the time of encoding, since Python rejects null
-// for a defaulted field. Struct fields nested in v, in slices, arrays,
-// maps and pointers, are defaulted too.
+// for a defaulted field. Defaults apply to the payload struct's own fields
+// and those of structs it embeds; a type with a `default` tag further down
+// is refused with an error.
 //
 // Member names match exactly, as in Python; a repeated name is accepted
 // and the last one wins.
@@ -51,19 +55,19 @@ func UnmarshalPayload(data []byte, v any) error {
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("cannot decode a payload into %T: want a non-nil pointer", v)
 	}
-	p, err := planFor(rv.Type())
-	if err != nil {
-		return err
-	}
 	if err := jsonv2.Unmarshal(data, v, decodeOptions); err != nil {
 		return err
 	}
-	if p == nil {
-		return nil
+	for rv.Kind() == reflect.Pointer && !rv.IsNil() {
+		rv = rv.Elem()
 	}
-	p.fillDecoded(rv)
-	if p.presence {
-		return p.fillAbsent(jsontext.NewDecoder(bytes.NewReader(data), decodeOptions), rv)
+	d, err := defaultsFor(rv.Type())
+	if d == nil || err != nil {
+		return err
+	}
+	d.fillDecoded(rv)
+	if d.presence {
+		return d.fillAbsent(data, rv)
 	}
 	return nil
 }

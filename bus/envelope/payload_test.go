@@ -2,7 +2,6 @@ package envelope_test
 
 import (
 	"encoding/json"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -12,12 +11,10 @@ import (
 
 type bbtStatus string
 
-// bbtItem is nested in bbtDefaults, in a slice and a map, to check that
-// defaults reach nested structs.
+// bbtItem has a default, which only a payload's own fields may have.
 type bbtItem struct {
 	Name    string `json:"name"`
 	Enabled bool   `json:"enabled" default:"true"`
-	Labels  []int  `json:"labels" default:"[]"`
 }
 
 type bbtEmbedded struct {
@@ -27,20 +24,18 @@ type bbtEmbedded struct {
 // bbtDefaults has a field for every kind of `default` tag.
 type bbtDefaults struct {
 	bbtEmbedded
-	ID        string             `json:"id"`
-	Tags      []string           `json:"tags" default:"[]"`
-	Meta      map[string]any     `json:"meta" default:"{}"`
-	Retryable bool               `json:"retryable" default:"true"`
-	Count     int                `json:"count" default:"0"`
-	Limit     int                `json:"limit" default:"10"`
-	Ratio     *float64           `json:"ratio" default:"0.5"`
-	Status    bbtStatus          `json:"status" default:"ok"`
-	Backend   string             `json:"backend" default:"\"redis\""`
-	At        envelope.Time      `json:"at" default:"now"`
-	StdAt     time.Time          `json:"std_at" default:"now"`
-	Items     []bbtItem          `json:"items"`
-	ByName    map[string]bbtItem `json:"by_name"`
-	Optional  *string            `json:"optional"`
+	ID        string         `json:"id"`
+	Tags      []string       `json:"tags" default:"[]"`
+	Meta      map[string]any `json:"meta" default:"{}"`
+	Retryable bool           `json:"retryable" default:"true"`
+	Count     int            `json:"count" default:"0"`
+	Limit     int            `json:"limit" default:"10"`
+	Ratio     *float64       `json:"ratio" default:"0.5"`
+	Status    bbtStatus      `json:"status" default:"ok"`
+	Backend   string         `json:"backend" default:"\"redis\""`
+	At        envelope.Time  `json:"at" default:"now"`
+	StdAt     time.Time      `json:"std_at" default:"now"`
+	Optional  *string        `json:"optional"`
 }
 
 var bbtDefaultedNames = []string{"origin", "tags", "meta", "retryable", "count", "limit", "ratio", "status", "backend", "at", "std_at"}
@@ -92,20 +87,22 @@ func TestUnmarshalPayload_explicitValuesKept(t *testing.T) {
 	}
 }
 
-func TestUnmarshalPayload_nestedDefaults(t *testing.T) {
-	payload := `{"items":[{"name":"a"},{"name":"b","enabled":false,"labels":[1]},{"name":"c","enabled":null,"labels":null}],` +
-		`"by_name":{"x":{"name":"x"},"y":{"enabled":false}}}`
-	var got bbtDefaults
-	if err := envelope.UnmarshalPayload([]byte(payload), &got); err != nil {
-		t.Fatal(err)
+// A `default` tag below the payload's own fields is refused, not ignored.
+func TestUnmarshalPayload_nestedDefaultsRefused(t *testing.T) {
+	type inSlice struct {
+		Items []bbtItem `json:"items"`
 	}
-	want := []bbtItem{{Name: "a", Enabled: true, Labels: []int{}}, {Name: "b", Labels: []int{1}}, {Name: "c", Enabled: true, Labels: []int{}}}
-	if !reflect.DeepEqual(got.Items, want) {
-		t.Errorf("Items = %+v, want %+v", got.Items, want)
+	type inMap struct {
+		ByName map[string]*bbtItem `json:"by_name"`
 	}
-	wantByName := map[string]bbtItem{"x": {Name: "x", Enabled: true, Labels: []int{}}, "y": {Labels: []int{}}}
-	if !reflect.DeepEqual(got.ByName, wantByName) {
-		t.Errorf("ByName = %+v, want %+v", got.ByName, wantByName)
+	for _, v := range []any{&inSlice{}, &inMap{}} {
+		err := envelope.UnmarshalPayload([]byte(`{}`), v)
+		if err == nil || !strings.Contains(err.Error(), "bbtItem.Enabled") {
+			t.Errorf("UnmarshalPayload into %T: error %v, want one naming bbtItem.Enabled", v, err)
+		}
+		if _, err := envelope.MarshalPayload(v); err == nil {
+			t.Errorf("MarshalPayload(%T) = nil error", v)
+		}
 	}
 }
 
@@ -158,15 +155,14 @@ func TestUnmarshalPayload_namesAndDuplicates(t *testing.T) {
 
 func TestMarshalPayload_writesDefaultsOfUnsetFields(t *testing.T) {
 	before := time.Now().Add(-time.Millisecond)
-	in := bbtDefaults{Items: []bbtItem{{Name: "a"}}, ByName: map[string]bbtItem{"x": {Name: "x", Labels: []int{2}}}}
+	in := bbtDefaults{ID: "a"}
 	b, err := envelope.MarshalPayload(in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
 	for _, want := range []string{`"origin":"python"`, `"tags":[]`, `"meta":{}`, `"retryable":false`, `"limit":0`, `"ratio":0.5`,
-		`"status":"ok"`, `"backend":"\"redis\""`, `"items":[{"name":"a","enabled":false,"labels":[]}]`,
-		`"by_name":{"x":{"name":"x","enabled":false,"labels":[2]}}`, `"optional":null`} {
+		`"status":"ok"`, `"backend":"\"redis\""`, `"optional":null`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("MarshalPayload = %s, want it to contain %s", s, want)
 		}
@@ -179,7 +175,7 @@ func TestMarshalPayload_writesDefaultsOfUnsetFields(t *testing.T) {
 		t.Errorf("zero times written as %s and %s, want the time of encoding", back.At, back.StdAt)
 	}
 	// The caller's value is left alone.
-	if in.Tags != nil || in.Items[0].Labels != nil || !in.At.IsZero() || in.Ratio != nil {
+	if in.Tags != nil || in.Meta != nil || !in.At.IsZero() || in.Ratio != nil || in.Origin != "" {
 		t.Errorf("MarshalPayload changed its argument: %+v", in)
 	}
 	// A pointer encodes as its value, and a value without defaults as it is.
