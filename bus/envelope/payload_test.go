@@ -201,3 +201,23 @@ func TestNew_payloadDefaults(t *testing.T) {
 		t.Errorf("payload = %s", env.Payload)
 	}
 }
+
+// A json.Number, as decoding with UseNumber gives, is written as the number
+// it spells, in a payload and in a meta map alike.
+func TestMarshalPayload_jsonNumber(t *testing.T) {
+	b, err := envelope.MarshalPayload(map[string]any{"n": json.Number("12345678901234567890"), "f": json.Number("1.5e3")})
+	if err != nil || string(b) != `{"f":1.5e3,"n":12345678901234567890}` {
+		t.Errorf("MarshalPayload = %s, %v", b, err)
+	}
+	if _, err := envelope.MarshalPayload(map[string]any{"n": json.Number("twelve")}); err == nil {
+		t.Error("MarshalPayload of json.Number(\"twelve\") = nil error")
+	}
+	env, err := envelope.New("x.y", map[string]any{}, envelope.WithSource(envelope.Source{Host: "h", Type: envelope.TriggerManual, Meta: map[string]any{"pid": json.Number("42")}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := env.MarshalJSON()
+	if err != nil || !strings.Contains(string(body), `"meta":{"pid":42}`) {
+		t.Errorf("MarshalJSON = %s, %v", body, err)
+	}
+}
