@@ -18,12 +18,13 @@ import (
 // github.com/go-json-experiment/json (encoding/json/v2) with these options.
 var (
 	// encodeOptions write the bytes encoding/json writes with HTML
-	// escaping off, as Go producers always have: compact, <, > and & as
-	// they are (Python's json.dumps does not escape them either), U+2028
-	// and U+2029 escaped, map keys sorted, nil slices and maps as null,
-	// escape sequences of raw values (a payload, an unknown member) kept,
-	// and a raw value's repeated member names written as they came. Invalid
-	// UTF-8 in a Go string becomes U+FFFD instead of an error.
+	// escaping off, so that every Go writer on the bus agrees: compact,
+	// <, > and & as they are (Python's json.dumps does not escape them
+	// either), U+2028 and U+2029 escaped, map keys sorted, nil slices and
+	// maps as null, escape sequences of raw values (a payload, an unknown
+	// member) kept, a raw value's repeated member names written as they
+	// came, and json.Number as a number. Invalid UTF-8 in a Go string
+	// becomes U+FFFD instead of an error.
 	encodeOptions = json.JoinOptions(
 		json.Deterministic(true),
 		json.FormatNilSliceAsNull(true),
@@ -47,7 +48,7 @@ var (
 
 // marshalNumber writes an encoding/json Number (in a meta map or a payload
 // built from JSON decoded with UseNumber) as the number it spells, as
-// encoding/json does, instead of as a string.
+// encoding/json does; encoding/json/v2 on Go 1.26 would quote it.
 func marshalNumber(enc *jsontext.Encoder, n stdjson.Number) error {
 	v := jsontext.Value(n)
 	if len(v) == 0 {
