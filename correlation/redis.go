@@ -3,12 +3,14 @@ package correlation
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
@@ -191,70 +193,93 @@ func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 	return nil
 }
 
-// encodeForward writes the forward value as the Python tracker does
-// (orjson: compact, keys in this order); Python readers only json-decode it.
-func encodeForward(l Link, now time.Time) ([]byte, error) {
-	if err := l.checkIDs(); err != nil {
-		return nil, err
-	}
-	meta := []byte("{}")
-	if len(l.Metadata) > 0 {
-		m, err := json.Marshal(l.Metadata)
-		if err != nil {
-			return nil, fmt.Errorf("%w: metadata of child %s is not JSON: %v", ErrInvalidLink, l.Child, err)
-		}
-		meta = m
-	}
-	created := l.CreatedAt
-	if created.IsZero() {
-		created = now
-	}
-	b := make([]byte, 0, 64+len(l.Parents)*39+len(envelope.TimestampLayout)+len(meta))
-	b = append(b, `{"parent_event_ids":[`...)
-	for i, p := range l.Parents {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		b = append(b, p.String()...)
-		b = append(b, '"')
-	}
-	b = append(b, `],"created_at":"`...)
-	b = append(b, envelope.FormatTimestamp(created)...)
-	b = append(b, `","metadata":`...)
-	b = append(b, meta...)
-	return append(b, '}'), nil
-}
-
-// forwardJSON is the forward value as any writer may have written it:
-// Python's json.dumps (spaced) or orjson (compact), with created_at in any
-// ISO-8601 form.
+// forwardJSON is the forward value, its keys in the order the Python
+// tracker writes them (orjson: compact, so a byte comparison of values
+// from both languages is meaningful). Reading, it takes what any writer
+// may have written: Python's json.dumps (spaced) or orjson, created_at in
+// any ISO-8601 form, or not a string at all.
 type forwardJSON struct {
-	ParentEventIDs *[]string      `json:"parent_event_ids"`
+	ParentEventIDs []string       `json:"parent_event_ids"`
 	CreatedAt      any            `json:"created_at"`
 	Metadata       map[string]any `json:"metadata"`
 }
 
-// decodeForward reads a forward value. Numbers in metadata become
-// json.Number so that integers written by Python survive exactly. A missing
-// or unreadable created_at leaves CreatedAt zero: nothing in either language
-// depends on it, so it is no reason to hide the parents.
+var (
+	// forwardEncoding writes as orjson does (<, > and & as they are),
+	// with metadata keys sorted, and json.Number as the number it spells.
+	forwardEncoding = json.JoinOptions(
+		json.Deterministic(true),
+		jsontext.AllowInvalidUTF8(true),
+		json.WithMarshalers(json.MarshalToFunc(func(enc *jsontext.Encoder, n stdjson.Number) error {
+			v := jsontext.Value(n)
+			if len(v) == 0 {
+				v = jsontext.Value("0")
+			}
+			if v.Kind() != '0' {
+				return fmt.Errorf("json.Number %q is not a number", string(n))
+			}
+			return enc.WriteValue(v)
+		})),
+	)
+	// forwardDecoding reads numbers in metadata as json.Number, so that
+	// integers written by Python survive exactly, and lets a repeated key's
+	// last value win, as Python's json.loads does.
+	forwardDecoding = json.JoinOptions(
+		jsontext.AllowDuplicateNames(true),
+		json.WithUnmarshalers(json.UnmarshalFromFunc(func(dec *jsontext.Decoder, v *any) error {
+			if dec.PeekKind() != '0' {
+				return errors.ErrUnsupported // not a number: decoded as usual
+			}
+			num, err := dec.ReadValue()
+			if err != nil {
+				return err
+			}
+			*v = stdjson.Number(num)
+			return nil
+		})),
+	)
+)
+
+// encodeForward writes the forward value as the Python tracker does;
+// Python readers only json-decode it.
+func encodeForward(l Link, now time.Time) ([]byte, error) {
+	if err := l.checkIDs(); err != nil {
+		return nil, err
+	}
+	f := forwardJSON{ParentEventIDs: make([]string, len(l.Parents)), CreatedAt: envelope.FormatTimestamp(l.CreatedAt), Metadata: l.Metadata}
+	for i, p := range l.Parents {
+		f.ParentEventIDs[i] = p.String()
+	}
+	if l.CreatedAt.IsZero() {
+		f.CreatedAt = envelope.FormatTimestamp(now)
+	}
+	if f.Metadata == nil {
+		f.Metadata = map[string]any{} // Python: metadata or {}
+	}
+	b, err := json.Marshal(f, forwardEncoding)
+	if err != nil {
+		return nil, fmt.Errorf("%w: metadata of child %s is not JSON: %v", ErrInvalidLink, l.Child, err)
+	}
+	return b, nil
+}
+
+// decodeForward reads a forward value. A missing or unreadable created_at
+// leaves CreatedAt zero: nothing in either language depends on it, so it is
+// no reason to hide the parents.
 func decodeForward(key string, child uuid.UUID, raw string) (Link, error) {
 	b := []byte(raw)
 	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return Link{}, &MalformedError{Key: key, Err: errors.New("value is not a JSON object")}
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
 	var f forwardJSON
-	if err := dec.Decode(&f); err != nil {
+	if err := json.Unmarshal(b, &f, forwardDecoding); err != nil {
 		return Link{}, &MalformedError{Key: key, Err: err}
 	}
 	if f.ParentEventIDs == nil {
 		return Link{}, &MalformedError{Key: key, Err: errors.New(`"parent_event_ids" is missing or null`)}
 	}
-	l := Link{Child: child, Parents: make([]uuid.UUID, len(*f.ParentEventIDs)), Metadata: f.Metadata}
-	for i, s := range *f.ParentEventIDs {
+	l := Link{Child: child, Parents: make([]uuid.UUID, len(f.ParentEventIDs)), Metadata: f.Metadata}
+	for i, s := range f.ParentEventIDs {
 		id, err := uuid.Parse(s)
 		if err != nil {
 			return Link{}, &MalformedError{Key: key, Err: fmt.Errorf("parent_event_ids[%d] %q is not a UUID", i, s)}

@@ -8,8 +8,6 @@ import (
 	wcqrs "github.com/ThreeDotsLabs/watermill/components/cqrs"
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	segjson "github.com/segmentio/encoding/json"
-
 	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 )
@@ -26,7 +24,8 @@ import (
 //     configured source);
 //   - Unmarshal hydrates a message as Python's registry does: it validates
 //     the payload against the schema of its event type, then decodes it into
-//     v (or, for a *envelope.Envelope, rebuilds the whole envelope).
+//     v with envelope.UnmarshalPayload, defaults applied (or, for a
+//     *envelope.Envelope, rebuilds the whole envelope).
 //
 // Unmarshal errors are permanent (envelope.PermanentError): a message that is
 // malformed or invalid now will be so on every redelivery.
@@ -110,7 +109,7 @@ func (m *Marshaler) Unmarshal(msg *message.Message, v any) error {
 	if !bytes.HasPrefix(bytes.TrimLeft(msg.Payload, " \t\r\n"), []byte("{")) {
 		return &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("%s %s: the payload is not a JSON object", eventType, msg.UUID)}
 	}
-	if err := segjson.Unmarshal(msg.Payload, v); err != nil {
+	if err := envelope.UnmarshalPayload(msg.Payload, v); err != nil {
 		return &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("cannot decode %s %s into %T: %w", eventType, msg.UUID, v, err)}
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
 // Kind says whether a payload is a command, which a command processor
@@ -177,7 +179,7 @@ func Register[T any](r *Registry, spec Spec[T]) error {
 	if reflect.ValueOf(&spec.Example).Elem().IsZero() {
 		return fmt.Errorf("cannot register %s under %q: %w: Example is required", t, spec.RoutingKey, ErrInvalidSpec)
 	}
-	example, err := json.Marshal(spec.Example)
+	example, err := envelope.MarshalPayload(spec.Example)
 	if err != nil {
 		return fmt.Errorf("cannot register %s: %w: cannot encode its example: %w", t, ErrInvalidSpec, err)
 	}
@@ -391,7 +393,7 @@ func (r *Registry) Validate(routingKey string, payload []byte) error {
 // ValidateValue encodes a Go payload and validates it under routingKey, so
 // a producer catches a missing required field before publishing.
 func (r *Registry) ValidateValue(routingKey string, v any) error {
-	payload, err := json.Marshal(v)
+	payload, err := envelope.MarshalPayload(v)
 	if err != nil {
 		return fmt.Errorf("cannot encode %T: %w", v, err)
 	}
@@ -415,7 +417,7 @@ func (r *Registry) RoutingKeyFor(v any) (string, error) {
 	if !e.IsTemplate() {
 		return e.pattern.raw, nil
 	}
-	payload, err := json.Marshal(v)
+	payload, err := envelope.MarshalPayload(v)
 	if err != nil {
 		return "", fmt.Errorf("cannot encode %T: %w", v, err)
 	}

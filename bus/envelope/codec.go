@@ -1,15 +1,14 @@
 package envelope
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/go-json-experiment/json"
 	"github.com/google/uuid"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
@@ -47,29 +46,10 @@ func (Codec) Marshal(msg *message.Message) (amqp091.Publishing, error) {
 	if _, malformed := Malformed(msg); malformed || msg.Metadata.Get(MetaRawBody) != "" {
 		body = msg.Payload
 	} else {
-		env, err := FromMessage(msg)
-		if err == nil && !env.fieldsValid() {
-			// Middleware may have changed the metadata since NewMessage:
-			// never write a body that a reader would reject.
-			err = env.Validate()
-		}
-		if err != nil {
+		var err error
+		if body, err = encodeMessage(msg); err != nil {
 			return amqp091.Publishing{}, fmt.Errorf("cannot marshal message %s: %w", msg.UUID, err)
 		}
-		buf := bufPool.Get().(*bytes.Buffer)
-		buf.Reset()
-		defer bufPool.Put(buf)
-		// encode checks that the payload is JSON as it compacts it, which
-		// is the one check of Validate that fieldsValid leaves out: when it
-		// fails, Validate says why, as it did before the body was written.
-		if err := env.encode(buf); err != nil {
-			if verr := env.Validate(); verr != nil {
-				return amqp091.Publishing{}, fmt.Errorf("cannot marshal message %s: %w", msg.UUID, verr)
-			}
-			return amqp091.Publishing{}, err
-		}
-		// The publishing outlives the pooled buffer.
-		body = bytes.Clone(buf.Bytes())
 	}
 	var headers amqp091.Table
 	for k, v := range msg.Metadata {
@@ -92,7 +72,28 @@ func (Codec) Marshal(msg *message.Message) (amqp091.Publishing, error) {
 	}, nil
 }
 
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// encodeMessage writes the envelope a message carries. Middleware may have
+// changed the metadata or payload since NewMessage, so the envelope is
+// checked again: a writer never puts a body on the wire that a reader would
+// reject. Encoding checks the payload's syntax as it copies it; only when
+// that fails does Validate read it again, to say why.
+func encodeMessage(msg *message.Message) ([]byte, error) {
+	env, err := FromMessage(msg)
+	if err != nil {
+		return nil, err
+	}
+	if err := env.validate(false); err != nil {
+		return nil, err
+	}
+	body, err := env.MarshalJSON()
+	if err != nil {
+		if verr := env.Validate(); verr != nil {
+			return nil, verr
+		}
+		return nil, err
+	}
+	return body, nil
+}
 
 // Unmarshal reads a delivery into a message. It never fails; see Codec.
 func (Codec) Unmarshal(d amqp091.Delivery) (*message.Message, error) {
@@ -113,7 +114,11 @@ func DecodeDelivery(body []byte, messageID, routingKey string, headers amqp091.T
 			id = uuid.NewString()
 		}
 		msg = message.NewMessage(id, body)
-		msg.Metadata[MetaMalformed] = err.(*MalformedError).Reason
+		msg.Metadata[MetaMalformed] = err.Error()
+		var me *MalformedError
+		if errors.As(err, &me) {
+			msg.Metadata[MetaMalformed] = me.Reason
+		}
 	} else {
 		msg = message.NewMessage(env.EventID.String(), message.Payload(env.Payload))
 		if err := setEnvelopeMetadata(msg.Metadata, env); err != nil {
@@ -164,7 +169,7 @@ func headerString(v any) (string, bool) {
 	case amqp091.Decimal:
 		return fmt.Sprintf("%de-%d", x.Value, x.Scale), true
 	}
-	b, err := json.Marshal(jsonable(v))
+	b, err := json.Marshal(jsonable(v), encodeOptions)
 	if err != nil {
 		return "", false
 	}

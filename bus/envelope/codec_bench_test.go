@@ -1,12 +1,13 @@
 package envelope
 
-// Benchmarks of the codec's pieces and the checks that keep its hand-written
-// fast paths identical to encoding/json, the reference they replaced.
+// Benchmarks of the codec's pieces, and the check that the envelope is
+// written byte for byte as encoding/json writes the wire structs, which is
+// what Go producers have always put on the wire.
 
 import (
 	"bytes"
 	"encoding/json"
-	"math"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,25 +16,70 @@ import (
 	"github.com/google/uuid"
 )
 
-// referenceEncode is how the envelope was written before the hand-written
-// encoder: encoding/json on the wire structs, HTML escaping off.
+// referenceEncode writes the envelope with encoding/json, HTML escaping
+// off, from structs of the same shape as the wire structs.
 func referenceEncode(e Envelope) ([]byte, error) {
-	id, ts, ver := e.EventID.String(), FormatTimestamp(e.Timestamp), e.Version
-	if ver == "" {
-		ver = Version
+	type source struct {
+		Host string         `json:"host"`
+		Type string         `json:"type"`
+		App  *string        `json:"app"`
+		Meta map[string]any `json:"meta"`
 	}
-	w := wireEnvelope{
-		EventID:        &id,
-		EventType:      &e.EventType,
-		Timestamp:      &ts,
-		Version:        &ver,
-		Source:         &wireSource{Host: &e.Source.Host, Type: (*string)(&e.Source.Type), App: opt(e.Source.App), Meta: e.Source.Meta},
-		CorrelationIDs: make([]string, len(e.CorrelationIDs)),
-		AgentContext:   e.AgentContext.wire(),
+	type codeState struct {
+		RepoURL        *string `json:"repo_url"`
+		Branch         *string `json:"branch"`
+		WorkingDiff    *string `json:"working_diff"`
+		BranchDiff     *string `json:"branch_diff"`
+		LastCommitHash *string `json:"last_commit_hash"`
+	}
+	type agentContext struct {
+		Type           *string        `json:"type"`
+		Name           *string        `json:"name"`
+		SystemPrompt   *string        `json:"system_prompt"`
+		InstanceID     *string        `json:"instance_id"`
+		MCPServers     []string       `json:"mcp_servers"`
+		FileReferences []string       `json:"file_references"`
+		URLReferences  []string       `json:"url_references"`
+		CodeState      *codeState     `json:"code_state"`
+		CheckpointID   *string        `json:"checkpoint_id"`
+		Meta           map[string]any `json:"meta"`
+	}
+	type envelope struct {
+		EventID        string          `json:"event_id"`
+		EventType      string          `json:"event_type"`
+		Timestamp      string          `json:"timestamp"`
+		Version        string          `json:"version"`
+		Source         source          `json:"source"`
+		CorrelationIDs []string        `json:"correlation_ids"`
+		AgentContext   *agentContext   `json:"agent_context"`
+		Payload        json.RawMessage `json:"payload"`
+	}
+	opt := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	w := envelope{
+		EventID: e.EventID.String(), EventType: e.EventType, Timestamp: FormatTimestamp(e.Timestamp), Version: e.Version,
+		Source:         source{Host: e.Source.Host, Type: string(e.Source.Type), App: opt(e.Source.App), Meta: e.Source.Meta},
+		CorrelationIDs: []string{},
 		Payload:        e.Payload,
 	}
-	for i, c := range e.CorrelationIDs {
-		w.CorrelationIDs[i] = c.String()
+	if w.Version == "" {
+		w.Version = Version
+	}
+	for _, c := range e.CorrelationIDs {
+		w.CorrelationIDs = append(w.CorrelationIDs, c.String())
+	}
+	if ac := e.AgentContext; ac != nil {
+		w.AgentContext = &agentContext{Type: opt(string(ac.Type)), Name: opt(ac.Name), SystemPrompt: opt(ac.SystemPrompt),
+			InstanceID: opt(ac.InstanceID), MCPServers: ac.MCPServers, FileReferences: ac.FileReferences,
+			URLReferences: ac.URLReferences, CheckpointID: opt(ac.CheckpointID), Meta: ac.Meta}
+		if cs := ac.CodeState; cs != nil {
+			w.AgentContext.CodeState = &codeState{RepoURL: opt(cs.RepoURL), Branch: opt(cs.Branch),
+				WorkingDiff: opt(cs.WorkingDiff), BranchDiff: opt(cs.BranchDiff), LastCommitHash: opt(cs.LastCommitHash)}
+		}
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -91,63 +137,67 @@ func codecCases() []Envelope {
 	return out
 }
 
+// TestEncode_matchesEncodingJSON holds the wire to what encoding/json
+// writes: escapes, U+2028/U+2029 escaped in Go strings, sorted map keys,
+// nulls, payloads compacted and otherwise kept as they are. Two
+// differences, each the same JSON value: invalid UTF-8 in a Go string,
+// which encoding/json writes as the escape \ufffd and encoding/json/v2 (and
+// encoding/json itself under GOEXPERIMENT=jsonv2) as the character U+FFFD;
+// and U+2028/U+2029 in Go strings of an envelope whose payload holds them
+// as characters, which MarshalJSON then leaves unescaped (see
+// verbatimOptions).
 func TestEncode_matchesEncodingJSON(t *testing.T) {
 	for i, e := range codecCases() {
-		want, werr := referenceEncode(e)
-		got, gerr := e.MarshalJSON()
-		if (werr == nil) != (gerr == nil) {
-			t.Fatalf("case %d: error %v, reference error %v", i, gerr, werr)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("case %d:\n got %s\nwant %s", i, got, want)
-		}
+		checkEncode(t, fmt.Sprint("case ", i), e)
 	}
 }
 
-func TestEncode_errorsMatchEncodingJSON(t *testing.T) {
-	bad := []Envelope{
-		{EventID: uuid.New(), EventType: "x", Source: Source{Host: "h", Type: "manual"}, Payload: json.RawMessage(`{"a":`)},
-		{EventID: uuid.New(), EventType: "x", Source: Source{Host: "h", Type: "manual", Meta: map[string]any{"f": math.NaN()}}, Payload: json.RawMessage(`{}`)},
-		{EventID: uuid.New(), EventType: "x", Source: Source{Host: "h", Type: "manual"}, AgentContext: &AgentContext{Type: "t", Meta: map[string]any{"c": make(chan int)}}, Payload: json.RawMessage(`{}`)},
-		{EventID: uuid.New(), EventType: "x", Source: Source{Host: "h", Type: "manual"}, Payload: json.RawMessage(`{} x`)},
+func checkEncode(t *testing.T, name string, e Envelope) {
+	t.Helper()
+	want, werr := referenceEncode(e)
+	got, gerr := e.MarshalJSON()
+	if (werr == nil) != (gerr == nil) {
+		t.Fatalf("%s: error %v, encoding/json error %v", name, gerr, werr)
 	}
-	for i, e := range bad {
-		_, werr := referenceEncode(e)
-		var buf bytes.Buffer
-		gerr := e.encode(&buf)
-		if werr == nil || gerr == nil {
-			t.Fatalf("case %d: error %v, reference error %v; want both", i, gerr, werr)
+	if werr != nil {
+		return
+	}
+	// The payload is last; before it, strings cannot hold `,"payload":`
+	// unescaped.
+	i, j := bytes.Index(want, []byte(`,"payload":`)), bytes.Index(got, []byte(`,"payload":`))
+	if i < 0 || j < 0 || !bytes.Equal(got[j:], want[i:]) {
+		t.Fatalf("%s: payload differs:\n got %s\nwant %s", name, got, want)
+	}
+	wantFields := bytes.ReplaceAll(want[:i], []byte(`\ufffd`), []byte("\ufffd"))
+	if hasLineSeparator(e.Payload) {
+		// MarshalJSON then writes U+2028 and U+2029 unescaped in Go
+		// strings too: the same JSON values.
+		var g, w any
+		if json.Unmarshal(append(got[:j:j], '}'), &g) != nil || json.Unmarshal(append(wantFields, '}'), &w) != nil || !reflect.DeepEqual(g, w) {
+			t.Errorf("%s:\n got %s\nwant %s", name, got, want)
 		}
-		want := "cannot encode envelope " + e.EventID.String() + ": " + werr.Error()
-		if gerr.Error() != want {
-			t.Errorf("case %d: error\n got %s\nwant %s", i, gerr, want)
-		}
+		return
+	}
+	if !bytes.Equal(got[:j], wantFields) {
+		t.Errorf("%s:\n got %s\nwant %s", name, got, want)
 	}
 }
 
-// FuzzEncode_matchesEncodingJSON checks the hand-written encoder against
-// encoding/json on arbitrary strings and payloads:
-// go test -run '^$' -fuzz FuzzEncode ./bus
+// FuzzEncode_matchesEncodingJSON is TestEncode_matchesEncodingJSON on
+// arbitrary strings and payloads:
+// go test -run '^$' -fuzz FuzzEncode ./bus/envelope
 func FuzzEncode_matchesEncodingJSON(f *testing.F) {
 	for _, s := range tricky {
 		f.Add(s, `{"a":"`+s+`"}`)
 	}
 	f.Add("x", "{ \"a\" :\n1 }")
 	f.Fuzz(func(t *testing.T, s, payload string) {
-		e := Envelope{EventID: uuid.New(), EventType: s, Timestamp: time.Now(), Source: Source{Host: s, Type: TriggerType(s), App: s, Meta: map[string]any{s: s}},
-			AgentContext: &AgentContext{Type: AgentType(s), Name: s, MCPServers: []string{s}}, Payload: json.RawMessage(payload)}
 		if len(payload) == 0 {
 			return
 		}
-		want, werr := referenceEncode(e)
-		var buf bytes.Buffer
-		gerr := e.encode(&buf)
-		if (werr == nil) != (gerr == nil) {
-			t.Fatalf("error %v, reference error %v", gerr, werr)
-		}
-		if werr == nil && !bytes.Equal(buf.Bytes(), want) {
-			t.Fatalf("\n got %s\nwant %s", buf.Bytes(), want)
-		}
+		e := Envelope{EventID: uuid.New(), EventType: s, Timestamp: time.Now(), Source: Source{Host: s, Type: TriggerType(s), App: s, Meta: map[string]any{s: s}},
+			AgentContext: &AgentContext{Type: AgentType(s), Name: s, MCPServers: []string{s}}, Payload: json.RawMessage(payload)}
+		checkEncode(t, "fuzz", e)
 	})
 }
 
@@ -160,20 +210,6 @@ func benchEnvelope(b testing.TB) Envelope {
 		panic(err)
 	}
 	return e
-}
-
-// BenchmarkEnvelope_EncodeReference is the encoding/json encoder the
-// hand-written one replaced, for comparison with BenchmarkEnvelope_Encode.
-func BenchmarkEnvelope_EncodeReference(b *testing.B) {
-	e := benchEnvelope(b)
-	body, _ := e.MarshalJSON()
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := referenceEncode(e); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 // BenchmarkNewMessage is what a publisher pays to turn an envelope into a
@@ -215,179 +251,4 @@ func BenchmarkDecodeDelivery(b *testing.B) {
 	for b.Loop() {
 		DecodeDelivery(body, "", "agent.thread.prompt", nil)
 	}
-}
-
-// compactCases are payloads for compactJSON: it must never say "compact"
-// where json.Compact would change the bytes or fail.
-var compactCases = []string{
-	`{}`, `[]`, `{"a":1}`, `{"a":[1,2,{"b":null}],"c":true,"d":false}`, `"s"`, `0`, `-0`, `1.5e-3`, `1E+9`,
-	`{"u":"\u00e9\ud83d\ude80","e":"\"\\\/\b\f\n\r\t"}`, "{\"raw\":\"\xff\xfe\"}", `{"a":01}`, `{"a":1.}`, `{"a":.5}`,
-	`{"a":-}`, `{"a":1e}`, `{"a":tru}`, `{"a":"\x"}`, `{"a":"\u12"}`, "{\"a\":\"\x01\"}", `{"a":1,}`, `[1,]`,
-	`{"a" :1}`, ` {}`, `{} `, "{\n}", `{"a":1}{}`, `{"a"}`, `{,}`, `[`, `{"a":`, `"`, `nul`, `{"a":1}x`,
-	strings.Repeat("[", 70) + strings.Repeat("]", 70), `{"a":[[[[1]]]]}`, `1.0e+`, `-01`, `{"\u2028":"<&>"}`,
-}
-
-func TestCompactJSON_agreesWithCompact(t *testing.T) {
-	for _, c := range compactCases {
-		checkCompact(t, []byte(c))
-	}
-	// The fast path must cover what producers write.
-	for _, c := range []string{`{}`, `{"a":[1,2,{"b":null}],"c":true,"d":false}`, `{"u":"\u00e9\ud83d\ude80","e":"\"\\\/\b\f\n\r\t"}`, `-0.5E+3`} {
-		if !compactJSON([]byte(c)) {
-			t.Errorf("compactJSON(%s) = false, want true", c)
-		}
-	}
-}
-
-func checkCompact(t *testing.T, b []byte) {
-	t.Helper()
-	if !compactJSON(b) {
-		return
-	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, b); err != nil {
-		t.Fatalf("compactJSON(%q) = true, but json.Compact fails: %v", b, err)
-	}
-	if !bytes.Equal(buf.Bytes(), b) {
-		t.Fatalf("compactJSON(%q) = true, but json.Compact writes %q", b, buf.Bytes())
-	}
-}
-
-// go test -run '^$' -fuzz FuzzCompactJSON ./bus
-func FuzzCompactJSON(f *testing.F) {
-	for _, c := range compactCases {
-		f.Add([]byte(c))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) { checkCompact(t, b) })
-}
-
-// decodeCases are bodies for the fast decoder: where it succeeds it must
-// give what encoding/json gives, and it must leave every error to it.
-func decodeCases(t testing.TB) []string {
-	good, err := benchEnvelope(nil).MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := string(good)
-	var indented bytes.Buffer
-	if err := json.Indent(&indented, good, "", "  "); err != nil {
-		t.Fatal(err)
-	}
-	id, parent := `"0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11"`, `"6a0e4c39-8d1b-4b5e-9a57-0c1f2e3d4b5a"`
-	env := func(fields string) string {
-		return `{"event_id":` + id + `,"event_type":"a.b","timestamp":"2026-01-29T10:00:00.123456Z",` + fields + `"payload":{"x":1}}`
-	}
-	src := `"source":{"host":"h","type":"manual","app":null,"meta":null},`
-	return []string{
-		g, " \n" + g + "\t ", strings.ReplaceAll(g, ",", ", "), indented.String(),
-		env(src), env(src + `"version":"2.0.0",`), env(src + `"version":null,`), env(src + `"version":"",`),
-		env(src + `"correlation_ids":null,`), env(src + `"correlation_ids":[],`), env(src + `"correlation_ids":[` + parent + `,` + parent + `],`),
-		env(src + `"correlation_ids":["x"],`), env(src + `"correlation_ids":[null],`), env(src + `"correlation_ids":"x",`),
-		env(src + `"agent_context":null,`), env(src + `"agent_context":{"type":"letta","mcp_servers":["a"],"code_state":{"branch":"b"},"meta":{"k":[1,"<"]}},`),
-		env(src + `"agent_context":{"name":"n"},`), env(src + `"agent_context":{"type":""},`), env(src + `"agent_context":[],`),
-		env(src + `"extra":{"deep":[1,2,{"x":null}],"n":-1.5e3},"more":"\u00e9",`), env(src + `"EXTRA":1,`),
-		env(src + `"Version":"9",`), env(src + `"event_ID":"x",`), env(src + `"ſource":{},`), env(src + `"event\u005fid":"x",`),
-		env(src + `"event_id":` + id + `,`), env(src + `"source":{"host":"h2","type":"manual"},`),
-		env(`"source":{"host":"h","type":"manual","app":"a","meta":{"pid":42,"tty":"x"},"extra":true},`),
-		env(`"source":{"host":"h","type":"manual","HOST":"x"},`), env(`"source":{"host":"h","type":"manual","host":"y"},`),
-		env(`"source":{"host":"","type":"manual"},`), env(`"source":{"host":"h"},`), env(`"source":null,`), env(`"source":{"host":"h","type":"manual","meta":"x"},`),
-		env(`"source":{"host":"h\n","type":"manual"},`), env(`"source":{"host":"h\"q","type":"manual"},`), env(`"source":{"host":1,"type":"manual"},`),
-		env(`"source":{"host":"ü 🚀","type":"new_type","app":"<&>"},`),
-		`{"event_id":` + id + `,"event_type":"a.b","timestamp":"2026-01-29T10:00:00","version":"1.0.0",` + src + `"payload":{}}`,
-		`{"event_id":` + id + `,"event_type":"a.b","timestamp":"yesterday",` + src + `"payload":{}}`,
-		`{"event_id":"nope","event_type":"a.b","timestamp":"2026-01-29T10:00:00Z",` + src + `"payload":{}}`,
-		`{"event_id":` + id + `,"event_type":"","timestamp":"2026-01-29T10:00:00Z",` + src + `"payload":{}}`,
-		`{"event_id":` + id + `,"event_type":"a.b","timestamp":"2026-01-29T10:00:00Z",` + src + `"payload":[]}`,
-		`{"event_id":` + id + `,"event_type":"a.b","timestamp":"2026-01-29T10:00:00Z",` + src + `"payload":null}`,
-		`{"event_id":` + id + `,"event_type":"a.b","timestamp":"2026-01-29T10:00:00Z",` + src + `"payload":{"a":}}`,
-		`{"event_id":` + id + `,"event_type":"a.b","timestamp":"2026-01-29T10:00:00Z",` + src + `}`,
-		env(src) + " x", env(src) + "}", env(src)[:len(env(src))-1], "{\"event_id\":\xff}", "[]", "", "null",
-		`{"event_id":` + id + `,"event_type":"a.b","timestamp":"2026-01-29T10:00:00.123Z","source":{"host":"h","type":"t"},"payload":{"p":"a\tb"}}`,
-	}
-}
-
-func checkDecode(t *testing.T, body []byte) {
-	t.Helper()
-	want, werr := decodeReflect(body)
-	got, ok := decodeFast(body)
-	if !ok {
-		return
-	}
-	if werr != nil {
-		t.Fatalf("decodeFast(%s) succeeded; encoding/json fails: %v", body, werr)
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("decodeFast(%s):\n got %#v\nwant %#v", body, got, want)
-	}
-}
-
-func TestDecodeFast_agreesWithEncodingJSON(t *testing.T) {
-	fast := 0
-	for _, c := range decodeCases(t) {
-		checkDecode(t, []byte(c))
-		if _, ok := decodeFast([]byte(c)); ok {
-			fast++
-		}
-	}
-	// The fast path must cover the bodies producers write.
-	body, _ := benchEnvelope(nil).MarshalJSON()
-	if _, ok := decodeFast(body); !ok {
-		t.Errorf("decodeFast does not take a body Go writes: %s", body)
-	}
-	var spaced bytes.Buffer
-	_ = json.Indent(&spaced, body, "", " ")
-	if _, ok := decodeFast(spaced.Bytes()); !ok {
-		t.Error("decodeFast does not take a spaced body as Python's json.dumps writes it")
-	}
-	t.Logf("%d of %d cases took the fast path", fast, len(decodeCases(t)))
-}
-
-// go test -run '^$' -fuzz FuzzDecodeFast ./bus
-func FuzzDecodeFast(f *testing.F) {
-	for _, c := range decodeCases(f) {
-		f.Add([]byte(c))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) { checkDecode(t, body) })
-}
-
-// BenchmarkDecodeEnvelope_reflect is the encoding/json decoder the fast
-// path avoids, for comparison with BenchmarkEnvelope_Decode.
-func BenchmarkDecodeEnvelope_reflect(b *testing.B) {
-	body, err := benchEnvelope(b).MarshalJSON()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := decodeReflect(body); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkCompactJSON is the check the encoder makes on every payload
-// (json.Compact, which it replaces on compact payloads, for comparison).
-func BenchmarkCompactJSON(b *testing.B) {
-	p := benchEnvelope(b).Payload
-	b.Run("fast", func(b *testing.B) {
-		b.SetBytes(int64(len(p)))
-		b.ReportAllocs()
-		for b.Loop() {
-			if !compactJSON(p) {
-				b.Fatal("not compact")
-			}
-		}
-	})
-	b.Run("json.Compact", func(b *testing.B) {
-		var buf bytes.Buffer
-		b.SetBytes(int64(len(p)))
-		b.ReportAllocs()
-		for b.Loop() {
-			buf.Reset()
-			if err := json.Compact(&buf, p); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
 }

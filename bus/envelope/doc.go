@@ -13,6 +13,25 @@
 // timestamp type payloads use, and DeterministicID the uuid5 ids Python
 // computes, so a redelivered cause yields the same child ids.
 //
+// # JSON
+//
+// All of it goes through one library, github.com/go-json-experiment/json
+// (encoding/json/v2, which the standard library adopts), from wire structs
+// that mirror wire-contract section 3. The options in json.go make it write
+// what the Python services and encoding/json write: compact, <, > and & as
+// they are, U+2028 and U+2029 escaped in Go strings, map keys sorted, null
+// for absent optionals, timestamps in TimestampLayout; a payload keeps its
+// bytes, whitespace aside. Reading, member names match exactly and a
+// repeated name's last value wins, as in Python. Members of a body that
+// the package does not know are kept and written back after the known
+// ones, so a relay passes on what a newer writer added (MetaUnknown
+// carries them through Watermill).
+//
+// Payloads go through MarshalPayload and UnmarshalPayload (New,
+// DecodePayload), which apply the `default` struct tags of a payload type:
+// an absent or null member decodes as its default, and an unset field is
+// written as its default, since Python rejects null there.
+//
 // # The event inside a process
 //
 // Inside a process an event is a Watermill *message.Message: UUID is the

@@ -1231,9 +1231,8 @@ func BenchmarkEnvelope_Decode(b *testing.B) {
 	}
 }
 
-// bbtDefaulted has an UnmarshalJSON, as domain payloads that default a
-// field do: DecodePayload (segmentio/encoding/json) must call it and give
-// what encoding/json gives.
+// bbtDefaulted has its own UnmarshalJSON, as a third-party payload type may:
+// DecodePayload must call it and give what encoding/json gives.
 type bbtDefaulted struct {
 	Name string   `json:"name"`
 	Tags []string `json:"tags"`

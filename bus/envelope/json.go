@@ -2,356 +2,248 @@ package envelope
 
 import (
 	"bytes"
-	"encoding/json"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/uuid"
 )
 
-// The wire structs mirror the JSON of wire-contract section 3 field for
-// field and in order. Optional strings are pointers so that absent values
-// are written as null, as the Python writers do.
+// Every JSON document the package reads or writes goes through
+// github.com/go-json-experiment/json (encoding/json/v2) with these options.
+var (
+	// encodeOptions write the bytes encoding/json writes with HTML
+	// escaping off, so that every Go writer on the bus agrees: compact,
+	// <, > and & as they are (Python's json.dumps does not escape them
+	// either), U+2028 and U+2029 escaped, map keys sorted, nil slices and
+	// maps as null, escape sequences of raw values (a payload, an unknown
+	// member) kept, a raw value's repeated member names written as they
+	// came, and json.Number as a number. Invalid UTF-8 in a Go string
+	// becomes U+FFFD instead of an error.
+	encodeOptions = json.JoinOptions(
+		json.Deterministic(true),
+		json.FormatNilSliceAsNull(true),
+		json.FormatNilMapAsNull(true),
+		jsontext.EscapeForJS(true),
+		jsontext.AllowInvalidUTF8(true),
+		jsontext.PreserveRawStrings(true),
+		jsontext.AllowDuplicateNames(true),
+		json.WithMarshalers(json.MarshalToFunc(marshalNumber)),
+	)
+	// verbatimOptions are encodeOptions for a document that holds raw
+	// values with U+2028 or U+2029 as characters, and for metadata: the
+	// encoder escapes raw values as it escapes Go strings, and a raw value
+	// must keep its bytes.
+	verbatimOptions = json.JoinOptions(encodeOptions, jsontext.EscapeForJS(false))
+	// decodeOptions read what Python reads: a repeated member name is
+	// accepted and the last one wins (objects are merged). Names match
+	// exactly, as they do in Python.
+	decodeOptions = jsontext.AllowDuplicateNames(true)
+)
+
+// marshalNumber writes an encoding/json Number (in a meta map or a payload
+// built from JSON decoded with UseNumber) as the number it spells, as
+// encoding/json does; encoding/json/v2 on Go 1.26 would quote it.
+func marshalNumber(enc *jsontext.Encoder, n stdjson.Number) error {
+	v := jsontext.Value(n)
+	if len(v) == 0 {
+		v = jsontext.Value("0")
+	}
+	if v.Kind() != '0' {
+		return fmt.Errorf("json.Number %q is not a number", string(n))
+	}
+	return enc.WriteValue(v)
+}
+
+// The wire structs are the JSON of wire-contract section 3, field for field
+// and in order. An empty optString is written as null, as Python writes an
+// absent Optional[str]; reading, null and absent both give "". Members this
+// package does not know are kept, in order, in the Unknown fields, and
+// written back after the known ones.
 type wireEnvelope struct {
-	EventID        *string           `json:"event_id"`
-	EventType      *string           `json:"event_type"`
-	Timestamp      *string           `json:"timestamp"`
-	Version        *string           `json:"version"`
+	EventID        string            `json:"event_id"`
+	EventType      string            `json:"event_type"`
+	Timestamp      string            `json:"timestamp"`
+	Version        string            `json:"version"`
 	Source         *wireSource       `json:"source"`
 	CorrelationIDs []string          `json:"correlation_ids"`
 	AgentContext   *wireAgentContext `json:"agent_context"`
-	Payload        json.RawMessage   `json:"payload"`
+	Payload        jsontext.Value    `json:"payload"`
+	Unknown        jsontext.Value    `json:",embed"`
 }
 
 type wireSource struct {
-	Host *string        `json:"host"`
-	Type *string        `json:"type"`
-	App  *string        `json:"app"`
-	Meta map[string]any `json:"meta"`
-}
-
-type wireCodeState struct {
-	RepoURL        *string `json:"repo_url"`
-	Branch         *string `json:"branch"`
-	WorkingDiff    *string `json:"working_diff"`
-	BranchDiff     *string `json:"branch_diff"`
-	LastCommitHash *string `json:"last_commit_hash"`
+	Host    string         `json:"host"`
+	Type    string         `json:"type"`
+	App     optString      `json:"app"`
+	Meta    map[string]any `json:"meta"`
+	Unknown jsontext.Value `json:",embed"`
 }
 
 type wireAgentContext struct {
-	Type           *string        `json:"type"`
-	Name           *string        `json:"name"`
-	SystemPrompt   *string        `json:"system_prompt"`
-	InstanceID     *string        `json:"instance_id"`
+	Type           optString      `json:"type"`
+	Name           optString      `json:"name"`
+	SystemPrompt   optString      `json:"system_prompt"`
+	InstanceID     optString      `json:"instance_id"`
 	MCPServers     []string       `json:"mcp_servers"`
 	FileReferences []string       `json:"file_references"`
 	URLReferences  []string       `json:"url_references"`
 	CodeState      *wireCodeState `json:"code_state"`
-	CheckpointID   *string        `json:"checkpoint_id"`
+	CheckpointID   optString      `json:"checkpoint_id"`
 	Meta           map[string]any `json:"meta"`
+	Unknown        jsontext.Value `json:",embed"`
 }
 
-func opt(s string) *string {
+type wireCodeState struct {
+	RepoURL        optString      `json:"repo_url"`
+	Branch         optString      `json:"branch"`
+	WorkingDiff    optString      `json:"working_diff"`
+	BranchDiff     optString      `json:"branch_diff"`
+	LastCommitHash optString      `json:"last_commit_hash"`
+	Unknown        jsontext.Value `json:",embed"`
+}
+
+// optString is a string written as null when empty.
+type optString string
+
+func (s optString) MarshalJSONTo(enc *jsontext.Encoder) error {
 	if s == "" {
-		return nil
+		return enc.WriteToken(jsontext.Null)
 	}
-	return &s
+	return enc.WriteToken(jsontext.String(string(s)))
 }
 
-func val(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
+// unknownMembers are the members of a decoded body that this package does
+// not know, one JSON object per level, so that a relay writes them back.
+type unknownMembers struct {
+	top, source, agentContext, codeState jsontext.Value
 }
 
 // MarshalJSON writes the envelope as the compact v1 JSON object, with null
-// for absent optional fields and [] for no correlation ids.
+// for absent optional fields, [] for no correlation ids, and the members a
+// decoded body had that this package does not know after the known ones.
 func (e Envelope) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(256 + len(e.Payload))
-	if err := e.encode(&buf); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-// encode appends the envelope to buf as compact JSON, with no newline.
-//
-// It writes, byte for byte, what encoding/json writes for the wire structs
-// above with SetEscapeHTML(false) (codec_bench_test.go checks the two
-// agree), without reflection: the fixed fields are appended directly,
-// strings are escaped as encoding/json escapes them, and only the free-form
-// maps (source.meta, agent_context.meta) go through encoding/json. The
-// payload is compacted as encoding/json compacts a json.RawMessage, which
-// also checks that it is JSON. HTML characters are not escaped: Python's
-// json.dumps does not escape <, > and & either, so a body round-trips
-// between the two without growing.
-func (e Envelope) encode(buf *bytes.Buffer) error {
 	if len(e.Payload) == 0 {
-		return errors.New("cannot encode envelope: payload is empty")
+		return nil, errors.New("cannot encode envelope: payload is empty")
 	}
-	ver := e.Version
-	if ver == "" {
-		ver = Version
+	opts := encodeOptions
+	if hasLineSeparator(e.Payload) || hasLineSeparator(e.unknown.top) || hasLineSeparator(e.unknown.source) ||
+		hasLineSeparator(e.unknown.agentContext) || hasLineSeparator(e.unknown.codeState) {
+		opts = verbatimOptions
 	}
-	buf.Grow(320 + len(e.Payload) + 40*len(e.CorrelationIDs))
-	b := buf.AvailableBuffer()
-	b = append(b, `{"event_id":"`...)
-	b = appendUUID(b, e.EventID)
-	b = append(b, `","event_type":`...)
-	b = appendJSONString(b, e.EventType)
-	b = append(b, `,"timestamp":"`...)
-	b = e.Timestamp.UTC().AppendFormat(b, TimestampLayout)
-	b = append(b, `","version":`...)
-	b = appendJSONString(b, ver)
-	b = append(b, `,"source":{"host":`...)
-	b = appendJSONString(b, e.Source.Host)
-	b = append(b, `,"type":`...)
-	b = appendJSONString(b, string(e.Source.Type))
-	b = append(b, `,"app":`...)
-	b = appendOptString(b, e.Source.App)
-	b = append(b, `,"meta":`...)
-	b, err := appendJSONValue(b, e.Source.Meta)
+	b, err := json.Marshal(e.wire(new(wireBody)), opts)
 	if err != nil {
-		return fmt.Errorf("cannot encode envelope %s: %w", e.EventID, err)
+		return nil, fmt.Errorf("cannot encode envelope %s: %w", e.EventID, err)
 	}
-	b = append(b, `},"correlation_ids":[`...)
-	for i, c := range e.CorrelationIDs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		b = appendUUID(b, c)
-		b = append(b, '"')
-	}
-	b = append(b, `],"agent_context":`...)
-	if b, err = e.AgentContext.appendJSON(b); err != nil {
-		return fmt.Errorf("cannot encode envelope %s: %w", e.EventID, err)
-	}
-	b = append(b, `,"payload":`...)
-	buf.Write(b)
-	if compactJSON(e.Payload) {
-		buf.Write(e.Payload)
-	} else if err := json.Compact(buf, e.Payload); err != nil {
-		return fmt.Errorf("cannot encode envelope %s: %w", e.EventID,
-			&json.MarshalerError{Type: reflect.TypeFor[json.RawMessage](), Err: err})
-	}
-	buf.WriteByte('}')
-	return nil
+	return b, nil
 }
 
-// fieldsValid reports whether e passes every check of Validate except the
-// scan of the payload for valid JSON, which encode makes as it compacts it.
-func (e Envelope) fieldsValid() bool {
-	return e.EventID != uuid.Nil && e.EventType != "" && e.Source.Host != "" && e.Source.Type != "" &&
-		(e.AgentContext == nil || e.AgentContext.Type != "") && jsonKind(e.Payload) == "object"
+// hasLineSeparator reports whether raw JSON holds U+2028 or U+2029 as a
+// character rather than an escape.
+func hasLineSeparator(b []byte) bool {
+	return bytes.Contains(b, []byte("\u2028")) || bytes.Contains(b, []byte("\u2029"))
 }
 
-// appendJSON appends the agent context as its wire object, or null.
-func (ac *AgentContext) appendJSON(b []byte) ([]byte, error) {
-	if ac == nil {
-		return append(b, "null"...), nil
-	}
-	b = append(b, `{"type":`...)
-	b = appendOptString(b, string(ac.Type))
-	b = append(b, `,"name":`...)
-	b = appendOptString(b, ac.Name)
-	b = append(b, `,"system_prompt":`...)
-	b = appendOptString(b, ac.SystemPrompt)
-	b = append(b, `,"instance_id":`...)
-	b = appendOptString(b, ac.InstanceID)
-	b = append(b, `,"mcp_servers":`...)
-	b = appendStrings(b, ac.MCPServers)
-	b = append(b, `,"file_references":`...)
-	b = appendStrings(b, ac.FileReferences)
-	b = append(b, `,"url_references":`...)
-	b = appendStrings(b, ac.URLReferences)
-	b = append(b, `,"code_state":`...)
-	if cs := ac.CodeState; cs == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, `{"repo_url":`...)
-		b = appendOptString(b, cs.RepoURL)
-		b = append(b, `,"branch":`...)
-		b = appendOptString(b, cs.Branch)
-		b = append(b, `,"working_diff":`...)
-		b = appendOptString(b, cs.WorkingDiff)
-		b = append(b, `,"branch_diff":`...)
-		b = appendOptString(b, cs.BranchDiff)
-		b = append(b, `,"last_commit_hash":`...)
-		b = appendOptString(b, cs.LastCommitHash)
-		b = append(b, '}')
-	}
-	b = append(b, `,"checkpoint_id":`...)
-	b = appendOptString(b, ac.CheckpointID)
-	b = append(b, `,"meta":`...)
-	b, err := appendJSONValue(b, ac.Meta)
-	if err != nil {
-		return b, err
-	}
-	return append(b, '}'), nil
+// wireBody holds the wire structs of one envelope, so that writing one
+// allocates them together.
+type wireBody struct {
+	env wireEnvelope
+	src wireSource
+	ac  wireAgentContext
+	cs  wireCodeState
 }
 
-// appendOptString appends s, or null when it is empty.
-func appendOptString(b []byte, s string) []byte {
-	if s == "" {
-		return append(b, "null"...)
+// wire fills b with the wire form of e.
+func (e Envelope) wire(b *wireBody) *wireEnvelope {
+	ids := make([]string, len(e.CorrelationIDs)) // never nil: written as []
+	for i, id := range e.CorrelationIDs {
+		ids[i] = id.String()
 	}
-	return appendJSONString(b, s)
+	b.src = wireSource{
+		Host: e.Source.Host, Type: string(e.Source.Type), App: optString(e.Source.App),
+		Meta: e.Source.Meta, Unknown: e.unknown.source,
+	}
+	b.env = wireEnvelope{
+		EventID:        e.EventID.String(),
+		EventType:      e.EventType,
+		Timestamp:      FormatTimestamp(e.Timestamp),
+		Version:        e.Version,
+		Source:         &b.src,
+		CorrelationIDs: ids,
+		AgentContext:   e.agentContextWire(b),
+		Payload:        jsontext.Value(e.Payload),
+		Unknown:        e.unknown.top,
+	}
+	if b.env.Version == "" {
+		b.env.Version = Version
+	}
+	return &b.env
 }
 
-// appendStrings appends a JSON array of strings, or null for a nil slice.
-func appendStrings(b []byte, ss []string) []byte {
-	if ss == nil {
-		return append(b, "null"...)
-	}
-	b = append(b, '[')
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, s)
-	}
-	return append(b, ']')
-}
-
-// appendJSONValue appends a free-form map as encoding/json writes it (keys
-// sorted, no HTML escaping), or null for a nil map.
-func appendJSONValue(b []byte, m map[string]any) ([]byte, error) {
-	if m == nil {
-		return append(b, "null"...), nil
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(m); err != nil {
-		return b, err
-	}
-	return append(b, bytes.TrimRight(buf.Bytes(), "\n")...), nil
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendUUID appends id in its canonical form, as uuid.UUID.String writes it.
-func appendUUID(b []byte, id uuid.UUID) []byte {
-	for i, c := range id {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b = append(b, '-')
-		}
-		b = append(b, hexDigits[c>>4], hexDigits[c&0x0f])
-	}
-	return b
-}
-
-// appendJSONString appends s as a JSON string exactly as encoding/json does
-// with HTML escaping off: ", \ and control characters escaped (\b, \f, \n,
-// \r, \t by name, the others as \u00XX), invalid UTF-8 replaced by \ufffd,
-// and U+2028 and U+2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
-func (ac *AgentContext) wire() *wireAgentContext {
+// agentContextWire fills b's agent context and code state with the wire
+// form of e's, or returns nil when e has none.
+func (e Envelope) agentContextWire(b *wireBody) *wireAgentContext {
+	ac := e.AgentContext
 	if ac == nil {
 		return nil
 	}
-	w := &wireAgentContext{
-		Type:           opt(string(ac.Type)),
-		Name:           opt(ac.Name),
-		SystemPrompt:   opt(ac.SystemPrompt),
-		InstanceID:     opt(ac.InstanceID),
+	b.ac = wireAgentContext{
+		Type:           optString(ac.Type),
+		Name:           optString(ac.Name),
+		SystemPrompt:   optString(ac.SystemPrompt),
+		InstanceID:     optString(ac.InstanceID),
 		MCPServers:     ac.MCPServers,
 		FileReferences: ac.FileReferences,
 		URLReferences:  ac.URLReferences,
-		CheckpointID:   opt(ac.CheckpointID),
+		CheckpointID:   optString(ac.CheckpointID),
 		Meta:           ac.Meta,
+		Unknown:        e.unknown.agentContext,
 	}
 	if cs := ac.CodeState; cs != nil {
-		w.CodeState = &wireCodeState{
-			RepoURL: opt(cs.RepoURL), Branch: opt(cs.Branch), WorkingDiff: opt(cs.WorkingDiff),
-			BranchDiff: opt(cs.BranchDiff), LastCommitHash: opt(cs.LastCommitHash),
+		b.cs = wireCodeState{
+			RepoURL: optString(cs.RepoURL), Branch: optString(cs.Branch), WorkingDiff: optString(cs.WorkingDiff),
+			BranchDiff: optString(cs.BranchDiff), LastCommitHash: optString(cs.LastCommitHash),
+			Unknown: e.unknown.codeState,
 		}
+		b.ac.CodeState = &b.cs
 	}
-	return w
+	return &b.ac
 }
 
-func (w *wireAgentContext) agentContext() *AgentContext {
+// agentContext reads the wire form back, with the unknown members of the
+// agent context and its code state into u.
+func (w *wireAgentContext) agentContext(u *unknownMembers) *AgentContext {
 	ac := &AgentContext{
-		Type:           AgentType(val(w.Type)),
-		Name:           val(w.Name),
-		SystemPrompt:   val(w.SystemPrompt),
-		InstanceID:     val(w.InstanceID),
+		Type:           AgentType(w.Type),
+		Name:           string(w.Name),
+		SystemPrompt:   string(w.SystemPrompt),
+		InstanceID:     string(w.InstanceID),
 		MCPServers:     w.MCPServers,
 		FileReferences: w.FileReferences,
 		URLReferences:  w.URLReferences,
-		CheckpointID:   val(w.CheckpointID),
+		CheckpointID:   string(w.CheckpointID),
 		Meta:           w.Meta,
 	}
+	u.agentContext = w.Unknown
 	if cs := w.CodeState; cs != nil {
 		ac.CodeState = &CodeState{
-			RepoURL: val(cs.RepoURL), Branch: val(cs.Branch), WorkingDiff: val(cs.WorkingDiff),
-			BranchDiff: val(cs.BranchDiff), LastCommitHash: val(cs.LastCommitHash),
+			RepoURL: string(cs.RepoURL), Branch: string(cs.Branch), WorkingDiff: string(cs.WorkingDiff),
+			BranchDiff: string(cs.BranchDiff), LastCommitHash: string(cs.LastCommitHash),
 		}
+		u.codeState = cs.Unknown
 	}
 	return ac
 }
 
-// UnmarshalJSON reads a v1 envelope as Decode does. JSON null
-// leaves the envelope unchanged, as encoding/json does for other types.
+// UnmarshalJSON reads a v1 envelope as Decode does. JSON null leaves the
+// envelope unchanged, as encoding/json does for other types.
 func (e *Envelope) UnmarshalJSON(b []byte) error {
-	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+	if string(b) == "null" {
 		return nil
 	}
 	env, err := Decode(b)
@@ -362,63 +254,47 @@ func (e *Envelope) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Decode reads a v1 envelope body. It is lenient where the Python
-// writers differ (null and missing optional fields are the same, unknown
-// fields are ignored, every timestamp form of ParseTimestamp is accepted, a
-// missing version or correlation_ids takes its default) and strict where a
-// consumer could not act on the event. Any failure is a *MalformedError.
+// Decode reads a v1 envelope body. It is lenient where the Python writers
+// differ (null and missing optional fields are the same, every timestamp
+// form of ParseTimestamp is accepted, a missing version or correlation_ids
+// takes its default) and strict where a consumer could not act on the
+// event. Members it does not know, at any level, are kept for MarshalJSON
+// and NewMessage to write back. Any failure is a *MalformedError.
 func Decode(body []byte) (Envelope, error) {
-	if env, ok := decodeFast(body); ok {
-		return env, nil
-	}
-	return decodeReflect(body)
-}
-
-// decodeReflect is Decode on encoding/json: every body the fast
-// path leaves, and the wording of every error.
-func decodeReflect(body []byte) (Envelope, error) {
-	if !utf8.Valid(body) {
-		return Envelope{}, &MalformedError{Reason: "body is not valid UTF-8"}
-	}
 	if kind := jsonKind(body); kind != "object" {
-		if kind != "missing" && !json.Valid(body) {
-			kind = "not JSON"
-		}
-		return Envelope{}, &MalformedError{Reason: "body is " + article(kind) + ", want an envelope object"}
+		return Envelope{}, &MalformedError{Reason: describeNonObject(body, kind)}
 	}
 	var w wireEnvelope
-	if err := json.Unmarshal(body, &w); err != nil {
-		return Envelope{}, &MalformedError{Reason: describeJSONError(err)}
+	if err := json.Unmarshal(body, &w, decodeOptions); err != nil {
+		return Envelope{}, &MalformedError{Reason: describeDecodeError(body, err)}
 	}
 	var env Envelope
 	var problems []string
-	switch {
-	case w.EventID == nil:
+	if w.EventID == "" {
 		problems = append(problems, "event_id: required")
-	default:
-		id, err := uuid.Parse(*w.EventID)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("event_id: %q is not a UUID", truncate(*w.EventID, 64)))
-		}
+	} else if id, err := uuid.Parse(w.EventID); err != nil {
+		problems = append(problems, fmt.Sprintf("event_id: %q is not a UUID", truncate(w.EventID, 64)))
+	} else {
 		env.EventID = id
 	}
-	if env.EventType = val(w.EventType); env.EventType == "" {
+	if env.EventType = w.EventType; env.EventType == "" {
 		problems = append(problems, "event_type: required")
 	}
-	if w.Timestamp == nil {
+	if w.Timestamp == "" {
 		problems = append(problems, "timestamp: required")
-	} else if ts, err := ParseTimestamp(*w.Timestamp); err != nil {
+	} else if ts, err := ParseTimestamp(w.Timestamp); err != nil {
 		problems = append(problems, "timestamp: "+err.Error())
 	} else {
 		env.Timestamp = ts
 	}
-	if env.Version = val(w.Version); env.Version == "" {
+	if env.Version = w.Version; env.Version == "" {
 		env.Version = Version
 	}
 	if w.Source == nil {
 		problems = append(problems, "source: required")
 	} else {
-		env.Source = Source{Host: val(w.Source.Host), Type: TriggerType(val(w.Source.Type)), App: val(w.Source.App), Meta: w.Source.Meta}
+		env.Source = Source{Host: w.Source.Host, Type: TriggerType(w.Source.Type), App: string(w.Source.App), Meta: w.Source.Meta}
+		env.unknown.source = w.Source.Unknown
 		if env.Source.Host == "" {
 			problems = append(problems, "source.host: required")
 		}
@@ -436,44 +312,37 @@ func decodeReflect(body []byte) (Envelope, error) {
 		env.CorrelationIDs = append(env.CorrelationIDs, id)
 	}
 	if w.AgentContext != nil {
-		env.AgentContext = w.AgentContext.agentContext()
+		env.AgentContext = w.AgentContext.agentContext(&env.unknown)
 		if env.AgentContext.Type == "" {
 			problems = append(problems, "agent_context.type: required")
 		}
 	}
 	switch kind := jsonKind(w.Payload); kind {
 	case "object":
-		env.Payload = w.Payload
+		env.Payload = []byte(w.Payload)
 	case "missing", "null":
 		problems = append(problems, "payload: required")
 	default:
 		problems = append(problems, "payload: expected object, got "+kind)
 	}
+	env.unknown.top = w.Unknown
 	if len(problems) > 0 {
-		return Envelope{}, &MalformedError{Reason: joinProblems(problems)}
+		return Envelope{}, &MalformedError{Reason: strings.Join(problems, "; ")}
 	}
 	return env, nil
 }
 
-func joinProblems(p []string) string {
-	var b bytes.Buffer
-	for i, s := range p {
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		b.WriteString(s)
-	}
-	return b.String()
-}
-
 // jsonKind names the JSON type of a value from its first byte, which is all
-// the codec needs to classify a body without decoding it twice.
+// the codec needs to classify a body without decoding it.
 func jsonKind(b []byte) string {
-	b = bytes.TrimLeft(b, " \t\r\n")
-	if len(b) == 0 {
+	i := 0
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	if i == len(b) {
 		return "missing"
 	}
-	switch b[0] {
+	switch b[i] {
 	case '{':
 		return "object"
 	case '[':
@@ -490,561 +359,82 @@ func jsonKind(b []byte) string {
 	return "not JSON"
 }
 
-func article(kind string) string {
-	switch kind {
-	case "missing":
-		return "empty"
-	case "not JSON":
-		return "not JSON"
+// describeNonObject says what a body that does not start with '{' is.
+func describeNonObject(body []byte, kind string) string {
+	switch {
+	case !utf8.Valid(body):
+		return "body is not valid UTF-8"
+	case kind == "missing":
+		return "body is empty, want an envelope object"
+	case kind == "not JSON" || !jsontext.Value(body).IsValid(decodeOptions):
+		return "body is not JSON, want an envelope object"
 	}
-	return "a JSON " + kind
+	return "body is a JSON " + kind + ", want an envelope object"
 }
 
-func describeJSONError(err error) string {
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) && typeErr.Field != "" {
-		return fmt.Sprintf("%s: expected %s, got %s", typeErr.Field, goKindToJSON(typeErr.Type.Kind().String()), typeErr.Value)
+// describeDecodeError turns a decoding error into a reason naming the field
+// at fault in the envelope's terms ("source.host: expected string, got
+// number").
+func describeDecodeError(body []byte, err error) string {
+	if !utf8.Valid(body) {
+		return "body is not valid UTF-8"
 	}
-	var syntaxErr *json.SyntaxError
-	if errors.As(err, &syntaxErr) {
-		return fmt.Sprintf("body is not JSON: %v (at byte %d)", syntaxErr, syntaxErr.Offset)
+	var semErr *json.SemanticError
+	if errors.As(err, &semErr) && semErr.JSONPointer != "" && semErr.GoType != nil {
+		return fmt.Sprintf("%s: expected %s, got %s", fieldPath(semErr.JSONPointer), jsonTypeOf(semErr.GoType), kindName(semErr.JSONKind))
+	}
+	var synErr *jsontext.SyntacticError
+	if errors.As(err, &synErr) {
+		return fmt.Sprintf("body is not JSON: %v (at byte %d)", synErr.Err, synErr.ByteOffset)
 	}
 	return "body is not a valid envelope: " + err.Error()
 }
 
-func goKindToJSON(kind string) string {
-	switch kind {
-	case "string", "ptr":
+// fieldPath writes a JSON pointer as a field path: /source/host is
+// source.host, /correlation_ids/1 is correlation_ids[1].
+func fieldPath(p jsontext.Pointer) string {
+	var b strings.Builder
+	for tok := range p.Tokens() {
+		switch {
+		case tok != "" && strings.Trim(tok, "0123456789") == "":
+			b.WriteString("[" + tok + "]")
+		case b.Len() > 0:
+			b.WriteString("." + tok)
+		default:
+			b.WriteString(tok)
+		}
+	}
+	return b.String()
+}
+
+// jsonTypeOf names the JSON type a Go type decodes from.
+func jsonTypeOf(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
 		return "string"
-	case "slice":
+	case reflect.Slice, reflect.Array:
 		return "array"
-	case "map", "struct":
+	case reflect.Map, reflect.Struct:
 		return "object"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Interface:
+		return "any value"
 	}
-	return kind
+	return "number"
 }
 
-// compactJSON reports whether b is one valid JSON value with no
-// insignificant space, which json.Compact would copy unchanged. It is a
-// fast path only: false means "not sure", and the caller then runs
-// json.Compact, which also reports what is wrong. It accepts no more than
-// encoding/json's scanner does: bytes of 0x20 and above in strings as they
-// are (the scanner does not check UTF-8 either), the escapes of RFC 8259,
-// and numbers in its grammar; it gives up on nesting deeper than 64.
-func compactJSON(b []byte) bool {
-	end, ok := scanValue(b, 0, 0, false)
-	return ok && end == len(b)
-}
-
-// skipWS skips insignificant space when ws allows it.
-func skipWS(b []byte, i int, ws bool) int {
-	for ws && i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// scanValue reads the value at b[i] and returns the index after it; ok is
-// false for anything that is not a valid value, or that has insignificant
-// space in it when ws is false. With ws, space is skipped between tokens,
-// not before or after the value.
-func scanValue(b []byte, i, depth int, ws bool) (int, bool) {
-	if i >= len(b) {
-		return i, false
-	}
-	switch c := b[i]; c {
+func kindName(k jsontext.Kind) string {
+	switch k {
 	case '{':
-		if depth >= 64 {
-			return i, false
-		}
-		i = skipWS(b, i+1, ws)
-		if i < len(b) && b[i] == '}' {
-			return i + 1, true
-		}
-		for {
-			if i >= len(b) || b[i] != '"' {
-				return i, false
-			}
-			var ok bool
-			if i, ok = scanString(b, i); !ok {
-				return i, false
-			}
-			if i = skipWS(b, i, ws); i >= len(b) || b[i] != ':' {
-				return i, false
-			}
-			if i, ok = scanValue(b, skipWS(b, i+1, ws), depth+1, ws); !ok {
-				return i, false
-			}
-			if i = skipWS(b, i, ws); i >= len(b) {
-				return i, false
-			}
-			switch b[i] {
-			case ',':
-				i = skipWS(b, i+1, ws)
-			case '}':
-				return i + 1, true
-			default:
-				return i, false
-			}
-		}
+		return "object"
 	case '[':
-		if depth >= 64 {
-			return i, false
-		}
-		i = skipWS(b, i+1, ws)
-		if i < len(b) && b[i] == ']' {
-			return i + 1, true
-		}
-		for {
-			var ok bool
-			if i, ok = scanValue(b, i, depth+1, ws); !ok {
-				return i, false
-			}
-			if i = skipWS(b, i, ws); i >= len(b) {
-				return i, false
-			}
-			switch b[i] {
-			case ',':
-				i = skipWS(b, i+1, ws)
-			case ']':
-				return i + 1, true
-			default:
-				return i, false
-			}
-		}
-	case '"':
-		return scanString(b, i)
-	case 't':
-		return scanLiteral(b, i, "true")
-	case 'f':
-		return scanLiteral(b, i, "false")
-	case 'n':
-		return scanLiteral(b, i, "null")
-	default:
-		return scanNumber(b, i)
+		return "array"
+	case 't', 'f':
+		return "boolean"
 	}
-}
-
-func scanLiteral(b []byte, i int, lit string) (int, bool) {
-	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
-		return i, false
-	}
-	return i + len(lit), true
-}
-
-// plainStringByte marks the bytes a JSON string holds as they are: not a
-// quote, a backslash or a control character.
-var plainStringByte = func() (t [256]bool) {
-	for c := 0x20; c < 256; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
-// scanString reads the string whose opening quote is at b[i].
-func scanString(b []byte, i int) (int, bool) {
-	for i++; i < len(b); i++ {
-		// Most bytes are plain: skip them eight at a time.
-		for i+8 <= len(b) && plainStringByte[b[i]] && plainStringByte[b[i+1]] && plainStringByte[b[i+2]] &&
-			plainStringByte[b[i+3]] && plainStringByte[b[i+4]] && plainStringByte[b[i+5]] && plainStringByte[b[i+6]] && plainStringByte[b[i+7]] {
-			i += 8
-		}
-		for i < len(b) && plainStringByte[b[i]] {
-			i++
-		}
-		if i >= len(b) {
-			break
-		}
-		switch c := b[i]; {
-		case c == '"':
-			return i + 1, true
-		case c == '\\':
-			i++
-			if i >= len(b) {
-				return i, false
-			}
-			switch b[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if len(b)-i < 5 {
-					return i, false
-				}
-				for _, h := range b[i+1 : i+5] {
-					if !isHex(h) {
-						return i, false
-					}
-				}
-				i += 4
-			default:
-				return i, false
-			}
-		case c < 0x20:
-			return i, false
-		}
-	}
-	return i, false
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-// scanNumber reads -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?.
-func scanNumber(b []byte, i int) (int, bool) {
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i >= len(b):
-		return i, false
-	case b[i] == '0':
-		i++
-	case '1' <= b[i] && b[i] <= '9':
-		i = scanDigits(b, i)
-	default:
-		return i, false
-	}
-	if i < len(b) && b[i] == '.' {
-		j := scanDigits(b, i+1)
-		if j == i+1 {
-			return i, false
-		}
-		i = j
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		j := scanDigits(b, i)
-		if j == i {
-			return i, false
-		}
-		i = j
-	}
-	return i, true
-}
-
-func scanDigits(b []byte, i int) int {
-	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-		i++
-	}
-	return i
-}
-
-// decodeFast reads the common envelope in one pass, without reflection.
-// It succeeds only where the encoding/json path below would give the same
-// envelope with no error: a valid UTF-8 body, valid JSON, every field of
-// the right JSON type, strings without escapes, each known key once and
-// spelled exactly (encoding/json also matches keys case-insensitively),
-// and every check of Decode passed. Anything else returns false
-// and Decode takes the general path, which also words the error.
-// Unknown keys are skipped, and their values checked to be JSON, as there.
-func decodeFast(body []byte) (Envelope, bool) {
-	var env Envelope
-	if !utf8.Valid(body) {
-		return env, false
-	}
-	d := fastDec{b: body}
-	var (
-		seen              uint16
-		id, typ, ts, ver  []byte
-		idOK, typOK, tsOK bool
-		src               fastSource
-		srcOK             bool
-		ids               []uuid.UUID
-		acRaw, payload    []byte
-	)
-	ok := d.object(func(key []byte) bool {
-		var bit uint16
-		var ok bool
-		switch string(key) {
-		case "event_id":
-			bit = 1
-			id, idOK, ok = d.optString()
-		case "event_type":
-			bit = 2
-			typ, typOK, ok = d.optString()
-		case "timestamp":
-			bit = 4
-			ts, tsOK, ok = d.optString()
-		case "version":
-			bit = 8
-			ver, _, ok = d.optString()
-		case "source":
-			bit = 16
-			if d.null() {
-				ok = true
-			} else {
-				srcOK, ok = true, d.source(&src)
-			}
-		case "correlation_ids":
-			bit = 32
-			ids, ok = d.ids()
-		case "agent_context":
-			bit = 64
-			if d.null() {
-				ok = true
-			} else {
-				acRaw, ok = d.raw()
-				ok = ok && len(acRaw) > 0 && acRaw[0] == '{'
-			}
-		case "payload":
-			bit = 128
-			payload, ok = d.raw()
-			ok = ok && len(payload) > 0 && payload[0] == '{'
-		default:
-			return !foldsToKnown(key, envelopeFields) && d.skip()
-		}
-		if seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		return ok
-	})
-	if !ok || skipWS(body, d.i, true) != len(body) {
-		return env, false
-	}
-	// The checks of Decode, in its terms; any failure is left to it.
-	if !idOK || !typOK || len(typ) == 0 || !tsOK || !srcOK || len(src.host) == 0 || len(src.typ) == 0 || payload == nil {
-		return env, false
-	}
-	var err error
-	if env.EventID, err = uuid.ParseBytes(id); err != nil {
-		return env, false
-	}
-	if env.Timestamp, err = ParseTimestamp(string(ts)); err != nil {
-		return env, false
-	}
-	env.EventType = string(typ)
-	env.Version = Version
-	if len(ver) > 0 && string(ver) != Version {
-		env.Version = string(ver)
-	}
-	env.Source = Source{Host: string(src.host), Type: TriggerType(src.typ), App: string(src.app)}
-	if src.meta != nil {
-		if err := json.Unmarshal(src.meta, &env.Source.Meta); err != nil {
-			return env, false
-		}
-	}
-	if ids == nil {
-		ids = []uuid.UUID{}
-	}
-	env.CorrelationIDs = ids
-	if acRaw != nil {
-		var w wireAgentContext
-		if err := json.Unmarshal(acRaw, &w); err != nil || w.Type == nil || *w.Type == "" {
-			return env, false
-		}
-		env.AgentContext = w.agentContext()
-	}
-	// A copy, as encoding/json makes for a json.RawMessage: the envelope
-	// must not change when the caller reuses its buffer.
-	env.Payload = bytes.Clone(payload)
-	return env, true
-}
-
-var (
-	envelopeFields = []string{"event_id", "event_type", "timestamp", "version", "source", "correlation_ids", "agent_context", "payload"}
-	sourceFields   = []string{"host", "type", "app", "meta"}
-)
-
-// foldsToKnown reports whether encoding/json could match key to one of
-// fields other than exactly: an ASCII case variant, or any key with
-// non-ASCII bytes (it also folds the Kelvin sign and the long s).
-func foldsToKnown(key []byte, fields []string) bool {
-	for _, c := range key {
-		if c >= utf8.RuneSelf {
-			return true
-		}
-	}
-	for _, f := range fields {
-		if len(f) == len(key) && strings.EqualFold(f, string(key)) {
-			return true
-		}
-	}
-	return false
-}
-
-type fastSource struct {
-	host, typ, app, meta []byte
-}
-
-// fastDec reads a JSON document with insignificant space, token by token.
-type fastDec struct {
-	b []byte
-	i int
-}
-
-func (d *fastDec) ws() { d.i = skipWS(d.b, d.i, true) }
-
-// object reads an object, calling member with each key; member reads the
-// value.
-func (d *fastDec) object(member func(key []byte) bool) bool {
-	d.ws()
-	if d.i >= len(d.b) || d.b[d.i] != '{' {
-		return false
-	}
-	d.i++
-	d.ws()
-	if d.i < len(d.b) && d.b[d.i] == '}' {
-		d.i++
-		return true
-	}
-	for {
-		key, ok := d.str()
-		if !ok {
-			return false
-		}
-		d.ws()
-		if d.i >= len(d.b) || d.b[d.i] != ':' {
-			return false
-		}
-		d.i++
-		d.ws()
-		if !member(key) {
-			return false
-		}
-		d.ws()
-		if d.i >= len(d.b) {
-			return false
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-			d.ws()
-		case '}':
-			d.i++
-			return true
-		default:
-			return false
-		}
-	}
-}
-
-// str reads a string without escapes and returns its contents.
-func (d *fastDec) str() ([]byte, bool) {
-	if d.i >= len(d.b) || d.b[d.i] != '"' {
-		return nil, false
-	}
-	start := d.i + 1
-	for j := start; j < len(d.b); j++ {
-		switch c := d.b[j]; {
-		case c == '"':
-			d.i = j + 1
-			return d.b[start:j], true
-		case c == '\\' || c < 0x20:
-			return nil, false
-		}
-	}
-	return nil, false
-}
-
-func (d *fastDec) null() bool {
-	if len(d.b)-d.i >= 4 && string(d.b[d.i:d.i+4]) == "null" {
-		d.i += 4
-		return true
-	}
-	return false
-}
-
-// optString reads a string or null: present is false for null.
-func (d *fastDec) optString() (s []byte, present, ok bool) {
-	if d.null() {
-		return nil, false, true
-	}
-	s, ok = d.str()
-	return s, ok, ok
-}
-
-// raw reads any value and returns its bytes.
-func (d *fastDec) raw() ([]byte, bool) {
-	start := d.i
-	end, ok := scanValue(d.b, d.i, 0, true)
-	if !ok {
-		return nil, false
-	}
-	d.i = end
-	return d.b[start:end], true
-}
-
-func (d *fastDec) skip() bool {
-	_, ok := d.raw()
-	return ok
-}
-
-func (d *fastDec) source(s *fastSource) bool {
-	var seen uint8
-	return d.object(func(key []byte) bool {
-		var bit uint8
-		var ok bool
-		switch string(key) {
-		case "host":
-			bit = 1
-			s.host, _, ok = d.optString()
-		case "type":
-			bit = 2
-			s.typ, _, ok = d.optString()
-		case "app":
-			bit = 4
-			s.app, _, ok = d.optString()
-		case "meta":
-			bit = 8
-			if d.null() {
-				ok = true
-			} else {
-				s.meta, ok = d.raw()
-				ok = ok && s.meta[0] == '{'
-			}
-		default:
-			return !foldsToKnown(key, sourceFields) && d.skip()
-		}
-		if seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		return ok
-	})
-}
-
-// ids reads null or an array of UUID strings.
-func (d *fastDec) ids() ([]uuid.UUID, bool) {
-	if d.null() {
-		return nil, true
-	}
-	if d.i >= len(d.b) || d.b[d.i] != '[' {
-		return nil, false
-	}
-	d.i++
-	d.ws()
-	ids := []uuid.UUID{}
-	if d.i < len(d.b) && d.b[d.i] == ']' {
-		d.i++
-		return ids, true
-	}
-	for {
-		s, ok := d.str()
-		if !ok {
-			return nil, false
-		}
-		id, err := uuid.ParseBytes(s)
-		if err != nil {
-			return nil, false
-		}
-		ids = append(ids, id)
-		d.ws()
-		if d.i >= len(d.b) {
-			return nil, false
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-			d.ws()
-		case ']':
-			d.i++
-			return ids, true
-		default:
-			return nil, false
-		}
-	}
+	return k.String()
 }

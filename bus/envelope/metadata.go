@@ -1,12 +1,12 @@
 package envelope
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/go-json-experiment/json"
 	"github.com/google/uuid"
 )
 
@@ -31,8 +31,16 @@ const (
 	MetaSourceMeta = "bb_source_meta"
 	// MetaCorrelationIDs holds correlation_ids, comma-separated; absent when empty.
 	MetaCorrelationIDs = "bb_correlation_ids"
-	// MetaAgentContext holds agent_context as a JSON object; absent when null.
+	// MetaAgentContext holds agent_context as a JSON object, with the
+	// members of it and of its code_state that this package does not know;
+	// absent when null.
 	MetaAgentContext = "bb_agent_context"
+	// MetaUnknown holds, as a JSON object, the top-level members of the
+	// body that this package does not know, and under "source" those of the
+	// source object, in the order they came; absent when there are none.
+	// The codec writes them back after the known fields, so that a relay
+	// passes on what a newer writer added.
+	MetaUnknown = "bb_unknown"
 
 	// MetaMalformed is set by the codec on a message whose body was not a
 	// valid envelope; it holds the reason, and the message's Payload holds the
@@ -60,7 +68,7 @@ const (
 var envelopeKeys = map[string]bool{
 	MetaEventType: true, MetaTimestamp: true, MetaVersion: true, MetaSourceHost: true,
 	MetaSourceType: true, MetaSourceApp: true, MetaSourceMeta: true,
-	MetaCorrelationIDs: true, MetaAgentContext: true,
+	MetaCorrelationIDs: true, MetaAgentContext: true, MetaUnknown: true,
 }
 
 // IsBodyKey reports whether a metadata key is an envelope field that
@@ -93,7 +101,7 @@ func setEnvelopeMetadata(md message.Metadata, e Envelope) error {
 		md[MetaSourceApp] = e.Source.App
 	}
 	if e.Source.Meta != nil {
-		b, err := json.Marshal(e.Source.Meta)
+		b, err := json.Marshal(e.Source.Meta, verbatimOptions)
 		if err != nil {
 			return fmt.Errorf("cannot encode source.meta of %s: %w", e.EventID, err)
 		}
@@ -103,11 +111,24 @@ func setEnvelopeMetadata(md message.Metadata, e Envelope) error {
 		md[MetaCorrelationIDs] = JoinIDs(e.CorrelationIDs)
 	}
 	if e.AgentContext != nil {
-		b, err := json.Marshal(e.AgentContext.wire())
+		b, err := json.Marshal(e.agentContextWire(new(wireBody)), verbatimOptions)
 		if err != nil {
 			return fmt.Errorf("cannot encode agent_context of %s: %w", e.EventID, err)
 		}
 		md[MetaAgentContext] = string(b)
+	}
+	if len(e.unknown.top) > 0 || len(e.unknown.source) > 0 {
+		// The wire struct with nothing but unknown members set, zero fields
+		// left out: {"trace":…,"source":{"pid":…}}.
+		w := &wireEnvelope{Unknown: e.unknown.top}
+		if len(e.unknown.source) > 0 {
+			w.Source = &wireSource{Unknown: e.unknown.source}
+		}
+		b, err := json.Marshal(w, verbatimOptions, json.OmitZeroStructFields(true))
+		if err != nil {
+			return fmt.Errorf("cannot encode the unknown members of %s: %w", e.EventID, err)
+		}
+		md[MetaUnknown] = string(b)
 	}
 	return nil
 }
@@ -129,7 +150,7 @@ func FromMessage(msg *message.Message) (Envelope, error) {
 		EventType: md.Get(MetaEventType),
 		Version:   md.Get(MetaVersion),
 		Source:    Source{Host: md.Get(MetaSourceHost), Type: TriggerType(md.Get(MetaSourceType)), App: md.Get(MetaSourceApp)},
-		Payload:   json.RawMessage(msg.Payload),
+		Payload:   []byte(msg.Payload),
 	}
 	if env.EventType == "" {
 		problems = append(problems, "metadata "+MetaEventType+" is missing: build messages with envelope.NewMessage")
@@ -140,7 +161,7 @@ func FromMessage(msg *message.Message) (Envelope, error) {
 		problems = append(problems, MetaTimestamp+": "+err.Error())
 	}
 	if m := md.Get(MetaSourceMeta); m != "" {
-		if err := json.Unmarshal([]byte(m), &env.Source.Meta); err != nil {
+		if err := json.Unmarshal([]byte(m), &env.Source.Meta, decodeOptions); err != nil {
 			problems = append(problems, MetaSourceMeta+": not a JSON object")
 		}
 	}
@@ -149,10 +170,23 @@ func FromMessage(msg *message.Message) (Envelope, error) {
 	}
 	if ac := md.Get(MetaAgentContext); ac != "" {
 		var w wireAgentContext
-		if err := json.Unmarshal([]byte(ac), &w); err != nil {
+		if err := json.Unmarshal([]byte(ac), &w, decodeOptions); err != nil {
 			problems = append(problems, MetaAgentContext+": not a JSON object")
 		} else {
-			env.AgentContext = w.agentContext()
+			env.AgentContext = w.agentContext(&env.unknown)
+		}
+	}
+	if u := md.Get(MetaUnknown); u != "" {
+		// Read as a body: a member with a known name lands in its field
+		// and is dropped, so it cannot be written twice.
+		var w wireEnvelope
+		if err := json.Unmarshal([]byte(u), &w, decodeOptions); err != nil {
+			problems = append(problems, MetaUnknown+": not a JSON object")
+		} else {
+			env.unknown.top = w.Unknown
+			if w.Source != nil {
+				env.unknown.source = w.Source.Unknown
+			}
 		}
 	}
 	if len(problems) > 0 {

@@ -1,11 +1,11 @@
 package artifact_test
 
 import (
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/artifact"
 )
@@ -96,7 +96,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil || changed.Metadata == nil {
 		t.Errorf("Decode(Changed) = %+v, %v; want empty, non-nil metadata", changed, err)
 	}
-	b, _ := json.Marshal(artifact.Changed{Action: artifact.ActionCreated})
+	b, _ := envelope.MarshalPayload(artifact.Changed{Action: artifact.ActionCreated})
 	if !strings.Contains(string(b), `"metadata":{}`) || !strings.Contains(string(b), `"title":null`) {
 		t.Errorf("Marshal = %s, want metadata {} and title null", b)
 	}

@@ -1,10 +1,6 @@
 package artifact
 
 import (
-	"encoding/json"
-
-	segjson "github.com/segmentio/encoding/json"
-
 	"github.com/33god/bloodbank-go/domains"
 )
 
@@ -31,29 +27,6 @@ type Changed struct {
 	Title    *string        `json:"title"`
 	Content  *string        `json:"content" jsonschema_description:"The full content, when the producer includes it."`
 	Metadata map[string]any `json:"metadata" default:"{}"`
-}
-
-// MarshalJSON writes absent metadata as {}.
-func (p Changed) MarshalJSON() ([]byte, error) {
-	type plain Changed
-	if p.Metadata == nil {
-		p.Metadata = map[string]any{}
-	}
-	return json.Marshal(plain(p))
-}
-
-// UnmarshalJSON reads absent or null metadata as {}.
-func (p *Changed) UnmarshalJSON(b []byte) error {
-	type plain Changed
-	var v plain
-	if err := segjson.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	if v.Metadata == nil {
-		v.Metadata = map[string]any{}
-	}
-	*p = Changed(v)
-	return nil
 }
 
 // Action is what happened to the artifact; it is also the last word of the
@@ -85,20 +58,4 @@ type IngestionFailed struct {
 	IsRetryable  bool    `json:"is_retryable" default:"true"`
 }
 
-// UnmarshalJSON reads an absent or null is_retryable as true, Python's default.
-func (p *IngestionFailed) UnmarshalJSON(b []byte) error {
-	type plain IngestionFailed
-	v := plain{IsRetryable: true}
-	if err := segjson.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*p = IngestionFailed(v)
-	return nil
-}
-
-var (
-	_ domains.Enum     = Action("")
-	_ json.Marshaler   = Changed{}
-	_ json.Unmarshaler = (*Changed)(nil)
-	_ json.Unmarshaler = (*IngestionFailed)(nil)
-)
+var _ domains.Enum = Action("")

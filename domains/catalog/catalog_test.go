@@ -13,6 +13,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/catalog"
 )
@@ -310,7 +311,7 @@ func TestCatalog_encodingWritesNullsAndEmptyCollections(t *testing.T) {
 	r := newCatalog(t)
 	for _, e := range r.Events(domains.Filter{}) {
 		t.Run(e.RoutingKey(), func(t *testing.T) {
-			b, err := json.Marshal(reflect.New(e.Type()).Elem().Interface())
+			b, err := envelope.MarshalPayload(reflect.New(e.Type()).Elem().Interface())
 			if err != nil {
 				t.Fatal(err)
 			}

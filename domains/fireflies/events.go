@@ -1,10 +1,6 @@
 package fireflies
 
 import (
-	"encoding/json"
-
-	segjson "github.com/segmentio/encoding/json"
-
 	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 )
@@ -32,28 +28,6 @@ type TranscriptUpload struct {
 	CreatedAt            envelope.Time `json:"created_at" default:"now"`
 }
 
-// MarshalJSON writes a zero CreatedAt as the encoding time: Python stamps
-// the payload when it is built, and year 1 would be a lie.
-func (p TranscriptUpload) MarshalJSON() ([]byte, error) {
-	type plain TranscriptUpload
-	if p.CreatedAt.IsZero() {
-		p.CreatedAt = envelope.Now()
-	}
-	return json.Marshal(plain(p))
-}
-
-// UnmarshalJSON stamps CreatedAt with the decoding time when it is absent
-// or null, as Python's default_factory does.
-func (p *TranscriptUpload) UnmarshalJSON(b []byte) error {
-	type plain TranscriptUpload
-	v := plain{CreatedAt: envelope.Now()}
-	if err := segjson.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*p = TranscriptUpload(v)
-	return nil
-}
-
 // TranscriptReady is the finished transcript, as Fireflies' webhook
 // delivers it, full text included so consumers need no further API call.
 // Python: FirefliesTranscriptReadyPayload.
@@ -77,35 +51,6 @@ type TranscriptReady struct {
 	CalendarID     *string              `json:"calendar_id"`
 	CalendarType   *string              `json:"calendar_type"`
 	RawMeetingInfo map[string]any       `json:"raw_meeting_info" jsonschema_description:"The webhook's whole meeting_info object."`
-}
-
-// MarshalJSON writes absent participants and speakers as [], since Python
-// reads null there as an error.
-func (p TranscriptReady) MarshalJSON() ([]byte, error) {
-	type plain TranscriptReady
-	p.fillDefaults()
-	return json.Marshal(plain(p))
-}
-
-// UnmarshalJSON reads absent or null participants and speakers as empty.
-func (p *TranscriptReady) UnmarshalJSON(b []byte) error {
-	type plain TranscriptReady
-	var v plain
-	if err := segjson.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*p = TranscriptReady(v)
-	p.fillDefaults()
-	return nil
-}
-
-func (p *TranscriptReady) fillDefaults() {
-	if p.Participants == nil {
-		p.Participants = []MeetingParticipant{}
-	}
-	if p.Speakers == nil {
-		p.Speakers = []string{}
-	}
 }
 
 // TranscriptSentence is one sentence of a transcript.
@@ -178,29 +123,6 @@ type TranscriptProcessed struct {
 	Metadata           map[string]any `json:"metadata" default:"{}"`
 }
 
-// MarshalJSON writes absent metadata as {}.
-func (p TranscriptProcessed) MarshalJSON() ([]byte, error) {
-	type plain TranscriptProcessed
-	if p.Metadata == nil {
-		p.Metadata = map[string]any{}
-	}
-	return json.Marshal(plain(p))
-}
-
-// UnmarshalJSON reads absent or null metadata as {}.
-func (p *TranscriptProcessed) UnmarshalJSON(b []byte) error {
-	type plain TranscriptProcessed
-	var v plain
-	if err := segjson.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	if v.Metadata == nil {
-		v.Metadata = map[string]any{}
-	}
-	*p = TranscriptProcessed(v)
-	return nil
-}
-
 // TranscriptFailed reports that an upload, transcription or ingestion
 // failed. Python: FirefliesTranscriptFailedPayload.
 type TranscriptFailed struct {
@@ -213,34 +135,6 @@ type TranscriptFailed struct {
 	RetryCount   int            `json:"retry_count" default:"0"`
 	IsRetryable  bool           `json:"is_retryable" default:"true"`
 	Metadata     map[string]any `json:"metadata" default:"{}"`
-}
-
-// MarshalJSON writes absent metadata as {} and a zero Timestamp as the
-// encoding time.
-func (p TranscriptFailed) MarshalJSON() ([]byte, error) {
-	type plain TranscriptFailed
-	if p.Timestamp.IsZero() {
-		p.Timestamp = envelope.Now()
-	}
-	if p.Metadata == nil {
-		p.Metadata = map[string]any{}
-	}
-	return json.Marshal(plain(p))
-}
-
-// UnmarshalJSON applies Python's defaults: the decoding time, retryable,
-// and empty metadata.
-func (p *TranscriptFailed) UnmarshalJSON(b []byte) error {
-	type plain TranscriptFailed
-	v := plain{Timestamp: envelope.Now(), IsRetryable: true}
-	if err := segjson.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	if v.Metadata == nil {
-		v.Metadata = map[string]any{}
-	}
-	*p = TranscriptFailed(v)
-	return nil
 }
 
 // Stage is the pipeline stage that failed.
@@ -259,14 +153,6 @@ func (Stage) EnumValues() []string {
 }
 
 var (
-	_ domains.Enum     = Sentiment("")
-	_ domains.Enum     = Stage("")
-	_ json.Marshaler   = TranscriptReady{}
-	_ json.Unmarshaler = (*TranscriptReady)(nil)
-	_ json.Marshaler   = TranscriptUpload{}
-	_ json.Unmarshaler = (*TranscriptUpload)(nil)
-	_ json.Marshaler   = TranscriptProcessed{}
-	_ json.Unmarshaler = (*TranscriptProcessed)(nil)
-	_ json.Marshaler   = TranscriptFailed{}
-	_ json.Unmarshaler = (*TranscriptFailed)(nil)
+	_ domains.Enum = Sentiment("")
+	_ domains.Enum = Stage("")
 )

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/fireflies"
 )
@@ -81,7 +82,7 @@ func TestTranscriptReady_defaultsOnDecode(t *testing.T) {
 }
 
 func TestTranscriptReady_encodesNullsAndEmptyLists(t *testing.T) {
-	b, err := json.Marshal(fireflies.TranscriptReady{ID: "x", Sentences: []fireflies.TranscriptSentence{}})
+	b, err := envelope.MarshalPayload(fireflies.TranscriptReady{ID: "x", Sentences: []fireflies.TranscriptSentence{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func TestTranscriptFailed_defaultsOnDecode(t *testing.T) {
 
 func TestTranscriptFailed_zeroTimestampEncodesAsNow(t *testing.T) {
 	before := time.Now().Add(-time.Second)
-	b, _ := json.Marshal(fireflies.TranscriptFailed{FailedStage: fireflies.StageProcessing, ErrorMessage: "x"})
+	b, _ := envelope.MarshalPayload(fireflies.TranscriptFailed{FailedStage: fireflies.StageProcessing, ErrorMessage: "x"})
 	got, err := domains.Decode[fireflies.TranscriptFailed](b)
 	if err != nil || got.Timestamp.Before(before) || !strings.Contains(string(b), `"metadata":{}`) {
 		t.Errorf("encoded %s, want a current timestamp and empty metadata", b)

@@ -1,10 +1,6 @@
 package github
 
 import (
-	"encoding/json"
-
-	segjson "github.com/segmentio/encoding/json"
-
 	"github.com/33god/bloodbank-go/domains"
 )
 
@@ -19,26 +15,6 @@ const RoutingKeyPRCreated = "github.pr.created"
 type PRCreated struct {
 	CacheKey  string    `json:"cache_key" jsonschema_description:"Key of the PR data in the cache, e.g. trinote|423."`
 	CacheType CacheType `json:"cache_type" default:"redis"`
-}
-
-// MarshalJSON writes an unset cache type as "redis", Python's default.
-func (p PRCreated) MarshalJSON() ([]byte, error) {
-	type plain PRCreated
-	if p.CacheType == "" {
-		p.CacheType = CacheRedis
-	}
-	return json.Marshal(plain(p))
-}
-
-// UnmarshalJSON reads an absent or null cache type as "redis".
-func (p *PRCreated) UnmarshalJSON(b []byte) error {
-	type plain PRCreated
-	v := plain{CacheType: CacheRedis}
-	if err := segjson.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*p = PRCreated(v)
-	return nil
 }
 
 // CacheType is where the PR details are stored.
@@ -56,8 +32,4 @@ func (CacheType) EnumValues() []string {
 	return []string{string(CacheRedis), string(CacheMemory), string(CacheFile)}
 }
 
-var (
-	_ domains.Enum     = CacheType("")
-	_ json.Marshaler   = PRCreated{}
-	_ json.Unmarshaler = (*PRCreated)(nil)
-)
+var _ domains.Enum = CacheType("")

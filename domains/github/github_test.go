@@ -1,9 +1,9 @@
 package github_test
 
 import (
-	"encoding/json"
 	"testing"
 
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/github"
 )
@@ -15,7 +15,7 @@ func TestPRCreated_cacheTypeDefaultsToRedis(t *testing.T) {
 			t.Errorf("Decode(%s) = %+v, %v; want cache_type redis", payload, got, err)
 		}
 	}
-	b, _ := json.Marshal(github.PRCreated{CacheKey: "trinote|423"})
+	b, _ := envelope.MarshalPayload(github.PRCreated{CacheKey: "trinote|423"})
 	if want := `{"cache_key":"trinote|423","cache_type":"redis"}`; string(b) != want {
 		t.Errorf("Marshal = %s, want %s", b, want)
 	}

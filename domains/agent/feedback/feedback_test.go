@@ -1,9 +1,9 @@
 package feedback_test
 
 import (
-	"encoding/json"
 	"testing"
 
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/agent/feedback"
 )
@@ -18,7 +18,7 @@ func TestResponse_defaults(t *testing.T) {
 			t.Errorf("Decode(%s) = %+v, %v; want empty response, status ok, empty metadata", payload, got, err)
 		}
 	}
-	b, _ := json.Marshal(feedback.Response{AgentID: "a"})
+	b, _ := envelope.MarshalPayload(feedback.Response{AgentID: "a"})
 	want := `{"agent_id":"a","letta_agent_id":null,"response":"","status":"ok","error_message":null,"metadata":{}}`
 	if string(b) != want {
 		t.Errorf("Marshal = %s\nwant %s", b, want)

@@ -1,11 +1,5 @@
 package thread
 
-import (
-	"encoding/json"
-
-	segjson "github.com/segmentio/encoding/json"
-)
-
 // Domain is the domain name, as Python's registry lists it.
 const Domain = "agent/thread"
 
@@ -25,29 +19,6 @@ type Prompt struct {
 	WorkingDir *string  `json:"working_dir"`
 	Domain     *string  `json:"domain"`
 	Tags       []string `json:"tags" default:"[]"`
-}
-
-// MarshalJSON writes absent tags as [], since Python reads null there as an error.
-func (p Prompt) MarshalJSON() ([]byte, error) {
-	type plain Prompt
-	if p.Tags == nil {
-		p.Tags = []string{}
-	}
-	return json.Marshal(plain(p))
-}
-
-// UnmarshalJSON reads absent or null tags as empty.
-func (p *Prompt) UnmarshalJSON(b []byte) error {
-	type plain Prompt
-	var v plain
-	if err := segjson.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	if v.Tags == nil {
-		v.Tags = []string{}
-	}
-	*p = Prompt(v)
-	return nil
 }
 
 // Response is an agent's answer to a prompt; its envelope's correlation_ids
@@ -74,8 +45,3 @@ type ErrorPayload struct {
 	IsRetryable  bool    `json:"is_retryable" default:"false"`
 	RetryCount   int     `json:"retry_count" default:"0"`
 }
-
-var (
-	_ json.Marshaler   = Prompt{}
-	_ json.Unmarshaler = (*Prompt)(nil)
-)

@@ -22,9 +22,8 @@ func benchPrompt(b *testing.B) []byte {
 	return raw
 }
 
-// BenchmarkPrompt_Unmarshal is json.Unmarshal into a Prompt: its
-// UnmarshalJSON, which defaults absent tags, makes encoding/json read the
-// payload twice more (compare BenchmarkPrompt_DecodePayload).
+// BenchmarkPrompt_Unmarshal is encoding/json's json.Unmarshal into a
+// Prompt, without defaults, for comparison with BenchmarkPrompt_DecodePayload.
 func BenchmarkPrompt_Unmarshal(b *testing.B) {
 	raw := benchPrompt(b)
 	b.SetBytes(int64(len(raw)))
@@ -37,32 +36,8 @@ func BenchmarkPrompt_Unmarshal(b *testing.B) {
 	}
 }
 
-// BenchmarkPrompt_UnmarshalPlain decodes the same payload into a struct
-// with Prompt's fields and no UnmarshalJSON, for comparison.
-func BenchmarkPrompt_UnmarshalPlain(b *testing.B) {
-	type plain struct {
-		Provider   string   `json:"provider"`
-		Model      *string  `json:"model"`
-		Prompt     string   `json:"prompt"`
-		Project    *string  `json:"project"`
-		WorkingDir *string  `json:"working_dir"`
-		Domain     *string  `json:"domain"`
-		Tags       []string `json:"tags"`
-	}
-	raw := benchPrompt(b)
-	b.SetBytes(int64(len(raw)))
-	b.ReportAllocs()
-	for b.Loop() {
-		var p plain
-		if err := json.Unmarshal(raw, &p); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // BenchmarkPrompt_DecodePayload is the same decode as a typed handler does
-// it: envelope.DecodePayload with segmentio/encoding/json, whose Prompt
-// UnmarshalJSON decodes with segmentio too.
+// it: envelope.DecodePayload, defaults applied.
 func BenchmarkPrompt_DecodePayload(b *testing.B) {
 	env := envelope.Envelope{EventType: thread.RoutingKeyPrompt, Payload: benchPrompt(b)}
 	b.SetBytes(int64(len(env.Payload)))

@@ -1,9 +1,9 @@
 package thread_test
 
 import (
-	"encoding/json"
 	"testing"
 
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
 )
@@ -51,7 +51,7 @@ func TestPrompt_tagsDefaultToEmpty(t *testing.T) {
 }
 
 func TestPrompt_encodesNullsAndEmptyTags(t *testing.T) {
-	b, err := json.Marshal(thread.Prompt{Provider: "anthropic", Prompt: "hi"})
+	b, err := envelope.MarshalPayload(thread.Prompt{Provider: "anthropic", Prompt: "hi"})
 	want := `{"provider":"anthropic","model":null,"prompt":"hi","project":null,"working_dir":null,"domain":null,"tags":[]}`
 	if err != nil || string(b) != want {
 		t.Errorf("Marshal = %s, %v\nwant %s", b, err, want)
