@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -165,19 +166,23 @@ func FuzzValidate_agreesWithReference(f *testing.F) {
 }
 
 // replacements stand in for a value in mutations: each JSON type, numbers a
-// Go int refuses, strings no enum or format accepts, the date-time and UUID
-// forms of the bus, nested arrays and objects.
+// Go int refuses, nested arrays and objects.
 var replacements = []string{
-	`null`, `true`, `0`, `-1`, `1.5`, `2.0`, `1e3`, `12345678901234567890`, `""`, `"bogus"`,
-	`"2026-01-29T10:00:00"`, `"2026-01-29T10:00:00.123456+00:00"`, `"2026-01-29 10:00:00"`, `"2026-01-29"`,
-	`"2026-01-29t10:00:00z"`, `"2016-12-31T23:59:60Z"`,
-	`"0b6f1c9e3d554a579c572f7d0f0e6a11"`, `"{0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11}"`, `"0B6F1C9E-3D55-4A57-9C57-2F7D0F0E6A11"`,
-	`"0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a1"`, `"\u0064hl"`,
+	`null`, `true`, `0`, `-1`, `1.5`, `2.0`, `1e3`, `12345678901234567890`, `""`,
 	`[]`, `{}`, `[[]]`, `[{}]`, `[null]`, `["x", 1]`, `{"a": [1, {"b": null}]}`,
 }
 
-// mutations returns example and, for every value in it (the first two
-// items of an array), documents with that value removed or replaced; and
+// stringReplacements stand in for a string: values no enum or format
+// accepts, the date-time and UUID forms of the bus, an escape.
+var stringReplacements = []string{
+	`"bogus"`, `"2026-01-29T10:00:00"`, `"2026-01-29T10:00:00.123456+00:00"`, `"2026-01-29 10:00:00"`, `"2026-01-29"`,
+	`"2026-01-29t10:00:00z"`, `"2016-12-31T23:59:60Z"`,
+	`"0b6f1c9e3d554a579c572f7d0f0e6a11"`, `"{0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11}"`, `"0B6F1C9E-3D55-4A57-9C57-2F7D0F0E6A11"`,
+	`"0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a1"`, `"\u0064hl"`,
+}
+
+// mutations returns example and, for every value in it (the first item of
+// an array), documents with that value removed or replaced; and
 // for every top-level name, the example with that name written twice, the
 // first time with a value no field accepts.
 func mutations(t testing.TB, example []byte) [][]byte {
@@ -196,15 +201,21 @@ func mutations(t testing.TB, example []byte) [][]byte {
 		}
 		docs = append(docs, b)
 	}
+	instead := func(old any) []string {
+		if _, ok := old.(string); ok {
+			return slices.Concat(replacements, stringReplacements)
+		}
+		return replacements
+	}
 	var walk func(v any)
 	walk = func(v any) {
 		switch v := v.(type) {
 		case map[string]any:
-			for _, k := range sortedKeys(v) {
+			for _, k := range slices.Sorted(maps.Keys(v)) {
 				old := v[k]
 				delete(v, k)
 				add()
-				for _, r := range replacements {
+				for _, r := range instead(old) {
 					v[k] = json.RawMessage(r)
 					add()
 				}
@@ -215,20 +226,20 @@ func mutations(t testing.TB, example []byte) [][]byte {
 			add()
 			delete(v, "added_in_python_v2")
 		case []any:
-			for i := range min(len(v), 2) {
-				old := v[i]
-				for _, r := range replacements {
-					v[i] = json.RawMessage(r)
+			if len(v) > 0 {
+				old := v[0]
+				for _, r := range instead(old) {
+					v[0] = json.RawMessage(r)
 					add()
 				}
-				v[i] = old
+				v[0] = old
 				walk(old)
 			}
 		}
 	}
 	walk(root)
 	if obj, ok := root.(map[string]any); ok {
-		for _, k := range sortedKeys(obj) {
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
 			name, _ := json.Marshal(k)
 			docs = append(docs, slices.Concat([]byte("{"), name, []byte(`: [[]], `), example[1:]))
 		}
@@ -236,29 +247,37 @@ func mutations(t testing.TB, example []byte) [][]byte {
 	return docs
 }
 
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// TestValidate_exceptionsAreNarrow counts the seed documents of
-// FuzzValidate_agreesWithReference that each exception excuses: every
-// exception must be met (or it is not tested), and agreement must stay the
-// rule.
-func TestValidate_exceptionsAreNarrow(t *testing.T) {
-	verdicts := map[string]int{}
+// TestValidate_exceptions shows each documented difference on one
+// document, and that a document outside them must agree.
+func TestValidate_exceptions(t *testing.T) {
+	var ref reference
 	for _, r := range references(t) {
-		for _, doc := range mutations(t, r.et.Example()) {
-			verdicts[compare(t, r, doc)]++
+		if r.et.RoutingKey() == "theboard.meeting.created" {
+			ref = r
 		}
 	}
-	t.Logf("verdicts: %v", verdicts)
-	if verdicts[goInt] == 0 || verdicts[duplicateNames] == 0 || verdicts[agreed] < 10*(verdicts[goInt]+verdicts[duplicateNames]) {
-		t.Errorf("verdicts %v: want every exception met, and agreement ten times as common", verdicts)
+	example := string(ref.et.Example()) // max_rounds is an int
+	withRounds := func(v string) []byte {
+		return []byte(strings.Replace(example, `"max_rounds":5`, `"max_rounds":`+v, 1))
+	}
+	tests := []struct {
+		name    string
+		payload []byte
+		want    string
+	}{
+		{"an int", withRounds("5"), agreed},
+		{"a fraction", withRounds("5.5"), agreed},
+		{"a string", withRounds(`"5"`), agreed},
+		{"an integral fraction", withRounds("5.0"), goInt},
+		{"an exponent", withRounds("5e0"), goInt},
+		{"beyond int64", withRounds("12345678901234567890"), goInt},
+		{"a name twice, the first invalid", []byte(`{"max_rounds": "five", ` + example[1:]), duplicateNames},
+		{"a name twice, the last invalid", []byte(strings.Replace(example, "}", `, "max_rounds": "five"}`, 1)), agreed},
+	}
+	for _, tt := range tests {
+		if got := compare(t, ref, tt.payload); got != tt.want {
+			t.Errorf("%s: %q, want %q\n%s", tt.name, got, tt.want, tt.payload)
+		}
 	}
 }
 
