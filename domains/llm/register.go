@@ -2,9 +2,8 @@ package llm
 
 import "github.com/33god/bloodbank-go/domains"
 
-// Register adds the domain's payload types to r, each under its routing key
-// and its Python class name. The prompt is registered as a command whose
-// result is RoutingKeyResponse.
+// Register adds llm.prompt, a command answered by llm.response, and the two
+// events that may answer it to r; Python's class names are their aliases.
 func Register(r *domains.Registry) error {
 	return domains.RegisterDomain(r, Domain,
 		domains.Spec[Prompt]{
