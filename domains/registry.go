@@ -44,8 +44,8 @@ type Spec[T any] struct {
 	// required string; when it is an Enum, only its values match.
 	RoutingKey string
 	// Domain groups events for listing, named as Python names it, with "/"
-	// for nesting ("agent/thread"). Optional; default: the routing key's
-	// first word.
+	// for nesting ("agent/thread"). Optional; default: the domain given to
+	// RegisterDomain, else the routing key's first word.
 	Domain string
 	// Kind is Fact (the default) or Command.
 	Kind Kind
