@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -261,7 +262,7 @@ func (v *validator) str(n *node, raw jsontext.Value) {
 		return
 	}
 	s := v.unquote(raw)
-	if n.enum != nil && !containsBytes(n.enum, s) {
+	if n.enum != nil && !slices.Contains(n.enum, string(s)) {
 		v.report("", fmt.Sprintf("expected one of %s, got %s", quoteAll(n.enum), quoteValue(string(s))))
 	}
 	switch n.format {
@@ -288,15 +289,6 @@ func (v *validator) unquote(raw jsontext.Value) []byte {
 	// UTF-8, which is replaced as encoding/json replaces it.
 	v.unquoted, _ = jsontext.AppendUnquote(v.unquoted[:0], raw)
 	return v.unquoted
-}
-
-func containsBytes(list []string, b []byte) bool {
-	for _, s := range list {
-		if s == string(b) {
-			return true
-		}
-	}
-	return false
 }
 
 func quoteAll(values []string) string {
