@@ -72,6 +72,13 @@ type node struct {
 	closed   bool // additionalProperties: false
 }
 
+// free reports whether n accepts any JSON value, so the validator may skip
+// a value it describes after checking only its syntax.
+func (n *node) free() bool {
+	return n.types == 0 && n.format == formatNone && n.enum == nil && n.props == nil &&
+		n.items == nil && n.values == nil && !n.closed
+}
+
 type ref struct {
 	node     *node
 	nullable bool

@@ -3,6 +3,7 @@ package domains
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -45,8 +46,8 @@ type Spec[T any] struct {
 	// required string; when it is an Enum, only its values match.
 	RoutingKey string
 	// Domain groups events for listing, named as Python names it, with "/"
-	// for nesting ("agent/thread"). Optional; default: the routing key's
-	// first word.
+	// for nesting ("agent/thread"). Optional; default: the domain given to
+	// RegisterDomain, else the routing key's first word.
 	Domain string
 	// Kind is Fact (the default) or Command.
 	Kind Kind
@@ -192,6 +193,35 @@ func Register[T any](r *Registry, spec Spec[T]) error {
 		return fmt.Errorf("cannot register %s under %q: %w: its example does not decode: %w", t, spec.RoutingKey, ErrInvalidSpec, err)
 	}
 	return r.add(e)
+}
+
+// Registration is a Spec of any payload type, so that RegisterDomain takes
+// the specs of one domain's types in one list. Spec[T] is its only
+// implementation.
+type Registration interface {
+	register(r *Registry, domain string) error
+}
+
+func (s Spec[T]) register(r *Registry, domain string) error {
+	if s.Domain == "" {
+		s.Domain = domain
+	}
+	return Register(r, s)
+}
+
+// RegisterDomain registers the specs of one domain, as a domain package's
+// Register does; a spec that names no Domain is in domain. It registers
+// every spec it can and reports every one that failed, so that a domain
+// package fixes them all at once.
+func RegisterDomain(r *Registry, domain string, specs ...Registration) error {
+	errs := make([]error, len(specs))
+	for i, s := range specs {
+		errs[i] = s.register(r, domain)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cannot register domain %s: %w", domain, err)
+	}
+	return nil
 }
 
 // MustRegister is Register for package initialisation, where a failure is

@@ -44,19 +44,19 @@ func shopRegistry(t *testing.T) *domains.Registry {
 	t.Helper()
 	r := domains.NewRegistry()
 	err := errors.Join(
-		domains.Register(r, domains.Spec[orderEvent]{
-			RoutingKey: "shop.order.{status}",
-			Domain:     "shop/order",
-			Aliases:    []string{"OrderEventPayload"},
-			Example:    orderEvent{Status: "created", OrderID: "o-1"},
-		}),
-		domains.Register(r, domains.Spec[placeOrder]{
-			RoutingKey: "shop.order.place",
-			Domain:     "shop/order",
-			Kind:       domains.Command,
-			Result:     "shop.order.created",
-			Example:    placeOrder{Sku: "sku-1"},
-		}),
+		domains.RegisterDomain(r, "shop/order",
+			domains.Spec[orderEvent]{
+				RoutingKey: "shop.order.{status}",
+				Aliases:    []string{"OrderEventPayload"},
+				Example:    orderEvent{Status: "created", OrderID: "o-1"},
+			},
+			domains.Spec[placeOrder]{
+				RoutingKey: "shop.order.place",
+				Kind:       domains.Command,
+				Result:     "shop.order.created",
+				Example:    placeOrder{Sku: "sku-1"},
+			},
+		),
 		domains.Register(r, domains.Spec[cartEmptied]{
 			RoutingKey: "shop.cart.emptied",
 			Domain:     "shop/cart",
@@ -82,6 +82,25 @@ func TestRegister_sameRoutingKeyDifferentTypeFails(t *testing.T) {
 	e, _ := r.Lookup("shop.cart.emptied")
 	if e.Name() != "domains_test.cartEmptied" {
 		t.Errorf("the first registration was replaced by %s", e.Name())
+	}
+}
+
+func TestRegisterDomain_registersWhatItCanAndReportsEveryFailure(t *testing.T) {
+	r := domains.NewRegistry()
+	err := domains.RegisterDomain(r, "shop/order",
+		domains.Spec[orderPlaced]{RoutingKey: "shop.order.placed", Example: orderPlaced{OrderID: "o-1"}},
+		domains.Spec[placeOrder]{RoutingKey: "shop.order.place"}, // no example
+		domains.Spec[cartEmptied]{RoutingKey: "shop.cart.emptied", Domain: "shop/cart", Example: cartEmptied{CartID: "c-1"}},
+		domains.Spec[regionEvent]{RoutingKey: "shop.order.#", Example: regionEvent{Region: "eu"}},
+	)
+	if !errors.Is(err, domains.ErrInvalidSpec) || !strings.HasPrefix(err.Error(), "cannot register domain shop/order: ") ||
+		!strings.Contains(err.Error(), "placeOrder") || !strings.Contains(err.Error(), "regionEvent") {
+		t.Errorf("RegisterDomain = %v, want both invalid specs reported for domain shop/order", err)
+	}
+	for key, domain := range map[string]string{"shop.order.placed": "shop/order", "shop.cart.emptied": "shop/cart"} {
+		if e, err := r.LookupKey(key); err != nil || e.Domain() != domain {
+			t.Errorf("LookupKey(%s) = %v, %v; want it registered in %s", key, e, err, domain)
+		}
 	}
 }
 

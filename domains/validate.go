@@ -3,10 +3,15 @@ package domains
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/uuid"
 
 	"github.com/33god/bloodbank-go/bus/envelope"
@@ -15,18 +20,34 @@ import (
 // rootPath names the payload in problem paths, from the envelope's point of view.
 const rootPath = "payload"
 
+// decoderOptions make jsontext accept the syntax encoding/json accepts, no
+// more and no less: every Go reader of a payload decodes with encoding/json
+// rules, which allow duplicate names and invalid UTF-8 inside strings.
+var decoderOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
+
+// errTrailingData stops a walk that read one value and found another after it.
+var errTrailingData = errors.New("trailing data after the payload")
+
 // validate checks payload against the compiled schema n and returns every
-// problem found. It is one pass over the bytes that checks the JSON syntax
-// (as strictly as json.Valid) and the schema together, reading values in
-// place: a valid payload costs no allocation beyond parsing its date-times.
+// problem found. One jsontext.Decoder pass reads the tokens and values in
+// place, so the JSON syntax (as strict as encoding/json) and the schema are
+// checked together, without decoding into maps: a valid payload costs no
+// allocation beyond parsing its date-times.
 func validate(n *node, payload []byte) []Problem {
-	v := validator{data: payload}
-	i := v.value(ref{node: n}, skipSpace(payload, 0))
-	if i < 0 || skipSpace(payload, i) != len(payload) {
-		return []Problem{{Path: rootPath, Message: "invalid JSON: " + syntaxError(payload)}}
+	v := validators.Get().(*validator)
+	defer v.release()
+	v.input = *bytes.NewBuffer(payload) // a bytes.Buffer is read in place, not copied
+	v.dec.Reset(&v.input, decoderOptions...)
+	err := v.value(ref{node: n})
+	if err == nil {
+		if _, err = v.dec.ReadToken(); err == nil {
+			err = errTrailingData
+		} else if err == io.EOF {
+			err = nil
+		}
 	}
-	for k := range v.problems {
-		v.problems[k].Path = rootPath + v.problems[k].Path
+	if err != nil {
+		return []Problem{{Path: rootPath, Message: "invalid JSON: " + syntaxError(payload)}}
 	}
 	return v.problems
 }
@@ -41,40 +62,54 @@ func syntaxError(payload []byte) string {
 	return "malformed"
 }
 
-// maxDepth bounds nesting, as encoding/json does, so a hostile payload
-// cannot grow the stack without limit.
-const maxDepth = 10000
+// validators recycles decoders, whose state stacks would otherwise be
+// allocated again for every payload.
+var validators = sync.Pool{New: func() any { return new(validator) }}
 
-// anyValue accepts every JSON value; values nobody described are walked
-// with it, which checks their syntax.
-var anyValue = ref{node: &node{}}
-
-// validator walks a payload. A problem's Path starts relative to the value
-// that reports it and each enclosing object or array prepends its own step
-// on the way out, so a valid payload never builds a path.
+// validator walks one payload. The decoder knows where it is, so a problem
+// is located with dec.StackPointer when it is found, and a valid payload
+// never builds a path.
 type validator struct {
-	data     []byte
+	dec      jsontext.Decoder
+	input    bytes.Buffer
+	unquoted []byte // scratch for strings with escapes
 	problems []Problem
-	depth    int
 }
 
-func (v *validator) report(message string) {
-	v.problems = append(v.problems, Problem{Message: message})
+// release returns v to the pool without the payload or the problems, which
+// now belong to the caller.
+func (v *validator) release() {
+	v.input = bytes.Buffer{}
+	v.dec.Reset(&v.input)
+	v.problems = nil
+	validators.Put(v)
 }
 
-func (v *validator) reportField(field, message string) {
-	v.problems = append(v.problems, Problem{Path: keyStep(field), Message: message})
-}
-
-// prefix prepends a step to the paths of the problems reported since from.
-func (v *validator) prefix(from int, step func() string) {
-	if len(v.problems) == from {
-		return
+// report records a problem with the value just read, or with its member
+// field when field is not empty.
+func (v *validator) report(field, message string) {
+	path := v.path()
+	if field != "" {
+		path += keyStep(field)
 	}
-	s := step()
-	for k := from; k < len(v.problems); k++ {
-		v.problems[k].Path = s + v.problems[k].Path
+	v.problems = append(v.problems, Problem{Path: path, Message: message})
+}
+
+// path spells the decoder's JSON Pointer to the value just read as the
+// envelope's readers write it: payload.sentences[3].ai_filters.sentiment.
+func (v *validator) path() string {
+	var b strings.Builder
+	b.WriteString(rootPath)
+	level := 1
+	for token := range v.dec.StackPointer().Tokens() {
+		if kind, _ := v.dec.StackIndex(level); kind == '[' {
+			b.WriteString("[" + token + "]")
+		} else {
+			b.WriteString(keyStep(token))
+		}
+		level++
 	}
+	return b.String()
 }
 
 // keyStep is .key, or ["key"] when the key would not read as one name.
@@ -85,327 +120,175 @@ func keyStep(key string) string {
 	return "[" + strconv.Quote(key) + "]"
 }
 
-// value checks the value starting at v.data[i] and returns the index just
-// past it, or -1 when the JSON is malformed, which aborts the walk.
-func (v *validator) value(r ref, i int) int {
-	d := v.data
-	if i >= len(d) {
-		return -1
-	}
+// anyValue accepts every JSON value; values nobody described are skipped
+// with it, which still checks their syntax.
+var anyValue = ref{node: &node{}}
+
+// value checks the next value against r. An error means the JSON is
+// malformed, which ends the walk.
+func (v *validator) value(r ref) error {
 	n := r.node
-	var got typeSet
-	end := -1 // set when the value was scanned to learn its type
-	var overflow bool
-	switch c := d[i]; {
-	case c == '{':
-		got = tObject
-	case c == '[':
-		got = tArray
-	case c == '"':
-		got = tString
-	case c == 't':
-		got, end = tBoolean, literal(d, i, "true")
-	case c == 'f':
-		got, end = tBoolean, literal(d, i, "false")
-	case c == 'n':
-		got, end = tNull, literal(d, i, "null")
-	default:
-		got, end, overflow = scanNumber(d, i)
-	}
-	if end < 0 && got != tObject && got != tArray && got != tString {
-		return -1
-	}
 	want := n.types
 	if r.nullable {
 		want |= tNull
 	}
-	if n.types != 0 && !want.accepts(got) {
-		v.report(fmt.Sprintf("expected %s, got %s", want, got))
-		n = anyValue.node
-	}
-	switch got {
-	case tObject:
-		return v.object(n, i)
-	case tArray:
-		return v.array(n, i)
-	case tString:
-		return v.str(n, i)
-	case tInteger:
-		if overflow && n.types&tInteger != 0 && n.types&tNumber == 0 {
-			v.report("integer out of range")
+	switch kind := v.dec.PeekKind(); kind {
+	case '{', '[':
+		got := tObject
+		if kind == '[' {
+			got = tArray
 		}
+		if n.types != 0 && !want.accepts(got) {
+			if err := v.dec.SkipValue(); err != nil {
+				return err
+			}
+			v.report("", fmt.Sprintf("expected %s, got %s", want, got))
+			return nil
+		}
+		if n.free() {
+			return v.dec.SkipValue()
+		}
+		if got == tObject {
+			return v.object(n)
+		}
+		return v.array(n)
+	case 0:
+		_, err := v.dec.ReadToken() // the error PeekKind met
+		return err
+	default:
+		raw, err := v.dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		got := scalarType(kind, raw)
+		switch {
+		case n.types != 0 && !want.accepts(got):
+			v.report("", fmt.Sprintf("expected %s, got %s", want, got))
+		case got == tString:
+			v.str(n, raw)
+		case got == tInteger && n.types&tInteger != 0 && n.types&tNumber == 0 && len(raw) > 18:
+			if _, err := strconv.ParseInt(string(raw), 10, 64); err != nil {
+				v.report("", "integer out of range")
+			}
+		}
+		return nil
 	}
-	return end
 }
 
-func (v *validator) object(n *node, i int) int {
-	d := v.data
-	if v.depth++; v.depth > maxDepth {
-		return -1
+// scalarType tells an integer from a number the way encoding/json decides
+// whether a number fits an int: no fraction and no exponent.
+func scalarType(kind jsontext.Kind, raw jsontext.Value) typeSet {
+	switch kind {
+	case '"':
+		return tString
+	case 't', 'f':
+		return tBoolean
+	case 'n':
+		return tNull
+	}
+	if bytes.ContainsAny(raw, ".eE") {
+		return tNumber
+	}
+	return tInteger
+}
+
+func (v *validator) object(n *node) error {
+	if _, err := v.dec.ReadToken(); err != nil { // '{'
+		return err
 	}
 	var seen uint64 // bit p.index for the first 64 properties
 	var seenMore []bool
 	if n.nprops > 64 {
 		seenMore = make([]bool, n.nprops)
 	}
-	i = skipSpace(d, i+1)
-	if i < len(d) && d[i] == '}' {
-		i++
-	} else {
-		for {
-			if i >= len(d) || d[i] != '"' {
-				return -1
+	for v.dec.PeekKind() == '"' {
+		name, err := v.dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		key := v.unquote(name)
+		switch p := n.props[string(key)]; {
+		case p != nil:
+			if p.index < 64 {
+				seen |= 1 << p.index
+			} else {
+				seenMore[p.index] = true
 			}
-			end, escaped := scanString(d, i)
-			if end < 0 {
-				return -1
+			err = v.value(p.ref)
+		case n.values != nil:
+			err = v.value(*n.values)
+		default:
+			if err = v.dec.SkipValue(); err == nil && n.closed {
+				v.report("", "unexpected property")
 			}
-			key := d[i+1 : end]
-			if escaped {
-				key = unquote(d[i : end+1])
-			}
-			if i = skipSpace(d, end+1); i >= len(d) || d[i] != ':' {
-				return -1
-			}
-			i = skipSpace(d, i+1)
-			switch p := n.props[string(key)]; {
-			case p != nil:
-				if p.index < 64 {
-					seen |= 1 << p.index
-				} else {
-					seenMore[p.index] = true
-				}
-				from := len(v.problems)
-				i = v.value(p.ref, i)
-				v.prefix(from, func() string { return keyStep(p.name) })
-			case n.values != nil:
-				from := len(v.problems)
-				i = v.value(*n.values, i)
-				v.prefix(from, func() string { return keyStep(string(key)) })
-			default:
-				if n.closed {
-					v.reportField(string(key), "unexpected property")
-				}
-				i = v.value(anyValue, i)
-			}
-			if i < 0 {
-				return -1
-			}
-			if i = skipSpace(d, i); i >= len(d) {
-				return -1
-			}
-			if d[i] == '}' {
-				i++
-				break
-			}
-			if d[i] != ',' {
-				return -1
-			}
-			i = skipSpace(d, i+1)
+		}
+		if err != nil {
+			return err
 		}
 	}
-	v.depth--
+	if _, err := v.dec.ReadToken(); err != nil { // '}', or the error PeekKind met
+		return err
+	}
 	for _, p := range n.required {
 		if p.index < 64 && seen&(1<<p.index) == 0 || p.index >= 64 && !seenMore[p.index] {
-			v.reportField(p.name, "required")
+			v.report(p.name, "required")
 		}
 	}
-	return i
+	return nil
 }
 
-func (v *validator) array(n *node, i int) int {
-	d := v.data
-	if v.depth++; v.depth > maxDepth {
-		return -1
+func (v *validator) array(n *node) error {
+	if _, err := v.dec.ReadToken(); err != nil { // '['
+		return err
 	}
 	items := anyValue
 	if n.items != nil {
 		items = *n.items
 	}
-	i = skipSpace(d, i+1)
-	if i < len(d) && d[i] == ']' {
-		v.depth--
-		return i + 1
-	}
-	for index := 0; ; index++ {
-		from := len(v.problems)
-		i = v.value(items, i)
-		v.prefix(from, func() string { return "[" + strconv.Itoa(index) + "]" })
-		if i < 0 {
-			return -1
+	for {
+		switch v.dec.PeekKind() {
+		case ']', 0:
+			_, err := v.dec.ReadToken() // ']', or the error PeekKind met
+			return err
 		}
-		if i = skipSpace(d, i); i >= len(d) {
-			return -1
+		if err := v.value(items); err != nil {
+			return err
 		}
-		if d[i] == ']' {
-			v.depth--
-			return i + 1
-		}
-		if d[i] != ',' {
-			return -1
-		}
-		i = skipSpace(d, i+1)
 	}
 }
 
-func (v *validator) str(n *node, i int) int {
-	end, escaped := scanString(v.data, i)
-	if end < 0 {
-		return -1
-	}
+func (v *validator) str(n *node, raw jsontext.Value) {
 	if n.enum == nil && n.format == formatNone {
-		return end + 1
+		return
 	}
-	s := v.data[i+1 : end]
-	if escaped {
-		s = unquote(v.data[i : end+1])
-	}
-	if n.enum != nil && !containsBytes(n.enum, s) {
-		v.report(fmt.Sprintf("expected one of %s, got %s", quoteAll(n.enum), quoteValue(string(s))))
+	s := v.unquote(raw)
+	if n.enum != nil && !slices.Contains(n.enum, string(s)) {
+		v.report("", fmt.Sprintf("expected one of %s, got %s", quoteAll(n.enum), quoteValue(string(s))))
 	}
 	switch n.format {
 	case formatUUID:
 		if _, err := uuid.ParseBytes(s); err != nil {
-			v.report("expected a UUID, got " + quoteValue(string(s)))
+			v.report("", "expected a UUID, got "+quoteValue(string(s)))
 		}
 	case formatDateTime:
 		// The three forms seen on the bus (Z, +00:00, naive), as envelope.Time reads them.
 		if _, err := envelope.ParseTimestamp(string(s)); err != nil {
-			v.report("expected an ISO-8601 date-time, got " + quoteValue(string(s)))
-		}
-	}
-	return end + 1
-}
-
-func containsBytes(list []string, b []byte) bool {
-	for _, s := range list {
-		if s == string(b) {
-			return true
-		}
-	}
-	return false
-}
-
-// scanNumber reads a JSON number and tells an integer from a number the
-// way encoding/json decides whether it fits an int: no fraction, no
-// exponent, within int64. end is -1 when the number is malformed.
-func scanNumber(d []byte, i int) (t typeSet, end int, overflow bool) {
-	start := i
-	if i < len(d) && d[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(d) && d[i] == '0':
-		i++
-	case i < len(d) && '1' <= d[i] && d[i] <= '9':
-		i = skipDigits(d, i)
-	default:
-		return tNumber, -1, false
-	}
-	t = tInteger
-	if i < len(d) && d[i] == '.' {
-		t = tNumber
-		if j := skipDigits(d, i+1); j > i+1 {
-			i = j
-		} else {
-			return tNumber, -1, false
-		}
-	}
-	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
-		t = tNumber
-		i++
-		if i < len(d) && (d[i] == '+' || d[i] == '-') {
-			i++
-		}
-		if j := skipDigits(d, i); j > i {
-			i = j
-		} else {
-			return tNumber, -1, false
-		}
-	}
-	if t == tInteger && i-start > 18 {
-		if _, err := strconv.ParseInt(string(d[start:i]), 10, 64); err != nil {
-			overflow = true
-		}
-	}
-	return t, i, overflow
-}
-
-func skipDigits(d []byte, i int) int {
-	for i < len(d) && '0' <= d[i] && d[i] <= '9' {
-		i++
-	}
-	return i
-}
-
-func literal(d []byte, i int, word string) int {
-	if bytes.HasPrefix(d[i:], []byte(word)) {
-		return i + len(word)
-	}
-	return -1
-}
-
-// plain marks the bytes that may appear unescaped inside a JSON string.
-var plain = func() (t [256]bool) {
-	for c := 0x20; c < 256; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
-// scanString returns the index of the closing quote of the string starting
-// at d[i] == '"' (-1 when it is malformed) and whether it has escapes.
-func scanString(d []byte, i int) (end int, escaped bool) {
-	j := i + 1
-	for {
-		for j < len(d) && plain[d[j]] {
-			j++
-		}
-		if j >= len(d) || d[j] < 0x20 {
-			return -1, false
-		}
-		if d[j] == '"' {
-			return j, escaped
-		}
-		escaped = true // d[j] == '\\'
-		if j+1 >= len(d) {
-			return -1, false
-		}
-		switch d[j+1] {
-		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			j += 2
-		case 'u':
-			if j+6 > len(d) || !isHex4(d[j+2:j+6]) {
-				return -1, false
-			}
-			j += 6
-		default:
-			return -1, false
+			v.report("", "expected an ISO-8601 date-time, got "+quoteValue(string(s)))
 		}
 	}
 }
 
-func isHex4(b []byte) bool {
-	for _, c := range b {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
+// unquote returns the text of a JSON string read by the decoder: the bytes
+// between the quotes, or its decoded escapes in v's scratch buffer, valid
+// until the next call.
+func (v *validator) unquote(raw jsontext.Value) []byte {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return raw[1 : len(raw)-1]
 	}
-	return true
-}
-
-func skipSpace(d []byte, i int) int {
-	for i < len(d) && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// unquote decodes a JSON string literal that has escapes; rare on the bus.
-func unquote(lit []byte) []byte {
-	var s string
-	_ = json.Unmarshal(lit, &s) // scanString checked the literal
-	return []byte(s)
+	// The decoder checked the literal; an error here only reports invalid
+	// UTF-8, which is replaced as encoding/json replaces it.
+	v.unquoted, _ = jsontext.AppendUnquote(v.unquoted[:0], raw)
+	return v.unquoted
 }
 
 func quoteAll(values []string) string {

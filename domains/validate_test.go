@@ -238,9 +238,25 @@ func TestRegistry_ValidateValue(t *testing.T) {
 	}
 }
 
-// FuzzValidate_syntaxAgreesWithEncodingJSON holds the hand-written scanner
-// to encoding/json: whatever the validator accepts, every Go reader must be
-// able to read, and the other way round.
+// TestValidate_nestingLimitIsEncodingJSONs: the decoder stops at the depth
+// where encoding/json stops, so a hostile payload cannot grow the stack and
+// a deep but legal one is read.
+func TestValidate_nestingLimitIsEncodingJSONs(t *testing.T) {
+	r := shipmentRegistry(t)
+	for _, depth := range []int{10000, 10001} {
+		arrays := strings.Repeat("[", depth-2) + strings.Repeat("]", depth-2)
+		payload := []byte(strings.Replace(validShipment, `"extra": {"any"`, `"extra": {"deep": `+arrays+`, "any"`, 1))
+		err := r.Validate("logistics.shipment.sent", payload)
+		if (err == nil) != json.Valid(payload) {
+			t.Errorf("depth %d: Validate = %v, json.Valid = %v", depth, err, json.Valid(payload))
+		}
+	}
+}
+
+// FuzzValidate_syntaxAgreesWithEncodingJSON holds the validator's decoder
+// (jsontext, configured as encoding/json reads) to encoding/json: whatever
+// the validator accepts, every Go reader must be able to read, and the
+// other way round.
 func FuzzValidate_syntaxAgreesWithEncodingJSON(f *testing.F) {
 	for _, seed := range []string{
 		validShipment, `{}`, `{"a":1}`, `{"a":[1,2,{"b":null}]}`, `{"a":"\u00e9\n\"x\""}`, `{"a":-0.5e+10}`,

@@ -6,19 +6,13 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/33god/bloodbank-go/domains/agent/thread"
 )
 
-// Request is what a prompt command asks an Agent: the fields
-// agent.thread.prompt and llm.prompt share.
-type Request struct {
-	Provider   string
-	Model      *string
-	Prompt     string
-	Project    *string
-	WorkingDir *string
-	Domain     *string
-	Tags       []string
-}
+// Request is the prompt an Agent answers, with the fields that
+// agent.thread.prompt and llm.prompt share (declared by thread.Prompt).
+type Request thread.Prompt
 
 // Answer is an Agent's reply.
 type Answer struct {
@@ -107,14 +101,4 @@ func errorCode(err error) string {
 		return ae.Code
 	}
 	return "agent_error"
-}
-
-// ask calls agent, or EchoAgent when it is nil, and measures the call.
-func ask(ctx context.Context, agent Agent, req Request) (Answer, int, error) {
-	if agent == nil {
-		agent = EchoAgent{}
-	}
-	start := time.Now()
-	ans, err := agent.Respond(ctx, req)
-	return ans, int(time.Since(start).Milliseconds()), err
 }

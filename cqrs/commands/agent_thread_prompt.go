@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
@@ -31,32 +30,5 @@ var _ cqrs.Command[*thread.Response] = AgentThreadPrompt{}
 // Execute returns the response it published, or nil when the outcome was
 // an agent.thread.error.
 func (c AgentThreadPrompt) Execute(ctx context.Context, cc cqrs.CommandContext, events *cqrs.Collector) (*thread.Response, error) {
-	p := c.Prompt
-	ans, ms, err := ask(ctx, c.Agent, Request{
-		Provider: p.Provider, Model: p.Model, Prompt: p.Prompt,
-		Project: p.Project, WorkingDir: p.WorkingDir, Domain: p.Domain, Tags: p.Tags,
-	})
-	if err != nil {
-		if IsTransient(err) {
-			return nil, fmt.Errorf("agent %s: %w", p.Provider, err)
-		}
-		code := errorCode(err)
-		_, cerr := events.Add(thread.ErrorPayload{
-			Provider: p.Provider, Model: p.Model, ErrorMessage: err.Error(), ErrorCode: &code,
-		})
-		return nil, cerr
-	}
-	model := p.Model
-	if ans.Model != nil {
-		model = ans.Model
-	}
-	promptID := cc.EventID.String()
-	resp := thread.Response{
-		Provider: p.Provider, PromptID: &promptID, Response: ans.Text, Model: model,
-		TokensUsed: &ans.TokensUsed, DurationMS: &ms,
-	}
-	if _, err := events.Add(resp); err != nil {
-		return nil, err
-	}
-	return &resp, nil
+	return answer[thread.Response, thread.ErrorPayload](ctx, c.Agent, Request(c.Prompt), cc, events)
 }

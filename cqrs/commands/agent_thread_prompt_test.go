@@ -14,6 +14,7 @@ import (
 	"github.com/33god/bloodbank-go/cqrs/commands"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
 	"github.com/33god/bloodbank-go/domains/catalog"
+	"github.com/33god/bloodbank-go/domains/llm"
 )
 
 type failingAgent struct{ err error }
@@ -110,5 +111,34 @@ func TestEchoAgent_delayEndsWithTheContext(t *testing.T) {
 	_, err := commands.EchoAgent{Delay: time.Hour}.Respond(ctx, commands.Request{Prompt: "x"})
 	if !commands.IsTransient(err) {
 		t.Errorf("err = %v, want a transient context error", err)
+	}
+}
+
+// llm.prompt shares agent.thread.prompt's execution; its outcomes are
+// published under the llm routing keys.
+func TestLLMPrompt_answersInItsOwnDomain(t *testing.T) {
+	reg, err := catalog.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		agent commands.Agent
+		want  string
+	}{
+		{nil, llm.RoutingKeyResponse},
+		{failingAgent{errors.New("refused")}, llm.RoutingKeyError},
+	} {
+		cc := cqrs.CommandContext{EventID: uuid.New(), EventType: llm.RoutingKeyPrompt}
+		col, err := cqrs.NewCollector(cc, cqrs.CollectorConfig{Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := commands.LLMPrompt{Prompt: llm.Prompt{Provider: "openai", Prompt: "hi"}, Agent: tc.agent}.Execute(context.Background(), cc, col)
+		if err != nil || len(col.Events()) != 1 || col.Events()[0].EventType != tc.want {
+			t.Fatalf("Execute = %v, %v; events %v; want one %s", resp, err, col.Events(), tc.want)
+		}
+		if tc.want == llm.RoutingKeyResponse && resp.Response != "Echoing your prompt: hi" {
+			t.Errorf("response = %+v", resp)
+		}
 	}
 }

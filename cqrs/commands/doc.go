@@ -2,8 +2,9 @@
 // case per file: AgentThreadPrompt (agent.thread.prompt → agent.thread.response
 // or agent.thread.error) and LLMPrompt (llm.prompt → llm.response or
 // llm.error). Both embed their pure-data payload from the domain package and
-// ask an Agent; EchoAgent is the reference agent of the wire contract, a
-// deterministic echo that calls no model.
+// run the same execution (prompt.go), which asks an Agent and publishes the
+// outcome as its domain's type; EchoAgent is the reference agent of the wire
+// contract, a deterministic echo that calls no model.
 //
 // The outcome of a prompt follows the Agent's error:
 //

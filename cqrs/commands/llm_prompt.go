@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/33god/bloodbank-go/cqrs"
 	"github.com/33god/bloodbank-go/domains/llm"
@@ -24,32 +23,5 @@ var _ cqrs.Command[*llm.Response] = LLMPrompt{}
 // Execute returns the response it published, or nil when the outcome was
 // an llm.error.
 func (c LLMPrompt) Execute(ctx context.Context, cc cqrs.CommandContext, events *cqrs.Collector) (*llm.Response, error) {
-	p := c.Prompt
-	ans, ms, err := ask(ctx, c.Agent, Request{
-		Provider: p.Provider, Model: p.Model, Prompt: p.Prompt,
-		Project: p.Project, WorkingDir: p.WorkingDir, Domain: p.Domain, Tags: p.Tags,
-	})
-	if err != nil {
-		if IsTransient(err) {
-			return nil, fmt.Errorf("model %s: %w", p.Provider, err)
-		}
-		code := errorCode(err)
-		_, cerr := events.Add(llm.ErrorPayload{
-			Provider: p.Provider, Model: p.Model, ErrorMessage: err.Error(), ErrorCode: &code,
-		})
-		return nil, cerr
-	}
-	model := p.Model
-	if ans.Model != nil {
-		model = ans.Model
-	}
-	promptID := cc.EventID.String()
-	resp := llm.Response{
-		Provider: p.Provider, PromptID: &promptID, Response: ans.Text, Model: model,
-		TokensUsed: &ans.TokensUsed, DurationMS: &ms,
-	}
-	if _, err := events.Add(resp); err != nil {
-		return nil, err
-	}
-	return &resp, nil
+	return answer[llm.Response, llm.ErrorPayload](ctx, c.Agent, Request(c.Prompt), cc, events)
 }

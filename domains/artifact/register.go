@@ -1,19 +1,13 @@
 package artifact
 
-import (
-	"errors"
-	"fmt"
-
-	"github.com/33god/bloodbank-go/domains"
-)
+import "github.com/33god/bloodbank-go/domains"
 
 // Register adds the domain's payload types to r under their routing keys
 // (Changed under RoutingKeyTemplate) and their Python class names.
 func Register(r *domains.Registry) error {
-	err := errors.Join(
-		domains.Register(r, domains.Spec[Changed]{
+	return domains.RegisterDomain(r, Domain,
+		domains.Spec[Changed]{
 			RoutingKey:  RoutingKeyTemplate,
-			Domain:      Domain,
 			Aliases:     []string{"Artifact"},
 			Description: "An artifact was created, updated or deleted; the key's last word is the action.",
 			Example: Changed{
@@ -23,10 +17,9 @@ func Register(r *domains.Registry) error {
 				Title:    new("Team standup, 29 January"),
 				Metadata: map[string]any{"source": "fireflies", "sentences": 212},
 			},
-		}),
-		domains.Register(r, domains.Spec[IngestionFailed]{
+		},
+		domains.Spec[IngestionFailed]{
 			RoutingKey:  RoutingKeyIngestionFailed,
-			Domain:      Domain,
 			Aliases:     []string{"ArtifactIngestionFailedPayload"},
 			Description: "Ingesting an artifact into the RAG store failed.",
 			Example: IngestionFailed{
@@ -37,10 +30,6 @@ func Register(r *domains.Registry) error {
 				RetryCount:   2,
 				IsRetryable:  true,
 			},
-		}),
+		},
 	)
-	if err != nil {
-		return fmt.Errorf("cannot register domain %s: %w", Domain, err)
-	}
-	return nil
 }

@@ -1,8 +1,6 @@
 package fireflies
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/33god/bloodbank-go/bus/envelope"
@@ -12,40 +10,32 @@ import (
 // Register adds the domain's payload types to r, each under its routing key
 // and its Python class name.
 func Register(r *domains.Registry) error {
-	err := errors.Join(
-		domains.Register(r, domains.Spec[TranscriptUpload]{
+	return domains.RegisterDomain(r, Domain,
+		domains.Spec[TranscriptUpload]{
 			RoutingKey:  RoutingKeyTranscriptUpload,
-			Domain:      Domain,
 			Aliases:     []string{"FirefliesTranscriptUploadPayload"},
 			Description: "Request to upload media to Fireflies for transcription.",
 			Example:     exampleUpload(),
-		}),
-		domains.Register(r, domains.Spec[TranscriptReady]{
+		},
+		domains.Spec[TranscriptReady]{
 			RoutingKey:  RoutingKeyTranscriptReady,
-			Domain:      Domain,
 			Aliases:     []string{"FirefliesTranscriptReadyPayload"},
 			Description: "Fireflies finished a transcript; the full text is included.",
 			Example:     SampleTranscriptReady(3),
-		}),
-		domains.Register(r, domains.Spec[TranscriptProcessed]{
+		},
+		domains.Spec[TranscriptProcessed]{
 			RoutingKey:  RoutingKeyTranscriptProcessed,
-			Domain:      Domain,
 			Aliases:     []string{"FirefliesTranscriptProcessedPayload"},
 			Description: "A transcript was ingested into the RAG store.",
 			Example:     exampleProcessed(),
-		}),
-		domains.Register(r, domains.Spec[TranscriptFailed]{
+		},
+		domains.Spec[TranscriptFailed]{
 			RoutingKey:  RoutingKeyTranscriptFailed,
-			Domain:      Domain,
 			Aliases:     []string{"FirefliesTranscriptFailedPayload"},
 			Description: "Upload, transcription or RAG ingestion of a transcript failed.",
 			Example:     exampleFailed(),
-		}),
+		},
 	)
-	if err != nil {
-		return fmt.Errorf("cannot register domain %s: %w", Domain, err)
-	}
-	return nil
 }
 
 var exampleTime = time.Date(2026, 1, 29, 10, 0, 0, 123456000, time.UTC)

@@ -1,10 +1,6 @@
 package llm
 
-import (
-	"encoding/json"
-
-	segjson "github.com/segmentio/encoding/json"
-)
+import "github.com/33god/bloodbank-go/domains/agent/thread"
 
 // Domain is the domain name, as Python's registry lists it.
 const Domain = "llm"
@@ -16,66 +12,19 @@ const (
 	RoutingKeyError    = "llm.error"
 )
 
+// The payloads have the fields of their agent/thread twins (wire contract,
+// section 6), declared once there. Each is a type of its own, so that a Go
+// value names one routing key; a conversion (thread.Prompt(p)) moves a
+// value between the two domains.
+
 // Prompt is a command: send a prompt to a language model. Python: LLMPrompt.
-type Prompt struct {
-	Provider   string   `json:"provider" jsonschema_description:"e.g. anthropic, openai, google."`
-	Model      *string  `json:"model" jsonschema_description:"e.g. claude-sonnet-4."`
-	Prompt     string   `json:"prompt"`
-	Project    *string  `json:"project" jsonschema_description:"Git project name."`
-	WorkingDir *string  `json:"working_dir"`
-	Domain     *string  `json:"domain"`
-	Tags       []string `json:"tags" default:"[]"`
-}
-
-// MarshalJSON writes absent tags as [], since Python reads null there as an error.
-func (p Prompt) MarshalJSON() ([]byte, error) {
-	type plain Prompt
-	if p.Tags == nil {
-		p.Tags = []string{}
-	}
-	return json.Marshal(plain(p))
-}
-
-// UnmarshalJSON reads absent or null tags as empty.
-func (p *Prompt) UnmarshalJSON(b []byte) error {
-	type plain Prompt
-	var v plain
-	if err := segjson.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	if v.Tags == nil {
-		v.Tags = []string{}
-	}
-	*p = Prompt(v)
-	return nil
-}
+type Prompt thread.Prompt
 
 // Response is a model's answer to a prompt; its envelope's correlation_ids
 // names the prompt. Python: LLMResponse.
-type Response struct {
-	Provider string `json:"provider"`
-	// Deprecated: PromptID duplicates the prompt's event id, which
-	// correlation_ids already carries. Kept because Python still writes it.
-	PromptID   *string `json:"prompt_id" jsonschema_description:"Deprecated: the prompt's event id; use correlation_ids."`
-	Response   string  `json:"response"`
-	Model      *string `json:"model"`
-	TokensUsed *int    `json:"tokens_used"`
-	DurationMS *int    `json:"duration_ms"`
-}
+type Response thread.Response
 
 // ErrorPayload reports a failed model call (rate limit, error, timeout).
 // Named after Python's LLMErrorPayload rather than Error, which would read
 // as a Go error.
-type ErrorPayload struct {
-	Provider     string  `json:"provider"`
-	Model        *string `json:"model"`
-	ErrorMessage string  `json:"error_message"`
-	ErrorCode    *string `json:"error_code"`
-	IsRetryable  bool    `json:"is_retryable" default:"false"`
-	RetryCount   int     `json:"retry_count" default:"0"`
-}
-
-var (
-	_ json.Marshaler   = Prompt{}
-	_ json.Unmarshaler = (*Prompt)(nil)
-)
+type ErrorPayload thread.ErrorPayload

@@ -1,20 +1,13 @@
 package llm
 
-import (
-	"errors"
-	"fmt"
+import "github.com/33god/bloodbank-go/domains"
 
-	"github.com/33god/bloodbank-go/domains"
-)
-
-// Register adds the domain's payload types to r, each under its routing key
-// and its Python class name. The prompt is registered as a command whose
-// result is RoutingKeyResponse.
+// Register adds llm.prompt, a command answered by llm.response, and the two
+// events that may answer it to r; Python's class names are their aliases.
 func Register(r *domains.Registry) error {
-	err := errors.Join(
-		domains.Register(r, domains.Spec[Prompt]{
+	return domains.RegisterDomain(r, Domain,
+		domains.Spec[Prompt]{
 			RoutingKey:  RoutingKeyPrompt,
-			Domain:      Domain,
 			Kind:        domains.Command,
 			Result:      RoutingKeyResponse,
 			Aliases:     []string{"LLMPrompt"},
@@ -27,10 +20,9 @@ func Register(r *domains.Registry) error {
 				WorkingDir: new("/home/dev/bloodbank"),
 				Tags:       []string{"summary", "meetings"},
 			},
-		}),
-		domains.Register(r, domains.Spec[Response]{
+		},
+		domains.Spec[Response]{
 			RoutingKey:  RoutingKeyResponse,
-			Domain:      Domain,
 			Aliases:     []string{"LLMResponse"},
 			Description: "A language model answered a prompt; correlation_ids names the prompt.",
 			Example: Response{
@@ -40,10 +32,9 @@ func Register(r *domains.Registry) error {
 				TokensUsed: new(512),
 				DurationMS: new(2310),
 			},
-		}),
-		domains.Register(r, domains.Spec[ErrorPayload]{
+		},
+		domains.Spec[ErrorPayload]{
 			RoutingKey:  RoutingKeyError,
-			Domain:      Domain,
 			Aliases:     []string{"LLMErrorPayload"},
 			Description: "A language model call failed (rate limit, error, timeout).",
 			Example: ErrorPayload{
@@ -53,10 +44,6 @@ func Register(r *domains.Registry) error {
 				ErrorCode:    new("context_length_exceeded"),
 				IsRetryable:  false,
 			},
-		}),
+		},
 	)
-	if err != nil {
-		return fmt.Errorf("cannot register domain %s: %w", Domain, err)
-	}
-	return nil
 }

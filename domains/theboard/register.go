@@ -1,9 +1,6 @@
 package theboard
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/google/uuid"
 
 	"github.com/33god/bloodbank-go/domains"
@@ -12,10 +9,9 @@ import (
 // Register adds the domain's payload types to r, each under its routing key
 // and its Python class name.
 func Register(r *domains.Registry) error {
-	err := errors.Join(
-		domains.Register(r, domains.Spec[MeetingCreated]{
+	return domains.RegisterDomain(r, Domain,
+		domains.Spec[MeetingCreated]{
 			RoutingKey:  RoutingKeyMeetingCreated,
-			Domain:      Domain,
 			Aliases:     []string{"MeetingCreatedPayload"},
 			Description: "A meeting was created.",
 			Example: MeetingCreated{
@@ -25,10 +21,9 @@ func Register(r *domains.Registry) error {
 				MaxRounds:  5,
 				AgentCount: new(3),
 			},
-		}),
-		domains.Register(r, domains.Spec[MeetingStarted]{
+		},
+		domains.Spec[MeetingStarted]{
 			RoutingKey:  RoutingKeyMeetingStarted,
-			Domain:      Domain,
 			Aliases:     []string{"MeetingStartedPayload"},
 			Description: "A meeting started running.",
 			Example: MeetingStarted{
@@ -36,10 +31,9 @@ func Register(r *domains.Registry) error {
 				SelectedAgents: []string{"architect", "sre", "security-reviewer"},
 				AgentCount:     3,
 			},
-		}),
-		domains.Register(r, domains.Spec[RoundCompleted]{
+		},
+		domains.Spec[RoundCompleted]{
 			RoutingKey:  RoutingKeyRoundCompleted,
-			Domain:      Domain,
 			Aliases:     []string{"RoundCompletedPayload"},
 			Description: "A meeting round completed.",
 			Example: RoundCompleted{
@@ -52,10 +46,9 @@ func Register(r *domains.Registry) error {
 				TokensUsed:     2410,
 				Cost:           0.0365,
 			},
-		}),
-		domains.Register(r, domains.Spec[CommentExtracted]{
+		},
+		domains.Spec[CommentExtracted]{
 			RoutingKey:  RoutingKeyCommentExtracted,
-			Domain:      Domain,
 			Aliases:     []string{"CommentExtractedPayload"},
 			Description: "A comment was extracted from an agent's response.",
 			Example: CommentExtracted{
@@ -66,10 +59,9 @@ func Register(r *domains.Registry) error {
 				Category:     "risk",
 				NoveltyScore: 0.71,
 			},
-		}),
-		domains.Register(r, domains.Spec[MeetingConverged]{
+		},
+		domains.Spec[MeetingConverged]{
 			RoutingKey:  RoutingKeyMeetingConverged,
-			Domain:      Domain,
 			Aliases:     []string{"MeetingConvergedPayload"},
 			Description: "A meeting converged: novelty fell below the threshold.",
 			Example: MeetingConverged{
@@ -79,10 +71,9 @@ func Register(r *domains.Registry) error {
 				NoveltyThreshold: 0.2,
 				TotalComments:    17,
 			},
-		}),
-		domains.Register(r, domains.Spec[MeetingCompleted]{
+		},
+		domains.Spec[MeetingCompleted]{
 			RoutingKey:  RoutingKeyMeetingCompleted,
-			Domain:      Domain,
 			Aliases:     []string{"MeetingCompletedPayload"},
 			Description: "A meeting completed.",
 			Example: MeetingCompleted{
@@ -93,10 +84,9 @@ func Register(r *domains.Registry) error {
 				ConvergenceDetected: true,
 				StoppingReason:      "converged",
 			},
-		}),
-		domains.Register(r, domains.Spec[MeetingFailed]{
+		},
+		domains.Spec[MeetingFailed]{
 			RoutingKey:  RoutingKeyMeetingFailed,
-			Domain:      Domain,
 			Aliases:     []string{"MeetingFailedPayload"},
 			Description: "A meeting's execution failed.",
 			Example: MeetingFailed{
@@ -106,10 +96,9 @@ func Register(r *domains.Registry) error {
 				RoundNum:     new(3),
 				AgentName:    new("security-reviewer"),
 			},
-		}),
-		domains.Register(r, domains.Spec[ParticipantAdded]{
+		},
+		domains.Spec[ParticipantAdded]{
 			RoutingKey:  RoutingKeyParticipantAdded,
-			Domain:      Domain,
 			Aliases:     []string{"ParticipantAddedPayload"},
 			Description: "An agent was added to a meeting.",
 			Example: ParticipantAdded{
@@ -118,10 +107,9 @@ func Register(r *domains.Registry) error {
 				AgentName: "security-reviewer",
 				Expertise: "threat modelling",
 			},
-		}),
-		domains.Register(r, domains.Spec[ParticipantTurnCompleted]{
+		},
+		domains.Spec[ParticipantTurnCompleted]{
 			RoutingKey:  RoutingKeyParticipantTurnCompleted,
-			Domain:      Domain,
 			Aliases:     []string{"ParticipantTurnCompletedPayload"},
 			Description: "A participant completed a turn.",
 			Example: ParticipantTurnCompleted{
@@ -133,12 +121,8 @@ func Register(r *domains.Registry) error {
 				ResponseText: "Agree with the SRE: one queue; isolate noisy domains later with priorities.",
 				TokensUsed:   388,
 			},
-		}),
+		},
 	)
-	if err != nil {
-		return fmt.Errorf("cannot register domain %s: %w", Domain, err)
-	}
-	return nil
 }
 
 var (

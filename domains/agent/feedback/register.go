@@ -1,19 +1,13 @@
 package feedback
 
-import (
-	"errors"
-	"fmt"
-
-	"github.com/33god/bloodbank-go/domains"
-)
+import "github.com/33god/bloodbank-go/domains"
 
 // Register adds the domain's payload types to r, both as facts, each under
 // its routing key and its Python class name.
 func Register(r *domains.Registry) error {
-	err := errors.Join(
-		domains.Register(r, domains.Spec[Requested]{
+	return domains.RegisterDomain(r, Domain,
+		domains.Spec[Requested]{
 			RoutingKey:  RoutingKeyRequested,
-			Domain:      Domain,
 			Kind:        domains.Fact,
 			Aliases:     []string{"AgentFeedbackRequested"},
 			Description: "Feedback was requested from a specific agent; the feedback router handles it.",
@@ -24,10 +18,9 @@ func Register(r *domains.Registry) error {
 				Context:      map[string]any{"pr": 42, "repo": "33god/bloodbank-go"},
 				Tags:         []string{"review"},
 			},
-		}),
-		domains.Register(r, domains.Spec[Response]{
+		},
+		domains.Spec[Response]{
 			RoutingKey:  RoutingKeyResponse,
-			Domain:      Domain,
 			Kind:        domains.Fact,
 			Aliases:     []string{"AgentFeedbackResponse"},
 			Description: "An agent's feedback, or the error that prevented it.",
@@ -38,10 +31,6 @@ func Register(r *domains.Registry) error {
 				Status:       StatusOK,
 				Metadata:     map[string]any{"latency_ms": 1840},
 			},
-		}),
+		},
 	)
-	if err != nil {
-		return fmt.Errorf("cannot register domain %s: %w", Domain, err)
-	}
-	return nil
 }

@@ -1,20 +1,14 @@
 package thread
 
-import (
-	"errors"
-	"fmt"
-
-	"github.com/33god/bloodbank-go/domains"
-)
+import "github.com/33god/bloodbank-go/domains"
 
 // Register adds the domain's payload types to r, each under its routing key
 // and its Python class name. The prompt is registered as a command whose
 // result is RoutingKeyResponse.
 func Register(r *domains.Registry) error {
-	err := errors.Join(
-		domains.Register(r, domains.Spec[Prompt]{
+	return domains.RegisterDomain(r, Domain,
+		domains.Spec[Prompt]{
 			RoutingKey:  RoutingKeyPrompt,
-			Domain:      Domain,
 			Kind:        domains.Command,
 			Result:      RoutingKeyResponse,
 			Aliases:     []string{"AgentThreadPrompt"},
@@ -26,10 +20,9 @@ func Register(r *domains.Registry) error {
 				Project:  new("bloodbank"),
 				Tags:     []string{"analysis"},
 			},
-		}),
-		domains.Register(r, domains.Spec[Response]{
+		},
+		domains.Spec[Response]{
 			RoutingKey:  RoutingKeyResponse,
-			Domain:      Domain,
 			Aliases:     []string{"AgentThreadResponse"},
 			Description: "An agent answered a prompt; correlation_ids names the prompt.",
 			Example: Response{
@@ -39,10 +32,9 @@ func Register(r *domains.Registry) error {
 				TokensUsed: new(42),
 				DurationMS: new(100),
 			},
-		}),
-		domains.Register(r, domains.Spec[ErrorPayload]{
+		},
+		domains.Spec[ErrorPayload]{
 			RoutingKey:  RoutingKeyError,
-			Domain:      Domain,
 			Aliases:     []string{"AgentThreadErrorPayload"},
 			Description: "An agent interaction failed (rate limit, error, timeout).",
 			Example: ErrorPayload{
@@ -53,10 +45,6 @@ func Register(r *domains.Registry) error {
 				IsRetryable:  true,
 				RetryCount:   1,
 			},
-		}),
+		},
 	)
-	if err != nil {
-		return fmt.Errorf("cannot register domain %s: %w", Domain, err)
-	}
-	return nil
 }
