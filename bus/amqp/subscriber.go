@@ -110,6 +110,7 @@ type consumeGen struct {
 	ch         *amqp091.Channel
 	tag        string
 	deliveries <-chan amqp091.Delivery
+	acks       *acker
 	replaced   chan struct{}
 }
 
@@ -119,7 +120,7 @@ func (src *amqpSource) Fetch() (transport.Delivery, bool) {
 		select {
 		case d, ok := <-g.deliveries:
 			if ok {
-				return src.delivery(d), true
+				return src.delivery(g, d), true
 			}
 			// The channel died: wait for run to open the next one.
 			select {
@@ -134,7 +135,7 @@ func (src *amqpSource) Fetch() (transport.Delivery, bool) {
 	}
 }
 
-func (src *amqpSource) delivery(d amqp091.Delivery) transport.Delivery {
+func (src *amqpSource) delivery(g *consumeGen, d amqp091.Delivery) transport.Delivery {
 	msg, err := src.s.cfg.Marshaler.Unmarshal(d)
 	if err != nil {
 		// Only a custom Marshaler can fail here; Codec never does.
@@ -151,8 +152,8 @@ func (src *amqpSource) delivery(d amqp091.Delivery) transport.Delivery {
 		Msg:        msg,
 		Body:       d.Body,
 		RoutingKey: key,
-		Ack:        func() { _ = d.Ack(false) },
-		Nack:       func() { _ = d.Nack(false, true) },
+		Ack:        func() { g.acks.ack(d.DeliveryTag) },
+		Nack:       func() { g.acks.nack(d.DeliveryTag) },
 	}
 }
 
@@ -237,7 +238,7 @@ func (src *amqpSource) consume(ctx context.Context) (g *consumeGen, ended <-chan
 		}
 		close(end)
 	}()
-	return &consumeGen{ch: ch, tag: tag, deliveries: deliveries, replaced: make(chan struct{})}, end, nil
+	return &consumeGen{ch: ch, tag: tag, deliveries: deliveries, acks: newAcker(ch, cfg.Prefetch), replaced: make(chan struct{})}, end, nil
 }
 
 // Close closes the channel once run has stopped; the transport calls it
