@@ -167,7 +167,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.router.AddMiddleware(s.guard)
+	warm := newWarmPool()
+	defer warm.close()
+	s.router.AddMiddleware(warm.middleware, s.guard)
 	s.router.AddMiddleware(s.middleware...)
 	for _, h := range s.handlers {
 		s.router.AddConsumerHandler(h.name, h.pattern, namedSubscriber{sub, h.name}, h.fn)
