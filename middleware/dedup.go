@@ -28,10 +28,16 @@ type DedupStore interface {
 
 // RedisDedupStore is the DedupStore on Redis through a go-redis
 // UniversalClient (standalone, Sentinel or Cluster): Seen is one EXISTS,
-// Mark one SET NX. The caller owns the client; the store has nothing to
-// start or close.
+// Mark one SET NX. They go through go-redis's auto-pipeliner
+// (UniversalClient.AsyncAutoPipeline): every delivery in flight checks its
+// key before its handler runs, and go-redis sends the commands of
+// concurrent deliveries together, one pipeline per round trip, instead of
+// one round trip each over a pool of connections. A caller still waits at
+// most until its context ends; the command then completes without it. The
+// caller owns the client; closing it stops the pipeliner.
 type RedisDedupStore struct {
 	client redis.UniversalClient
+	ap     *redis.AutoPipeliner // nil when the client cannot pipeline
 	prefix string
 }
 
@@ -43,24 +49,38 @@ func NewRedisDedupStore(client redis.UniversalClient, prefix string) *RedisDedup
 	if prefix == "" {
 		prefix = DefaultDedupKeyPrefix
 	}
-	return &RedisDedupStore{client: client, prefix: prefix}
+	s := &RedisDedupStore{client: client, prefix: prefix}
+	if ap, err := client.AsyncAutoPipeline(); err == nil {
+		s.ap = ap
+	}
+	return s
 }
 
 // Seen is EXISTS on the key.
 func (s *RedisDedupStore) Seen(ctx context.Context, key string) (bool, error) {
-	n, err := s.client.Exists(ctx, s.prefix+key).Result()
-	if err != nil {
+	cmd := redis.NewIntCmd(ctx, "exists", s.prefix+key)
+	if err := s.process(ctx, cmd); err != nil {
 		return false, fmt.Errorf("cannot check dedup key %q: %w", s.prefix+key, err)
 	}
-	return n > 0, nil
+	return cmd.Val() > 0, nil
 }
 
 // Mark is SET NX with the TTL; the value is when the message was processed.
 func (s *RedisDedupStore) Mark(ctx context.Context, key string, ttl time.Duration) error {
-	if err := s.client.SetNX(ctx, s.prefix+key, time.Now().UTC().Format(time.RFC3339Nano), ttl).Err(); err != nil {
+	value := time.Now().UTC().Format(time.RFC3339Nano)
+	cmd := redis.NewStatusCmd(ctx, "set", s.prefix+key, value, "px", ttl.Milliseconds(), "nx")
+	if err := s.process(ctx, cmd); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("cannot mark dedup key %q: %w", s.prefix+key, err)
 	}
 	return nil
+}
+
+// process runs cmd through the pipeliner, waiting for it until ctx ends.
+func (s *RedisDedupStore) process(ctx context.Context, cmd redis.Cmder) error {
+	if s.ap == nil {
+		return s.client.Process(ctx, cmd)
+	}
+	return s.ap.Submit(ctx, cmd).WaitContext(ctx)
 }
 
 // DedupConfig configures Dedup.

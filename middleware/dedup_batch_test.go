@@ -127,7 +127,7 @@ func TestDedup_backgroundMarksArePipelined(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 	// One pipeline per mark would be n round trips.
-	if p, cmds := trips.pipelines.Load(), trips.pipelined.Load(); cmds != n || p > n/2 {
+	if p, cmds := trips.markPipelines.Load(), trips.marks.Load(); cmds != n || p > n/2 {
 		t.Errorf("%d marks in %d pipelines: the marks were not batched", cmds, p)
 	}
 }

@@ -103,14 +103,17 @@ func benchDedupRedis(b *testing.B, parallelism int, inBackground bool) {
 	}
 }
 
-// tripCounter is a go-redis hook counting round trips: commands, and
-// pipelines with the commands in them.
-type tripCounter struct{ commands, pipelines, pipelined atomic.Int64 }
+// tripCounter is a go-redis hook counting round trips: commands, pipelines
+// with the commands in them, and the pipelines that carried marks (SET)
+// with the marks in them.
+type tripCounter struct{ commands, pipelines, pipelined, markPipelines, marks atomic.Int64 }
 
 func (c *tripCounter) reset() {
 	c.commands.Store(0)
 	c.pipelines.Store(0)
 	c.pipelined.Store(0)
+	c.markPipelines.Store(0)
+	c.marks.Store(0)
 }
 
 func (*tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -129,6 +132,16 @@ func (c *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		}
 		c.pipelines.Add(1)
 		c.pipelined.Add(int64(len(cmds)))
+		marks := 0
+		for _, cmd := range cmds {
+			if cmd.Name() == "set" {
+				marks++
+			}
+		}
+		if marks > 0 {
+			c.markPipelines.Add(1)
+			c.marks.Add(int64(marks))
+		}
 		return next(ctx, cmds)
 	}
 }

@@ -347,6 +347,8 @@ func TestDedup_storeWarningsAreThrottled(t *testing.T) {
 }
 
 // slowRedisHook delays every EXISTS and SET past the caller's deadline.
+// It sleeps rather than waiting for the command's context to end: a
+// pipelined command runs under its pipeline's context, not its caller's.
 type slowRedisHook struct{}
 
 func (slowRedisHook) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -354,8 +356,8 @@ func (slowRedisHook) DialHook(next redis.DialHook) redis.DialHook { return next 
 func (slowRedisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if name := cmd.Name(); name == "exists" || name == "set" {
-			<-ctx.Done()
-			return ctx.Err()
+			time.Sleep(time.Second)
+			return context.DeadlineExceeded
 		}
 		return next(ctx, cmd)
 	}
