@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) correlation.Store) {
 		{"RecordingAgainReplacesParents", testRerecord},
 		{"DebugDump", testDebug},
 		{"ConcurrentRecords", testConcurrent},
+		{"CorrelationChainInPythonOrder", testCorrelationChain},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -459,4 +460,36 @@ func reversed(in []uuid.UUID) []uuid.UUID {
 	out := slices.Clone(in)
 	slices.Reverse(out)
 	return out
+}
+
+// a → b, a → c, b → d, c → d, d → e; x is unrelated. Python's
+// get_correlation_chain walks depth first and appends an event after what
+// it leads to: the starting event comes last.
+func testCorrelationChain(t *testing.T, s correlation.Store) {
+	n := ids(5)
+	a, b, c, d, e := n[0], n[1], n[2], n[3], n[4]
+	record(t, s, link(b, a), link(c, a), link(d, b, c), link(e, d), link(uuid.New(), uuid.New()))
+	chain := func(id uuid.UUID, dir correlation.Direction, depth int) []uuid.UUID {
+		t.Helper()
+		got, err := correlation.CorrelationChain(ctx(t), s, id, dir, depth)
+		if err != nil {
+			t.Fatalf("CorrelationChain(%s): %v", dir, err)
+		}
+		return got
+	}
+	// d's parents in recorded order: b (and a through it), then c.
+	equal(t, "chain of e toward ancestors", chain(e, correlation.TowardAncestors, 0), []uuid.UUID{a, b, c, d, e})
+	sc := sorted(b, c)
+	equal(t, "chain of a toward descendants", chain(a, correlation.TowardDescendants, 0), []uuid.UUID{e, d, sc[0], sc[1], a})
+	equal(t, "chain of a toward ancestors", chain(a, correlation.TowardAncestors, 0), []uuid.UUID{a})
+	equal(t, "chain of e, one link", chain(e, correlation.TowardAncestors, 1), []uuid.UUID{d, e})
+
+	// A cycle ends where it closes.
+	x, y := uuid.New(), uuid.New()
+	record(t, s, link(y, x), link(x, y))
+	equal(t, "chain of x in a cycle", chain(x, correlation.TowardAncestors, 0), []uuid.UUID{y, x})
+
+	if _, err := correlation.CorrelationChain(ctx(t), s, a, "sideways", 0); err == nil {
+		t.Error("CorrelationChain accepted the direction \"sideways\"")
+	}
 }

@@ -1,0 +1,80 @@
+package correlation
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+// Direction says which way CorrelationChain walks the graph.
+type Direction string
+
+// The two directions, spelled as the Python tracker's direction argument.
+const (
+	TowardAncestors   Direction = "ancestors"
+	TowardDescendants Direction = "descendants"
+)
+
+// ParseDirection reads a direction as `bb trace --chain` takes it.
+func ParseDirection(s string) (Direction, error) {
+	switch d := Direction(s); d {
+	case TowardAncestors, TowardDescendants:
+		return d, nil
+	}
+	return "", fmt.Errorf("invalid direction %q: want %s or %s", s, TowardAncestors, TowardDescendants)
+}
+
+// CorrelationChain returns the chain the Python tracker's
+// get_correlation_chain returns: the events related to id in direction,
+// walked depth first and listed in post-order, id itself last. For
+// TowardAncestors the root causes come first and each event follows the
+// events that caused it, so the list reads in causal order; for
+// TowardDescendants each event follows what it caused. Parents are walked
+// in the order they were recorded, children in the store's sorted order;
+// every event appears once, cycles end where they close, and the walk stops
+// maxDepth links away from id (maxDepth <= 0: DefaultMaxDepth).
+//
+// Store.Ancestors and Store.Descendants give the same events breadth first,
+// nearest first, without id: use those unless the Python order matters.
+// The walk costs one store round trip per event.
+func CorrelationChain(ctx context.Context, s Store, id uuid.UUID, dir Direction, maxDepth int) ([]uuid.UUID, error) {
+	next := s.Parents
+	switch dir {
+	case TowardAncestors:
+	case TowardDescendants:
+		next = s.Children
+	default:
+		_, err := ParseDirection(string(dir))
+		return nil, err
+	}
+	if maxDepth <= 0 {
+		maxDepth = DefaultMaxDepth
+	}
+	var chain []uuid.UUID
+	visited := map[uuid.UUID]bool{}
+	var walk func(id uuid.UUID, depth int) error
+	walk = func(id uuid.UUID, depth int) error {
+		visited[id] = true
+		if depth < maxDepth {
+			related, err := next(ctx, id)
+			if err != nil {
+				return err
+			}
+			for _, r := range related {
+				if visited[r] {
+					continue
+				}
+				if err := walk(r, depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		chain = append(chain, id)
+		return nil
+	}
+	if err := walk(id, 0); err != nil {
+		return nil, fmt.Errorf("cannot walk the %s of %s: %w", dir, id, err)
+	}
+	return chain, nil
+}
