@@ -218,13 +218,13 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 	}
 	limit := s.cfg.MaxBodyBytes
 	if r.ContentLength > limit {
-		s.tooLarge(w, limit)
+		s.tooLarge(w, r, r.Body, limit)
 		return nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			s.tooLarge(w, limit)
+			s.tooLarge(w, r, r.Body, limit)
 			return nil, false
 		}
 		writeError(w, http.StatusBadRequest, "cannot read the request body: "+err.Error(), nil)
@@ -242,7 +242,20 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 	return body, true
 }
 
-func (s *Server) tooLarge(w http.ResponseWriter, limit int64) {
+// drainLimit bounds how much of an oversized body tooLarge reads.
+const drainLimit = 64 << 20
+
+// tooLarge answers 413. A client that writes its whole body before it reads
+// the answer, as Python's urllib does, gets a broken pipe instead of the
+// 413 when the server closes the connection while the body is still coming:
+// so the rest of the body is read and thrown away first, up to drainLimit
+// (not for a client that asked to wait, with Expect: 100-continue, before
+// sending it), and the connection is closed after the answer.
+func (s *Server) tooLarge(w http.ResponseWriter, r *http.Request, body io.Reader, limit int64) {
+	if !strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, drainLimit))
+	}
+	w.Header().Set("Connection", "close")
 	writeError(w, http.StatusRequestEntityTooLarge,
 		fmt.Sprintf("the body is larger than %d bytes, the limit of this gateway: send a smaller one", limit),
 		map[string]any{"limit_bytes": limit})

@@ -1,15 +1,18 @@
 package gateway_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -278,6 +281,39 @@ func TestPost_bodyTooLarge413(t *testing.T) {
 		payload += strings.Repeat("a", 1<<20-len(payload)-2) + `"}`
 		answer(t, f.do(post("/events/agent/thread/prompt", payload)), http.StatusOK)
 	})
+}
+
+// A client that writes its whole body before it reads the answer, as
+// Python's urllib does, gets the 413 rather than a broken pipe. The body
+// takes longer to arrive than Go's server lingers after closing (about half
+// a second), as a Python client's body does.
+func TestPost_bodyTooLargeReachesAClientThatWritesFirst(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewServer(f.gw)
+	defer srv.Close()
+	body := bytes.Repeat([]byte("a"), 2<<20)
+	for i := range 3 {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST /events/custom HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+		for b := body; len(b) > 0; b = b[min(len(b), 64<<10):] {
+			if _, err := conn.Write(b[:min(len(b), 64<<10)]); err != nil {
+				t.Fatalf("request %d: the gateway closed while the body was being sent: %v", i, err)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("request %d: no answer: %v", i, err)
+		}
+		var m map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("request %d: status %d, body %v (%v), want 413 with a JSON error", i, resp.StatusCode, m, err)
+		}
+		_ = conn.Close()
+	}
 }
 
 func TestAuth(t *testing.T) {
