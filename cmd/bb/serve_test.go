@@ -80,8 +80,8 @@ func TestServe_publishesWhatItIsPostedAndEndsOnSIGTERM(t *testing.T) {
 	}
 
 	code, body := httpDo(t, http.MethodPost, base+"/events/agent/thread/prompt", `{"provider": "anthropic", "prompt": "hello from curl"}`)
-	if code != http.StatusOK || body["status"] != "published" {
-		t.Fatalf("POST /events/agent/thread/prompt = %d %v", code, body)
+	if code != http.StatusOK || body["event_type"] != "agent.thread.prompt" {
+		t.Fatalf("POST /events/agent/thread/prompt = %d %v, want the published envelope", code, body)
 	}
 	d := r.get(prompts)
 	env, err := envelope.Decode(d.Body)

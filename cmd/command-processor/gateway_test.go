@@ -74,8 +74,8 @@ func TestCommandProcessor_gatewayPromptIsAnsweredAndCounted(t *testing.T) {
 	}
 
 	code, body, err := p.post("/events/agent/thread/prompt", `{"provider": "anthropic", "prompt": "hello over HTTP"}`)
-	if err != nil || code != http.StatusOK || body["status"] != "published" {
-		t.Fatalf("POST /events/agent/thread/prompt = %d %v %v", code, body, err)
+	if err != nil || code != http.StatusOK || body["event_type"] != "agent.thread.prompt" {
+		t.Fatalf("POST /events/agent/thread/prompt = %d %v %v, want the published envelope", code, body, err)
 	}
 	promptID, err := uuid.Parse(fmt.Sprint(body["event_id"]))
 	if err != nil {

@@ -16,8 +16,9 @@
 //	GET  /events/{event_id}/correlation  the correlation debug dump (correlation.Dump)
 //	GET  /metrics                      Prometheus text format
 //
-// A publish answers 200 {"status": "published", "event_id": "<id>"}, as the
-// Python endpoint does. Every error is a JSON object {"error": "<what to do>",
+// A publish answers 200 as the Python endpoints do: POST
+// /events/agent/thread/prompt with the envelope it published, the others
+// with {"status": "published", "event_id": "<id>"}. Every error is a JSON object {"error": "<what to do>",
 // ...details}; the status says who must act:
 //
 //	400  the body is not JSON, or not a valid envelope (event_type missing…), or an id is not a UUID

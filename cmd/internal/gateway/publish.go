@@ -51,23 +51,32 @@ func (s *Server) publishCustom(w http.ResponseWriter, r *http.Request) {
 			map[string]any{"problems": splitReason(reason)})
 		return
 	}
-	s.publish(w, r, env, true)
+	s.publish(w, r, env, true, answerStatus)
 }
 
 // publishAgentPrompt is POST /events/agent/thread/prompt, Python's
-// shortcut for POST /events/agent.thread.prompt.
+// shortcut for POST /events/agent.thread.prompt. Like Python's, it answers
+// with the envelope it published.
 func (s *Server) publishAgentPrompt(w http.ResponseWriter, r *http.Request) {
-	s.publishPayload(w, r, thread.RoutingKeyPrompt)
+	s.publishPayload(w, r, thread.RoutingKeyPrompt, answerEnvelope)
 }
 
 // publishRoutingKey is POST /events/{routing_key}.
 func (s *Server) publishRoutingKey(w http.ResponseWriter, r *http.Request) {
-	s.publishPayload(w, r, r.PathValue("routing_key"))
+	s.publishPayload(w, r, r.PathValue("routing_key"), answerStatus)
 }
+
+// What a successful publish answers: {"status": "published", "event_id"}
+// (Python's /events/custom) or the envelope itself (Python's prompt
+// endpoint).
+const (
+	answerStatus = iota
+	answerEnvelope
+)
 
 // publishPayload validates a payload of the event type under key, wraps it
 // as Python's create_http_envelope does, and publishes it.
-func (s *Server) publishPayload(w http.ResponseWriter, r *http.Request, key string) {
+func (s *Server) publishPayload(w http.ResponseWriter, r *http.Request, key string, answer int) {
 	et, err := s.deps.Events.LookupKey(key)
 	if err != nil {
 		// The template itself ("artifact.{action}") is no concrete key, but
@@ -106,7 +115,7 @@ func (s *Server) publishPayload(w http.ResponseWriter, r *http.Request, key stri
 		writeError(w, http.StatusBadRequest, "cannot build an envelope for this payload: "+err.Error(), nil)
 		return
 	}
-	s.publish(w, r, env, false)
+	s.publish(w, r, env, false, answer)
 }
 
 func (s *Server) unknownEventType(w http.ResponseWriter, key string, err error) {
@@ -146,7 +155,7 @@ func (s *Server) invalidPayload(w http.ResponseWriter, key string, err error) {
 
 // publish publishes env and answers as Python does. own says whether the
 // event id came from the client, which makes a retry idempotent.
-func (s *Server) publish(w http.ResponseWriter, r *http.Request, env envelope.Envelope, own bool) {
+func (s *Server) publish(w http.ResponseWriter, r *http.Request, env envelope.Envelope, own bool, answer int) {
 	// The client hanging up must not abandon a publish halfway.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.PublishTimeout)
 	defer cancel()
@@ -157,6 +166,14 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, env envelope.En
 		return
 	}
 	log.Info("event published over HTTP")
+	if answer == answerEnvelope {
+		if body, err := env.MarshalJSON(); err == nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(body)
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "published", "event_id": env.EventID.String()})
 }
 
