@@ -3,7 +3,6 @@ package correlation
 import (
 	"bytes"
 	"context"
-	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/internal/jsonnumber"
 )
 
 // DefaultKeyPrefix is the key prefix of the deployed Python tracker. A store
@@ -210,33 +210,14 @@ var (
 	forwardEncoding = json.JoinOptions(
 		json.Deterministic(true),
 		jsontext.AllowInvalidUTF8(true),
-		json.WithMarshalers(json.MarshalToFunc(func(enc *jsontext.Encoder, n stdjson.Number) error {
-			v := jsontext.Value(n)
-			if len(v) == 0 {
-				v = jsontext.Value("0")
-			}
-			if v.Kind() != '0' {
-				return fmt.Errorf("json.Number %q is not a number", string(n))
-			}
-			return enc.WriteValue(v)
-		})),
+		jsonnumber.Write,
 	)
 	// forwardDecoding reads numbers in metadata as json.Number, so that
 	// integers written by Python survive exactly, and lets a repeated key's
 	// last value win, as Python's json.loads does.
 	forwardDecoding = json.JoinOptions(
 		jsontext.AllowDuplicateNames(true),
-		json.WithUnmarshalers(json.UnmarshalFromFunc(func(dec *jsontext.Decoder, v *any) error {
-			if dec.PeekKind() != '0' {
-				return errors.ErrUnsupported // not a number: decoded as usual
-			}
-			num, err := dec.ReadValue()
-			if err != nil {
-				return err
-			}
-			*v = stdjson.Number(num)
-			return nil
-		})),
+		jsonnumber.Read,
 	)
 )
 

@@ -2,13 +2,13 @@ package envelope
 
 import (
 	"bytes"
-	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/33god/bloodbank-go/internal/jsonnumber"
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/uuid"
@@ -33,7 +33,7 @@ var (
 		jsontext.AllowInvalidUTF8(true),
 		jsontext.PreserveRawStrings(true),
 		jsontext.AllowDuplicateNames(true),
-		json.WithMarshalers(json.MarshalToFunc(marshalNumber)),
+		jsonnumber.Write,
 	)
 	// verbatimOptions are encodeOptions for a document that holds raw
 	// values with U+2028 or U+2029 as characters, and for metadata: the
@@ -45,20 +45,6 @@ var (
 	// exactly, as they do in Python.
 	decodeOptions = jsontext.AllowDuplicateNames(true)
 )
-
-// marshalNumber writes an encoding/json Number (in a meta map or a payload
-// built from JSON decoded with UseNumber) as the number it spells, as
-// encoding/json does; encoding/json/v2 on Go 1.26 would quote it.
-func marshalNumber(enc *jsontext.Encoder, n stdjson.Number) error {
-	v := jsontext.Value(n)
-	if len(v) == 0 {
-		v = jsontext.Value("0")
-	}
-	if v.Kind() != '0' {
-		return fmt.Errorf("json.Number %q is not a number", string(n))
-	}
-	return enc.WriteValue(v)
-}
 
 // The wire structs are the JSON of wire-contract section 3, field for field
 // and in order. An empty optString is written as null, as Python writes an
