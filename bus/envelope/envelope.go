@@ -22,7 +22,8 @@ const DefaultExchange = "bloodbank.events.v1"
 // Python service does not make Go consumers reject its events.
 type TriggerType string
 
-// The trigger types of wire-contract section 3.
+// The trigger types of wire-contract section 3, and the two that Python's
+// TriggerType has gained since (webhook, service).
 const (
 	TriggerManual    TriggerType = "manual"
 	TriggerAgent     TriggerType = "agent"
@@ -30,10 +31,12 @@ const (
 	TriggerFileWatch TriggerType = "file_watch"
 	TriggerHook      TriggerType = "hook"
 	TriggerHeartbeat TriggerType = "heartbeat"
+	TriggerWebhook   TriggerType = "webhook"
+	TriggerService   TriggerType = "service"
 )
 
-// TriggerTypes lists the trigger types of the wire contract, in its order.
-var TriggerTypes = []TriggerType{TriggerManual, TriggerAgent, TriggerScheduled, TriggerFileWatch, TriggerHook, TriggerHeartbeat}
+// TriggerTypes lists the trigger types in Python's order.
+var TriggerTypes = []TriggerType{TriggerManual, TriggerAgent, TriggerScheduled, TriggerFileWatch, TriggerHook, TriggerHeartbeat, TriggerWebhook, TriggerService}
 
 // AgentType names the kind of AI agent in an envelope's agent_context.
 type AgentType string

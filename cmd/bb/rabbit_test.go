@@ -173,6 +173,23 @@ func TestPublish_deliversAV1EnvelopeWithTheContractProperties(t *testing.T) {
 	}
 }
 
+// Python's TriggerType has webhook and service beside the contract's six;
+// bb publishes them as Python does.
+func TestPublish_webhookAndServiceTriggerTypes(t *testing.T) {
+	r := newRabbit(t)
+	queue := r.bindQueue("fireflies.transcript.upload")
+	for _, trigger := range []string{"webhook", "service"} {
+		mustSucceed(t, run{env: r.env()}, "publish", "fireflies.transcript.upload", "--mock", "--source-type", trigger)
+		env, err := envelope.Decode(r.get(queue).Body)
+		if err != nil {
+			t.Fatalf("body is not a v1 envelope: %v", err)
+		}
+		if got := string(env.Source.Type); got != trigger {
+			t.Errorf("source.type = %q, want %q", got, trigger)
+		}
+	}
+}
+
 // Nobody bound to the key: the broker confirms and drops the event; bb
 // warns and still succeeds.
 func TestPublish_unroutableWarnsAndExits0(t *testing.T) {

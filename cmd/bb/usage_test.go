@@ -47,7 +47,7 @@ func TestUsage_badInputExits1WithAMessage(t *testing.T) {
 		{"malformed --event-id", []string{"publish", "agent.thread.prompt", "--mock", "--event-id", "not-a-uuid"}, "", []string{`--event-id "not-a-uuid" is not a UUID`}},
 		{"nil --event-id", []string{"publish", "agent.thread.prompt", "--mock", "--event-id", "00000000-0000-0000-0000-000000000000"}, "", []string{"nil UUID"}},
 		{"malformed --correlation-id", []string{"publish", "agent.thread.prompt", "--mock", "--correlation-id", "0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11", "--correlation-id", "1234"}, "", []string{`--correlation-id "1234" is not a UUID`}},
-		{"bad --source-type", []string{"publish", "agent.thread.prompt", "--mock", "--source-type", "cron"}, "", []string{`--source-type "cron"`, "manual, agent, scheduled, file_watch, hook, heartbeat"}},
+		{"bad --source-type", []string{"publish", "agent.thread.prompt", "--mock", "--source-type", "cron"}, "", []string{`--source-type "cron"`, "manual, agent, scheduled, file_watch, hook, heartbeat, webhook, service"}},
 		{"envelope that is not one", []string{"publish", "--envelope-json", `{"event_type": "agent.thread.prompt"}`}, "", []string{"is not a Bloodbank v1 envelope"}},
 		{"envelope with --event-id", []string{"publish", "--envelope-json", "{}", "--event-id", "0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11"}, "", []string{"--event-id cannot change an envelope given whole"}},
 		{"bad --timeout", []string{"publish", "agent.thread.prompt", "--mock", "--timeout", "0s"}, "", []string{"--timeout must be positive"}},
