@@ -667,6 +667,52 @@ func TestDecodeEnvelope_pythonBody(t *testing.T) {
 	}
 }
 
+// DecodeNew fills what Python's EventEnvelope model generates for a request
+// body, and still refuses what the model refuses.
+func TestDecodeNew_pythonModelDefaults(t *testing.T) {
+	before := time.Now().UTC().Truncate(time.Microsecond)
+	body := []byte(`{"event_type": "agent.thread.prompt", "source": {"host": "h", "type": "manual"}, "payload": {"prompt": "p"}, "x_new": 1}`)
+	env, err := envelope.DecodeNew(body)
+	if err != nil {
+		t.Fatalf("DecodeNew: %v", err)
+	}
+	if env.EventID == uuid.Nil || env.EventID.Version() != 4 {
+		t.Errorf("EventID = %s, want a new uuid4", env.EventID)
+	}
+	if env.Timestamp.Before(before) || env.Timestamp.After(time.Now().UTC()) || env.Timestamp.Location() != time.UTC {
+		t.Errorf("Timestamp = %v, want now in UTC", env.Timestamp)
+	}
+	if env.Version != envelope.Version || env.CorrelationIDs == nil || len(env.CorrelationIDs) != 0 {
+		t.Errorf("Version, CorrelationIDs = %q, %#v; want 1.0.0 and []", env.Version, env.CorrelationIDs)
+	}
+	out, err := env.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(out, []byte(`"event_id":"`+env.EventID.String()+`"`)) || !bytes.HasSuffix(out, []byte(`,"x_new":1}`)) {
+		t.Errorf("encoded = %s, want the generated id and the unknown member kept", out)
+	}
+	if again, _ := envelope.DecodeNew(body); again.EventID == env.EventID {
+		t.Error("two decodes of one body got the same generated id")
+	}
+
+	given := []byte(`{"event_id": "` + bbtEventID.String() + `", "event_type": "x.y", "timestamp": "2026-01-02T03:04:05Z", "source": {"host": "h", "type": "manual"}, "payload": {}}`)
+	if env, err := envelope.DecodeNew(given); err != nil || env.EventID != bbtEventID || !env.Timestamp.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
+		t.Errorf("DecodeNew kept %s %v, %v; want the given id and timestamp", env.EventID, env.Timestamp, err)
+	}
+	for name, b := range map[string]string{
+		"no event_type": `{"source": {"host": "h", "type": "manual"}, "payload": {}}`,
+		"no source":     `{"event_type": "x.y", "payload": {}}`,
+		"no payload":    `{"event_type": "x.y", "source": {"host": "h", "type": "manual"}}`,
+		"bad event_id":  `{"event_id": "nope", "event_type": "x.y", "source": {"host": "h", "type": "manual"}, "payload": {}}`,
+		"bad timestamp": `{"timestamp": "yesterday", "event_type": "x.y", "source": {"host": "h", "type": "manual"}, "payload": {}}`,
+	} {
+		if _, err := envelope.DecodeNew([]byte(b)); err == nil {
+			t.Errorf("%s: DecodeNew accepted %s", name, b)
+		}
+	}
+}
+
 func TestDecodeEnvelope_timestampForms(t *testing.T) {
 	at := func(h, m, s, ns int) time.Time { return time.Date(2026, 1, 29, h, m, s, ns, time.UTC) }
 	tests := []struct {

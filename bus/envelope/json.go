@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/33god/bloodbank-go/internal/jsonnumber"
@@ -246,7 +247,16 @@ func (e *Envelope) UnmarshalJSON(b []byte) error {
 // takes its default) and strict where a consumer could not act on the
 // event. Members it does not know, at any level, are kept for MarshalJSON
 // and NewMessage to write back. Any failure is a *MalformedError.
-func Decode(body []byte) (Envelope, error) {
+func Decode(body []byte) (Envelope, error) { return decode(body, false) }
+
+// DecodeNew reads an envelope that is about to be published, such as one
+// posted to a gateway, as Python's EventEnvelope model builds it from a
+// request: a missing event_id becomes a new random UUID and a missing
+// timestamp the current time, beside the defaults Decode applies (version
+// 1.0.0, no correlation ids). Everything else is read as Decode reads it.
+func DecodeNew(body []byte) (Envelope, error) { return decode(body, true) }
+
+func decode(body []byte, fill bool) (Envelope, error) {
 	if kind := jsonKind(body); kind != "object" {
 		return Envelope{}, &MalformedError{Reason: describeNonObject(body, kind)}
 	}
@@ -256,17 +266,24 @@ func Decode(body []byte) (Envelope, error) {
 	}
 	var env Envelope
 	var problems []string
-	if w.EventID == "" {
+	switch {
+	case w.EventID == "" && fill:
+		env.EventID = uuid.New()
+	case w.EventID == "":
 		problems = append(problems, "event_id: required")
-	} else if id, err := uuid.Parse(w.EventID); err != nil {
-		problems = append(problems, fmt.Sprintf("event_id: %q is not a UUID", truncate(w.EventID, 64)))
-	} else {
-		env.EventID = id
+	default:
+		if id, err := uuid.Parse(w.EventID); err != nil {
+			problems = append(problems, fmt.Sprintf("event_id: %q is not a UUID", truncate(w.EventID, 64)))
+		} else {
+			env.EventID = id
+		}
 	}
 	if env.EventType = w.EventType; env.EventType == "" {
 		problems = append(problems, "event_type: required")
 	}
-	if w.Timestamp == "" {
+	if w.Timestamp == "" && fill {
+		env.Timestamp = time.Now().UTC().Truncate(time.Microsecond)
+	} else if w.Timestamp == "" {
 		problems = append(problems, "timestamp: required")
 	} else if ts, err := ParseTimestamp(w.Timestamp); err != nil {
 		problems = append(problems, "timestamp: "+err.Error())

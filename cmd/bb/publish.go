@@ -256,7 +256,7 @@ func (a *app) envelopeFromFlags(cmd *cobra.Command, args []string, o publishOpti
 	if err := checkJSONObject("the envelope ("+what+")", raw); err != nil {
 		return envelope.Envelope{}, err
 	}
-	env, err := envelope.Decode(raw)
+	env, err := envelope.DecodeNew(raw)
 	if err != nil {
 		return envelope.Envelope{}, usageErrorf("the envelope (%s) is not a Bloodbank v1 envelope: %v", what, err)
 	}

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -186,6 +187,33 @@ func TestPublish_webhookAndServiceTriggerTypes(t *testing.T) {
 		}
 		if got := string(env.Source.Type); got != trigger {
 			t.Errorf("source.type = %q, want %q", got, trigger)
+		}
+	}
+}
+
+// An envelope given whole gets what Python's model would generate for
+// what it leaves out, and keeps the members Go does not know.
+func TestPublish_envelopeGetsPythonDefaultsAndKeepsUnknownMembers(t *testing.T) {
+	r := newRabbit(t)
+	queue := r.bindQueue("fireflies.transcript.upload")
+	body := `{"event_type": "fireflies.transcript.upload", "source": {"host": "h", "type": "service", "x_src": 1},
+	  "payload": {"media_file": "/m.mp4", "media_duration_seconds": 90, "media_type": "video", "x_p": "kept"}, "x_top": "t"}`
+	res := mustSucceed(t, run{env: r.env()}, "publish", "--envelope-json", body)
+	id, err := uuid.Parse(strings.TrimSpace(res.stdout))
+	if err != nil {
+		t.Fatalf("stdout is not an event id\n%s", res)
+	}
+	d := r.get(queue)
+	env, err := envelope.Decode(d.Body)
+	if err != nil {
+		t.Fatalf("body is not a v1 envelope: %v\n%s", err, d.Body)
+	}
+	if env.EventID != id || id.Version() != 4 || time.Since(env.Timestamp) > time.Minute || env.Version != "1.0.0" || len(env.CorrelationIDs) != 0 {
+		t.Errorf("envelope %+v: want a new uuid4 %s, now, 1.0.0, []", env, id)
+	}
+	for _, want := range []string{`"meta":null,"x_src":1}`, `"x_p":"kept"`, `,"x_top":"t"}`} {
+		if !bytes.Contains(d.Body, []byte(want)) {
+			t.Errorf("published body lacks %s:\n%s", want, d.Body)
 		}
 	}
 }

@@ -468,3 +468,62 @@ func TestRabbit_poisonedCommandsAreParkedWithTheirReason(t *testing.T) {
 		t.Errorf("stopped line = %v, want 2 parked and 1 executed", stopped)
 	}
 }
+
+// An envelope posted to /events/custom reaches the broker as Python's
+// gateway would publish it: what the body leaves out gets the model's
+// defaults (a new event_id, the current timestamp, version 1.0.0, no
+// correlation ids), and members Go does not know, at every level, travel on
+// in their order.
+func TestRabbit_customEnvelopeGetsPythonDefaultsAndKeepsUnknownMembers(t *testing.T) {
+	e := newRabbitEnv(t)
+	e.serviceQueues("command_processor")
+	ch := e.channel()
+	defer ch.Close()
+	q := e.queue("relay")
+	if _, err := ch.QueueDeclare(q, false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q, "relaytest.#", e.exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, e.env()...)
+	p.waitReady(30 * time.Second)
+
+	body := `{"event_type": "relaytest.thing.happened", "x_top": {"a": [1, 2]},
+	  "source": {"host": "h", "type": "webhook", "x_src": "s"},
+	  "agent_context": {"type": "letta", "x_ac": true, "code_state": {"branch": "main", "x_cs": null}},
+	  "payload": {"n": 1}, "x_last": "z"}`
+	code, answer, err := p.post("/events/custom", body)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("POST /events/custom = %d %v %v, want 200", code, answer, err)
+	}
+	var d amqp091.Delivery
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var ok bool
+		if d, ok, err = ch.Get(q, true); err != nil || ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nothing reached the bound queue")
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := envelope.Decode(d.Body)
+	if err != nil {
+		t.Fatalf("published body is not a v1 envelope: %v\n%s", err, d.Body)
+	}
+	if env.EventID.String() != answer["event_id"] || env.EventID.Version() != 4 || d.MessageId != env.EventID.String() {
+		t.Errorf("event_id %s, message_id %s, answer %v: want one new uuid4", env.EventID, d.MessageId, answer)
+	}
+	if time.Since(env.Timestamp) > time.Minute || env.Version != "1.0.0" || len(env.CorrelationIDs) != 0 {
+		t.Errorf("timestamp %v, version %q, correlation_ids %v: want now, 1.0.0, []", env.Timestamp, env.Version, env.CorrelationIDs)
+	}
+	for _, want := range []string{`"correlation_ids":[]`, `"type":"webhook","app":null,"meta":null,"x_src":"s"}`,
+		`"last_commit_hash":null,"x_cs":null}`, `"meta":null,"x_ac":true}`, `"payload":{"n":1},"x_top":{"a":[1,2]},"x_last":"z"}`} {
+		if !bytes.Contains(d.Body, []byte(want)) {
+			t.Errorf("published body lacks %s:\n%s", want, d.Body)
+		}
+	}
+}

@@ -40,7 +40,7 @@ func (s *Server) publishCustom(w http.ResponseWriter, r *http.Request) {
 			map[string]any{"problems": []problem{{Path: "event_type", Message: "required"}}})
 		return
 	}
-	env, err := envelope.Decode(body)
+	env, err := envelope.DecodeNew(body)
 	if err != nil {
 		var mal *envelope.MalformedError
 		reason := err.Error()
