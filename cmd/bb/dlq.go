@@ -119,6 +119,30 @@ func (f dlqFilterFlags) filter(now time.Time) (reliability.PoisonFilter, error) 
 	return out, nil
 }
 
+// filtered gives cmd, a subcommand of dlq that takes the filter flags,
+// those flags and its RunE: once the flags are checked, check (optional)
+// checks the arguments and the other flags, and do runs on the poison
+// queue with the filter the flags describe.
+func (a *app) filtered(cmd *cobra.Command, service *string, check func(args []string) error,
+	do func(ctx context.Context, q *reliability.PoisonQueue, args []string, filter reliability.PoisonFilter) error) {
+	var f dlqFilterFlags
+	f.register(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		filter, err := f.filter(time.Now())
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(args); err != nil {
+				return err
+			}
+		}
+		return a.onPoisonQueue(cmd.Context(), *service, func(ctx context.Context, q *reliability.PoisonQueue) error {
+			return do(ctx, q, args, filter)
+		})
+	}
+}
+
 // parseWhen reads an RFC 3339 time, or a positive duration ago ("90m",
 // "1h", "7d"); "" is no bound.
 func parseWhen(flag, s string, now time.Time) (time.Time, error) {
@@ -144,28 +168,26 @@ func parseWhen(flag, s string, now time.Time) (time.Time, error) {
 	return now.Add(-d), nil
 }
 
-// poisonQueue connects to the broker and returns the poison queue of the
-// service (SERVICE_NAME when service is ""), and a function that closes
-// the connection.
-func (a *app) poisonQueue(ctx context.Context, service string) (*reliability.PoisonQueue, func(), error) {
-	cfg, err := a.settings()
+// onPoisonQueue connects to the broker, runs do on the poison queue of
+// the service (SERVICE_NAME when service is ""), and closes the
+// connection. do bounds its own calls with --timeout, since purge waits
+// for a person between two of them.
+func (a *app) onPoisonQueue(ctx context.Context, service string, do func(context.Context, *reliability.PoisonQueue) error) error {
+	cfg, logger, err := a.setup()
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	if service != "" && strings.ContainsAny(service, " #*") {
-		return nil, nil, usageErrorf("--service %q: want a service name such as command_processor", service)
-	}
-	logger, err := a.logger(cfg)
-	if err != nil {
-		return nil, nil, err
+		return usageErrorf("--service %q: want a service name such as command_processor", service)
 	}
 	b, err := a.openBus(ctx, cfg.Bus, logger)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
+	defer b.Close()
 	q := reliability.NewPoisonQueue(b, service)
 	logger.Debug("dlq: poison queue", slog.String("queue", q.Name()), slog.String("service_queue", q.ServiceQueue()))
-	return q, func() { _ = b.Close() }, nil
+	return do(ctx, q)
 }
 
 // dlqError says what to do about a failed poison-queue operation: a wrong
@@ -196,7 +218,6 @@ func serviceOf(q *reliability.PoisonQueue) string {
 }
 
 func (a *app) dlqListCommand(service *string) *cobra.Command {
-	var f dlqFilterFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -211,25 +232,15 @@ reason, and the body ("body" as text, or "body_base64" when it is not UTF-8).`,
   bb dlq list --service command_processor --routing-key 'agent.#' --kind invalid --since 24h
   bb dlq list --service command_processor --json | jq -r .event_id`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			filter, err := f.filter(time.Now())
-			if err != nil {
-				return err
-			}
-			return a.runDLQList(cmd.Context(), *service, filter, asJSON)
-		},
 	}
-	f.register(cmd.Flags())
+	a.filtered(cmd, service, nil, func(ctx context.Context, q *reliability.PoisonQueue, _ []string, filter reliability.PoisonFilter) error {
+		return a.dlqList(ctx, q, filter, asJSON)
+	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per parked message")
 	return cmd
 }
 
-func (a *app) runDLQList(ctx context.Context, service string, filter reliability.PoisonFilter, asJSON bool) error {
-	q, closeBus, err := a.poisonQueue(ctx, service)
-	if err != nil {
-		return err
-	}
-	defer closeBus()
+func (a *app) dlqList(ctx context.Context, q *reliability.PoisonQueue, filter reliability.PoisonFilter, asJSON bool) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	parked, err := q.List(ctx, filter)
@@ -279,7 +290,12 @@ re-publish it; --json prints the message as one JSON object.`,
 			if asJSON && bodyOnly {
 				return usageErrorf("--json and --body contradict each other: pick one")
 			}
-			return a.runDLQShow(cmd.Context(), *service, args[0], asJSON, bodyOnly)
+			if strings.TrimSpace(args[0]) == "" {
+				return usageErrorf("EVENT_ID is empty: give the event id bb dlq list prints")
+			}
+			return a.onPoisonQueue(cmd.Context(), *service, func(ctx context.Context, q *reliability.PoisonQueue) error {
+				return a.dlqShow(ctx, q, args[0], asJSON, bodyOnly)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the message as one JSON object")
@@ -287,15 +303,7 @@ re-publish it; --json prints the message as one JSON object.`,
 	return cmd
 }
 
-func (a *app) runDLQShow(ctx context.Context, service, eventID string, asJSON, bodyOnly bool) error {
-	if strings.TrimSpace(eventID) == "" {
-		return usageErrorf("EVENT_ID is empty: give the event id bb dlq list prints")
-	}
-	q, closeBus, err := a.poisonQueue(ctx, service)
-	if err != nil {
-		return err
-	}
-	defer closeBus()
+func (a *app) dlqShow(ctx context.Context, q *reliability.PoisonQueue, eventID string, asJSON, bodyOnly bool) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	m, err := q.Show(ctx, eventID)
@@ -324,7 +332,6 @@ func (a *app) runDLQShow(ctx context.Context, service, eventID string, asJSON, b
 }
 
 func (a *app) dlqReplayCommand(service *string) *cobra.Command {
-	var f dlqFilterFlags
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "replay [EVENT_ID...] | --all",
@@ -339,37 +346,35 @@ filters narrow either. An event id that is not parked is exit 1, after the
 others were replayed. Fix what made them fail first, or they come back.`,
 		Example: `  bb dlq replay 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11 --service command_processor
   bb dlq replay --all --service command_processor --kind handler --since 1h`,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		// In PreRunE, so that ids given with --all (or neither) are reported
+		// before a bad filter flag; blank ids are checked after it.
+		PreRunE: func(_ *cobra.Command, args []string) error {
 			switch {
 			case all && len(args) > 0:
 				return usageErrorf("give event ids or --all, not both")
 			case !all && len(args) == 0:
 				return usageErrorf("nothing to replay: name the event ids (bb dlq list prints them) or pass --all")
 			}
-			filter, err := f.filter(time.Now())
-			if err != nil {
-				return err
-			}
-			for _, id := range args {
-				if strings.TrimSpace(id) == "" {
-					return usageErrorf("an EVENT_ID is empty")
-				}
-			}
-			filter.EventIDs = args
-			return a.runDLQReplay(cmd.Context(), *service, filter)
+			return nil
 		},
 	}
-	f.register(cmd.Flags())
+	checkIDs := func(args []string) error {
+		for _, id := range args {
+			if strings.TrimSpace(id) == "" {
+				return usageErrorf("an EVENT_ID is empty")
+			}
+		}
+		return nil
+	}
+	a.filtered(cmd, service, checkIDs, func(ctx context.Context, q *reliability.PoisonQueue, args []string, filter reliability.PoisonFilter) error {
+		filter.EventIDs = args
+		return a.dlqReplay(ctx, q, filter)
+	})
 	cmd.Flags().BoolVar(&all, "all", false, "replay every parked message the filters select")
 	return cmd
 }
 
-func (a *app) runDLQReplay(ctx context.Context, service string, filter reliability.PoisonFilter) error {
-	q, closeBus, err := a.poisonQueue(ctx, service)
-	if err != nil {
-		return err
-	}
-	defer closeBus()
+func (a *app) dlqReplay(ctx context.Context, q *reliability.PoisonQueue, filter reliability.PoisonFilter) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	done, err := replayOnce(ctx, q, filter)
@@ -420,7 +425,6 @@ func replayOnce(ctx context.Context, q *reliability.PoisonQueue, filter reliabil
 }
 
 func (a *app) dlqPurgeCommand(service *string) *cobra.Command {
-	var f dlqFilterFlags
 	var yes bool
 	cmd := &cobra.Command{
 		Use:   "purge [--yes]",
@@ -434,28 +438,21 @@ required, and bb refuses (exit 1) without it.`,
 		Example: `  bb dlq purge --service command_processor
   bb dlq purge --service command_processor --kind malformed --until 7d --yes`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			filter, err := f.filter(time.Now())
-			if err != nil {
-				return err
-			}
-			if !yes && !isTerminal(a.stdin) {
-				return usageErrorf("refusing to purge without confirmation: stdin is not a terminal, so bb cannot ask; pass --yes to purge from a script")
-			}
-			return a.runDLQPurge(cmd.Context(), *service, filter, yes)
-		},
 	}
-	f.register(cmd.Flags())
+	confirmable := func([]string) error {
+		if !yes && !isTerminal(a.stdin) {
+			return usageErrorf("refusing to purge without confirmation: stdin is not a terminal, so bb cannot ask; pass --yes to purge from a script")
+		}
+		return nil
+	}
+	a.filtered(cmd, service, confirmable, func(ctx context.Context, q *reliability.PoisonQueue, _ []string, filter reliability.PoisonFilter) error {
+		return a.dlqPurge(ctx, q, filter, yes)
+	})
 	cmd.Flags().BoolVar(&yes, "yes", false, "purge without asking for confirmation")
 	return cmd
 }
 
-func (a *app) runDLQPurge(ctx context.Context, service string, filter reliability.PoisonFilter, yes bool) error {
-	q, closeBus, err := a.poisonQueue(ctx, service)
-	if err != nil {
-		return err
-	}
-	defer closeBus()
+func (a *app) dlqPurge(ctx context.Context, q *reliability.PoisonQueue, filter reliability.PoisonFilter, yes bool) error {
 	if !yes {
 		n, err := a.countParked(ctx, q, filter)
 		if err != nil {

@@ -398,11 +398,7 @@ func validationFailure(context string, err error) error {
 
 // publish sends env and waits for the broker's confirm, within --timeout.
 func (a *app) publish(ctx context.Context, env envelope.Envelope) error {
-	cfg, err := a.settings()
-	if err != nil {
-		return err
-	}
-	logger, err := a.logger(cfg)
+	cfg, logger, err := a.setup()
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
@@ -55,15 +54,10 @@ is exit 1.`,
 }
 
 func (a *app) runServe(ctx context.Context) error {
-	cfg, err := a.settings()
+	cfg, logger, err := a.setup()
 	if err != nil {
 		return err
 	}
-	logger, err := a.logger(cfg)
-	if err != nil {
-		return err
-	}
-	redis.SetLogger(redisLogger{logger})
 	tp, stopTracing, err := telemetry.NewTracerProvider(cfg.Telemetry, cfg.Bus.ServiceName, a.stdout)
 	if err != nil {
 		return usageErrorf("%v", err)
@@ -79,15 +73,11 @@ func (a *app) runServe(ctx context.Context) error {
 		return err
 	}
 	defer b.Close()
-	client, err := correlation.NewUniversalClient(cfg.Redis)
+	client, store, err := openStore(cfg, logger, 0)
 	if err != nil {
-		return usageErrorf("%v (fix REDIS_URL, REDIS_HOST, REDIS_PORT or REDIS_DB)", err)
+		return err
 	}
 	defer client.Close()
-	store, err := correlation.NewRedisStore(client, cfg.Redis.RedisConfig())
-	if err != nil {
-		return usageErrorf("%v (fix CORRELATION_TTL_DAYS)", err)
-	}
 	rec, err := correlation.NewRecorder(store, correlation.RecorderConfig{Batching: true, Logger: logger})
 	if err != nil {
 		return err

@@ -6,20 +6,33 @@ import (
 	"log/slog"
 	"net/url"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/bus/amqp"
-	"github.com/33god/bloodbank-go/cmd/internal/gateway"
+	"github.com/33god/bloodbank-go/cmd/internal/binsettings"
 	"github.com/33god/bloodbank-go/cmd/internal/telemetry"
 	"github.com/33god/bloodbank-go/correlation"
-	"github.com/33god/bloodbank-go/internal/settings"
 )
 
 // config is every setting bb reads: those of the packages it drives.
 type config struct {
-	Bus       bus.Config
-	Redis     correlation.Settings
-	HTTP      gateway.Settings
-	Telemetry telemetry.Settings
+	binsettings.Common
+}
+
+// setup reads the settings and builds the logger they describe, writing
+// to stderr: what every command that talks to the broker or Redis starts
+// with.
+func (a *app) setup() (config, *slog.Logger, error) {
+	cfg, err := a.settings()
+	if err != nil {
+		return config{}, nil, err
+	}
+	logger, err := telemetry.NewLogger(a.stderr, cfg.Telemetry)
+	if err != nil {
+		return config{}, nil, usageErrorf("%v (fix the environment or .env)", err)
+	}
+	return cfg, logger, nil
 }
 
 // settings reads the settings from the environment and .env, and
@@ -27,7 +40,7 @@ type config struct {
 // the user's to fix: exit 1. --timeout bounds every wait on the broker.
 func (a *app) settings() (config, error) {
 	var c config
-	if err := settings.Load(a.environ, a.dotenv, &c.Bus, &c.Redis, &c.HTTP, &c.Telemetry); err != nil {
+	if err := c.Load(a.environ, a.dotenv, nil); err != nil {
 		return config{}, usageErrorf("%v (fix the environment or .env)", err)
 	}
 	a.secrets = append(a.secrets, c.Redis.Password, c.HTTP.Token)
@@ -43,15 +56,6 @@ func (a *app) settings() (config, error) {
 	c.Bus.PublishTimeout = a.timeout
 	c.Bus.DrainTimeout = a.timeout
 	return c, nil
-}
-
-// logger builds the logger of the settings, writing to stderr.
-func (a *app) logger(c config) (*slog.Logger, error) {
-	l, err := telemetry.NewLogger(a.stderr, c.Telemetry)
-	if err != nil {
-		return nil, usageErrorf("%v (fix the environment or .env)", err)
-	}
-	return l, nil
 }
 
 // errNoRabbitURL explains why bb will not run on the embedded transport.
@@ -72,4 +76,24 @@ func (a *app) openBus(ctx context.Context, cfg bus.Config, logger *slog.Logger) 
 			err, amqp.RedactURL(cfg.RabbitURL))
 	}
 	return b, nil
+}
+
+// openStore connects to the correlation store in the Redis the settings
+// name. maxDepth bounds the ancestors and descendants a read follows (0:
+// the store's default). A bad Redis setting is exit 1; the caller closes
+// the client.
+func openStore(cfg config, logger *slog.Logger, maxDepth int) (redis.UniversalClient, *correlation.RedisStore, error) {
+	telemetry.RouteRedisLogs(logger)
+	client, err := correlation.NewUniversalClient(cfg.Redis)
+	if err != nil {
+		return nil, nil, usageErrorf("%v (fix REDIS_URL, REDIS_HOST, REDIS_PORT or REDIS_DB)", err)
+	}
+	storeConfig := cfg.Redis.RedisConfig()
+	storeConfig.MaxDepth = maxDepth
+	store, err := correlation.NewRedisStore(client, storeConfig)
+	if err != nil {
+		_ = client.Close()
+		return nil, nil, usageErrorf("%v (fix CORRELATION_TTL_DAYS)", err)
+	}
+	return client, store, nil
 }

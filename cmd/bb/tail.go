@@ -72,11 +72,7 @@ func (a *app) runTail(ctx context.Context, args []string, count int, pretty bool
 	if err != nil {
 		return err
 	}
-	cfg, err := a.settings()
-	if err != nil {
-		return err
-	}
-	logger, err := a.logger(cfg)
+	cfg, logger, err := a.setup()
 	if err != nil {
 		return err
 	}

@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strconv"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/33god/bloodbank-go/bus/amqp"
@@ -57,28 +55,15 @@ func (a *app) runTrace(ctx context.Context, arg string, depth int, asJSON bool) 
 	if depth < 1 {
 		return usageErrorf("--depth must be 1 or more, got %d", depth)
 	}
-	cfg, err := a.settings()
+	cfg, logger, err := a.setup()
 	if err != nil {
 		return err
 	}
-	logger, err := a.logger(cfg)
+	client, store, err := openStore(cfg, logger, depth)
 	if err != nil {
 		return err
-	}
-	// go-redis logs every failed dial on its own global logger; route its
-	// lines to ours at debug level, since the error says it all.
-	redis.SetLogger(redisLogger{logger})
-	client, err := correlation.NewUniversalClient(cfg.Redis)
-	if err != nil {
-		return usageErrorf("%v (fix REDIS_URL, REDIS_HOST, REDIS_PORT or REDIS_DB)", err)
 	}
 	defer client.Close()
-	storeConfig := cfg.Redis.RedisConfig()
-	storeConfig.MaxDepth = depth
-	store, err := correlation.NewRedisStore(client, storeConfig)
-	if err != nil {
-		return usageErrorf("%v (fix CORRELATION_TTL_DAYS)", err)
-	}
 
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
@@ -116,13 +101,6 @@ func redisWhere(cfg config) string {
 		return amqp.RedactURL(r.URL)
 	}
 	return fmt.Sprintf("%s (database %d)", net.JoinHostPort(r.Host, strconv.Itoa(r.Port)), r.DB)
-}
-
-// redisLogger adapts slog for go-redis's internal logging.
-type redisLogger struct{ l *slog.Logger }
-
-func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	r.l.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
 
 // writeIndentedJSON writes v as indented JSON without HTML escaping.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 
@@ -47,14 +46,4 @@ func openCorrelation(settings correlation.Settings, transport string, logger *sl
 	}
 	logger.Info("correlation store: Redis", slog.Any("redis", settings))
 	return &graph{store: store, client: client, close: func() { _ = client.Close() }}, nil
-}
-
-// redisLogger routes go-redis's global logger, which writes every failed
-// dial to stderr, to ours at debug level: the readiness check, the
-// Recorder and Dedup already report a Redis that is away, once and
-// rate-limited.
-type redisLogger struct{ l *slog.Logger }
-
-func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	r.l.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }

@@ -53,7 +53,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
@@ -95,7 +94,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	redis.SetLogger(redisLogger{logger})
+	telemetry.RouteRedisLogs(logger)
 
 	tp, stopTracing, err := telemetry.NewTracerProvider(conf.Telemetry, conf.Bus.ServiceName, stdout)
 	if err != nil {

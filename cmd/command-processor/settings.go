@@ -8,21 +8,15 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/33god/bloodbank-go/bus"
-	"github.com/33god/bloodbank-go/cmd/internal/gateway"
-	"github.com/33god/bloodbank-go/cmd/internal/telemetry"
-	"github.com/33god/bloodbank-go/correlation"
+	"github.com/33god/bloodbank-go/cmd/internal/binsettings"
 	"github.com/33god/bloodbank-go/internal/settings"
 )
 
 // config is every setting of the command processor, read once from the
 // environment and .env: those of the packages it runs, and its own.
 type config struct {
-	Bus       bus.Config
-	Redis     correlation.Settings
-	HTTP      gateway.Settings
-	Telemetry telemetry.Settings
-	Own       own
+	binsettings.Common
+	Own own
 }
 
 // own are the settings only the command processor has. Flags override
@@ -56,15 +50,8 @@ const defaultServiceName = "command_processor"
 // loadSettings reads the settings from environ and the .env file at dotenv,
 // as every Bloodbank service does, with this binary's default service name.
 func loadSettings(environ []string, dotenv string) (config, error) {
-	vars, err := settings.Read(environ, dotenv)
-	if err != nil {
-		return config{}, err
-	}
-	if vars["SERVICE_NAME"] == "" {
-		vars["SERVICE_NAME"] = defaultServiceName
-	}
 	var c config
-	if err := settings.Parse(vars, &c.Bus, &c.Redis, &c.HTTP, &c.Telemetry, &c.Own); err != nil {
+	if err := c.Load(environ, dotenv, settings.Vars{"SERVICE_NAME": defaultServiceName}, &c.Own); err != nil {
 		return config{}, err
 	}
 	return c, nil

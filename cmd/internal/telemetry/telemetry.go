@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lmittmann/tint"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -81,6 +82,20 @@ func NewLogger(w io.Writer, s Settings) (*slog.Logger, error) {
 		return slog.New(tint.NewTextHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: !tty})), nil
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})), nil
+}
+
+// RouteRedisLogs sends what go-redis writes on its global logger (every
+// failed dial, to stderr by default) to l at debug level: the binaries
+// report a Redis that is away themselves, in their errors, readiness
+// checks and rate-limited warnings.
+func RouteRedisLogs(l *slog.Logger) {
+	redis.SetLogger(redisLogger{l})
+}
+
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
 
 // NewTracerProvider builds the TracerProvider BB_TRACING asks for, and the
