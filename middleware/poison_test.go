@@ -141,7 +141,8 @@ func TestPoison_parksPanickingHandlerAfterRetries(t *testing.T) {
 	rr := relRunRouter(t, mws, relHandler{"billing", func(*message.Message) error {
 		calls++
 		var m map[string]int
-		m["x"] = 1 // a real runtime panic
+		//lint:ignore SA5000 the test needs a runtime panic, not a panic(value)
+		m["x"] = 1
 		return nil
 	}})
 	if !rr.send("billing", relEventMsg(t, "orders.created", map[string]any{})) {

@@ -118,7 +118,7 @@ func trSpan(t *testing.T, rec *tracetest.SpanRecorder, name string) sdktrace.Rea
 func trAttr(s sdktrace.ReadOnlySpan, key attribute.Key) string {
 	for _, kv := range s.Attributes() {
 		if kv.Key == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
