@@ -284,7 +284,7 @@ func TestPoison_onEmbeddedServiceParksOriginalBodyAfterFailedPark(t *testing.T) 
 	if err := b.Publisher().Publish("orders.created", good); err != nil {
 		t.Fatal(err)
 	}
-	emb := b.Embedded()
+	emb := b.EmbeddedBroker()
 	relEventually(t, relWait, "the malformed message parked and the good one processed", func() bool {
 		return emb.QueueLength(queue) == 1 && processed.count(good.UUID) == 1
 	})

@@ -190,7 +190,7 @@ type Publisher interface {
 }
 
 // Tracer reads the correlation graph. correlation.Store (and so
-// *correlation.RedisStore and *correlation.Embedded) is one.
+// *correlation.RedisStore and *correlation.EmbeddedStore) is one.
 type Tracer interface {
 	Debug(ctx context.Context, id uuid.UUID, maxDepth int) (correlation.Dump, error)
 }
