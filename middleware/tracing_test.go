@@ -276,6 +276,9 @@ func TestTracing_handleRecordsTheHandlersError(t *testing.T) {
 	}{
 		{"permanent", "invalid", &envelope.PermanentError{Kind: envelope.KindInvalid, Err: errors.New("payload.tags: expected array, got string")}},
 		{"wrapped plain error", "*errors.errorString", fmt.Errorf("cannot ingest: %w", errors.New("vector store down"))},
+		{"retries gave up", "*errors.errorString", &middleware.RetryError{Exhausted: true, Err: fmt.Errorf("cannot ingest: %w", errors.New("vector store down"))}},
+		{"panic", "*middleware.PanicError", fmt.Errorf("attempt 1: %w", &middleware.PanicError{Value: "boom"})},
+		{"joined", "*middleware.PanicError", errors.Join(&middleware.PanicError{Value: "boom"}, errors.New("and another"))},
 		{"timeout", "timeout", fmt.Errorf("cannot ingest: %w", context.DeadlineExceeded)},
 	}
 	for _, tt := range tests {
