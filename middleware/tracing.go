@@ -114,7 +114,7 @@ func (c *TracingConfig) setDefaults() {
 // failed publish, handler or execution records its error, with error.type
 // the kind of a *envelope.PermanentError ("invalid", "malformed", ...), a
 // publish failure ("unroutable", "not_confirmed"), "timeout", or the Go
-// type of any other error.
+// type of any other error's root cause.
 //
 // Off by default: with no TracerProvider configured and none installed
 // globally, every span is a no-op. Even then the middleware is not inert in
