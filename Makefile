@@ -8,7 +8,7 @@ PKGS := ./...
 run:
 	$(GO) run ./cmd/command-processor
 
-## test: vet, every test with the race detector, then the broker-restart tests alone
+## test: lint, every test with the race detector, then the broker-restart tests alone
 test: lint test-unit test-restart
 
 test-unit:
@@ -21,11 +21,12 @@ DISRUPTIVE_PKGS = $(sort $(dir $(shell grep -rl --include='*_test.go' 'func Test
 test-restart:
 	BB_TEST_DISRUPTIVE=1 $(GO) test -race -count=1 -p 1 -timeout 10m -run 'Disruptive' $(DISRUPTIVE_PKGS)
 
-## lint: gofmt and go vet
+## lint: gofmt, go vet, then staticcheck (pinned in go.mod as a tool)
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
 
 ## bench: cmd/bench against RabbitMQ and Redis, raw baselines side by side (~5 min; BENCH_FLAGS=-quick for ~1 min)
 bench:

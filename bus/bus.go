@@ -113,8 +113,8 @@ func (b *Bus) Transport() string {
 	return TransportAMQP
 }
 
-// Embedded returns the in-process broker, or nil on RabbitMQ.
-func (b *Bus) Embedded() *embedded.Broker { return b.embedded }
+// EmbeddedBroker returns the in-process broker, or nil on RabbitMQ.
+func (b *Bus) EmbeddedBroker() *embedded.Broker { return b.embedded }
 
 // Publisher returns the bus's Watermill publisher (the routing key is the
 // topic), with the decorators added by DecoratePublisher.

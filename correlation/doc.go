@@ -31,7 +31,7 @@
 //     configuration. NewUniversalClient builds that client from the
 //     REDIS_* settings (Settings), REDIS_URL through go-redis's own URL
 //     parsers.
-//   - Embedded is the same RedisStore on an in-process miniredis: the
+//   - EmbeddedStore is the same RedisStore on an in-process miniredis: the
 //     default when no Redis is configured, and what unit tests use. Its
 //     semantics are production's because its code is.
 //   - Recorder is what the bus calls: a Writer that never fails and never

@@ -10,11 +10,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Embedded is the store used when no Redis is configured: the RedisStore
+// EmbeddedStore is the store used when no Redis is configured: the RedisStore
 // code, unchanged, on an in-process miniredis, so that the embedded default
 // and the tests have exactly the semantics of production. Data lives in
 // memory and is lost on Close.
-type Embedded struct {
+type EmbeddedStore struct {
 	*RedisStore
 	srv    *miniredis.Miniredis
 	client *redis.Client
@@ -28,9 +28,9 @@ type Embedded struct {
 // this the embedded store would keep every link forever.
 const embeddedClockTick = time.Minute
 
-// NewEmbedded starts an in-process Redis on a free loopback port and returns
-// a store on it. Close it to stop the server.
-func NewEmbedded(cfg RedisConfig) (*Embedded, error) {
+// NewEmbeddedStore starts an in-process Redis on a free loopback port and
+// returns a store on it. Close it to stop the server.
+func NewEmbeddedStore(cfg RedisConfig) (*EmbeddedStore, error) {
 	srv := miniredis.NewMiniRedis()
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("cannot start embedded correlation store: %w", err)
@@ -50,12 +50,12 @@ func NewEmbedded(cfg RedisConfig) (*Embedded, error) {
 		srv.Close()
 		return nil, err
 	}
-	e := &Embedded{RedisStore: store, srv: srv, client: client, stop: make(chan struct{}), done: make(chan struct{})}
+	e := &EmbeddedStore{RedisStore: store, srv: srv, client: client, stop: make(chan struct{}), done: make(chan struct{})}
 	go e.tickClock()
 	return e, nil
 }
 
-func (e *Embedded) tickClock() {
+func (e *EmbeddedStore) tickClock() {
 	defer close(e.done)
 	t := time.NewTicker(embeddedClockTick)
 	defer t.Stop()
@@ -72,16 +72,16 @@ func (e *Embedded) tickClock() {
 }
 
 // Addr is the embedded server's address, for redis-cli while debugging.
-func (e *Embedded) Addr() string { return e.srv.Addr() }
+func (e *EmbeddedStore) Addr() string { return e.srv.Addr() }
 
 // Server is the embedded miniredis, for tests: FastForward moves its clock
 // to expire keys, Close and Restart simulate losing Redis and getting it
 // back.
-func (e *Embedded) Server() *miniredis.Miniredis { return e.srv }
+func (e *EmbeddedStore) Server() *miniredis.Miniredis { return e.srv }
 
 // Close stops the server and releases the client. Calling it again is a
 // no-op.
-func (e *Embedded) Close() error {
+func (e *EmbeddedStore) Close() error {
 	var err error
 	e.once.Do(func() {
 		close(e.stop)

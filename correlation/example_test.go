@@ -12,7 +12,7 @@ import (
 
 func Example() {
 	// The embedded store: no Redis needed, same code as production.
-	store, err := correlation.NewEmbedded(correlation.RedisConfig{})
+	store, err := correlation.NewEmbeddedStore(correlation.RedisConfig{})
 	if err != nil {
 		panic(err)
 	}
@@ -59,7 +59,7 @@ func Example() {
 }
 
 func ExampleRecorder() {
-	store, err := correlation.NewEmbedded(correlation.RedisConfig{})
+	store, err := correlation.NewEmbeddedStore(correlation.RedisConfig{})
 	if err != nil {
 		panic(err)
 	}

@@ -23,11 +23,11 @@ func testCtx(t testing.TB) context.Context {
 }
 
 // newEmbedded is the embedded store, closed when the test ends.
-func newEmbedded(t testing.TB, cfg correlation.RedisConfig) *correlation.Embedded {
+func newEmbedded(t testing.TB, cfg correlation.RedisConfig) *correlation.EmbeddedStore {
 	t.Helper()
-	e, err := correlation.NewEmbedded(cfg)
+	e, err := correlation.NewEmbeddedStore(cfg)
 	if err != nil {
-		t.Fatalf("NewEmbedded: %v", err)
+		t.Fatalf("NewEmbeddedStore: %v", err)
 	}
 	t.Cleanup(func() { _ = e.Close() })
 	return e

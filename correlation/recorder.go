@@ -82,6 +82,7 @@ func (c *RecorderConfig) setDefaults() {
 func (c RecorderConfig) Validate() error {
 	var errs []error
 	if c.Timeout < 0 {
+		//lint:ignore ST1005 the message starts with the config field's name
 		errs = append(errs, fmt.Errorf("Timeout %s must not be negative", c.Timeout))
 	}
 	if c.MaxInFlight < 0 {

@@ -110,10 +110,10 @@ func TestRedisStore_recordWritesThePythonLayout(t *testing.T) {
 }
 
 func TestRedisStore_readsWhatPythonWrote(t *testing.T) {
-	stores(t, func(t *testing.T, c redis.UniversalClient, prefix string) {
+	stores(t, func(t *testing.T, c redis.UniversalClient, _ string) {
 		// The real Python prefix on the real Redis: the ids are fresh, and
 		// exactly these keys are deleted afterwards.
-		prefix = correlation.DefaultKeyPrefix
+		prefix := correlation.DefaultKeyPrefix
 		s := newStore(t, c, correlation.RedisConfig{})
 		root, mid, leaf, other := uuid.New(), uuid.New(), uuid.New(), uuid.New()
 		keys := []string{

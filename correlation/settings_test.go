@@ -270,7 +270,7 @@ func TestSettings_neverShowsPasswords(t *testing.T) {
 		check("%v", fmt.Sprintf("%v", s))
 		check("%+v", fmt.Sprintf("%+v", s))
 		check("%#v", fmt.Sprintf("%#v", s))
-		check("%s", fmt.Sprintf("%s", s))
+		check("String", s.String())
 		var buf bytes.Buffer
 		slog.New(slog.NewTextHandler(&buf, nil)).Info("redis", "settings", s)
 		slog.New(slog.NewJSONHandler(&buf, nil)).Info("redis", "settings", s)

@@ -31,7 +31,7 @@ type harness struct {
 	svc    *bus.Service
 	proc   *cqrs.Processor
 	reg    *domains.Registry
-	store  *correlation.Embedded
+	store  *correlation.EmbeddedStore
 	logger *slog.Logger
 }
 
@@ -58,7 +58,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	broker := embedded.New(logger)
 	t.Cleanup(func() { _ = broker.Close() })
 	b := bus.NewEmbeddedBus(cfg, broker, logger)
-	store, err := correlation.NewEmbedded(correlation.RedisConfig{})
+	store, err := correlation.NewEmbeddedStore(correlation.RedisConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,18 +75,22 @@ func (c *ProcessorConfig) setDefaults() {
 func (c ProcessorConfig) Validate() error {
 	var errs []error
 	if c.Registry == nil {
+		//lint:ignore ST1005 the message starts with the config field's name
 		errs = append(errs, errors.New("Registry is required (use catalog.New)"))
 	}
 	for i, p := range c.Patterns {
 		if _, err := topic.Compile(p); err != nil {
+			//lint:ignore ST1005 the message starts with the config field's name
 			errs = append(errs, fmt.Errorf("Patterns[%d]: %w", i, err))
 		}
 		if slices.Contains(c.Patterns[:i], p) {
+			//lint:ignore ST1005 the message starts with the config field's name
 			errs = append(errs, fmt.Errorf("Patterns[%d]: %q is listed twice", i, p))
 		}
 	}
 	for i, d := range c.Decorators {
 		if d == nil {
+			//lint:ignore ST1005 the message starts with the config field's name
 			errs = append(errs, fmt.Errorf("Decorators[%d] is nil", i))
 		}
 	}

@@ -30,11 +30,11 @@ func testContext(t testing.TB) context.Context {
 	return ctx
 }
 
-func embeddedStore(t testing.TB) *correlation.Embedded {
+func embeddedStore(t testing.TB) *correlation.EmbeddedStore {
 	t.Helper()
-	store, err := correlation.NewEmbedded(correlation.RedisConfig{})
+	store, err := correlation.NewEmbeddedStore(correlation.RedisConfig{})
 	if err != nil {
-		t.Fatalf("correlation.NewEmbedded: %v", err)
+		t.Fatalf("correlation.NewEmbeddedStore: %v", err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	return store

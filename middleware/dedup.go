@@ -136,18 +136,23 @@ func (c *DedupConfig) setDefaults() {
 func (c DedupConfig) Validate() error {
 	var errs []error
 	if c.Store == nil {
+		//lint:ignore ST1005 the message starts with the config field's name
 		errs = append(errs, errors.New("Store is required (use NewRedisDedupStore)"))
 	}
 	if c.Service == "" {
+		//lint:ignore ST1005 the message starts with the config field's name
 		errs = append(errs, errors.New("Service is required: it keeps services that handle the same event apart"))
 	}
 	if c.Window < 0 {
+		//lint:ignore ST1005 the message starts with the config field's name
 		errs = append(errs, fmt.Errorf("Window %s is negative", c.Window))
 	}
 	if c.Window > 0 && c.Window < time.Millisecond {
+		//lint:ignore ST1005 the message starts with the config field's name
 		errs = append(errs, fmt.Errorf("Window %s is below a millisecond, the store's precision", c.Window))
 	}
 	if c.Timeout < 0 {
+		//lint:ignore ST1005 the message starts with the config field's name
 		errs = append(errs, fmt.Errorf("Timeout %s is negative", c.Timeout))
 	}
 	if _, ok := c.Store.(BatchMarker); c.MarkInBackground && c.Store != nil && !ok {

@@ -9,7 +9,7 @@
 //
 // # Validation
 //
-// Validate builds the validation middleware. A message the wire codec marked
+// NewValidation builds the validation middleware. A message the wire codec marked
 // malformed, or whose payload is invalid for its event type (the routing
 // key), never reaches the handler: it fails with a *envelope.PermanentError of
 // kind envelope.KindMalformed or envelope.KindInvalid, whose error names the problem
@@ -109,14 +109,14 @@
 // # In a plain Watermill router
 //
 //	reg, _ := catalog.New()
-//	validation, _ := middleware.Validate(middleware.ValidateConfig{Validator: reg})
+//	validation, _ := middleware.NewValidation(middleware.ValidationConfig{Validator: reg})
 //	retry, _ := middleware.NewRetry(middleware.RetryConfig{}) // 3 attempts, backoff; no redelivery without a Redeliverer
 //	// pub returns once the parked message is stored, and is not the Pub/Sub
 //	// the router is busy consuming from with BlockPublishUntilSubscriberAck.
 //	poison, _ := middleware.NewPoison(middleware.PoisonConfig{Publisher: pub, Queue: "rag_ingest.poison", Service: "rag_ingest"})
 //	dedup, _ := middleware.NewDedup(middleware.DedupConfig{Store: middleware.NewRedisDedupStore(redisClient, ""), Service: "rag_ingest"})
 //	tr := middleware.NewTracing(middleware.TracingConfig{TracerProvider: tp})
-//	store, _ := correlation.NewEmbedded(correlation.RedisConfig{}) // or a RedisStore
+//	store, _ := correlation.NewEmbeddedStore(correlation.RedisConfig{}) // or a RedisStore
 //	rec, _ := correlation.NewRecorder(store, correlation.RecorderConfig{Batching: true})
 //
 //	router, _ := message.NewRouter(message.RouterConfig{}, logger)

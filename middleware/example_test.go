@@ -26,11 +26,11 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	validation, err := middleware.Validate(middleware.ValidateConfig{Validator: reg})
+	validation, err := middleware.NewValidation(middleware.ValidationConfig{Validator: reg})
 	if err != nil {
 		panic(err)
 	}
-	store, err := correlation.NewEmbedded(correlation.RedisConfig{})
+	store, err := correlation.NewEmbeddedStore(correlation.RedisConfig{})
 	if err != nil {
 		panic(err)
 	}

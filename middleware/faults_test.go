@@ -103,7 +103,7 @@ func TestFaults_malformedAndInvalidBodiesAreParkedAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	validation, err := middleware.Validate(middleware.ValidateConfig{Validator: reg})
+	validation, err := middleware.NewValidation(middleware.ValidationConfig{Validator: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,9 +79,11 @@ func (c *PoisonConfig) setDefaults() {
 func (c PoisonConfig) Validate() error {
 	var errs []error
 	if c.Publisher == nil {
+		//lint:ignore ST1005 the message starts with the config field's name
 		errs = append(errs, errors.New("Publisher is required (use bus.Bus.QueuePublisher)"))
 	}
 	if c.Queue == "" {
+		//lint:ignore ST1005 the message starts with the config field's name
 		errs = append(errs, errors.New("Queue is required (use PoisonQueueName)"))
 	}
 	if err := errors.Join(errs...); err != nil {

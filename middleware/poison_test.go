@@ -141,7 +141,8 @@ func TestPoison_parksPanickingHandlerAfterRetries(t *testing.T) {
 	rr := relRunRouter(t, mws, relHandler{"billing", func(*message.Message) error {
 		calls++
 		var m map[string]int
-		m["x"] = 1 // a real runtime panic
+		//lint:ignore SA5000 the test needs a runtime panic, not a panic(value)
+		m["x"] = 1
 		return nil
 	}})
 	if !rr.send("billing", relEventMsg(t, "orders.created", map[string]any{})) {
@@ -283,7 +284,7 @@ func TestPoison_onEmbeddedServiceParksOriginalBodyAfterFailedPark(t *testing.T) 
 	if err := b.Publisher().Publish("orders.created", good); err != nil {
 		t.Fatal(err)
 	}
-	emb := b.Embedded()
+	emb := b.EmbeddedBroker()
 	relEventually(t, relWait, "the malformed message parked and the good one processed", func() bool {
 		return emb.QueueLength(queue) == 1 && processed.count(good.UUID) == 1
 	})

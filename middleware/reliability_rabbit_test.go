@@ -104,8 +104,6 @@ func (r *relRabbit) openBus(logger *slog.Logger, env ...string) {
 
 func (r *relRabbit) serviceQueue() string { return bus.ServiceQueueName(r.exchange, r.service) }
 
-func (r *relRabbit) poisonQueue() string { return reliability.PoisonQueueName(r.serviceQueue()) }
-
 // raw is a plain amqp091 connection, standing in for a foreign producer.
 func (r *relRabbit) raw() *amqp091.Connection {
 	r.t.Helper()

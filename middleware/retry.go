@@ -232,9 +232,11 @@ func (c RetryConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("InitialInterval %s is above MaxInterval %s", c.InitialInterval, c.MaxInterval))
 	}
 	if c.Multiplier != 0 && (c.Multiplier < 1 || math.IsNaN(c.Multiplier) || math.IsInf(c.Multiplier, 0)) {
+		//lint:ignore ST1005 the message starts with the config field's name
 		errs = append(errs, fmt.Errorf("Multiplier %g is below 1", c.Multiplier))
 	}
 	if c.Jitter < 0 || c.Jitter > 1 || math.IsNaN(c.Jitter) {
+		//lint:ignore ST1005 the message starts with the config field's name
 		errs = append(errs, fmt.Errorf("Jitter %g is not between 0 and 1", c.Jitter))
 	}
 	if c.MaxElapsed < 0 {

@@ -507,7 +507,7 @@ func TestRetry_redeliveryThroughDelayQueueReachesTheFailedHandlerOnly(t *testing
 	if s.Retry.Redelivered != 1 || s.Poison.Parked != 0 {
 		t.Errorf("stats %+v, want 1 redelivery, nothing parked", s)
 	}
-	emb := b.Embedded()
+	emb := b.EmbeddedBroker()
 	if emb.QueueLength(svc.QueueName()) != 0 || emb.QueueLength(rel.PoisonQueue) != 0 {
 		t.Error("messages left in the service or poison queue")
 	}

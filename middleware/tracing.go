@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel"
@@ -115,7 +114,7 @@ func (c *TracingConfig) setDefaults() {
 // failed publish, handler or execution records its error, with error.type
 // the kind of a *envelope.PermanentError ("invalid", "malformed", ...), a
 // publish failure ("unroutable", "not_confirmed"), "timeout", or the Go
-// type of any other error.
+// type of any other error's root cause.
 //
 // Off by default: with no TracerProvider configured and none installed
 // globally, every span is a no-op. Even then the middleware is not inert in
@@ -414,9 +413,10 @@ func endSpanOnPanic(span trace.Span) {
 // errorType classifies err for error.type, in few values as the semantic
 // conventions ask: the kind of a permanent error ("invalid", "malformed",
 // ...), what a publish failed with, a timeout, else the Go type of the
-// innermost error that is not one of the standard library's anonymous
-// wrappers (fmt.Errorf's, errors.Join's): "*middleware.RetryError" when
-// the retries gave up, "*middleware.PanicError" for a recovered panic.
+// root cause: the error at the end of the Unwrap chain, which for a joined
+// error is the first one errors.Is would look at. So a RetryError or a
+// fmt.Errorf wrapper reports what it wraps, and a recovered panic of a
+// value that is not an error reports "*middleware.PanicError".
 func errorType(err error) string {
 	var pe *envelope.PermanentError
 	switch {
@@ -431,22 +431,27 @@ func errorType(err error) string {
 	case errors.Is(err, context.Canceled):
 		return "canceled"
 	}
-	for isStdWrapper(err) {
-		next := errors.Unwrap(err)
+	return fmt.Sprintf("%T", rootCause(err))
+}
+
+// rootCause follows err's Unwrap chain to an error that wraps nothing.
+func rootCause(err error) error {
+	for {
+		var next error
+		switch w := err.(type) {
+		case interface{ Unwrap() error }:
+			next = w.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range w.Unwrap() {
+				if e != nil {
+					next = e
+					break
+				}
+			}
+		}
 		if next == nil {
-			break
+			return err
 		}
 		err = next
 	}
-	return reflect.TypeOf(err).String()
-}
-
-// isStdWrapper reports whether err is one of the standard library's
-// anonymous wrappers, whose type says nothing about the failure.
-func isStdWrapper(err error) bool {
-	switch reflect.TypeOf(err).String() {
-	case "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
-		return true
-	}
-	return false
 }

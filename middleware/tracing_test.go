@@ -118,7 +118,7 @@ func trSpan(t *testing.T, rec *tracetest.SpanRecorder, name string) sdktrace.Rea
 func trAttr(s sdktrace.ReadOnlySpan, key attribute.Key) string {
 	for _, kv := range s.Attributes() {
 		if kv.Key == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -276,6 +276,9 @@ func TestTracing_handleRecordsTheHandlersError(t *testing.T) {
 	}{
 		{"permanent", "invalid", &envelope.PermanentError{Kind: envelope.KindInvalid, Err: errors.New("payload.tags: expected array, got string")}},
 		{"wrapped plain error", "*errors.errorString", fmt.Errorf("cannot ingest: %w", errors.New("vector store down"))},
+		{"retries gave up", "*errors.errorString", &middleware.RetryError{Exhausted: true, Err: fmt.Errorf("cannot ingest: %w", errors.New("vector store down"))}},
+		{"panic", "*middleware.PanicError", fmt.Errorf("attempt 1: %w", &middleware.PanicError{Value: "boom"})},
+		{"joined", "*middleware.PanicError", errors.Join(&middleware.PanicError{Value: "boom"}, errors.New("and another"))},
 		{"timeout", "timeout", fmt.Errorf("cannot ingest: %w", context.DeadlineExceeded)},
 	}
 	for _, tt := range tests {

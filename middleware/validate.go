@@ -52,8 +52,8 @@ func (p UnknownTypePolicy) String() string {
 	}
 }
 
-// ValidateConfig configures Validate.
-type ValidateConfig struct {
+// ValidationConfig configures NewValidation.
+type ValidationConfig struct {
 	// Validator checks payloads. Required; usually the *domains.Registry
 	// from catalog.New, plus the service's own domains.
 	Validator Validator
@@ -69,14 +69,14 @@ type ValidateConfig struct {
 	Logger *slog.Logger
 }
 
-func (c *ValidateConfig) setDefaults() {
+func (c *ValidationConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
 // Validate reports every problem of the configuration at once.
-func (c ValidateConfig) Validate() error {
+func (c ValidationConfig) Validate() error {
 	var errs []error
 	if c.Validator == nil {
 		errs = append(errs, errors.New("Validator is required (use the *domains.Registry from catalog.New)"))
@@ -85,7 +85,7 @@ func (c ValidateConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("UnknownTypes %s is not a policy: use UnknownPassThrough or UnknownReject", c.UnknownTypes))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid middleware ValidateConfig: %w", err)
+		return fmt.Errorf("invalid middleware ValidationConfig: %w", err)
 	}
 	return nil
 }
@@ -109,15 +109,15 @@ type ValidationStats struct {
 }
 
 // Validation is the validation middleware: install its Middleware method
-// in a Watermill router (or bus.Service.Use). Build it with Validate. It is
+// in a Watermill router (or bus.Service.Use). Build it with NewValidation. It is
 // safe for concurrent use; its counters are read with Stats.
 type Validation struct {
-	cfg ValidateConfig
+	cfg ValidationConfig
 
 	valid, invalid, malformed, unknown atomic.Uint64
 }
 
-// Validate returns the validation middleware. For each message it:
+// NewValidation returns the validation middleware. For each message it:
 //
 //   - fails a message the codec marked malformed (envelope.Malformed) with
 //     &envelope.PermanentError{Kind: envelope.KindMalformed, Err: *envelope.MalformedError},
@@ -138,7 +138,7 @@ type Validation struct {
 // Any error of the Validator other than one wrapping
 // domains.ErrUnknownEventType counts as an invalid payload: a Validator
 // cannot fail "temporarily".
-func Validate(cfg ValidateConfig) (*Validation, error) {
+func NewValidation(cfg ValidationConfig) (*Validation, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -138,11 +138,11 @@ func (vr *validationRouter) send(t *testing.T, msg *message.Message) outcome {
 	}
 }
 
-func newValidation(t testing.TB, cfg middleware.ValidateConfig) *middleware.Validation {
+func newValidation(t testing.TB, cfg middleware.ValidationConfig) *middleware.Validation {
 	t.Helper()
-	v, err := middleware.Validate(cfg)
+	v, err := middleware.NewValidation(cfg)
 	if err != nil {
-		t.Fatalf("Validate: %v", err)
+		t.Fatalf("NewValidation: %v", err)
 	}
 	return v
 }
@@ -162,7 +162,7 @@ func permanentOf(t *testing.T, err error, kind string) *envelope.PermanentError 
 }
 
 func TestValidate_validPayloadReachesHandler(t *testing.T) {
-	v := newValidation(t, middleware.ValidateConfig{Validator: testRegistry(t)})
+	v := newValidation(t, middleware.ValidationConfig{Validator: testRegistry(t)})
 	vr := newValidationRouter(t, v)
 
 	o := vr.send(t, eventMessage(t, "agent.thread.prompt", validPrompt))
@@ -175,7 +175,7 @@ func TestValidate_validPayloadReachesHandler(t *testing.T) {
 }
 
 func TestValidate_invalidPayloadNeverReachesHandler(t *testing.T) {
-	v := newValidation(t, middleware.ValidateConfig{Validator: testRegistry(t)})
+	v := newValidation(t, middleware.ValidationConfig{Validator: testRegistry(t)})
 	vr := newValidationRouter(t, v)
 
 	o := vr.send(t, eventMessage(t, "agent.thread.prompt", `{"provider":"anthropic","prompt":"hi","tags":"analysis"}`))
@@ -205,7 +205,7 @@ func TestValidate_invalidPayloadNeverReachesHandler(t *testing.T) {
 }
 
 func TestValidate_malformedNeverReachesHandler(t *testing.T) {
-	v := newValidation(t, middleware.ValidateConfig{Validator: testRegistry(t)})
+	v := newValidation(t, middleware.ValidationConfig{Validator: testRegistry(t)})
 	vr := newValidationRouter(t, v)
 
 	// What the codec makes of a body that is not an envelope.
@@ -236,7 +236,7 @@ func TestValidate_unknownTypePolicies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := newValidation(t, middleware.ValidateConfig{Validator: testRegistry(t), UnknownTypes: tt.policy})
+			v := newValidation(t, middleware.ValidationConfig{Validator: testRegistry(t), UnknownTypes: tt.policy})
 			vr := newValidationRouter(t, v)
 
 			o := vr.send(t, eventMessage(t, "billing.invoice.paid", `{"invoice_id":"x"}`))
@@ -269,18 +269,18 @@ func TestValidate_unknownTypePolicies(t *testing.T) {
 func TestValidateConfig_Validate(t *testing.T) {
 	tests := []struct {
 		name    string
-		cfg     middleware.ValidateConfig
+		cfg     middleware.ValidationConfig
 		wantErr []string
 	}{
-		{"defaults", middleware.ValidateConfig{Validator: testRegistry(t)}, nil},
-		{"reject", middleware.ValidateConfig{Validator: testRegistry(t), UnknownTypes: middleware.UnknownReject}, nil},
-		{"nothing", middleware.ValidateConfig{UnknownTypes: 7}, []string{"Validator is required", "UnknownTypePolicy(7)"}},
+		{"defaults", middleware.ValidationConfig{Validator: testRegistry(t)}, nil},
+		{"reject", middleware.ValidationConfig{Validator: testRegistry(t), UnknownTypes: middleware.UnknownReject}, nil},
+		{"nothing", middleware.ValidationConfig{UnknownTypes: 7}, []string{"Validator is required", "UnknownTypePolicy(7)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := middleware.Validate(tt.cfg)
+			_, err := middleware.NewValidation(tt.cfg)
 			if (err != nil) != (tt.wantErr != nil) {
-				t.Fatalf("Validate error = %v, want error: %v", err, tt.wantErr != nil)
+				t.Fatalf("NewValidation error = %v, want error: %v", err, tt.wantErr != nil)
 			}
 			for _, want := range tt.wantErr {
 				if !strings.Contains(err.Error(), want) {
@@ -319,7 +319,7 @@ func TestValidate_serviceNeverRedeliversInvalid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := newValidation(t, middleware.ValidateConfig{Validator: testRegistry(t)})
+	v := newValidation(t, middleware.ValidationConfig{Validator: testRegistry(t)})
 	svc.Use(v.Middleware)
 	var calls atomic.Int64
 	handled := make(chan string, 10)
@@ -399,7 +399,7 @@ func BenchmarkValidate_middleware(b *testing.B) {
 		b.Fatal(err)
 	}
 	msg := eventMessage(b, "fireflies.transcript.ready", string(et.Example()))
-	v := newValidation(b, middleware.ValidateConfig{Validator: reg})
+	v := newValidation(b, middleware.ValidationConfig{Validator: reg})
 	h := v.Middleware(func(*message.Message) ([]*message.Message, error) { return nil, nil })
 	b.ReportAllocs()
 	b.SetBytes(int64(len(msg.Payload)))

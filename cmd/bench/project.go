@@ -66,7 +66,7 @@ func (e *env) openStack(ctx context.Context, exchange string, recordPublished bo
 		_ = b.Close()
 		return nil, err
 	}
-	if s.validation, err = middleware.Validate(middleware.ValidateConfig{Validator: s.registry}); err != nil {
+	if s.validation, err = middleware.NewValidation(middleware.ValidationConfig{Validator: s.registry}); err != nil {
 		_ = b.Close()
 		return nil, err
 	}

@@ -23,12 +23,6 @@ func (l *latencies) add(d time.Duration) {
 	l.mu.Unlock()
 }
 
-func (l *latencies) len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.v)
-}
-
 func (l *latencies) values() []time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()

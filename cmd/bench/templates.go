@@ -87,6 +87,7 @@ func (t *templates) promptEnvelope() (envelope.Envelope, error) {
 func (t *templates) responseEnvelope(prompt uuid.UUID) (envelope.Envelope, error) {
 	model := "claude-sonnet-4"
 	id := prompt.String()
+	//lint:ignore SA1019 Python responses carry prompt_id, so Go ones do too
 	return envelope.New(thread.RoutingKeyResponse, thread.Response{Provider: "anthropic", PromptID: &id, Response: t.respText, Model: &model},
 		envelope.WithSource(t.source))
 }

@@ -25,7 +25,7 @@ type graph struct {
 // fails open); /readyz reports it.
 func openCorrelation(settings correlation.Settings, transport string, logger *slog.Logger) (*graph, error) {
 	if transport == bus.TransportEmbedded {
-		e, err := correlation.NewEmbedded(settings.RedisConfig())
+		e, err := correlation.NewEmbeddedStore(settings.RedisConfig())
 		if err != nil {
 			return nil, fmt.Errorf("cannot start the embedded correlation store: %w", err)
 		}

@@ -1,5 +1,7 @@
 package commands_test
 
+//lint:file-ignore SA1019 prompt_id is deprecated, yet responses still carry it as Python ones do
+
 import (
 	"context"
 	"errors"

@@ -46,6 +46,7 @@ func answer[R response, E failure](ctx context.Context, agent Agent, req Request
 	}
 	promptID := cc.EventID.String()
 	resp := R(thread.Response{
+		//lint:ignore SA1019 Python responses carry prompt_id, so Go ones do too
 		Provider: req.Provider, PromptID: &promptID, Response: ans.Text, Model: model,
 		TokensUsed: &ans.TokensUsed, DurationMS: &ms,
 	})

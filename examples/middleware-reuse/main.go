@@ -85,7 +85,7 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	validation, err := middleware.Validate(middleware.ValidateConfig{Validator: reg, Logger: logger})
+	validation, err := middleware.NewValidation(middleware.ValidationConfig{Validator: reg, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -107,7 +107,7 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := correlation.NewEmbedded(correlation.RedisConfig{}) // a correlation.RedisStore in production
+	store, err := correlation.NewEmbeddedStore(correlation.RedisConfig{}) // a correlation.RedisStore in production
 	if err != nil {
 		return err
 	}

@@ -87,7 +87,7 @@ func mainErr(serve bool) error {
 // the links; an in-process one otherwise.
 func openStore(cfg bus.Config, redisSettings correlation.Settings) (correlation.Store, func(), error) {
 	if cfg.Embedded() {
-		store, err := correlation.NewEmbedded(redisSettings.RedisConfig())
+		store, err := correlation.NewEmbeddedStore(redisSettings.RedisConfig())
 		if err != nil {
 			return nil, nil, err
 		}
@@ -153,7 +153,7 @@ func newService(b *bus.Bus, name string, logger *slog.Logger) (*bus.Service, err
 	// ever reaching the handler, and marks it permanent so it is not
 	// retried. A production service adds reliability.Use first
 	// (retries, a poison queue); examples/middleware-reuse shows them.
-	validation, err := middleware.Validate(middleware.ValidateConfig{Validator: reg, Logger: logger})
+	validation, err := middleware.NewValidation(middleware.ValidationConfig{Validator: reg, Logger: logger})
 	if err != nil {
 		return nil, err
 	}

@@ -33,7 +33,7 @@ func TestRun_demoOnRabbitMQ(t *testing.T) {
 func testDemo(t *testing.T, cfg bus.Config) {
 	// The graph is read from an embedded store on both transports, so that
 	// the test never writes to a shared Redis.
-	store, err := correlation.NewEmbedded(correlation.RedisConfig{})
+	store, err := correlation.NewEmbeddedStore(correlation.RedisConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

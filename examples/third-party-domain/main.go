@@ -77,7 +77,7 @@ func run(ctx context.Context, cfg bus.Config, logger *slog.Logger, out io.Writer
 
 	// UnknownReject: this service is bound to billing events only, and
 	// anything else arriving is a mistake worth parking.
-	validation, err := middleware.Validate(middleware.ValidateConfig{Validator: reg, UnknownTypes: middleware.UnknownReject, Logger: logger})
+	validation, err := middleware.NewValidation(middleware.ValidationConfig{Validator: reg, UnknownTypes: middleware.UnknownReject, Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -141,7 +141,7 @@ func openStore(cfg config, logger *slog.Logger) (correlation.Writer, func(), err
 	storeCfg := correlation.RedisConfig{TTL: correlation.TTLFromDays(cfg.CorrelationTTLDays)}
 	if cfg.RedisURL == "" && cfg.RedisHost == "" {
 		logger.Warn("no REDIS_URL or REDIS_HOST: correlation links go to an in-process store that no other service sees")
-		store, err := correlation.NewEmbedded(storeCfg)
+		store, err := correlation.NewEmbeddedStore(storeCfg)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -344,7 +344,7 @@ func newApp(cfg config, rec middleware.LinkRecorder, ask agent, logger *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	if a.validation, err = middleware.Validate(middleware.ValidateConfig{Validator: reg, Logger: logger}); err != nil {
+	if a.validation, err = middleware.NewValidation(middleware.ValidationConfig{Validator: reg, Logger: logger}); err != nil {
 		return nil, err
 	}
 	// Three attempts, 100 ms then 200 ms apart (with jitter), in process:

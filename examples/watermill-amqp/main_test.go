@@ -254,7 +254,7 @@ func (e *rabbitEnv) channel() *amqp091.Channel {
 // which it returns, until stop or the end of the test.
 func (e *rabbitEnv) start(ask agent) correlation.Store {
 	e.t.Helper()
-	store, err := correlation.NewEmbedded(correlation.RedisConfig{})
+	store, err := correlation.NewEmbeddedStore(correlation.RedisConfig{})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -76,6 +76,7 @@ func (c DelayQueuesConfig) Validate() error {
 	}
 	for i, d := range c.Delays {
 		if d <= 0 {
+			//lint:ignore ST1005 the message starts with the config field's name
 			errs = append(errs, fmt.Errorf("Delays[%d] %s is not positive", i, d))
 		}
 	}

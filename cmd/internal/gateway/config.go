@@ -164,6 +164,7 @@ func (c Config) Validate() error {
 	}
 	if c.Token != strings.TrimSpace(c.Token) || strings.ContainsAny(c.Token, " \t\r\n") {
 		// Never quote the token.
+		//lint:ignore ST1005 the message starts with the config field's name
 		errs = append(errs, errors.New("Token (HTTP_TOKEN) contains white space, which no Authorization header can carry"))
 	}
 	for _, d := range []struct {
@@ -189,7 +190,7 @@ type Publisher interface {
 }
 
 // Tracer reads the correlation graph. correlation.Store (and so
-// *correlation.RedisStore and *correlation.Embedded) is one.
+// *correlation.RedisStore and *correlation.EmbeddedStore) is one.
 type Tracer interface {
 	Debug(ctx context.Context, id uuid.UUID, maxDepth int) (correlation.Dump, error)
 }

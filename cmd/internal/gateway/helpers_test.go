@@ -33,7 +33,7 @@ type fixture struct {
 	broker  *embedded.Broker
 	bus     *bus.Bus
 	events  *domains.Registry
-	store   *correlation.Embedded
+	store   *correlation.EmbeddedStore
 	metrics *gateway.Metrics
 	gw      *gateway.Server
 	src     *sources
@@ -72,7 +72,7 @@ func newFixture(t *testing.T, opts ...option) *fixture {
 	broker := embedded.New(nil)
 	t.Cleanup(func() { _ = broker.Close() })
 	b := bus.NewEmbeddedBus(cfg, broker, nil)
-	store, err := correlation.NewEmbedded(correlation.RedisConfig{})
+	store, err := correlation.NewEmbeddedStore(correlation.RedisConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,7 @@ func TestReadyz(t *testing.T) {
 		}
 	})
 	t.Run("redis goes away", func(t *testing.T) {
-		store, err := correlation.NewEmbedded(correlation.RedisConfig{})
+		store, err := correlation.NewEmbeddedStore(correlation.RedisConfig{})
 		if err != nil {
 			t.Fatal(err)
 		}
