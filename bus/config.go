@@ -46,6 +46,10 @@ type Config struct {
 	PublishTimeout time.Duration `env:"BB_PUBLISH_TIMEOUT" envDefault:"10s"`
 	// DrainTimeout bounds the wait for in-flight handlers at shutdown.
 	DrainTimeout time.Duration `env:"BB_DRAIN_TIMEOUT" envDefault:"30s"`
+	// StrictTypes validates payloads strictly, refusing the values of the
+	// wrong JSON type that Python's Pydantic models convert in their lax
+	// mode (domains.Registry.Normalize).
+	StrictTypes bool `env:"BB_STRICT_TYPES" envDefault:"false"`
 }
 
 // LoadConfig reads the settings from environ (as os.Environ gives it) and

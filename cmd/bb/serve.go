@@ -107,7 +107,7 @@ func (a *app) runServe(ctx context.Context) error {
 	b.DecoratePublisher(tr.DecoratePublisher)
 	b.DecoratePublisher(metrics.DecoratePublisher)
 
-	gw, err := gateway.New(gateway.Config{ServiceName: cfg.Bus.ServiceName, Token: cfg.HTTP.Token, Logger: logger}, gateway.Deps{
+	gw, err := gateway.New(gateway.Config{ServiceName: cfg.Bus.ServiceName, StrictTypes: cfg.Bus.StrictTypes, Token: cfg.HTTP.Token, Logger: logger}, gateway.Deps{
 		Publisher:   b,
 		Events:      events,
 		Correlation: store,

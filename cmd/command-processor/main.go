@@ -180,7 +180,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 
 	var stopping atomic.Bool
-	gw, err := gateway.New(gateway.Config{ServiceName: conf.Bus.ServiceName, Token: conf.HTTP.Token, Logger: logger}, gateway.Deps{
+	gw, err := gateway.New(gateway.Config{ServiceName: conf.Bus.ServiceName, StrictTypes: conf.Bus.StrictTypes, Token: conf.HTTP.Token, Logger: logger}, gateway.Deps{
 		Publisher:   b,
 		Events:      reg,
 		Correlation: graph.store,

@@ -102,6 +102,10 @@ type Config struct {
 	// CorrelationMaxDepth bounds the ancestors and descendants of a
 	// correlation dump. Optional; default 0, the store's default (100).
 	CorrelationMaxDepth int
+	// StrictTypes refuses payloads that Python's lax mode would convert
+	// (BB_STRICT_TYPES). Optional; by default they are converted and
+	// published in canonical form, as a Python gateway would accept them.
+	StrictTypes bool
 
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the
 	// http.Server timeouts of ListenAndServe and Serve. Optional; defaults

@@ -101,7 +101,12 @@ func (s *Server) publishPayload(w http.ResponseWriter, r *http.Request, key stri
 			return
 		}
 	}
-	if err := s.deps.Events.Validate(key, body); err != nil {
+	if s.cfg.StrictTypes {
+		err = s.deps.Events.Validate(key, body)
+	} else {
+		body, err = s.deps.Events.Normalize(key, body)
+	}
+	if err != nil {
 		s.invalidPayload(w, key, err)
 		return
 	}
