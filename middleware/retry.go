@@ -1,13 +1,13 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -17,9 +17,8 @@ import (
 	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
-// Headers of a message that Retry sends back through the broker. They are
-// read back when it returns, so the count survives the round trip, and they
-// are part of the contract: a Python consumer sees them too.
+// Headers of a message that Retry sends back through the broker, read back
+// when it returns. They are part of the contract: Python consumers see them.
 const (
 	// HeaderAttempts is how many times the handler has run on the message,
 	// in every delivery so far.
@@ -41,10 +40,9 @@ var retryHeaders = map[string]bool{HeaderAttempts: true, HeaderRedeliveries: tru
 var ErrRetriesExhausted = errors.New("retries exhausted")
 
 // RetryError is what Retry returns when it stops trying a message without
-// success: because an attempt failed permanently (envelope.IsPermanent), because
-// every attempt failed (Exhausted), or because the message's context ended.
-// It wraps the last attempt's error, so errors.Is and errors.As see through
-// it, and tells the poison queue what happened.
+// success: an attempt failed permanently (envelope.IsPermanent), every
+// attempt failed (Exhausted), or the message's context ended. It wraps the
+// last attempt's error and tells the poison queue what happened.
 type RetryError struct {
 	// Attempts is how many times the handler ran on this message, in every
 	// delivery (the HeaderAttempts count plus this delivery's attempts).
@@ -107,12 +105,10 @@ type RetryParams struct {
 
 // RedeliverParams is what a Redeliverer gets.
 type RedeliverParams struct {
-	// Message is the copy to send: the same UUID (event id), the body as it
-	// arrived with envelope.MetaRawBody set, the retry headers (HeaderAttempts,
-	// HeaderRedeliveries, HeaderFirstFailure, HeaderLastError), and
-	// envelope.MetaOriginalRoutingKey and envelope.MetaTargetHandler, so that it comes
-	// back under its routing key to this handler alone. Its context is the
-	// redelivery's.
+	// Message is the copy to send: the same event id, the body as it arrived
+	// (envelope.MetaRawBody), the retry headers, and
+	// envelope.MetaOriginalRoutingKey and envelope.MetaTargetHandler, so that
+	// it comes back under its routing key to this handler alone.
 	Message *message.Message
 	// Original is the failed message as the handler got it. Do not modify it.
 	Original *message.Message
@@ -128,10 +124,9 @@ type RedeliverParams struct {
 }
 
 // Redeliverer sends a message back through the broker to be delivered
-// again after a delay, so that a long wait between attempts does not pin a
-// consumer. Redeliver returns nil only once the broker holds the message
-// (a confirmed publish): the delivery in hand is then acked. *DelayQueues
-// implements it on a Bloodbank bus.
+// again after a delay, so that a long wait does not pin a consumer.
+// Redeliver returns nil only once the broker holds the message: the delivery
+// in hand is then acked. reliability.DelayQueues implements it.
 type Redeliverer interface {
 	Redeliver(ctx context.Context, p RedeliverParams) error
 }
@@ -184,75 +179,40 @@ type RetryConfig struct {
 }
 
 func (c *RetryConfig) setDefaults() {
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 3
-	}
-	if c.InitialInterval == 0 {
-		c.InitialInterval = 100 * time.Millisecond
-	}
-	if c.Multiplier == 0 {
-		c.Multiplier = 2
-	}
-	if c.MaxInterval == 0 {
-		c.MaxInterval = max(5*time.Second, c.InitialInterval)
-	}
-	if c.Jitter == 0 && !c.NoJitter {
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, 3)
+	c.InitialInterval = cmp.Or(c.InitialInterval, 100*time.Millisecond)
+	c.Multiplier = cmp.Or(c.Multiplier, 2)
+	c.MaxInterval = cmp.Or(c.MaxInterval, max(5*time.Second, c.InitialInterval))
+	c.MaxElapsed = cmp.Or(c.MaxElapsed, 30*time.Second)
+	switch {
+	case c.NoJitter:
+		c.Jitter = 0
+	case c.Jitter == 0:
 		c.Jitter = 0.5
 	}
-	if c.NoJitter {
-		c.Jitter = 0
-	}
-	if c.MaxElapsed == 0 {
-		c.MaxElapsed = 30 * time.Second
-	}
-	if c.Redeliverer != nil && c.MaxRedeliveries == 0 {
-		c.MaxRedeliveries = 3
+	if c.Redeliverer != nil {
+		c.MaxRedeliveries = cmp.Or(c.MaxRedeliveries, 3)
 	}
 	if c.OnRetry == nil {
 		c.OnRetry = func(RetryParams) {}
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Logger = cmp.Or(c.Logger, discardLogger)
 }
 
 // Validate reports every problem of the configuration at once.
 func (c RetryConfig) Validate() error {
-	var errs []error
-	if c.MaxAttempts < 0 {
-		errs = append(errs, fmt.Errorf("MaxAttempts %d is negative", c.MaxAttempts))
-	}
-	if c.InitialInterval < 0 {
-		errs = append(errs, fmt.Errorf("InitialInterval %s is negative", c.InitialInterval))
-	}
-	if c.MaxInterval < 0 {
-		errs = append(errs, fmt.Errorf("MaxInterval %s is negative", c.MaxInterval))
-	}
-	if c.MaxInterval > 0 && c.InitialInterval > c.MaxInterval {
-		errs = append(errs, fmt.Errorf("InitialInterval %s is above MaxInterval %s", c.InitialInterval, c.MaxInterval))
-	}
-	if c.Multiplier != 0 && (c.Multiplier < 1 || math.IsNaN(c.Multiplier) || math.IsInf(c.Multiplier, 0)) {
-		errs = append(errs, fmt.Errorf("Multiplier %g is below 1", c.Multiplier))
-	}
-	if c.Jitter < 0 || c.Jitter > 1 || math.IsNaN(c.Jitter) {
-		errs = append(errs, fmt.Errorf("Jitter %g is not between 0 and 1", c.Jitter))
-	}
-	if c.MaxElapsed < 0 {
-		errs = append(errs, fmt.Errorf("MaxElapsed %s is negative", c.MaxElapsed))
-	}
-	if c.AttemptTimeout < 0 {
-		errs = append(errs, fmt.Errorf("AttemptTimeout %s is negative", c.AttemptTimeout))
-	}
-	if c.MaxRedeliveries < 0 {
-		errs = append(errs, fmt.Errorf("MaxRedeliveries %d is negative", c.MaxRedeliveries))
-	}
-	if c.MaxRedeliveries > 0 && c.Redeliverer == nil {
-		errs = append(errs, errors.New("MaxRedeliveries needs a Redeliverer"))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid middleware RetryConfig: %w", err)
-	}
-	return nil
+	var p problems
+	p.add(c.MaxAttempts < 0, "MaxAttempts %d is negative", c.MaxAttempts)
+	p.add(c.InitialInterval < 0, "InitialInterval %s is negative", c.InitialInterval)
+	p.add(c.MaxInterval < 0, "MaxInterval %s is negative", c.MaxInterval)
+	p.add(c.MaxElapsed < 0, "MaxElapsed %s is negative", c.MaxElapsed)
+	p.add(c.AttemptTimeout < 0, "AttemptTimeout %s is negative", c.AttemptTimeout)
+	p.add(c.MaxInterval > 0 && c.InitialInterval > c.MaxInterval, "InitialInterval %s is above MaxInterval %s", c.InitialInterval, c.MaxInterval)
+	p.add(c.Multiplier != 0 && (c.Multiplier < 1 || math.IsNaN(c.Multiplier) || math.IsInf(c.Multiplier, 0)), "Multiplier %g is below 1", c.Multiplier)
+	p.add(c.Jitter < 0 || c.Jitter > 1 || math.IsNaN(c.Jitter), "Jitter %g is not between 0 and 1", c.Jitter)
+	p.add(c.MaxRedeliveries < 0, "MaxRedeliveries %d is negative", c.MaxRedeliveries)
+	p.add(c.MaxRedeliveries > 0 && c.Redeliverer == nil, "MaxRedeliveries needs a Redeliverer")
+	return p.err("RetryConfig")
 }
 
 // RetryStats counts what a Retry did since it was built.
@@ -267,25 +227,19 @@ type RetryStats struct {
 	Panics uint64
 }
 
-// Retry is the retry middleware: install its Middleware method in a
-// Watermill router (or bus.Service.Use) inside Poison and Dedup. Build it
-// with NewRetry. It is safe for concurrent use.
+// Retry is the retry middleware: install its Middleware method inside
+// Poison and Dedup. Build it with NewRetry. It is safe for concurrent use.
 //
-// For each delivery it runs the handler up to MaxAttempts times, waiting
-// with exponential backoff and jitter between attempts, while the error is
-// transient. Each attempt gets a fresh context derived from the message's
-// (with AttemptTimeout if set), so an attempt that timed out does not doom
-// the next one, as Watermill's Retry inside Timeout does; a panic is
-// recovered as a *PanicError and retried like any transient error.
-//
-// A permanent error (envelope.IsPermanent) is returned at once, wrapped in a
-// *RetryError. When the attempts are spent and a Redeliverer is configured,
-// the message is sent back through the broker with the attempt count in its
-// headers and the delivery is acked (Disposition says
-// DispositionRedelivered); if the broker does not take it, the error is
-// returned and the delivery is requeued. Once the redeliveries are spent too,
-// or without a Redeliverer, the *RetryError returned matches
-// ErrRetriesExhausted, for Poison to park.
+// It runs the handler up to MaxAttempts times per delivery, with backoff
+// and jitter, while the error is transient. Each attempt gets a fresh
+// context from the message's, so an attempt that timed out does not doom
+// the next (as Watermill's Retry inside Timeout does); a panic becomes a
+// *PanicError and is retried. A permanent error (envelope.IsPermanent) is
+// returned at once, in a *RetryError. With a Redeliverer, spent attempts
+// send the message back through the broker and ack the delivery
+// (DispositionRedelivered), or requeue it if the broker refuses. Once
+// redeliveries are spent too, the *RetryError matches ErrRetriesExhausted,
+// for Poison to park.
 type Retry struct {
 	cfg RetryConfig
 
@@ -385,7 +339,7 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 
 // attempt runs the handler once with a fresh context, and turns a panic
 // into a *PanicError.
-func (r *Retry) attempt(h message.HandlerFunc, msg *message.Message, orig context.Context, n int) (out []*message.Message, err error) {
+func (r *Retry) attempt(h message.HandlerFunc, msg *message.Message, orig context.Context, n int) ([]*message.Message, error) {
 	ctx := context.WithValue(orig, attemptKey{}, n)
 	var cancel context.CancelFunc
 	if r.cfg.AttemptTimeout > 0 {
@@ -395,14 +349,8 @@ func (r *Retry) attempt(h message.HandlerFunc, msg *message.Message, orig contex
 	}
 	defer cancel()
 	defer msg.SetContext(orig)
-	defer func() {
-		if v := recover(); v != nil {
-			r.panics.Add(1)
-			out, err = nil, &PanicError{Value: v, Stack: debug.Stack()}
-		}
-	}()
 	msg.SetContext(ctx)
-	return h(msg)
+	return callRecovering(h, msg, &r.panics)
 }
 
 func (r *Retry) redeliver(msg *message.Message, handler string, attempts int, hist failureHistory, lastErr error) error {
@@ -410,14 +358,9 @@ func (r *Retry) redeliver(msg *message.Message, handler string, attempts int, hi
 	cp := wireCopy(msg)
 	cp.Metadata.Set(HeaderAttempts, strconv.Itoa(attempts))
 	cp.Metadata.Set(HeaderRedeliveries, strconv.Itoa(redelivery))
-	cp.Metadata.Set(HeaderFirstFailure, formatFailureTime(hist.firstFailure))
+	cp.Metadata.Set(HeaderFirstFailure, envelope.FormatTimestamp(hist.firstFailure))
 	cp.Metadata.Set(HeaderLastError, truncateHeader(lastErr.Error(), maxReasonLen))
-	if key := routingKeyOf(msg); key != "" {
-		cp.Metadata.Set(envelope.MetaOriginalRoutingKey, key)
-	}
-	if handler != "" {
-		cp.Metadata.Set(envelope.MetaTargetHandler, handler)
-	}
+	setNonEmpty(cp.Metadata, map[string]string{envelope.MetaOriginalRoutingKey: routingKeyOf(msg), envelope.MetaTargetHandler: handler})
 	ctx := msg.Context()
 	cp.SetContext(ctx)
 	err := r.cfg.Redeliverer.Redeliver(ctx, RedeliverParams{Message: cp, Original: msg, Handler: handler,
