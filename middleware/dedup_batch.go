@@ -40,15 +40,11 @@ func (s *RedisDedupStore) MarkMany(ctx context.Context, keys []string, ttl time.
 // markBatchMax bounds the keys of one MarkMany.
 const markBatchMax = 512
 
-// markWriter writes a Dedup's marks in the background (MarkInBackground).
-//
-// Marking after the handler puts a second Redis round trip on every
-// delivery's path before its ack. Queued instead, the marks of all the
-// deliveries handled meanwhile go to Redis together, as one pipeline,
-// while the deliveries are acked: the path keeps one round trip (the
-// check), and the marks cost a fraction of a round trip each. A goroutine
-// writes while marks are queued and ends when none is left, so there is
-// nothing to stop; Flush waits for it.
+// markWriter writes a Dedup's marks in the background (MarkInBackground),
+// so that a delivery's path before its ack keeps one Redis round trip (the
+// check) and the marks of the deliveries handled meanwhile share one
+// pipeline. Its goroutine runs while marks are queued and ends when none is
+// left, so there is nothing to stop; Flush waits for it.
 type markWriter struct {
 	d     *Dedup
 	store BatchMarker
@@ -83,8 +79,6 @@ func (w *markWriter) has(key string) bool {
 	return w.pending[key] > 0
 }
 
-// write sends the queued marks, up to markBatchMax per MarkMany, until none
-// is left.
 func (w *markWriter) write() {
 	var batch []string
 	for {

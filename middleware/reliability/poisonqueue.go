@@ -125,25 +125,12 @@ func (f PoisonFilter) Validate() error {
 
 // Match reports whether the filter selects m (Limit aside).
 func (f PoisonFilter) Match(m ParkedMessage) bool {
-	if len(f.EventIDs) > 0 && !slices.Contains(f.EventIDs, m.EventID) {
-		return false
-	}
-	if f.RoutingKey != "" && !topic.Match(f.RoutingKey, m.RoutingKey) {
-		return false
-	}
-	if f.Kind != "" && f.Kind != m.Kind {
-		return false
-	}
-	if f.Handler != "" && f.Handler != m.Handler {
-		return false
-	}
-	if !f.Since.IsZero() && m.LastFailure.Before(f.Since) {
-		return false
-	}
-	if !f.Until.IsZero() && !m.LastFailure.Before(f.Until) {
-		return false
-	}
-	return true
+	return (len(f.EventIDs) == 0 || slices.Contains(f.EventIDs, m.EventID)) &&
+		(f.RoutingKey == "" || topic.Match(f.RoutingKey, m.RoutingKey)) &&
+		(f.Kind == "" || f.Kind == m.Kind) &&
+		(f.Handler == "" || f.Handler == m.Handler) &&
+		(f.Since.IsZero() || !m.LastFailure.Before(f.Since)) &&
+		(f.Until.IsZero() || m.LastFailure.Before(f.Until))
 }
 
 // PoisonQueue reads and re-drives the poison queue of one service on
