@@ -80,11 +80,11 @@ func (s *RedisDedupStore) process(ctx context.Context, cmd redis.Cmder) error {
 
 // DedupConfig configures Dedup.
 type DedupConfig struct {
-	// Store remembers processed messages. Required; NewRedisDedupStore in
-	// production, so that every replica of the service shares it.
+	// Store remembers processed messages, shared by every replica.
+	// Required; NewRedisDedupStore in production.
 	Store DedupStore
-	// Service names the service in the keys: "{service}:{handler}:{event id}".
-	// Required: two services handling the same event must not skip each other.
+	// Service names the service in the keys, so that two services handling
+	// one event do not skip each other. Required.
 	Service string
 	// Window is how long a processed message is remembered; a duplicate
 	// arriving later is processed again. Optional; default 24h.
@@ -130,12 +130,9 @@ func (c DedupConfig) Validate() error {
 
 // DedupStats counts what a Dedup did since it was built.
 type DedupStats struct {
-	// Processed counts messages whose handler succeeded and that were marked,
-	// or queued to be with MarkInBackground (or that the store failed to
-	// mark: see StoreErrors).
+	// Processed counts messages handled and marked (or queued to be).
 	Processed uint64
-	// Duplicates counts messages skipped because their handler had already
-	// succeeded for the same event id.
+	// Duplicates counts messages skipped as already handled.
 	Duplicates uint64
 	// StoreErrors counts store calls that failed or timed out (fail open).
 	StoreErrors uint64

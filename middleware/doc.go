@@ -83,19 +83,18 @@
 //
 //	recover · metrics/trace · poison · dedup · retry · validate · correlation · timeout
 //
-// Metrics and the tracing Middleware sit outside the reliability middleware,
-// so that one measurement and one span cover a delivery with all its
-// retries and its parking. Poison is outside Dedup and Retry, so it parks
-// what Retry gave up on. Dedup is outside Retry, so it marks a message only
-// once some attempt succeeded. Validation sits inside Retry so that Retry
-// sees its permanent errors and does not retry them, and inside Poison so
-// that they are parked at once. Causation sits inside validation, so only
-// valid events cause anything, and outside the timeout, whose context then
-// still carries the cause. The timeout is innermost, inside Retry, so each
-// attempt gets its own deadline (Retry restores the message's context after
-// every attempt; RetryConfig.AttemptTimeout does the same from within
-// Retry). With bus.Service.Use, or router.AddMiddleware, the first
-// middleware given is the outermost.
+// Metrics and tracing sit outside the reliability middleware, so that one
+// measurement and one span cover a delivery with its retries and parking.
+// Poison is outside Dedup and Retry, so it parks what Retry gave up on;
+// Dedup is outside Retry, so it marks a message once some attempt
+// succeeded. Validation sits inside Retry and Poison, so its permanent
+// errors are not retried but parked at once. Causation sits inside
+// validation, so only valid events cause anything, and outside the
+// timeout, whose context then still carries the cause. The timeout is
+// innermost, so each attempt gets its own deadline (as
+// RetryConfig.AttemptTimeout gives from within Retry). With
+// bus.Service.Use or router.AddMiddleware, the first middleware given is
+// the outermost.
 //
 // # In a plain Watermill router
 //
@@ -124,17 +123,14 @@
 //	)
 //	router.AddHandler("rag_ingest", "fireflies.transcript.ready", sub, "fireflies.transcript.processed", pub, handle)
 //
-// A plain router nacks every handler error, and most Pub/Subs then redeliver
-// the message at once: without Poison (or another middleware that acks
-// permanent errors, as bus.Service does) a rejected message comes back
-// forever. Poison rather than Watermill's PoisonQueue middleware: it keeps
-// the producer's body byte for byte and writes the reason, kind, handler,
-// attempts and failure times that `bb dlq` reads. Retry rather than
-// Watermill's: it leaves permanent errors alone without a ShouldRetry hook,
-// and each attempt gets a fresh context instead of one a Timeout already
-// ended.
-// The runnable Example and examples/middleware-reuse wire these pieces on
-// GoChannel.
+// A plain router nacks every handler error, and most Pub/Subs redeliver at
+// once: without Poison (or bus.Service, which acks permanent errors) a
+// rejected message comes back forever. Poison rather than Watermill's
+// PoisonQueue: it keeps the producer's body byte for byte and writes the
+// headers `bb dlq` reads. Retry rather than Watermill's: it leaves permanent
+// errors alone, and each attempt gets a fresh context instead of one a
+// Timeout already ended. The runnable Example and examples/middleware-reuse
+// wire these pieces on GoChannel.
 //
 // # On a bus.Service
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -34,9 +35,8 @@ const (
 
 var retryHeaders = map[string]bool{HeaderAttempts: true, HeaderRedeliveries: true, HeaderFirstFailure: true, HeaderLastError: true}
 
-// ErrRetriesExhausted is matched (errors.Is) by the *RetryError Retry
-// returns when every attempt failed with a transient error and no
-// redelivery is left: the message needs an operator. Poison parks it.
+// ErrRetriesExhausted matches the *RetryError of a message whose every
+// attempt and redelivery failed: it needs an operator, and Poison parks it.
 var ErrRetriesExhausted = errors.New("retries exhausted")
 
 // RetryError is what Retry returns when it stops trying a message without
@@ -44,15 +44,13 @@ var ErrRetriesExhausted = errors.New("retries exhausted")
 // attempt failed (Exhausted), or the message's context ended. It wraps the
 // last attempt's error and tells the poison queue what happened.
 type RetryError struct {
-	// Attempts is how many times the handler ran on this message, in every
-	// delivery (the HeaderAttempts count plus this delivery's attempts).
+	// Attempts is how many times the handler ran on it, in every delivery.
 	Attempts int
 	// Redeliveries is how many times the message went back through the broker.
 	Redeliveries int
 	// FirstFailure and LastFailure bound the failures, across deliveries.
 	FirstFailure, LastFailure time.Time
-	// Exhausted is true when every attempt failed with a transient error
-	// and no redelivery is left; errors.Is(err, ErrRetriesExhausted) then holds.
+	// Exhausted: no attempt or redelivery is left (ErrRetriesExhausted).
 	Exhausted bool
 	// Err is the last attempt's error.
 	Err error
@@ -72,8 +70,7 @@ func (e *RetryError) Unwrap() error { return e.Err }
 func (e *RetryError) Is(target error) bool { return target == ErrRetriesExhausted && e.Exhausted }
 
 // PanicError is a handler panic that Retry (or Poison) recovered. It is
-// transient: the handler is retried, and a message whose every attempt
-// panicked is parked with kind KindPanic and the panic as the reason.
+// transient: retried, then parked with kind KindPanic.
 type PanicError struct {
 	// Value is what the handler panicked with.
 	Value any
@@ -114,8 +111,7 @@ type RedeliverParams struct {
 	Original *message.Message
 	// Handler is the Watermill handler name.
 	Handler string
-	// Redelivery numbers this trip through the broker, from 1: a
-	// Redeliverer waits longer for later ones.
+	// Redelivery numbers this trip through the broker, from 1.
 	Redelivery int
 	// Attempts is how many times the handler ran on the message so far.
 	Attempts int
@@ -137,8 +133,8 @@ type RetryConfig struct {
 	// MaxAttempts is how many times the handler runs on one delivery
 	// before Retry gives up on it in-process. Optional; default 3.
 	MaxAttempts int
-	// InitialInterval is the wait after the first failed attempt.
-	// Optional; default 100ms.
+	// InitialInterval is the wait after the first failed attempt. Optional;
+	// default 100ms.
 	InitialInterval time.Duration
 	// Multiplier scales the wait after each further failure. Optional;
 	// default 2; at least 1.
@@ -152,25 +148,21 @@ type RetryConfig struct {
 	// NoJitter makes every wait exact (tests, mostly). Optional.
 	NoJitter bool
 	// MaxElapsed bounds the time one delivery spends in Retry: an attempt
-	// whose wait would end later is not made in-process (the message is
-	// redelivered or given up instead). Optional; default 30s; it does not
-	// interrupt a running attempt (AttemptTimeout does).
+	// whose wait would end later is left to a redelivery. It does not
+	// interrupt a running attempt. Optional; default 30s.
 	MaxElapsed time.Duration
 	// AttemptTimeout bounds each attempt: the handler gets a context that
 	// ends after it. Optional; default none (the message's context only).
 	AttemptTimeout time.Duration
-
 	// Redeliverer sends a message whose in-process attempts are spent back
-	// through the broker, after a delay, for MaxRedeliveries more rounds of
-	// MaxAttempts. Optional; without one, Retry returns the exhausted error
-	// after the in-process attempts. NewDelayQueues builds one on a bus.
+	// through the broker, for MaxRedeliveries more rounds of MaxAttempts.
+	// Optional; reliability.NewDelayQueues builds one on a bus.
 	Redeliverer Redeliverer
 	// MaxRedeliveries is how many times a message goes back through the
 	// broker before Retry gives up: the handler runs at most
 	// MaxAttempts × (MaxRedeliveries + 1) times. Optional; default 3 when
 	// Redeliverer is set; requires Redeliverer.
 	MaxRedeliveries int
-
 	// OnRetry is called before each wait between two attempts. Optional.
 	OnRetry func(RetryParams)
 	// Logger receives a debug line per retry and redelivery, and a warning
@@ -309,8 +301,7 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 				r.cfg.Logger.Debug("handler failed, retrying", slog.String("handler", handler), slog.String("event_id", msg.UUID),
 					slog.Int("attempt", attempts), slog.Duration("retry_in", delay), slog.String("error", lastErr.Error()))
 				if !sleepCtx(orig, delay) {
-					// The delivery is over (settled elsewhere or abandoned):
-					// leave it to the transport, which requeues it.
+					// The delivery is over: the transport requeues it.
 					return nil, giveUp(false)
 				}
 			}
@@ -356,10 +347,8 @@ func (r *Retry) attempt(h message.HandlerFunc, msg *message.Message, orig contex
 func (r *Retry) redeliver(msg *message.Message, handler string, attempts int, hist failureHistory, lastErr error) error {
 	redelivery := hist.redeliveries + 1
 	cp := wireCopy(msg)
-	cp.Metadata.Set(HeaderAttempts, strconv.Itoa(attempts))
-	cp.Metadata.Set(HeaderRedeliveries, strconv.Itoa(redelivery))
-	cp.Metadata.Set(HeaderFirstFailure, envelope.FormatTimestamp(hist.firstFailure))
-	cp.Metadata.Set(HeaderLastError, truncateHeader(lastErr.Error(), maxReasonLen))
+	maps.Copy(cp.Metadata, message.Metadata{HeaderAttempts: strconv.Itoa(attempts), HeaderRedeliveries: strconv.Itoa(redelivery),
+		HeaderFirstFailure: envelope.FormatTimestamp(hist.firstFailure), HeaderLastError: truncateHeader(lastErr.Error(), maxReasonLen)})
 	setNonEmpty(cp.Metadata, map[string]string{envelope.MetaOriginalRoutingKey: routingKeyOf(msg), envelope.MetaTargetHandler: handler})
 	ctx := msg.Context()
 	cp.SetContext(ctx)

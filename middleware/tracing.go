@@ -25,8 +25,7 @@ import (
 // service that copies the headers of what it consumes onto what it
 // publishes (Python services included) carries the trace along unknowingly.
 const (
-	// HeaderTraceParent is the W3C traceparent: version, trace id, parent
-	// span id and flags, e.g.
+	// HeaderTraceParent is the W3C traceparent, e.g.
 	// "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".
 	HeaderTraceParent = "traceparent"
 	// HeaderTraceState is the W3C tracestate: vendor data, absent when empty.
@@ -38,14 +37,12 @@ const (
 // messaging.destination.name, messaging.rabbitmq.destination.routing_key,
 // messaging.message.id, error.type).
 const (
-	// AttrEventID is the event id, the key of the correlation graph:
-	// `bb trace <id>` and correlation.Store.Debug find the events a span
-	// is about by it.
+	// AttrEventID is the event id, the key of the correlation graph that
+	// `bb trace <id>` and correlation.Store.Debug read.
 	AttrEventID = attribute.Key("bloodbank.event_id")
 	// AttrEventType is the envelope's event_type.
 	AttrEventType = attribute.Key("bloodbank.event_type")
-	// AttrCorrelationIDs are the event's parents in the correlation graph
-	// (its correlation_ids), when it has any.
+	// AttrCorrelationIDs are the event's correlation_ids, when it has any.
 	AttrCorrelationIDs = attribute.Key("bloodbank.correlation_ids")
 	// AttrHandler is the Watermill handler that handled the message.
 	AttrHandler = attribute.Key("bloodbank.handler")
@@ -59,15 +56,13 @@ const TracerName = "github.com/33god/bloodbank-go/middleware"
 // TracingConfig configures Tracing. The zero value is usable.
 type TracingConfig struct {
 	// TracerProvider starts the spans. Optional; default
-	// otel.GetTracerProvider(), which does nothing until the process
-	// installs a provider with otel.SetTracerProvider: tracing is off
-	// unless a binary turns it on (see NewTracing).
+	// otel.GetTracerProvider(), which does nothing until a binary installs
+	// one with otel.SetTracerProvider.
 	TracerProvider trace.TracerProvider
 	// Propagator writes the trace context into message metadata and reads
-	// it back. Optional; default propagation.TraceContext{}, the W3C
-	// traceparent and tracestate. Not the global propagator on purpose:
-	// its default propagates nothing, and the headers on the wire are a
-	// contract with every other service on the bus.
+	// it back. Optional; default propagation.TraceContext{} (W3C), not the
+	// global propagator, whose default propagates nothing: the headers on
+	// the wire are a contract with every other service on the bus.
 	Propagator propagation.TextMapPropagator
 	// System is the messaging.system attribute. Optional; default
 	// "rabbitmq". A plain Watermill app on another Pub/Sub names its own.
@@ -124,8 +119,7 @@ func NewTracing(cfg TracingConfig) *Tracing {
 }
 
 // MetadataCarrier lets an OpenTelemetry propagator read and write message
-// metadata, for code that moves trace context by hand (an HTTP gateway that
-// publishes what it receives, say):
+// metadata, for code that moves trace context by hand:
 //
 //	propagation.TraceContext{}.Inject(ctx, middleware.MetadataCarrier(msg.Metadata))
 type MetadataCarrier message.Metadata
@@ -142,10 +136,7 @@ func (c MetadataCarrier) Set(key, value string) { c[key] = value }
 func (c MetadataCarrier) Keys() []string { return slices.Collect(maps.Keys(c)) }
 
 // DecoratePublisher wraps pub so that every message it publishes gets a
-// producer span and carries its context; its signature is the one
-// bus.Bus.DecoratePublisher takes:
-//
-//	b.DecoratePublisher(tr.DecoratePublisher)
+// producer span and carries its context, for bus.Bus.DecoratePublisher.
 func (t *Tracing) DecoratePublisher(pub message.Publisher) message.Publisher {
 	return &tracingPublisher{pub: pub, t: t}
 }
@@ -189,7 +180,7 @@ func (p *tracingPublisher) Publish(topic string, msgs ...*message.Message) error
 	}
 	err := p.pub.Publish(topic, msgs...)
 	for _, span := range spans {
-		endSpan(span, err)
+		endSpan(span, &err)
 	}
 	return err
 }
@@ -212,16 +203,14 @@ func (t *Tracing) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		}
 		ctx, span := t.tracer.Start(ctx, "handle "+key,
 			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
-		defer endSpanOnPanic(span)
+		defer endSpan(span, &err)
 		msg.SetContext(ctx)
-
 		out, err = h(msg)
 		for _, m := range out {
 			if m != nil && !trace.SpanContextFromContext(m.Context()).IsValid() {
 				m.SetContext(trace.ContextWithSpan(m.Context(), span))
 			}
 		}
-		endSpan(span, err)
 		return out, err
 	}
 }
@@ -231,12 +220,10 @@ type ExecuteParams struct {
 	// Command names the command: its routing key, "agent.thread.prompt".
 	// Required; the span is "execute <Command>".
 	Command string
-	// Message is the message that carried the command. Optional, but what
-	// links the span to the bus: it gives the event id, type and parents,
-	// and, when ctx carries no span, the trace context the span continues.
+	// Message is the message that carried the command: the event id, type,
+	// parents and, when ctx carries no span, the trace context. Optional.
 	Message *message.Message
-	// EventID is the command's event id when there is no Message.
-	// Optional.
+	// EventID is the command's event id when there is no Message. Optional.
 	EventID string
 	// Attributes are added to the span. Optional.
 	Attributes []attribute.KeyValue
@@ -258,7 +245,7 @@ type ExecuteParams struct {
 //				func(ctx context.Context) error { return next(ctx, ex) })
 //		}
 //	}
-func (t *Tracing) Execute(ctx context.Context, p ExecuteParams, fn func(ctx context.Context) error) error {
+func (t *Tracing) Execute(ctx context.Context, p ExecuteParams, fn func(ctx context.Context) error) (err error) {
 	kind := trace.SpanKindInternal
 	var attrs []attribute.KeyValue
 	switch {
@@ -277,29 +264,20 @@ func (t *Tracing) Execute(ctx context.Context, p ExecuteParams, fn func(ctx cont
 	}
 	attrs = append(append(attrs, AttrCommand.String(p.Command)), p.Attributes...)
 	ctx, span := t.tracer.Start(ctx, "execute "+p.Command, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
-	defer endSpanOnPanic(span)
-	err := fn(ctx)
-	endSpan(span, err)
-	return err
+	defer endSpan(span, &err)
+	return fn(ctx)
 }
 
-// eventAttributes are the attributes of a span about one message on the
-// bus: a publish, a handle, or an execute that processes a delivery.
+// eventAttributes are those of a span about one message on the bus.
 func (t *Tracing) eventAttributes(msg *message.Message, routingKey string, op attribute.KeyValue, opName string) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, len(t.common)+8)
-	attrs = append(attrs, t.common...)
-	attrs = append(attrs,
-		op,
-		semconv.MessagingOperationName(opName),
-		semconv.MessagingRabbitMQDestinationRoutingKey(routingKey),
-		semconv.MessagingMessageID(msg.UUID),
-	)
+	attrs := append(make([]attribute.KeyValue, 0, len(t.common)+8), t.common...)
+	attrs = append(attrs, op, semconv.MessagingOperationName(opName),
+		semconv.MessagingRabbitMQDestinationRoutingKey(routingKey), semconv.MessagingMessageID(msg.UUID))
 	return append(attrs, identityAttributes(msg, routingKey)...)
 }
 
-// identityAttributes name the event a message carries: its id, which is
-// the key of the correlation graph, its type (fallback when it has none)
-// and its parents.
+// identityAttributes name the event a message carries: its id, type
+// (fallbackType when it has none) and parents.
 func identityAttributes(msg *message.Message, fallbackType string) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{AttrEventID.String(msg.UUID), AttrEventType.String(cmp.Or(envelope.EventType(msg), fallbackType))}
 	if ids := msg.Metadata.Get(envelope.MetaCorrelationIDs); ids != "" {
@@ -321,27 +299,23 @@ func splitIDs(s string) []string {
 	return out
 }
 
-// endSpan ends span with err: its status, an exception event and error.type.
-func endSpan(span trace.Span, err error) {
-	if err != nil {
-		recordError(span, err, errorType(err))
+// endSpan ends span with *err, or with a panic going through, which it lets
+// go on: its status, an exception event and error.type.
+func endSpan(span trace.Span, err *error) {
+	defer span.End()
+	if v := recover(); v != nil {
+		recordError(span, fmt.Errorf("panic: %v", v), "panic")
+		panic(v)
 	}
-	span.End()
+	if *err != nil {
+		recordError(span, *err, errorType(*err))
+	}
 }
 
 func recordError(span trace.Span, err error, errType string) {
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
 	span.SetAttributes(semconv.ErrorTypeKey.String(errType))
-}
-
-// endSpanOnPanic ends span when a panic goes through, and lets it go on.
-func endSpanOnPanic(span trace.Span) {
-	if v := recover(); v != nil {
-		recordError(span, fmt.Errorf("panic: %v", v), "panic")
-		span.End()
-		panic(v)
-	}
 }
 
 // errorType classifies err for error.type, in few values as the semantic
