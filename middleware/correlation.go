@@ -69,8 +69,7 @@ var _ LinkRecorder = (*correlation.Recorder)(nil)
 // LinkMetadataParams is what a RecordingPublisherConfig.LinkMetadata hook
 // gets.
 type LinkMetadataParams struct {
-	// Topic is the topic the message was published to (the routing key on
-	// a Bloodbank bus).
+	// Topic is the topic (on a Bloodbank bus, the routing key).
 	Topic string
 	// Message is the published message. Do not modify it.
 	Message *message.Message
@@ -90,11 +89,9 @@ func DefaultLinkMetadata(p LinkMetadataParams) map[string]any {
 // RecordingPublisherConfig configures a RecordingPublisher. The zero value
 // is the default configuration.
 type RecordingPublisherConfig struct {
-	// LinkMetadata returns the metadata recorded with a message's link; it
-	// must encode to a JSON object, and a nil map is stored as {}.
-	// Optional; default DefaultLinkMetadata.
+	// LinkMetadata returns the metadata recorded with a message's link (a
+	// JSON object; nil is {}). Optional; default DefaultLinkMetadata.
 	LinkMetadata func(LinkMetadataParams) map[string]any
-
 	// Logger receives a debug line for a message whose parents are known
 	// but whose UUID is not a UUID, so it cannot be recorded. Optional;
 	// default logs nothing. Failed writes are the LinkRecorder's to log.
@@ -124,18 +121,8 @@ type RecordingPublisher struct {
 var _ message.Publisher = (*RecordingPublisher)(nil)
 
 // NewRecordingPublisher decorates pub (required) so that it records links
-// through rec. cfg is optional: pass at most one; the zero value is the
-// default. A nil rec records nothing, and the publisher still stamps
-// correlation ids from the context.
-//
-// With a bus.Bus:
-//
-//	b.DecoratePublisher(func(p message.Publisher) message.Publisher {
-//		return middleware.NewRecordingPublisher(p, rec)
-//	})
-//
-// With a Watermill router, for the messages handlers return, use
-// RecordingPublisherDecorator.
+// through rec; a nil rec records nothing but still stamps. cfg is optional:
+// pass at most one. On a router, use RecordingPublisherDecorator.
 func NewRecordingPublisher(pub message.Publisher, rec LinkRecorder, cfg ...RecordingPublisherConfig) *RecordingPublisher {
 	var c RecordingPublisherConfig
 	if len(cfg) > 0 {
@@ -148,9 +135,8 @@ func NewRecordingPublisher(pub message.Publisher, rec LinkRecorder, cfg ...Recor
 	return &RecordingPublisher{pub: pub, rec: rec, cfg: c}
 }
 
-// RecordingPublisherDecorator is NewRecordingPublisher as a Watermill
-// publisher decorator, for router.AddPublisherDecorators: the messages every
-// handler of the router returns are then recorded once published.
+// RecordingPublisherDecorator is NewRecordingPublisher for a router's
+// AddPublisherDecorators, which records what its handlers return.
 func RecordingPublisherDecorator(rec LinkRecorder, cfg ...RecordingPublisherConfig) message.PublisherDecorator {
 	return func(pub message.Publisher) (message.Publisher, error) {
 		return NewRecordingPublisher(pub, rec, cfg...), nil

@@ -22,8 +22,7 @@ const DefaultDedupKeyPrefix = "bloodbank:dedup:"
 type DedupStore interface {
 	// Seen reports whether key was marked and has not expired.
 	Seen(ctx context.Context, key string) (bool, error)
-	// Mark records key for ttl, unless it is already recorded (SET NX):
-	// a second mark keeps the first one's expiry.
+	// Mark records key for ttl unless it is recorded (SET NX semantics).
 	Mark(ctx context.Context, key string, ttl time.Duration) error
 }
 
@@ -96,8 +95,7 @@ type DedupConfig struct {
 	// which then count what they left out: when Redis is down every message
 	// fails. Optional; default 1s; negative logs every failure.
 	WarnInterval time.Duration
-	// Logger receives a debug line per duplicate and the warnings. Optional;
-	// default logs nothing.
+	// Logger receives duplicates (debug) and warnings. Optional.
 	Logger *slog.Logger
 	// MarkInBackground queues each mark and returns, so that the delivery
 	// is acked while the marks of many deliveries are written together;

@@ -14,15 +14,13 @@ import (
 // DedupConfig.MarkInBackground needs. RedisDedupStore is one.
 type BatchMarker interface {
 	DedupStore
-	// MarkMany marks each key as Mark does. An error means that some of the
-	// keys may not be marked.
+	// MarkMany marks each key as Mark does; on an error some may not be.
 	MarkMany(ctx context.Context, keys []string, ttl time.Duration) error
 }
 
 var _ BatchMarker = (*RedisDedupStore)(nil)
 
-// MarkMany sends a SET NX with the TTL for every key in one go-redis
-// pipeline.
+// MarkMany sends a SET NX per key in one pipeline.
 func (s *RedisDedupStore) MarkMany(ctx context.Context, keys []string, ttl time.Duration) error {
 	value := time.Now().UTC().Format(time.RFC3339Nano)
 	_, err := s.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
@@ -125,10 +123,9 @@ func (w *markWriter) send(batch []string) {
 	}
 }
 
-// Flush waits until every mark queued before it is written (or has failed
-// and been counted), or ctx ends. Call it on shutdown, after the service
-// stopped, so that the last messages handled are remembered. Without
-// MarkInBackground it returns at once.
+// Flush waits until every mark queued before it is written (or failed), or
+// ctx ends. Call it after the service stopped, so that the last messages
+// handled are remembered.
 func (d *Dedup) Flush(ctx context.Context) error {
 	w := d.marks
 	if w == nil {

@@ -104,9 +104,8 @@ type failureHistory struct {
 	firstFailure           time.Time
 }
 
-// historyOf reads the retry headers of msg, for handler. Headers addressed
-// to another handler (MetaTargetHandler) describe that handler's attempts,
-// not this one's, and are ignored.
+// historyOf reads the retry headers of msg, unless they are addressed to
+// another handler (MetaTargetHandler) than handler.
 func historyOf(msg *message.Message, handler string) failureHistory {
 	if target := msg.Metadata.Get(envelope.MetaTargetHandler); target != "" && handler != "" && target != handler {
 		return failureHistory{}

@@ -15,9 +15,8 @@ import (
 	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
-// Headers of a parked message, next to envelope.MetaOriginalRoutingKey (the
-// routing key it was published with). They are part of the contract: `bb
-// dlq` and operators read them, and so may Python tools.
+// Headers of a parked message, next to envelope.MetaOriginalRoutingKey. They
+// are part of the contract: `bb dlq`, operators and Python tools read them.
 const (
 	// HeaderPoisonReason is the error text that got the message parked.
 	HeaderPoisonReason = "bb_poison_reason"
@@ -34,8 +33,7 @@ const (
 	HeaderPoisonFirstFailure = "bb_poison_first_failure"
 	// HeaderPoisonLastFailure is when the last attempt failed (RFC 3339, UTC).
 	HeaderPoisonLastFailure = "bb_poison_last_failure"
-	// HeaderPoisonStack is the stack of a handler panic (kind KindPanic),
-	// truncated.
+	// HeaderPoisonStack is the truncated stack of a handler panic.
 	HeaderPoisonStack = "bb_poison_stack"
 )
 
@@ -43,27 +41,22 @@ const (
 // panicked on every attempt.
 const KindPanic = "panic"
 
-// ErrParkFailed is wrapped by the error Poison returns when it could not put
-// a failed message in the poison queue. The message is then nacked and
-// requeued by the transport: nothing is lost, and it will be parked on a
-// later delivery.
+// ErrParkFailed is wrapped by the error Poison returns when it could not
+// park a message: the transport requeues it, to be parked on a later try.
 var ErrParkFailed = errors.New("message could not be parked")
 
 // PoisonConfig configures Poison.
 type PoisonConfig struct {
-	// Publisher publishes parked messages; the topic is Queue. It must
-	// return only once the message is stored (on a Bloodbank bus,
-	// bus.Bus.QueuePublisher, which waits for the broker's confirm).
-	// Required.
+	// Publisher publishes parked messages to Queue and returns once they
+	// are stored (bus.Bus.QueuePublisher waits for the confirm). Required.
 	Publisher message.Publisher
 	// Queue is the poison queue (PoisonQueueName of the service queue).
 	// Required.
 	Queue string
 	// Service is written in HeaderPoisonService. Optional.
 	Service string
-	// ParkAll parks a message on any error, not only on a permanent one or
-	// an exhausted retry. Optional; default false: a transient error is
-	// returned, for the transport to requeue and Retry to count.
+	// ParkAll parks a message on any error, not only a permanent one or an
+	// exhausted retry. Optional; default returns transient errors.
 	ParkAll bool
 	// Logger receives a warning for every message parked and an error for
 	// every one that could not be. Optional; default logs nothing.

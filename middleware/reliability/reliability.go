@@ -17,22 +17,20 @@ import (
 // in-process attempts, three redeliveries through the delay queues (1s,
 // 10s, 1m), a poison queue for what still fails, and no deduplication.
 type Config struct {
-	// Retry configures the retries. Optional; see middleware.RetryConfig for the
-	// defaults. When its middleware.Redeliverer is nil, the service's delay queues
-	// are used, unless NoRedelivery is set.
+	// Retry configures the retries. Optional; without a Redeliverer, the
+	// service's delay queues are used unless NoRedelivery.
 	Retry middleware.RetryConfig
 	// RedeliveryDelays are the service's delay queues. Optional; default
 	// DefaultRedeliveryDelays.
 	RedeliveryDelays []time.Duration
 	// NoRedelivery keeps every retry in-process: no delay queues.
 	NoRedelivery bool
-	// DedupStore enables deduplication (NewRedisDedupStore). Optional;
-	// nil: no middleware.Dedup.
+	// DedupStore enables deduplication (NewRedisDedupStore). Optional.
 	DedupStore middleware.DedupStore
 	// DedupWindow is middleware.DedupConfig.Window. Optional; default 24h.
 	DedupWindow time.Duration
-	// DedupMarkInBackground is middleware.DedupConfig.MarkInBackground: call
-	// Stack.Flush after the service stopped. Optional.
+	// DedupMarkInBackground is middleware.DedupConfig.MarkInBackground
+	// (call Stack.Flush after the service stopped). Optional.
 	DedupMarkInBackground bool
 	// ParkAll is middleware.PoisonConfig.ParkAll. Optional.
 	ParkAll bool
@@ -68,9 +66,8 @@ func (r *Stack) Stats() Stats {
 	return s
 }
 
-// Flush waits until the dedup marks written in the background
-// (Config.DedupMarkInBackground) are written, or ctx ends. Call it after the
-// service stopped.
+// Flush waits for the dedup marks written in the background, or ctx. Call
+// it after the service stopped.
 func (r *Stack) Flush(ctx context.Context) error {
 	if r.Dedup == nil {
 		return nil
