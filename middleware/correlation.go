@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 
@@ -14,30 +15,20 @@ import (
 // Causation is the handler middleware that links what a handler produces to
 // the event it handles (its cause), in any Watermill router:
 //
-//   - the incoming message's context gets envelope.WithCause(ctx, its event id),
-//     so that bus.Bus.Publish(msg.Context(), ...) and a RecordingPublisher
-//     stamp what the handler publishes itself with correlation_ids =
-//     [incoming event id];
-//   - every message the handler returns that has no correlation ids gets
-//     [incoming event id] (envelope.SetCorrelationIDs), and a context carrying the
-//     cause, so that the router's RecordingPublisher records its link;
+//   - the message's context gets envelope.WithCause(ctx, its event id), so
+//     that what the handler publishes with it is stamped correlation_ids =
+//     [incoming event id] (by bus.Bus.Publish or a RecordingPublisher);
+//   - a returned message without correlation ids gets [incoming event id],
+//     and a context carrying the cause, for the router's RecordingPublisher;
 //   - a returned message without an agent context inherits the incoming
-//     message's (envelope.MetaAgentContext), as the wire contract requires of an
-//     agent.thread.response answering an agent.thread.prompt; a returned
-//     message that has one keeps it.
+//     one's (envelope.MetaAgentContext), as the wire contract requires of an
+//     agent.thread.response answering an agent.thread.prompt.
 //
-// Returned messages that already carry correlation ids keep them. A returned
-// message with the incoming message's own id (a handler forwarding its
-// input) is left alone, since an event cannot cause itself, and so is one
-// marked envelope.MetaRawBody, an existing event whose body travels unchanged.
-// An incoming message whose UUID is not a UUID (not a Bloodbank event) is
-// handled without causation.
-//
-// What a handler must do to get links: publish with the context it is given
-// (msg.Context(), or the ctx argument of a bus.HandlerFunc), or return its
-// messages to the router. A handler that publishes with
-// context.Background() breaks the chain. Watermill's own CorrelationID
-// middleware does neither: it stamps a different metadata key, and only on
+// A returned message that is the incoming event itself, or is marked
+// envelope.MetaRawBody (an existing event travelling unchanged), is left
+// alone; an incoming message whose UUID is not a UUID gets no cause. A
+// handler that publishes with context.Background() breaks the chain.
+// Watermill's CorrelationID middleware stamps another key, and only on
 // returned messages.
 func Causation(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
@@ -68,8 +59,7 @@ func Causation(h message.HandlerFunc) message.HandlerFunc {
 
 // LinkRecorder records correlation links without ever failing or blocking
 // for long. *correlation.Recorder implements it; a correlation.Store does
-// not, on purpose: its Record can fail and wait on Redis, and correlation
-// must never hold up the bus.
+// not, on purpose: correlation must never hold up the bus.
 type LinkRecorder interface {
 	Record(ctx context.Context, links ...correlation.Link)
 }
@@ -79,24 +69,17 @@ var _ LinkRecorder = (*correlation.Recorder)(nil)
 // LinkMetadataParams is what a RecordingPublisherConfig.LinkMetadata hook
 // gets.
 type LinkMetadataParams struct {
-	// Topic is the topic the message was published to (the routing key on
-	// a Bloodbank bus).
+	// Topic is the topic (on a Bloodbank bus, the routing key).
 	Topic string
 	// Message is the published message. Do not modify it.
 	Message *message.Message
 }
 
 // DefaultLinkMetadata is the metadata recorded with each link by default:
-// "event_type" (envelope.EventType, or the topic for a message without one) and
-// "source_app" when the message has a source app. The Python publisher
-// stores whatever its caller passes (usually nothing, {}); these two keys
-// are what a person reading a debug dump needs first.
+// "event_type" (envelope.EventType, else the topic) and "source_app" when
+// the message has one, what a person reading a debug dump needs first.
 func DefaultLinkMetadata(p LinkMetadataParams) map[string]any {
-	eventType := envelope.EventType(p.Message)
-	if eventType == "" {
-		eventType = p.Topic
-	}
-	md := map[string]any{"event_type": eventType}
+	md := map[string]any{"event_type": cmp.Or(envelope.EventType(p.Message), p.Topic)}
 	if app := p.Message.Metadata.Get(envelope.MetaSourceApp); app != "" {
 		md["source_app"] = app
 	}
@@ -106,52 +89,29 @@ func DefaultLinkMetadata(p LinkMetadataParams) map[string]any {
 // RecordingPublisherConfig configures a RecordingPublisher. The zero value
 // is the default configuration.
 type RecordingPublisherConfig struct {
-	// LinkMetadata returns the metadata recorded with a message's link; it
-	// must encode to a JSON object, and a nil map is stored as {}.
-	// Optional; default DefaultLinkMetadata.
+	// LinkMetadata returns the metadata recorded with a message's link (a
+	// JSON object; nil is {}). Optional; default DefaultLinkMetadata.
 	LinkMetadata func(LinkMetadataParams) map[string]any
-
 	// Logger receives a debug line for a message whose parents are known
 	// but whose UUID is not a UUID, so it cannot be recorded. Optional;
 	// default logs nothing. Failed writes are the LinkRecorder's to log.
 	Logger *slog.Logger
 }
 
-func (c *RecordingPublisherConfig) setDefaults() {
-	if c.LinkMetadata == nil {
-		c.LinkMetadata = DefaultLinkMetadata
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-}
-
 // RecordingPublisher is a message.Publisher decorator that records the
-// correlation link of every message it publishes. For each message it:
+// correlation link of every message it publishes. It stamps correlation ids
+// [cause] on a message that has none when its context carries a cause
+// (envelope.CauseFromContext), publishes, and only once the publish returned
+// nil (on RabbitMQ: confirmed) records the links of the whole call in one
+// LinkRecorder.Record, so the graph never holds an event that was never
+// published (the Python publisher records before publishing). A failed
+// Publish records nothing: its error does not say which messages were sent.
 //
-//  1. stamps correlation ids [cause] on a message that has none when the
-//     message's context carries a cause (envelope.CauseFromContext), as
-//     Causation and bus.Bus.Publish arrange for a handler's publishes;
-//  2. publishes through the decorated publisher;
-//  3. only once that publish returned nil (on RabbitMQ: confirmed), records
-//     correlation.Link{Child: message id, Parents: its correlation ids,
-//     Metadata: LinkMetadata(...)} through the LinkRecorder. The links of one
-//     Publish call go in one Record call, which the correlation store writes
-//     in one pipeline.
-//
-// A message without parents records nothing, nor does a failed Publish
-// (none of its messages: a publisher error does not say which were sent).
-// A message is never stamped with itself as its cause (a handler forwarding
-// the message it handles), and a message marked envelope.MetaRawBody (parked or
-// replayed: an existing event whose body travels unchanged, so stamped
-// metadata would not reach the wire) is neither stamped nor recorded; its
-// link was recorded when it was first published.
-// The Python publisher records before it publishes; recording after the
-// confirm means the graph never holds an event that was never published.
-//
-// Recording can neither fail nor slow a publish beyond the LinkRecorder's
-// bound: with a correlation.Recorder, a Redis that is down costs a counter
-// (Recorder.Failed) and a rate-limited warning, never an error.
+// A message is never stamped with itself as its cause, and one marked
+// envelope.MetaRawBody (parked or replayed, its body unchanged) is neither
+// stamped nor recorded: its link was recorded when it was first published.
+// Recording never fails a publish; with a correlation.Recorder, a Redis that
+// is down costs a counter and a rate-limited warning.
 type RecordingPublisher struct {
 	pub message.Publisher
 	rec LinkRecorder
@@ -161,30 +121,22 @@ type RecordingPublisher struct {
 var _ message.Publisher = (*RecordingPublisher)(nil)
 
 // NewRecordingPublisher decorates pub (required) so that it records links
-// through rec. cfg is optional: pass at most one; the zero value is the
-// default. A nil rec records nothing, and the publisher still stamps
-// correlation ids from the context.
-//
-// With a bus.Bus:
-//
-//	b.DecoratePublisher(func(p message.Publisher) message.Publisher {
-//		return middleware.NewRecordingPublisher(p, rec)
-//	})
-//
-// With a Watermill router, for the messages handlers return, use
-// RecordingPublisherDecorator.
+// through rec; a nil rec records nothing but still stamps. cfg is optional:
+// pass at most one. On a router, use RecordingPublisherDecorator.
 func NewRecordingPublisher(pub message.Publisher, rec LinkRecorder, cfg ...RecordingPublisherConfig) *RecordingPublisher {
 	var c RecordingPublisherConfig
 	if len(cfg) > 0 {
 		c = cfg[0]
 	}
-	c.setDefaults()
+	if c.LinkMetadata == nil {
+		c.LinkMetadata = DefaultLinkMetadata
+	}
+	c.Logger = cmp.Or(c.Logger, discardLogger)
 	return &RecordingPublisher{pub: pub, rec: rec, cfg: c}
 }
 
-// RecordingPublisherDecorator is NewRecordingPublisher as a Watermill
-// publisher decorator, for router.AddPublisherDecorators: the messages every
-// handler of the router returns are then recorded once published.
+// RecordingPublisherDecorator is NewRecordingPublisher for a router's
+// AddPublisherDecorators, which records what its handlers return.
 func RecordingPublisherDecorator(rec LinkRecorder, cfg ...RecordingPublisherConfig) message.PublisherDecorator {
 	return func(pub message.Publisher) (message.Publisher, error) {
 		return NewRecordingPublisher(pub, rec, cfg...), nil
@@ -193,11 +145,9 @@ func RecordingPublisherDecorator(rec LinkRecorder, cfg ...RecordingPublisherConf
 
 // Publish stamps, publishes and then records msgs; see RecordingPublisher.
 func (p *RecordingPublisher) Publish(topic string, msgs ...*message.Message) error {
-	// parents[i] is the parents of msgs[i], read once: the decorated
-	// publisher may not change metadata, but it need not be trusted to.
-	var parents [][]uuid.UUID
-	linked := 0
-	for i, msg := range msgs {
+	var links []correlation.Link
+	var linked []*message.Message // linked[i] is the message of links[i]
+	for _, msg := range msgs {
 		if msg == nil || msg.Metadata.Get(envelope.MetaRawBody) != "" {
 			continue
 		}
@@ -211,42 +161,22 @@ func (p *RecordingPublisher) Publish(topic string, msgs ...*message.Message) err
 		if len(ids) == 0 || p.rec == nil {
 			continue
 		}
-		if parents == nil {
-			parents = make([][]uuid.UUID, len(msgs))
-		}
-		parents[i] = ids
-		linked++
-	}
-	if err := p.pub.Publish(topic, msgs...); err != nil {
-		return err
-	}
-	if linked == 0 {
-		return nil
-	}
-	links := make([]correlation.Link, 0, linked)
-	var ctx context.Context
-	for i, msg := range msgs {
-		if len(parents[i]) == 0 {
-			continue
-		}
 		child, err := uuid.Parse(msg.UUID)
 		if err != nil {
 			p.cfg.Logger.Debug("correlation link not recorded: message UUID is not a UUID",
 				slog.String("message_uuid", msg.UUID), slog.String("topic", topic))
 			continue
 		}
-		if ctx == nil {
-			ctx = msg.Context()
-		}
-		links = append(links, correlation.Link{
-			Child:    child,
-			Parents:  parents[i],
-			Metadata: p.cfg.LinkMetadata(LinkMetadataParams{Topic: topic, Message: msg}),
-		})
+		links = append(links, correlation.Link{Child: child, Parents: ids})
+		linked = append(linked, msg)
 	}
-	if len(links) > 0 {
-		p.rec.Record(ctx, links...)
+	if err := p.pub.Publish(topic, msgs...); err != nil || len(links) == 0 {
+		return err
 	}
+	for i, msg := range linked {
+		links[i].Metadata = p.cfg.LinkMetadata(LinkMetadataParams{Topic: topic, Message: msg})
+	}
+	p.rec.Record(linked[0].Context(), links...)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,20 +22,16 @@ const DefaultDedupKeyPrefix = "bloodbank:dedup:"
 type DedupStore interface {
 	// Seen reports whether key was marked and has not expired.
 	Seen(ctx context.Context, key string) (bool, error)
-	// Mark records key for ttl, unless it is already recorded (SET NX):
-	// a second mark keeps the first one's expiry.
+	// Mark records key for ttl unless it is recorded (SET NX semantics).
 	Mark(ctx context.Context, key string, ttl time.Duration) error
 }
 
-// RedisDedupStore is the DedupStore on Redis through a go-redis
-// UniversalClient (standalone, Sentinel or Cluster): Seen is one EXISTS,
-// Mark one SET NX. They go through go-redis's auto-pipeliner
-// (UniversalClient.AsyncAutoPipeline): every delivery in flight checks its
-// key before its handler runs, and go-redis sends the commands of
-// concurrent deliveries together, one pipeline per round trip, instead of
-// one round trip each over a pool of connections. A caller still waits at
-// most until its context ends; the command then completes without it. The
-// caller owns the client; closing it stops the pipeliner.
+// RedisDedupStore is the DedupStore on a go-redis UniversalClient
+// (standalone, Sentinel or Cluster): Seen is one EXISTS, Mark one SET NX.
+// They go through go-redis's auto-pipeliner, because every delivery in
+// flight checks its key: the commands of concurrent deliveries then share
+// one round trip. A caller waits at most until its context ends. The caller
+// owns the client; closing it stops the pipeliner.
 type RedisDedupStore struct {
 	client redis.UniversalClient
 	ap     *redis.AutoPipeliner // nil when the client cannot pipeline
@@ -46,10 +43,7 @@ var _ DedupStore = (*RedisDedupStore)(nil)
 // NewRedisDedupStore returns a store whose keys start with prefix
 // (DefaultDedupKeyPrefix when empty).
 func NewRedisDedupStore(client redis.UniversalClient, prefix string) *RedisDedupStore {
-	if prefix == "" {
-		prefix = DefaultDedupKeyPrefix
-	}
-	s := &RedisDedupStore{client: client, prefix: prefix}
+	s := &RedisDedupStore{client: client, prefix: cmp.Or(prefix, DefaultDedupKeyPrefix)}
 	if ap, err := client.AsyncAutoPipeline(); err == nil {
 		s.ap = ap
 	}
@@ -85,93 +79,58 @@ func (s *RedisDedupStore) process(ctx context.Context, cmd redis.Cmder) error {
 
 // DedupConfig configures Dedup.
 type DedupConfig struct {
-	// Store remembers processed messages. Required; NewRedisDedupStore in
-	// production, so that every replica of the service shares it.
+	// Store remembers processed messages, shared by every replica.
+	// Required; NewRedisDedupStore in production.
 	Store DedupStore
-	// Service names the service in the keys: "{service}:{handler}:{event id}".
-	// Required: two services handling the same event must not skip each other.
+	// Service names the service in the keys, so that two services handling
+	// one event do not skip each other. Required.
 	Service string
 	// Window is how long a processed message is remembered; a duplicate
 	// arriving later is processed again. Optional; default 24h.
 	Window time.Duration
-	// Timeout bounds each call to the Store. Optional; default 250ms.
-	// A store that fails or is slower fails open: the message is
-	// processed, and the miss counted and logged.
+	// Timeout bounds each call to the Store, which fails open: the message
+	// is processed. Optional; default 250ms.
 	Timeout time.Duration
-	// WarnInterval is the least time between two warnings about the store:
-	// when Redis is down every message fails to check, and one line per
-	// interval with a count says as much as thousands. The first failure is
-	// always logged. Optional; default 1s; negative logs every failure.
+	// WarnInterval is the least time between two warnings about the store,
+	// which then count what they left out: when Redis is down every message
+	// fails. Optional; default 1s; negative logs every failure.
 	WarnInterval time.Duration
-	// Logger receives a debug line per duplicate and the warnings. Optional;
-	// default logs nothing.
+	// Logger receives duplicates (debug) and warnings. Optional.
 	Logger *slog.Logger
 	// MarkInBackground queues each mark and returns, so that the delivery
-	// is acked while the marks of many deliveries are written together, in
-	// one round trip (see markWriter); Store must then be a BatchMarker.
-	// A copy reaching this process before its mark is written is still
-	// skipped, but a crash in between, or another replica receiving a copy
-	// then, runs it again, as without Dedup. Call Flush after the service
-	// stopped. Optional; by default each mark is written before the
-	// middleware returns.
+	// is acked while the marks of many deliveries are written together;
+	// Store must then be a BatchMarker. A crash before a mark is written, or
+	// another replica getting a copy then, runs the message again. Call
+	// Flush after the service stopped. Optional; by default each mark is
+	// written before the middleware returns.
 	MarkInBackground bool
 }
 
 func (c *DedupConfig) setDefaults() {
-	if c.Window == 0 {
-		c.Window = 24 * time.Hour
-	}
-	if c.Timeout == 0 {
-		c.Timeout = 250 * time.Millisecond
-	}
-	if c.WarnInterval == 0 {
-		c.WarnInterval = time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Window = cmp.Or(c.Window, 24*time.Hour)
+	c.Timeout = cmp.Or(c.Timeout, 250*time.Millisecond)
+	c.WarnInterval = cmp.Or(c.WarnInterval, time.Second)
+	c.Logger = cmp.Or(c.Logger, discardLogger)
 }
 
 // Validate reports every problem of the configuration at once.
 func (c DedupConfig) Validate() error {
-	var errs []error
-	if c.Store == nil {
-		//lint:ignore ST1005 the message starts with the config field's name
-		errs = append(errs, errors.New("Store is required (use NewRedisDedupStore)"))
-	}
-	if c.Service == "" {
-		//lint:ignore ST1005 the message starts with the config field's name
-		errs = append(errs, errors.New("Service is required: it keeps services that handle the same event apart"))
-	}
-	if c.Window < 0 {
-		//lint:ignore ST1005 the message starts with the config field's name
-		errs = append(errs, fmt.Errorf("Window %s is negative", c.Window))
-	}
-	if c.Window > 0 && c.Window < time.Millisecond {
-		//lint:ignore ST1005 the message starts with the config field's name
-		errs = append(errs, fmt.Errorf("Window %s is below a millisecond, the store's precision", c.Window))
-	}
-	if c.Timeout < 0 {
-		//lint:ignore ST1005 the message starts with the config field's name
-		errs = append(errs, fmt.Errorf("Timeout %s is negative", c.Timeout))
-	}
-	if _, ok := c.Store.(BatchMarker); c.MarkInBackground && c.Store != nil && !ok {
-		errs = append(errs, errors.New("MarkInBackground needs a Store that is a BatchMarker (RedisDedupStore is)"))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid middleware DedupConfig: %w", err)
-	}
-	return nil
+	var p problems
+	p.add(c.Store == nil, "Store is required (use NewRedisDedupStore)")
+	p.add(c.Service == "", "Service is required: it keeps services that handle the same event apart")
+	p.add(c.Window < 0, "Window %s is negative", c.Window)
+	p.add(c.Window > 0 && c.Window < time.Millisecond, "Window %s is below a millisecond, the store's precision", c.Window)
+	p.add(c.Timeout < 0, "Timeout %s is negative", c.Timeout)
+	_, batch := c.Store.(BatchMarker)
+	p.add(c.MarkInBackground && c.Store != nil && !batch, "MarkInBackground needs a Store that is a BatchMarker (RedisDedupStore is)")
+	return p.err("DedupConfig")
 }
 
 // DedupStats counts what a Dedup did since it was built.
 type DedupStats struct {
-	// Processed counts messages whose handler succeeded and that were marked,
-	// or queued to be with MarkInBackground (or that the store failed to
-	// mark: see StoreErrors).
+	// Processed counts messages handled and marked (or queued to be).
 	Processed uint64
-	// Duplicates counts messages skipped because their handler had already
-	// succeeded for the same event id.
+	// Duplicates counts messages skipped as already handled.
 	Duplicates uint64
 	// StoreErrors counts store calls that failed or timed out (fail open).
 	StoreErrors uint64
@@ -181,24 +140,18 @@ type DedupStats struct {
 // inside Poison and outside Retry. Build it with NewDedup. It is safe for
 // concurrent use.
 //
-// A message is identified by service, handler and event id (msg.UUID):
-// each handler of a service is its own consumer, so a retry addressed to
-// handler B is not taken for a duplicate because handler A succeeded. Before
-// the handler, Dedup asks the store whether the key was marked; if so the
-// message is acked without running the handler, counted, and logged at
-// debug. Only after the handler chain succeeded, and really handled the
-// message (Disposition is DispositionHandled, not redelivered or parked),
-// is the key marked for Window, with SET NX, before the middleware returns
-// and so before the delivery is acked (unless MarkInBackground, then Flush
-// on shutdown). A failed attempt is never marked,
-// so its retry is not lost as a duplicate (Watermill's Deduplicator marks
-// before the handler runs).
+// A message is keyed by service, handler and event id, so a retry addressed
+// to handler B is not a duplicate because handler A succeeded. A message
+// whose key the store has is acked without running the handler. The key is
+// marked only after the chain really handled the message (Disposition is
+// DispositionHandled), before the delivery is acked unless MarkInBackground:
+// a failed attempt is never marked, so its retry is not lost as a duplicate
+// (Watermill's Deduplicator marks before the handler runs).
 //
-// Dedup fails open: when the store fails or takes longer than Timeout,
-// the message is processed anyway, the failure counted (StoreErrors) and
-// logged as a warning. Two deliveries of one event handled at the same time
-// by two consumers may both run: deduplication narrows at-least-once
-// delivery, it does not make it exactly-once.
+// Dedup fails open: when the store fails or is slower than Timeout, the
+// message is processed and the failure counted (StoreErrors) and logged.
+// Two consumers handling one event at once may both run it: deduplication
+// narrows at-least-once delivery, it does not make it exactly-once.
 type Dedup struct {
 	cfg DedupConfig
 
@@ -265,7 +218,6 @@ func (d *Dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	}
 }
 
-// seen asks the store whether key is marked.
 func (d *Dedup) seen(ctx context.Context, key string) (bool, error) {
 	if d.marks != nil && d.marks.has(key) {
 		return true, nil

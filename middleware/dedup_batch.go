@@ -14,15 +14,13 @@ import (
 // DedupConfig.MarkInBackground needs. RedisDedupStore is one.
 type BatchMarker interface {
 	DedupStore
-	// MarkMany marks each key as Mark does. An error means that some of the
-	// keys may not be marked.
+	// MarkMany marks each key as Mark does; on an error some may not be.
 	MarkMany(ctx context.Context, keys []string, ttl time.Duration) error
 }
 
 var _ BatchMarker = (*RedisDedupStore)(nil)
 
-// MarkMany sends a SET NX with the TTL for every key in one go-redis
-// pipeline.
+// MarkMany sends a SET NX per key in one pipeline.
 func (s *RedisDedupStore) MarkMany(ctx context.Context, keys []string, ttl time.Duration) error {
 	value := time.Now().UTC().Format(time.RFC3339Nano)
 	_, err := s.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
@@ -40,15 +38,11 @@ func (s *RedisDedupStore) MarkMany(ctx context.Context, keys []string, ttl time.
 // markBatchMax bounds the keys of one MarkMany.
 const markBatchMax = 512
 
-// markWriter writes a Dedup's marks in the background (MarkInBackground).
-//
-// Marking after the handler puts a second Redis round trip on every
-// delivery's path before its ack. Queued instead, the marks of all the
-// deliveries handled meanwhile go to Redis together, as one pipeline,
-// while the deliveries are acked: the path keeps one round trip (the
-// check), and the marks cost a fraction of a round trip each. A goroutine
-// writes while marks are queued and ends when none is left, so there is
-// nothing to stop; Flush waits for it.
+// markWriter writes a Dedup's marks in the background (MarkInBackground),
+// so that a delivery's path before its ack keeps one Redis round trip (the
+// check) and the marks of the deliveries handled meanwhile share one
+// pipeline. Its goroutine runs while marks are queued and ends when none is
+// left, so there is nothing to stop; Flush waits for it.
 type markWriter struct {
 	d     *Dedup
 	store BatchMarker
@@ -83,8 +77,6 @@ func (w *markWriter) has(key string) bool {
 	return w.pending[key] > 0
 }
 
-// write sends the queued marks, up to markBatchMax per MarkMany, until none
-// is left.
 func (w *markWriter) write() {
 	var batch []string
 	for {
@@ -131,10 +123,9 @@ func (w *markWriter) send(batch []string) {
 	}
 }
 
-// Flush waits until every mark queued before it is written (or has failed
-// and been counted), or ctx ends. Call it on shutdown, after the service
-// stopped, so that the last messages handled are remembered. Without
-// MarkInBackground it returns at once.
+// Flush waits until every mark queued before it is written (or failed), or
+// ctx ends. Call it after the service stopped, so that the last messages
+// handled are remembered.
 func (d *Dedup) Flush(ctx context.Context) error {
 	w := d.marks
 	if w == nil {

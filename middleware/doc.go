@@ -1,24 +1,19 @@
 // Package middleware holds Watermill handler middleware and publisher
 // decorators for Bloodbank events. Nothing here needs a bus.Service: every
-// piece works in any Watermill router, on any Pub/Sub, including a plain
-// message.NewRouter on Watermill's GoChannel. The package reads the message
-// metadata keys of package bus (envelope.MetaEventType, envelope.MetaMalformed,
-// envelope.MetaCorrelationIDs, ...) and fails with *envelope.PermanentError, and it
-// depends on the validator and the correlation recorder only through two
-// small interfaces, Validator and LinkRecorder.
+// piece works in any Watermill router on any Pub/Sub, GoChannel included.
+// It reads the metadata keys of package envelope, fails with
+// *envelope.PermanentError, and depends on the validator and the correlation
+// recorder only through two small interfaces, Validator and LinkRecorder.
 //
 // # Validation
 //
 // NewValidation builds the validation middleware. A message the wire codec marked
 // malformed, or whose payload is invalid for its event type (the routing
-// key), never reaches the handler: it fails with a *envelope.PermanentError of
-// kind envelope.KindMalformed or envelope.KindInvalid, whose error names the problem
-// ("payload.tags: expected array, got string"; errors.As finds the
-// *domains.ValidationError). An event type the catalogue does not know is
-// passed through by default (UnknownPassThrough), because a consumer bound
-// to "#" must not reject the events of a domain a Python producer added
-// first; UnknownReject fails it with kind envelope.KindUnknownType. Stats counts
-// the outcomes.
+// key), never reaches the handler: it fails with a *envelope.PermanentError
+// of kind envelope.KindMalformed or envelope.KindInvalid naming the problem
+// ("payload.tags: expected array, got string"). An event type the catalogue
+// does not know passes through by default (UnknownPassThrough): a consumer
+// bound to "#" must not reject a domain a Python producer added first.
 //
 // # Correlation
 //
@@ -40,26 +35,23 @@
 // messages handlers return). A handler gets links only if it publishes with
 // the context it is given (msg.Context(), or the ctx of a bus.HandlerFunc),
 // or returns its messages: publishing with context.Background() breaks the
-// chain. This also covers Watermill's cqrs component, which Watermill's own
-// CorrelationID middleware does not: its processors pass msg.Context() to
-// command and event handlers, and its EventBus.Publish(ctx, ...) puts ctx on
-// the message, so with Causation on the processor's router and the
-// EventBus's publisher decorated, what a handler publishes is linked.
+// chain. Watermill's cqrs component is covered too: its processors pass
+// msg.Context() to handlers and its EventBus.Publish(ctx, ...) puts ctx on
+// the message, so with Causation on the router and the EventBus's publisher
+// decorated, what a handler publishes is linked.
 //
 // # Reliability
 //
 // Poison, Dedup and Retry keep a service from losing a message or looping
 // on one. Retry runs the handler again, with backoff and a fresh context
-// per attempt, while its error is transient; once its attempts are spent it
-// sends the message back through the broker after a delay (a Redeliverer)
-// with the count in headers. Poison parks what fails permanently, or what
-// Retry gave up on, in a poison queue, with the producer's body byte for
-// byte and the reason, kind, handler, attempts and failure times in headers
-// (HeaderPoison*), and acks the delivery only once the broker confirmed the
-// parking. Dedup acks a message whose handler already succeeded for its
-// event id, marking it only after success. Package middleware/reliability installs
-// all three on a bus.Service with its delay and poison queues, and lists,
-// replays and purges what was parked.
+// per attempt, while its error is transient, then sends the message back
+// through the broker after a delay (a Redeliverer). Poison parks what fails
+// permanently, or what Retry gave up on, with the producer's body byte for
+// byte and the reason, kind, handler, attempts and failure times in
+// HeaderPoison* headers, and acks only once the broker confirmed it. Dedup
+// acks a message whose handler already succeeded for its event id. Package
+// middleware/reliability installs all three on a bus.Service with its delay
+// and poison queues, and lists, replays and purges what was parked.
 //
 // # Tracing
 //
@@ -78,13 +70,12 @@
 //     <command>", for the command processor's decorator
 //     (cqrs.ProcessorConfig.Decorators).
 //
-// Spans carry the event id (AttrEventID), the key of the correlation graph,
-// so a trace and `bb trace <id>` meet. Without a TracerProvider every span
-// is a no-op, but the middleware still passes a delivery's traceparent on to
-// what its handler publishes. The binaries turn spans on with
-// BB_TRACING=stdout (examples/tracing shows the provider setup). Decorate the
-// publisher before anything publishes through it: a cqrs processor keeps
-// the publisher it was built with.
+// Spans carry the event id (AttrEventID), so a trace and `bb trace <id>`
+// meet. Without a TracerProvider every span is a no-op, but a delivery's
+// traceparent still reaches what its handler publishes. The binaries turn
+// spans on with BB_TRACING=stdout (examples/tracing). Decorate the publisher
+// before anything publishes through it: a cqrs processor keeps the
+// publisher it was built with.
 //
 // # Order
 //
@@ -92,19 +83,18 @@
 //
 //	recover · metrics/trace · poison · dedup · retry · validate · correlation · timeout
 //
-// Metrics and the tracing Middleware sit outside the reliability middleware,
-// so that one measurement and one span cover a delivery with all its
-// retries and its parking. Poison is outside Dedup and Retry, so it parks
-// what Retry gave up on. Dedup is outside Retry, so it marks a message only
-// once some attempt succeeded. Validation sits inside Retry so that Retry
-// sees its permanent errors and does not retry them, and inside Poison so
-// that they are parked at once. Causation sits inside validation, so only
-// valid events cause anything, and outside the timeout, whose context then
-// still carries the cause. The timeout is innermost, inside Retry, so each
-// attempt gets its own deadline (Retry restores the message's context after
-// every attempt; RetryConfig.AttemptTimeout does the same from within
-// Retry). With bus.Service.Use, or router.AddMiddleware, the first
-// middleware given is the outermost.
+// Metrics and tracing sit outside the reliability middleware, so that one
+// measurement and one span cover a delivery with its retries and parking.
+// Poison is outside Dedup and Retry, so it parks what Retry gave up on;
+// Dedup is outside Retry, so it marks a message once some attempt
+// succeeded. Validation sits inside Retry and Poison, so its permanent
+// errors are not retried but parked at once. Causation sits inside
+// validation, so only valid events cause anything, and outside the
+// timeout, whose context then still carries the cause. The timeout is
+// innermost, so each attempt gets its own deadline (as
+// RetryConfig.AttemptTimeout gives from within Retry). With
+// bus.Service.Use or router.AddMiddleware, the first middleware given is
+// the outermost.
 //
 // # In a plain Watermill router
 //
@@ -133,17 +123,14 @@
 //	)
 //	router.AddHandler("rag_ingest", "fireflies.transcript.ready", sub, "fireflies.transcript.processed", pub, handle)
 //
-// A plain router nacks every handler error, and most Pub/Subs then redeliver
-// the message at once: without Poison (or another middleware that acks
-// permanent errors, as bus.Service does) a rejected message comes back
-// forever. Poison rather than Watermill's PoisonQueue middleware: it keeps
-// the producer's body byte for byte and writes the reason, kind, handler,
-// attempts and failure times that `bb dlq` reads. Retry rather than
-// Watermill's: it leaves permanent errors alone without a ShouldRetry hook,
-// and each attempt gets a fresh context instead of one a Timeout already
-// ended.
-// The runnable Example and examples/middleware-reuse wire these pieces on
-// GoChannel.
+// A plain router nacks every handler error, and most Pub/Subs redeliver at
+// once: without Poison (or bus.Service, which acks permanent errors) a
+// rejected message comes back forever. Poison rather than Watermill's
+// PoisonQueue: it keeps the producer's body byte for byte and writes the
+// headers `bb dlq` reads. Retry rather than Watermill's: it leaves permanent
+// errors alone, and each attempt gets a fresh context instead of one a
+// Timeout already ended. The runnable Example and examples/middleware-reuse
+// wire these pieces on GoChannel.
 //
 // # On a bus.Service
 //

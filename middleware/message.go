@@ -2,10 +2,15 @@ package middleware
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -13,27 +18,24 @@ import (
 )
 
 // What the reliability middleware did with a message whose handler chain
-// returned nil. Read it with Disposition once the chain returned.
+// returned nil, as Disposition reports it.
 const (
-	// DispositionHandled: the handler ran and succeeded (the zero value,
-	// written as "").
+	// DispositionHandled: the handler ran and succeeded.
 	DispositionHandled = ""
 	// DispositionRedelivered: Retry sent the message back through the
-	// broker for a later attempt; the handler has not succeeded yet.
+	// broker; the handler has not succeeded yet.
 	DispositionRedelivered = "redelivered"
 	// DispositionParked: Poison put the message in the poison queue.
 	DispositionParked = "parked"
-	// DispositionDuplicate: Dedup skipped the message, whose handler had
-	// already succeeded for the same event id.
+	// DispositionDuplicate: Dedup skipped it, already handled.
 	DispositionDuplicate = "duplicate"
 )
 
 type dispositionKey struct{}
 
 // Disposition says what the reliability middleware did with msg when its
-// handler chain returned nil: a nil error does not always mean the handler
-// succeeded. An outer middleware (Dedup, metrics) reads it after calling
-// the inner handler; it is DispositionHandled otherwise.
+// handler chain returned nil, which does not always mean the handler
+// succeeded. Outer middleware (Dedup, metrics) read it after the chain.
 func Disposition(msg *message.Message) string {
 	d, _ := msg.Context().Value(dispositionKey{}).(string)
 	return d
@@ -44,9 +46,8 @@ func setDisposition(msg *message.Message, d string) {
 }
 
 // InternalHeader reports metadata that a copy of a message sent back through
-// the broker (to a delay queue, the poison queue, or replayed) must not
-// carry over: what the bus and the broker set on a delivery, and what the
-// reliability middleware sets itself each time.
+// the broker (delayed, parked or replayed) must not carry over: what the bus
+// and broker set on a delivery, and what the reliability middleware sets.
 func InternalHeader(k string) bool {
 	switch k {
 	case envelope.MetaRoutingKey, envelope.MetaMalformed, envelope.MetaRawBody, envelope.MetaTargetHandler, envelope.MetaOriginalRoutingKey:
@@ -55,13 +56,10 @@ func InternalHeader(k string) bool {
 	return strings.HasPrefix(k, "x-") || strings.HasPrefix(k, "bb_poison_") || retryHeaders[k]
 }
 
-// wireCopy returns a new message that carries msg as it travels, for
-// sending it to another queue: the same UUID (event id), the body it arrived
-// with byte for byte (envelope.OriginalBody), or else msg re-marshaled by the
-// wire codec, or else, for a message that is not a Bloodbank event, its
-// Payload. MetaRawBody is set so that the codec writes that body unchanged.
-// Headers that are not envelope fields are kept (a producer's own headers),
-// except those InternalHeader names.
+// wireCopy returns msg as it travels, for sending it to another queue: the
+// same event id, the body it arrived with (else msg re-marshaled, else its
+// Payload) marked MetaRawBody so the codec writes it unchanged, and the
+// producer's own headers but those InternalHeader names.
 func wireCopy(msg *message.Message) *message.Message {
 	body := envelope.OriginalBody(msg)
 	if body == nil {
@@ -87,58 +85,49 @@ func wireCopy(msg *message.Message) *message.Message {
 // MetaOriginalRoutingKey for a message back from a delay queue), else its
 // event type, else the topic the handler subscribed to.
 func routingKeyOf(msg *message.Message) string {
-	if k := msg.Metadata.Get(envelope.MetaRoutingKey); k != "" {
-		return k
+	return cmp.Or(msg.Metadata.Get(envelope.MetaRoutingKey), envelope.EventType(msg), message.SubscribeTopicFromCtx(msg.Context()))
+}
+
+// setNonEmpty sets the headers of kv whose value is not empty.
+func setNonEmpty(md message.Metadata, kv map[string]string) {
+	for k, v := range kv {
+		if v != "" {
+			md.Set(k, v)
+		}
 	}
-	if k := envelope.EventType(msg); k != "" {
-		return k
-	}
-	return message.SubscribeTopicFromCtx(msg.Context())
 }
 
 // failureHistory is what the headers of a delivery say about earlier
 // attempts at it.
 type failureHistory struct {
-	attempts     int
-	redeliveries int
-	firstFailure time.Time
+	attempts, redeliveries int
+	firstFailure           time.Time
 }
 
-// historyOf reads the retry headers of msg, for handler. Headers addressed
-// to another handler (MetaTargetHandler) describe that handler's attempts,
-// not this one's, and are ignored.
+// historyOf reads the retry headers of msg, unless they are addressed to
+// another handler (MetaTargetHandler) than handler.
 func historyOf(msg *message.Message, handler string) failureHistory {
 	if target := msg.Metadata.Get(envelope.MetaTargetHandler); target != "" && handler != "" && target != handler {
 		return failureHistory{}
 	}
-	var h failureHistory
-	h.attempts = positiveHeader(msg, HeaderAttempts)
-	h.redeliveries = positiveHeader(msg, HeaderRedeliveries)
+	h := failureHistory{attempts: positiveHeader(msg, HeaderAttempts), redeliveries: positiveHeader(msg, HeaderRedeliveries)}
 	if s := msg.Metadata.Get(HeaderFirstFailure); s != "" {
-		if t, err := envelope.ParseTimestamp(s); err == nil {
-			h.firstFailure = t
-		}
+		h.firstFailure, _ = envelope.ParseTimestamp(s)
 	}
 	return h
 }
 
 // positiveHeader reads a count header; absent, malformed or not positive
-// is 0. Most messages have never failed: an absent header must not cost
+// is 0. Most messages have never failed, so an absent header must not cost
 // strconv's error, which copies the input.
 func positiveHeader(msg *message.Message, key string) int {
-	v := msg.Metadata.Get(key)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(v); err == nil && n > 0 {
-		return n
+	if v := msg.Metadata.Get(key); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			return n
+		}
 	}
 	return 0
 }
-
-// formatFailureTime writes a failure time in headers: RFC 3339, UTC, microseconds
-// (envelope.TimestampLayout, what every timestamp on the bus looks like).
-func formatFailureTime(t time.Time) string { return envelope.FormatTimestamp(t) }
 
 // Header values are bounded: AMQP headers must fit in one frame (128 KiB by
 // default) with everything else.
@@ -147,16 +136,32 @@ const (
 	maxStackLen  = 8 << 10
 )
 
-// truncateHeader bounds a header value: AMQP headers must fit in one frame.
+// truncateHeader cuts s to at most n bytes, on a rune boundary.
 func truncateHeader(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
 	cut := n
-	for cut > 0 && !isUTF8Start(s[cut]) {
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
 	return s[:cut] + "…"
 }
 
-func isUTF8Start(b byte) bool { return b&0xC0 != 0x80 }
+var discardLogger = slog.New(slog.DiscardHandler)
+
+// problems collects what is wrong with a configuration, for its Validate.
+type problems []error
+
+func (p *problems) add(bad bool, format string, args ...any) {
+	if bad {
+		*p = append(*p, fmt.Errorf(format, args...))
+	}
+}
+
+func (p problems) err(config string) error {
+	if err := errors.Join(p...); err != nil {
+		return fmt.Errorf("invalid middleware %s: %w", config, err)
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,9 +15,8 @@ import (
 	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
-// Headers of a parked message, next to envelope.MetaOriginalRoutingKey (the
-// routing key it was published with). They are part of the contract: `bb
-// dlq` and operators read them, and so may Python tools.
+// Headers of a parked message, next to envelope.MetaOriginalRoutingKey. They
+// are part of the contract: `bb dlq`, operators and Python tools read them.
 const (
 	// HeaderPoisonReason is the error text that got the message parked.
 	HeaderPoisonReason = "bb_poison_reason"
@@ -33,8 +33,7 @@ const (
 	HeaderPoisonFirstFailure = "bb_poison_first_failure"
 	// HeaderPoisonLastFailure is when the last attempt failed (RFC 3339, UTC).
 	HeaderPoisonLastFailure = "bb_poison_last_failure"
-	// HeaderPoisonStack is the stack of a handler panic (kind KindPanic),
-	// truncated.
+	// HeaderPoisonStack is the truncated stack of a handler panic.
 	HeaderPoisonStack = "bb_poison_stack"
 )
 
@@ -42,54 +41,34 @@ const (
 // panicked on every attempt.
 const KindPanic = "panic"
 
-// ErrParkFailed is wrapped by the error Poison returns when it could not put
-// a failed message in the poison queue. The message is then nacked and
-// requeued by the transport: nothing is lost, and it will be parked on a
-// later delivery.
+// ErrParkFailed is wrapped by the error Poison returns when it could not
+// park a message: the transport requeues it, to be parked on a later try.
 var ErrParkFailed = errors.New("message could not be parked")
 
 // PoisonConfig configures Poison.
 type PoisonConfig struct {
-	// Publisher publishes parked messages; the topic is Queue. It must
-	// return only once the message is stored (on a Bloodbank bus,
-	// bus.Bus.QueuePublisher, which waits for the broker's confirm).
-	// Required.
+	// Publisher publishes parked messages to Queue and returns once they
+	// are stored (bus.Bus.QueuePublisher waits for the confirm). Required.
 	Publisher message.Publisher
 	// Queue is the poison queue (PoisonQueueName of the service queue).
 	// Required.
 	Queue string
 	// Service is written in HeaderPoisonService. Optional.
 	Service string
-	// ParkAll parks a message on any error, not only on a permanent one or
-	// an exhausted retry. Optional; default false: a transient error is
-	// returned, for the transport to requeue and Retry to count.
+	// ParkAll parks a message on any error, not only a permanent one or an
+	// exhausted retry. Optional; default returns transient errors.
 	ParkAll bool
 	// Logger receives a warning for every message parked and an error for
 	// every one that could not be. Optional; default logs nothing.
 	Logger *slog.Logger
 }
 
-func (c *PoisonConfig) setDefaults() {
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-}
-
 // Validate reports every problem of the configuration at once.
 func (c PoisonConfig) Validate() error {
-	var errs []error
-	if c.Publisher == nil {
-		//lint:ignore ST1005 the message starts with the config field's name
-		errs = append(errs, errors.New("Publisher is required (use bus.Bus.QueuePublisher)"))
-	}
-	if c.Queue == "" {
-		//lint:ignore ST1005 the message starts with the config field's name
-		errs = append(errs, errors.New("Queue is required (use PoisonQueueName)"))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid middleware PoisonConfig: %w", err)
-	}
-	return nil
+	var p problems
+	p.add(c.Publisher == nil, "Publisher is required (use bus.Bus.QueuePublisher)")
+	p.add(c.Queue == "", "Queue is required (use PoisonQueueName)")
+	return p.err("PoisonConfig")
 }
 
 // PoisonStats counts what a Poison did since it was built.
@@ -101,19 +80,17 @@ type PoisonStats struct {
 }
 
 // Poison is the poison-queue middleware: install its Middleware method
-// outermost of the reliability middleware (Poison, then Dedup, then Retry).
-// Build it with NewPoison. It is safe for concurrent use.
+// outermost of the reliability middleware (Poison, Dedup, Retry). Build it
+// with NewPoison. It is safe for concurrent use.
 //
-// When the handler chain fails permanently (envelope.IsPermanent), or with
-// retries exhausted (ErrRetriesExhausted), or with any error if ParkAll is
-// set, it publishes the message to the poison queue: the body it arrived
-// with, byte for byte (envelope.OriginalBody; re-marshaled when it did not come
-// from a broker), its own headers, and the HeaderPoison* headers plus
-// envelope.MetaOriginalRoutingKey. Only once that publish returned (was
-// confirmed) does the handler chain return nil, so the delivery is acked;
-// when it fails, the error (wrapping ErrParkFailed, and no longer permanent)
-// makes the transport requeue the delivery. A panic that reaches Poison is
-// recovered as a *PanicError.
+// When the chain fails permanently (envelope.IsPermanent), with retries
+// exhausted (ErrRetriesExhausted), or at all with ParkAll, it publishes the
+// message to the poison queue: the body it arrived with, byte for byte
+// (envelope.OriginalBody), its own headers, and the HeaderPoison* headers
+// plus envelope.MetaOriginalRoutingKey. Only once that publish is confirmed
+// does the chain return nil, so the delivery is acked; otherwise an error
+// wrapping ErrParkFailed (no longer permanent) has it requeued. A panic that
+// reaches Poison is recovered as a *PanicError.
 type Poison struct {
 	cfg PoisonConfig
 
@@ -125,7 +102,7 @@ func NewPoison(cfg PoisonConfig) (*Poison, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
+	cfg.Logger = cmp.Or(cfg.Logger, discardLogger)
 	return &Poison{cfg: cfg}, nil
 }
 
@@ -137,7 +114,7 @@ func (p *Poison) Stats() PoisonStats {
 // Middleware implements message.HandlerMiddleware.
 func (p *Poison) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
-		out, err := callRecovering(h, msg)
+		out, err := callRecovering(h, msg, nil)
 		if err == nil {
 			return out, nil
 		}
@@ -179,8 +156,7 @@ func describeFailure(msg *message.Message, err error) failure {
 		handler:    message.HandlerNameFromCtx(msg.Context()),
 		routingKey: routingKeyOf(msg),
 	}
-	var re *RetryError
-	if errors.As(err, &re) {
+	if re, ok := errors.AsType[*RetryError](err); ok {
 		f.reason = re.Err.Error()
 		f.attempts, f.first, f.last = re.Attempts, re.FirstFailure, re.LastFailure
 	} else {
@@ -194,8 +170,7 @@ func describeFailure(msg *message.Message, err error) failure {
 	if f.first.IsZero() {
 		f.first = f.last
 	}
-	var pe *PanicError
-	if errors.As(err, &pe) {
+	if pe, ok := errors.AsType[*PanicError](err); ok {
 		f.stack = pe.Stack
 	}
 	return f
@@ -203,12 +178,10 @@ func describeFailure(msg *message.Message, err error) failure {
 
 // failureKind classifies an error for HeaderPoisonKind.
 func failureKind(err error) string {
-	var pe *PanicError
-	if errors.As(err, &pe) {
+	if _, ok := errors.AsType[*PanicError](err); ok {
 		return KindPanic
 	}
-	var perm *envelope.PermanentError
-	if errors.As(err, &perm) && perm.Kind != "" {
+	if perm, ok := errors.AsType[*envelope.PermanentError](err); ok && perm.Kind != "" {
 		return perm.Kind
 	}
 	return envelope.KindHandler
@@ -219,30 +192,24 @@ func (p *Poison) park(msg *message.Message, f failure) error {
 	m.Metadata.Set(HeaderPoisonReason, truncateHeader(f.reason, maxReasonLen))
 	m.Metadata.Set(HeaderPoisonKind, f.kind)
 	m.Metadata.Set(HeaderPoisonAttempts, strconv.Itoa(f.attempts))
-	m.Metadata.Set(HeaderPoisonFirstFailure, formatFailureTime(f.first))
-	m.Metadata.Set(HeaderPoisonLastFailure, formatFailureTime(f.last))
-	if f.handler != "" {
-		m.Metadata.Set(HeaderPoisonHandler, f.handler)
-	}
-	if p.cfg.Service != "" {
-		m.Metadata.Set(HeaderPoisonService, p.cfg.Service)
-	}
-	if f.routingKey != "" {
-		m.Metadata.Set(envelope.MetaOriginalRoutingKey, f.routingKey)
-	}
-	if len(f.stack) > 0 {
-		m.Metadata.Set(HeaderPoisonStack, truncateHeader(string(f.stack), maxStackLen))
-	}
+	m.Metadata.Set(HeaderPoisonFirstFailure, envelope.FormatTimestamp(f.first))
+	m.Metadata.Set(HeaderPoisonLastFailure, envelope.FormatTimestamp(f.last))
+	setNonEmpty(m.Metadata, map[string]string{HeaderPoisonHandler: f.handler, HeaderPoisonService: p.cfg.Service,
+		envelope.MetaOriginalRoutingKey: f.routingKey, HeaderPoisonStack: truncateHeader(string(f.stack), maxStackLen)})
 	// The delivery's context: when the transport has given the delivery up
 	// (and requeued it), parking a copy would only duplicate it.
 	m.SetContext(msg.Context())
 	return p.cfg.Publisher.Publish(p.cfg.Queue, m)
 }
 
-// callRecovering calls h and turns a panic into a *PanicError.
-func callRecovering(h message.HandlerFunc, msg *message.Message) (out []*message.Message, err error) {
+// callRecovering calls h and turns a panic into a *PanicError, counted in
+// panics unless it is nil.
+func callRecovering(h message.HandlerFunc, msg *message.Message, panics *atomic.Uint64) (out []*message.Message, err error) {
 	defer func() {
 		if v := recover(); v != nil {
+			if panics != nil {
+				panics.Add(1)
+			}
 			out, err = nil, &PanicError{Value: v, Stack: debug.Stack()}
 		}
 	}()

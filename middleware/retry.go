@@ -1,13 +1,14 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
-	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -17,9 +18,8 @@ import (
 	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
-// Headers of a message that Retry sends back through the broker. They are
-// read back when it returns, so the count survives the round trip, and they
-// are part of the contract: a Python consumer sees them too.
+// Headers of a message that Retry sends back through the broker, read back
+// when it returns. They are part of the contract: Python consumers see them.
 const (
 	// HeaderAttempts is how many times the handler has run on the message,
 	// in every delivery so far.
@@ -35,26 +35,22 @@ const (
 
 var retryHeaders = map[string]bool{HeaderAttempts: true, HeaderRedeliveries: true, HeaderFirstFailure: true, HeaderLastError: true}
 
-// ErrRetriesExhausted is matched (errors.Is) by the *RetryError Retry
-// returns when every attempt failed with a transient error and no
-// redelivery is left: the message needs an operator. Poison parks it.
+// ErrRetriesExhausted matches the *RetryError of a message whose every
+// attempt and redelivery failed: it needs an operator, and Poison parks it.
 var ErrRetriesExhausted = errors.New("retries exhausted")
 
 // RetryError is what Retry returns when it stops trying a message without
-// success: because an attempt failed permanently (envelope.IsPermanent), because
-// every attempt failed (Exhausted), or because the message's context ended.
-// It wraps the last attempt's error, so errors.Is and errors.As see through
-// it, and tells the poison queue what happened.
+// success: an attempt failed permanently (envelope.IsPermanent), every
+// attempt failed (Exhausted), or the message's context ended. It wraps the
+// last attempt's error and tells the poison queue what happened.
 type RetryError struct {
-	// Attempts is how many times the handler ran on this message, in every
-	// delivery (the HeaderAttempts count plus this delivery's attempts).
+	// Attempts is how many times the handler ran on it, in every delivery.
 	Attempts int
 	// Redeliveries is how many times the message went back through the broker.
 	Redeliveries int
 	// FirstFailure and LastFailure bound the failures, across deliveries.
 	FirstFailure, LastFailure time.Time
-	// Exhausted is true when every attempt failed with a transient error
-	// and no redelivery is left; errors.Is(err, ErrRetriesExhausted) then holds.
+	// Exhausted: no attempt or redelivery is left (ErrRetriesExhausted).
 	Exhausted bool
 	// Err is the last attempt's error.
 	Err error
@@ -74,8 +70,7 @@ func (e *RetryError) Unwrap() error { return e.Err }
 func (e *RetryError) Is(target error) bool { return target == ErrRetriesExhausted && e.Exhausted }
 
 // PanicError is a handler panic that Retry (or Poison) recovered. It is
-// transient: the handler is retried, and a message whose every attempt
-// panicked is parked with kind KindPanic and the panic as the reason.
+// transient: retried, then parked with kind KindPanic.
 type PanicError struct {
 	// Value is what the handler panicked with.
 	Value any
@@ -107,19 +102,16 @@ type RetryParams struct {
 
 // RedeliverParams is what a Redeliverer gets.
 type RedeliverParams struct {
-	// Message is the copy to send: the same UUID (event id), the body as it
-	// arrived with envelope.MetaRawBody set, the retry headers (HeaderAttempts,
-	// HeaderRedeliveries, HeaderFirstFailure, HeaderLastError), and
-	// envelope.MetaOriginalRoutingKey and envelope.MetaTargetHandler, so that it comes
-	// back under its routing key to this handler alone. Its context is the
-	// redelivery's.
+	// Message is the copy to send: the same event id, the body as it arrived
+	// (envelope.MetaRawBody), the retry headers, and
+	// envelope.MetaOriginalRoutingKey and envelope.MetaTargetHandler, so that
+	// it comes back under its routing key to this handler alone.
 	Message *message.Message
 	// Original is the failed message as the handler got it. Do not modify it.
 	Original *message.Message
 	// Handler is the Watermill handler name.
 	Handler string
-	// Redelivery numbers this trip through the broker, from 1: a
-	// Redeliverer waits longer for later ones.
+	// Redelivery numbers this trip through the broker, from 1.
 	Redelivery int
 	// Attempts is how many times the handler ran on the message so far.
 	Attempts int
@@ -128,10 +120,9 @@ type RedeliverParams struct {
 }
 
 // Redeliverer sends a message back through the broker to be delivered
-// again after a delay, so that a long wait between attempts does not pin a
-// consumer. Redeliver returns nil only once the broker holds the message
-// (a confirmed publish): the delivery in hand is then acked. *DelayQueues
-// implements it on a Bloodbank bus.
+// again after a delay, so that a long wait does not pin a consumer.
+// Redeliver returns nil only once the broker holds the message: the delivery
+// in hand is then acked. reliability.DelayQueues implements it.
 type Redeliverer interface {
 	Redeliver(ctx context.Context, p RedeliverParams) error
 }
@@ -142,8 +133,8 @@ type RetryConfig struct {
 	// MaxAttempts is how many times the handler runs on one delivery
 	// before Retry gives up on it in-process. Optional; default 3.
 	MaxAttempts int
-	// InitialInterval is the wait after the first failed attempt.
-	// Optional; default 100ms.
+	// InitialInterval is the wait after the first failed attempt. Optional;
+	// default 100ms.
 	InitialInterval time.Duration
 	// Multiplier scales the wait after each further failure. Optional;
 	// default 2; at least 1.
@@ -157,25 +148,21 @@ type RetryConfig struct {
 	// NoJitter makes every wait exact (tests, mostly). Optional.
 	NoJitter bool
 	// MaxElapsed bounds the time one delivery spends in Retry: an attempt
-	// whose wait would end later is not made in-process (the message is
-	// redelivered or given up instead). Optional; default 30s; it does not
-	// interrupt a running attempt (AttemptTimeout does).
+	// whose wait would end later is left to a redelivery. It does not
+	// interrupt a running attempt. Optional; default 30s.
 	MaxElapsed time.Duration
 	// AttemptTimeout bounds each attempt: the handler gets a context that
 	// ends after it. Optional; default none (the message's context only).
 	AttemptTimeout time.Duration
-
 	// Redeliverer sends a message whose in-process attempts are spent back
-	// through the broker, after a delay, for MaxRedeliveries more rounds of
-	// MaxAttempts. Optional; without one, Retry returns the exhausted error
-	// after the in-process attempts. NewDelayQueues builds one on a bus.
+	// through the broker, for MaxRedeliveries more rounds of MaxAttempts.
+	// Optional; reliability.NewDelayQueues builds one on a bus.
 	Redeliverer Redeliverer
 	// MaxRedeliveries is how many times a message goes back through the
 	// broker before Retry gives up: the handler runs at most
 	// MaxAttempts × (MaxRedeliveries + 1) times. Optional; default 3 when
 	// Redeliverer is set; requires Redeliverer.
 	MaxRedeliveries int
-
 	// OnRetry is called before each wait between two attempts. Optional.
 	OnRetry func(RetryParams)
 	// Logger receives a debug line per retry and redelivery, and a warning
@@ -184,77 +171,40 @@ type RetryConfig struct {
 }
 
 func (c *RetryConfig) setDefaults() {
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 3
-	}
-	if c.InitialInterval == 0 {
-		c.InitialInterval = 100 * time.Millisecond
-	}
-	if c.Multiplier == 0 {
-		c.Multiplier = 2
-	}
-	if c.MaxInterval == 0 {
-		c.MaxInterval = max(5*time.Second, c.InitialInterval)
-	}
-	if c.Jitter == 0 && !c.NoJitter {
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, 3)
+	c.InitialInterval = cmp.Or(c.InitialInterval, 100*time.Millisecond)
+	c.Multiplier = cmp.Or(c.Multiplier, 2)
+	c.MaxInterval = cmp.Or(c.MaxInterval, max(5*time.Second, c.InitialInterval))
+	c.MaxElapsed = cmp.Or(c.MaxElapsed, 30*time.Second)
+	switch {
+	case c.NoJitter:
+		c.Jitter = 0
+	case c.Jitter == 0:
 		c.Jitter = 0.5
 	}
-	if c.NoJitter {
-		c.Jitter = 0
-	}
-	if c.MaxElapsed == 0 {
-		c.MaxElapsed = 30 * time.Second
-	}
-	if c.Redeliverer != nil && c.MaxRedeliveries == 0 {
-		c.MaxRedeliveries = 3
+	if c.Redeliverer != nil {
+		c.MaxRedeliveries = cmp.Or(c.MaxRedeliveries, 3)
 	}
 	if c.OnRetry == nil {
 		c.OnRetry = func(RetryParams) {}
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Logger = cmp.Or(c.Logger, discardLogger)
 }
 
 // Validate reports every problem of the configuration at once.
 func (c RetryConfig) Validate() error {
-	var errs []error
-	if c.MaxAttempts < 0 {
-		errs = append(errs, fmt.Errorf("MaxAttempts %d is negative", c.MaxAttempts))
-	}
-	if c.InitialInterval < 0 {
-		errs = append(errs, fmt.Errorf("InitialInterval %s is negative", c.InitialInterval))
-	}
-	if c.MaxInterval < 0 {
-		errs = append(errs, fmt.Errorf("MaxInterval %s is negative", c.MaxInterval))
-	}
-	if c.MaxInterval > 0 && c.InitialInterval > c.MaxInterval {
-		errs = append(errs, fmt.Errorf("InitialInterval %s is above MaxInterval %s", c.InitialInterval, c.MaxInterval))
-	}
-	if c.Multiplier != 0 && (c.Multiplier < 1 || math.IsNaN(c.Multiplier) || math.IsInf(c.Multiplier, 0)) {
-		//lint:ignore ST1005 the message starts with the config field's name
-		errs = append(errs, fmt.Errorf("Multiplier %g is below 1", c.Multiplier))
-	}
-	if c.Jitter < 0 || c.Jitter > 1 || math.IsNaN(c.Jitter) {
-		//lint:ignore ST1005 the message starts with the config field's name
-		errs = append(errs, fmt.Errorf("Jitter %g is not between 0 and 1", c.Jitter))
-	}
-	if c.MaxElapsed < 0 {
-		errs = append(errs, fmt.Errorf("MaxElapsed %s is negative", c.MaxElapsed))
-	}
-	if c.AttemptTimeout < 0 {
-		errs = append(errs, fmt.Errorf("AttemptTimeout %s is negative", c.AttemptTimeout))
-	}
-	if c.MaxRedeliveries < 0 {
-		errs = append(errs, fmt.Errorf("MaxRedeliveries %d is negative", c.MaxRedeliveries))
-	}
-	if c.MaxRedeliveries > 0 && c.Redeliverer == nil {
-		errs = append(errs, errors.New("MaxRedeliveries needs a Redeliverer"))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid middleware RetryConfig: %w", err)
-	}
-	return nil
+	var p problems
+	p.add(c.MaxAttempts < 0, "MaxAttempts %d is negative", c.MaxAttempts)
+	p.add(c.InitialInterval < 0, "InitialInterval %s is negative", c.InitialInterval)
+	p.add(c.MaxInterval < 0, "MaxInterval %s is negative", c.MaxInterval)
+	p.add(c.MaxElapsed < 0, "MaxElapsed %s is negative", c.MaxElapsed)
+	p.add(c.AttemptTimeout < 0, "AttemptTimeout %s is negative", c.AttemptTimeout)
+	p.add(c.MaxInterval > 0 && c.InitialInterval > c.MaxInterval, "InitialInterval %s is above MaxInterval %s", c.InitialInterval, c.MaxInterval)
+	p.add(c.Multiplier != 0 && (c.Multiplier < 1 || math.IsNaN(c.Multiplier) || math.IsInf(c.Multiplier, 0)), "Multiplier %g is below 1", c.Multiplier)
+	p.add(c.Jitter < 0 || c.Jitter > 1 || math.IsNaN(c.Jitter), "Jitter %g is not between 0 and 1", c.Jitter)
+	p.add(c.MaxRedeliveries < 0, "MaxRedeliveries %d is negative", c.MaxRedeliveries)
+	p.add(c.MaxRedeliveries > 0 && c.Redeliverer == nil, "MaxRedeliveries needs a Redeliverer")
+	return p.err("RetryConfig")
 }
 
 // RetryStats counts what a Retry did since it was built.
@@ -269,25 +219,19 @@ type RetryStats struct {
 	Panics uint64
 }
 
-// Retry is the retry middleware: install its Middleware method in a
-// Watermill router (or bus.Service.Use) inside Poison and Dedup. Build it
-// with NewRetry. It is safe for concurrent use.
+// Retry is the retry middleware: install its Middleware method inside
+// Poison and Dedup. Build it with NewRetry. It is safe for concurrent use.
 //
-// For each delivery it runs the handler up to MaxAttempts times, waiting
-// with exponential backoff and jitter between attempts, while the error is
-// transient. Each attempt gets a fresh context derived from the message's
-// (with AttemptTimeout if set), so an attempt that timed out does not doom
-// the next one, as Watermill's Retry inside Timeout does; a panic is
-// recovered as a *PanicError and retried like any transient error.
-//
-// A permanent error (envelope.IsPermanent) is returned at once, wrapped in a
-// *RetryError. When the attempts are spent and a Redeliverer is configured,
-// the message is sent back through the broker with the attempt count in its
-// headers and the delivery is acked (Disposition says
-// DispositionRedelivered); if the broker does not take it, the error is
-// returned and the delivery is requeued. Once the redeliveries are spent too,
-// or without a Redeliverer, the *RetryError returned matches
-// ErrRetriesExhausted, for Poison to park.
+// It runs the handler up to MaxAttempts times per delivery, with backoff
+// and jitter, while the error is transient. Each attempt gets a fresh
+// context from the message's, so an attempt that timed out does not doom
+// the next (as Watermill's Retry inside Timeout does); a panic becomes a
+// *PanicError and is retried. A permanent error (envelope.IsPermanent) is
+// returned at once, in a *RetryError. With a Redeliverer, spent attempts
+// send the message back through the broker and ack the delivery
+// (DispositionRedelivered), or requeue it if the broker refuses. Once
+// redeliveries are spent too, the *RetryError matches ErrRetriesExhausted,
+// for Poison to park.
 type Retry struct {
 	cfg RetryConfig
 
@@ -357,8 +301,7 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 				r.cfg.Logger.Debug("handler failed, retrying", slog.String("handler", handler), slog.String("event_id", msg.UUID),
 					slog.Int("attempt", attempts), slog.Duration("retry_in", delay), slog.String("error", lastErr.Error()))
 				if !sleepCtx(orig, delay) {
-					// The delivery is over (settled elsewhere or abandoned):
-					// leave it to the transport, which requeues it.
+					// The delivery is over: the transport requeues it.
 					return nil, giveUp(false)
 				}
 			}
@@ -387,7 +330,7 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 
 // attempt runs the handler once with a fresh context, and turns a panic
 // into a *PanicError.
-func (r *Retry) attempt(h message.HandlerFunc, msg *message.Message, orig context.Context, n int) (out []*message.Message, err error) {
+func (r *Retry) attempt(h message.HandlerFunc, msg *message.Message, orig context.Context, n int) ([]*message.Message, error) {
 	ctx := context.WithValue(orig, attemptKey{}, n)
 	var cancel context.CancelFunc
 	if r.cfg.AttemptTimeout > 0 {
@@ -397,29 +340,16 @@ func (r *Retry) attempt(h message.HandlerFunc, msg *message.Message, orig contex
 	}
 	defer cancel()
 	defer msg.SetContext(orig)
-	defer func() {
-		if v := recover(); v != nil {
-			r.panics.Add(1)
-			out, err = nil, &PanicError{Value: v, Stack: debug.Stack()}
-		}
-	}()
 	msg.SetContext(ctx)
-	return h(msg)
+	return callRecovering(h, msg, &r.panics)
 }
 
 func (r *Retry) redeliver(msg *message.Message, handler string, attempts int, hist failureHistory, lastErr error) error {
 	redelivery := hist.redeliveries + 1
 	cp := wireCopy(msg)
-	cp.Metadata.Set(HeaderAttempts, strconv.Itoa(attempts))
-	cp.Metadata.Set(HeaderRedeliveries, strconv.Itoa(redelivery))
-	cp.Metadata.Set(HeaderFirstFailure, formatFailureTime(hist.firstFailure))
-	cp.Metadata.Set(HeaderLastError, truncateHeader(lastErr.Error(), maxReasonLen))
-	if key := routingKeyOf(msg); key != "" {
-		cp.Metadata.Set(envelope.MetaOriginalRoutingKey, key)
-	}
-	if handler != "" {
-		cp.Metadata.Set(envelope.MetaTargetHandler, handler)
-	}
+	maps.Copy(cp.Metadata, message.Metadata{HeaderAttempts: strconv.Itoa(attempts), HeaderRedeliveries: strconv.Itoa(redelivery),
+		HeaderFirstFailure: envelope.FormatTimestamp(hist.firstFailure), HeaderLastError: truncateHeader(lastErr.Error(), maxReasonLen)})
+	setNonEmpty(cp.Metadata, map[string]string{envelope.MetaOriginalRoutingKey: routingKeyOf(msg), envelope.MetaTargetHandler: handler})
 	ctx := msg.Context()
 	cp.SetContext(ctx)
 	err := r.cfg.Redeliverer.Redeliver(ctx, RedeliverParams{Message: cp, Original: msg, Handler: handler,

@@ -1,9 +1,12 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel"
@@ -17,14 +20,11 @@ import (
 	"github.com/33god/bloodbank-go/bus/transport"
 )
 
-// The W3C trace-context keys, in message metadata and therefore, through
-// the wire codec, in AMQP headers. They are the names the W3C
-// specification fixes, so any service that copies the headers of what it
-// consumes onto what it publishes (Python services included) carries the
-// trace along without knowing about it.
+// The W3C trace-context keys, in message metadata and so in AMQP headers: a
+// service that copies the headers of what it consumes onto what it
+// publishes (Python services included) carries the trace along unknowingly.
 const (
-	// HeaderTraceParent is the W3C traceparent: version, trace id, parent
-	// span id and flags, e.g.
+	// HeaderTraceParent is the W3C traceparent, e.g.
 	// "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".
 	HeaderTraceParent = "traceparent"
 	// HeaderTraceState is the W3C tracestate: vendor data, absent when empty.
@@ -36,14 +36,12 @@ const (
 // messaging.destination.name, messaging.rabbitmq.destination.routing_key,
 // messaging.message.id, error.type).
 const (
-	// AttrEventID is the event id, the key of the correlation graph:
-	// `bb trace <id>` and correlation.Store.Debug find the events a span
-	// is about by it.
+	// AttrEventID is the event id, the key of the correlation graph that
+	// `bb trace <id>` and correlation.Store.Debug read.
 	AttrEventID = attribute.Key("bloodbank.event_id")
 	// AttrEventType is the envelope's event_type.
 	AttrEventType = attribute.Key("bloodbank.event_type")
-	// AttrCorrelationIDs are the event's parents in the correlation graph
-	// (its correlation_ids), when it has any.
+	// AttrCorrelationIDs are the event's correlation_ids, when it has any.
 	AttrCorrelationIDs = attribute.Key("bloodbank.correlation_ids")
 	// AttrHandler is the Watermill handler that handled the message.
 	AttrHandler = attribute.Key("bloodbank.handler")
@@ -57,15 +55,13 @@ const TracerName = "github.com/33god/bloodbank-go/middleware"
 // TracingConfig configures Tracing. The zero value is usable.
 type TracingConfig struct {
 	// TracerProvider starts the spans. Optional; default
-	// otel.GetTracerProvider(), which does nothing until the process
-	// installs a provider with otel.SetTracerProvider: tracing is off
-	// unless a binary turns it on (see NewTracing).
+	// otel.GetTracerProvider(), which does nothing until a binary installs
+	// one with otel.SetTracerProvider.
 	TracerProvider trace.TracerProvider
 	// Propagator writes the trace context into message metadata and reads
-	// it back. Optional; default propagation.TraceContext{}, the W3C
-	// traceparent and tracestate. Not the global propagator on purpose:
-	// its default propagates nothing, and the headers on the wire are a
-	// contract with every other service on the bus.
+	// it back. Optional; default propagation.TraceContext{} (W3C), not the
+	// global propagator, whose default propagates nothing: the headers on
+	// the wire are a contract with every other service on the bus.
 	Propagator propagation.TextMapPropagator
 	// System is the messaging.system attribute. Optional; default
 	// "rabbitmq". A plain Watermill app on another Pub/Sub names its own.
@@ -76,57 +72,20 @@ type TracingConfig struct {
 	Destination string
 }
 
-func (c *TracingConfig) setDefaults() {
-	if c.TracerProvider == nil {
-		c.TracerProvider = otel.GetTracerProvider()
-	}
-	if c.Propagator == nil {
-		c.Propagator = propagation.TraceContext{}
-	}
-	if c.System == "" {
-		c.System = "rabbitmq"
-	}
-	if c.Destination == "" {
-		c.Destination = envelope.DefaultExchange
-	}
-}
-
-// Tracing carries OpenTelemetry traces across the bus. Its three pieces
-// make one trace of a chain of events, whichever process handles each:
+// Tracing carries OpenTelemetry traces across the bus (see the package
+// documentation): DecoratePublisher and PublisherDecorator start producer
+// spans "publish <routing key>" and write their context into the message
+// metadata, Middleware starts consumer spans "handle <routing key>" from it,
+// and Execute wraps a command's execution in "execute <command>". Every span
+// carries the event id (AttrEventID) and type; a failed one records its
+// error, with error.type the kind of a *envelope.PermanentError, a publish
+// failure ("unroutable", "not_confirmed"), "timeout", or the error's Go type.
 //
-//   - a publisher decorator (DecoratePublisher, PublisherDecorator) starts a
-//     producer span "publish <routing key>" for every message, a child of
-//     the span in the message's context, and writes the span's context into
-//     the message metadata (HeaderTraceParent, HeaderTraceState); the wire
-//     codec sends metadata as AMQP headers;
-//   - a handler middleware (Middleware) reads that context back from the
-//     delivery and starts a consumer span "handle <routing key>", its child,
-//     which the handler's context carries, so that what the handler
-//     publishes with it (bus.Bus.Publish(ctx, ...), or messages it returns)
-//     continues the trace;
-//   - Execute wraps a command's execution in a span "execute <command>",
-//     for the command processor (package cqrs) to call: a child of the
-//     handle span, or, without the Middleware, the delivery's consumer span.
-//
-// Every span carries the event id (AttrEventID), which is the key of the
-// correlation graph, and the event type; spans about a message on the bus
-// also carry the routing key and the messaging semantic conventions. A
-// failed publish, handler or execution records its error, with error.type
-// the kind of a *envelope.PermanentError ("invalid", "malformed", ...), a
-// publish failure ("unroutable", "not_confirmed"), "timeout", or the Go
-// type of any other error's root cause.
-//
-// Off by default: with no TracerProvider configured and none installed
-// globally, every span is a no-op. Even then the middleware is not inert in
-// one useful way: a delivery's traceparent reaches the handler's context
-// and is written again on what it publishes, so a Go service in the middle
-// of a chain passes the trace through as a Python service that copies its
-// headers does.
-//
-// To turn it on, a binary builds an OpenTelemetry SDK TracerProvider with
-// an exporter (examples/tracing does, for BB_TRACING=stdout) and passes it
-// in TracingConfig or installs it with otel.SetTracerProvider. Install the
-// pieces where messages leave and enter the process:
+// Without a TracerProvider every span is a no-op, but a delivery's
+// traceparent still reaches the handler's context and what it publishes, so
+// a Go service in a chain passes the trace on as a Python one does. A binary
+// turns spans on with an SDK TracerProvider (examples/tracing) and installs
+// the pieces where messages leave and enter the process:
 //
 //	tr := middleware.NewTracing(middleware.TracingConfig{TracerProvider: tp, Destination: cfg.ExchangeName})
 //	b.DecoratePublisher(tr.DecoratePublisher)   // bus.Bus.Publish
@@ -142,20 +101,24 @@ type Tracing struct {
 
 // NewTracing returns the tracing middleware and publisher decorator.
 func NewTracing(cfg TracingConfig) *Tracing {
-	cfg.setDefaults()
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
+	if cfg.Propagator == nil {
+		cfg.Propagator = propagation.TraceContext{}
+	}
 	return &Tracing{
 		tracer:     cfg.TracerProvider.Tracer(TracerName),
 		propagator: cfg.Propagator,
 		common: []attribute.KeyValue{
-			semconv.MessagingSystemKey.String(cfg.System),
-			semconv.MessagingDestinationName(cfg.Destination),
+			semconv.MessagingSystemKey.String(cmp.Or(cfg.System, "rabbitmq")),
+			semconv.MessagingDestinationName(cmp.Or(cfg.Destination, envelope.DefaultExchange)),
 		},
 	}
 }
 
 // MetadataCarrier lets an OpenTelemetry propagator read and write message
-// metadata, for code that moves trace context by hand (an HTTP gateway that
-// publishes what it receives, say):
+// metadata, for code that moves trace context by hand:
 //
 //	propagation.TraceContext{}.Inject(ctx, middleware.MetadataCarrier(msg.Metadata))
 type MetadataCarrier message.Metadata
@@ -169,19 +132,10 @@ func (c MetadataCarrier) Get(key string) string { return c[key] }
 func (c MetadataCarrier) Set(key, value string) { c[key] = value }
 
 // Keys lists the keys present.
-func (c MetadataCarrier) Keys() []string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
-	}
-	return keys
-}
+func (c MetadataCarrier) Keys() []string { return slices.Collect(maps.Keys(c)) }
 
 // DecoratePublisher wraps pub so that every message it publishes gets a
-// producer span and carries its context; its signature is the one
-// bus.Bus.DecoratePublisher takes:
-//
-//	b.DecoratePublisher(tr.DecoratePublisher)
+// producer span and carries its context, for bus.Bus.DecoratePublisher.
 func (t *Tracing) DecoratePublisher(pub message.Publisher) message.Publisher {
 	return &tracingPublisher{pub: pub, t: t}
 }
@@ -194,16 +148,14 @@ func (t *Tracing) PublisherDecorator() message.PublisherDecorator {
 	}
 }
 
-// tracingPublisher is the publisher DecoratePublisher returns.
 type tracingPublisher struct {
 	pub message.Publisher
 	t   *Tracing
 }
 
 // Publish starts one producer span per message, child of the span in the
-// message's context or, when there is none, of the trace context the
-// message already carries (a replayed message keeps its trace), and
-// writes it into the message's metadata. The spans end when the decorated
+// message's context or else of the trace context the message carries (a
+// replayed message keeps its trace). The spans end when the decorated
 // publisher returned (on RabbitMQ: confirmed), with its error.
 func (p *tracingPublisher) Publish(topic string, msgs ...*message.Message) error {
 	spans := make([]trace.Span, 0, len(msgs))
@@ -227,7 +179,7 @@ func (p *tracingPublisher) Publish(topic string, msgs ...*message.Message) error
 	}
 	err := p.pub.Publish(topic, msgs...)
 	for _, span := range spans {
-		endSpan(span, err)
+		endSpan(span, &err)
 	}
 	return err
 }
@@ -237,31 +189,27 @@ func (p *tracingPublisher) Close() error { return p.pub.Close() }
 
 // Middleware implements message.HandlerMiddleware: it starts a consumer
 // span "handle <routing key>", child of the trace context the message
-// carries, puts it in the message's context for the handler, and ends it
-// with the handler's error. Messages the handler returns are given the
-// span as their parent, so that the router's (decorated) publisher
-// continues the trace. Install it outermost (after a recoverer), so that
-// one span covers every retry of a delivery and its parking.
+// carries, for the handler's context and as parent of the messages it
+// returns. Install it outermost (after a recoverer), so that one span
+// covers every retry of a delivery and its parking.
 func (t *Tracing) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) (out []*message.Message, err error) {
 		ctx := t.propagator.Extract(msg.Context(), MetadataCarrier(msg.Metadata))
-		key := tracingRoutingKey(msg)
+		key := routingKeyOf(msg)
 		attrs := t.eventAttributes(msg, key, semconv.MessagingOperationTypeProcess, "handle")
 		if name := message.HandlerNameFromCtx(msg.Context()); name != "" {
 			attrs = append(attrs, AttrHandler.String(name))
 		}
 		ctx, span := t.tracer.Start(ctx, "handle "+key,
 			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
-		defer endSpanOnPanic(span)
+		defer endSpan(span, &err)
 		msg.SetContext(ctx)
-
 		out, err = h(msg)
 		for _, m := range out {
 			if m != nil && !trace.SpanContextFromContext(m.Context()).IsValid() {
 				m.SetContext(trace.ContextWithSpan(m.Context(), span))
 			}
 		}
-		endSpan(span, err)
 		return out, err
 	}
 }
@@ -271,35 +219,24 @@ type ExecuteParams struct {
 	// Command names the command: its routing key, "agent.thread.prompt".
 	// Required; the span is "execute <Command>".
 	Command string
-	// Message is the message that carried the command. Optional, but what
-	// links the span to the bus: it gives the event id, type and parents,
-	// and, when ctx carries no span, the trace context the span continues.
+	// Message is the message that carried the command: the event id, type,
+	// parents and, when ctx carries no span, the trace context. Optional.
 	Message *message.Message
-	// EventID is the command's event id when there is no Message.
-	// Optional.
+	// EventID is the command's event id when there is no Message. Optional.
 	EventID string
 	// Attributes are added to the span. Optional.
 	Attributes []attribute.KeyValue
 }
 
-// Execute runs fn inside a span "execute <command>", the span of a
-// command's execution, and returns fn's error. fn gets a context with the
-// span: the events it publishes with that context (bus.Bus.Publish(ctx,
-// ...), Watermill's cqrs EventBus.Publish(ctx, ...)) are the span's
-// children, and trace.SpanFromContext(ctx) lets it add attributes. The span
-// records fn's error, or a panic, which Execute lets go on.
+// Execute runs fn inside a span "execute <command>" and returns fn's error.
+// What fn publishes with its context are the span's children. The span
+// records fn's error, or a panic, which Execute lets go on. When ctx
+// carries a span (the tracing Middleware's handle span) it is an internal
+// child of it; otherwise it is the delivery's consumer span, child of the
+// trace context p.Message carries.
 //
-// Where the span hangs depends on ctx:
-//
-//   - ctx carries a span (the router has the tracing Middleware): an
-//     internal span, child of that handle span. A trace then has four
-//     spans per command: publish, handle, execute, publish.
-//   - ctx carries none: the span is the consumer span of the delivery,
-//     child of the trace context p.Message carries, with the messaging
-//     attributes of a handle span. Three spans: publish, execute, publish.
-//
-// This is the hook package cqrs calls, as a decorator of every command
-// handler (cqrs.ProcessorConfig.Decorators):
+// Package cqrs calls it from a decorator of every command handler
+// (cqrs.ProcessorConfig.Decorators):
 //
 //	func(next cqrs.HandlerFunc) cqrs.HandlerFunc {
 //		return func(ctx context.Context, ex *cqrs.Execution) error {
@@ -307,7 +244,7 @@ type ExecuteParams struct {
 //				func(ctx context.Context) error { return next(ctx, ex) })
 //		}
 //	}
-func (t *Tracing) Execute(ctx context.Context, p ExecuteParams, fn func(ctx context.Context) error) error {
+func (t *Tracing) Execute(ctx context.Context, p ExecuteParams, fn func(ctx context.Context) error) (err error) {
 	kind := trace.SpanKindInternal
 	var attrs []attribute.KeyValue
 	switch {
@@ -315,7 +252,7 @@ func (t *Tracing) Execute(ctx context.Context, p ExecuteParams, fn func(ctx cont
 		// No handle span: this one processes the delivery.
 		ctx = t.propagator.Extract(ctx, MetadataCarrier(p.Message.Metadata))
 		kind = trace.SpanKindConsumer
-		attrs = t.eventAttributes(p.Message, tracingRoutingKey(p.Message), semconv.MessagingOperationTypeProcess, "execute")
+		attrs = t.eventAttributes(p.Message, routingKeyOf(p.Message), semconv.MessagingOperationTypeProcess, "execute")
 	case p.Message != nil:
 		attrs = identityAttributes(p.Message, p.Command)
 	default:
@@ -324,54 +261,28 @@ func (t *Tracing) Execute(ctx context.Context, p ExecuteParams, fn func(ctx cont
 			attrs = append(attrs, AttrEventID.String(p.EventID))
 		}
 	}
-	attrs = append(attrs, AttrCommand.String(p.Command))
-	attrs = append(attrs, p.Attributes...)
+	attrs = append(append(attrs, AttrCommand.String(p.Command)), p.Attributes...)
 	ctx, span := t.tracer.Start(ctx, "execute "+p.Command, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
-	defer endSpanOnPanic(span)
-	err := fn(ctx)
-	endSpan(span, err)
-	return err
+	defer endSpan(span, &err)
+	return fn(ctx)
 }
 
-// eventAttributes are the attributes of a span about one message on the
-// bus: a publish, a handle, or an execute that processes a delivery.
+// eventAttributes are those of a span about one message on the bus.
 func (t *Tracing) eventAttributes(msg *message.Message, routingKey string, op attribute.KeyValue, opName string) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, len(t.common)+8)
-	attrs = append(attrs, t.common...)
-	attrs = append(attrs,
-		op,
-		semconv.MessagingOperationName(opName),
-		semconv.MessagingRabbitMQDestinationRoutingKey(routingKey),
-		semconv.MessagingMessageID(msg.UUID),
-	)
+	attrs := append(make([]attribute.KeyValue, 0, len(t.common)+8), t.common...)
+	attrs = append(attrs, op, semconv.MessagingOperationName(opName),
+		semconv.MessagingRabbitMQDestinationRoutingKey(routingKey), semconv.MessagingMessageID(msg.UUID))
 	return append(attrs, identityAttributes(msg, routingKey)...)
 }
 
-// identityAttributes name the event a message carries: its id, which is
-// the key of the correlation graph, its type (fallback when it has none)
-// and its parents.
+// identityAttributes name the event a message carries: its id, type
+// (fallbackType when it has none) and parents.
 func identityAttributes(msg *message.Message, fallbackType string) []attribute.KeyValue {
-	eventType := envelope.EventType(msg)
-	if eventType == "" {
-		eventType = fallbackType
-	}
-	attrs := []attribute.KeyValue{AttrEventID.String(msg.UUID), AttrEventType.String(eventType)}
+	attrs := []attribute.KeyValue{AttrEventID.String(msg.UUID), AttrEventType.String(cmp.Or(envelope.EventType(msg), fallbackType))}
 	if ids := msg.Metadata.Get(envelope.MetaCorrelationIDs); ids != "" {
 		attrs = append(attrs, AttrCorrelationIDs.StringSlice(splitIDs(ids)))
 	}
 	return attrs
-}
-
-// tracingRoutingKey is the routing key a delivery came under, else its
-// event type, else the topic its handler subscribed to.
-func tracingRoutingKey(msg *message.Message) string {
-	if k := msg.Metadata.Get(envelope.MetaRoutingKey); k != "" {
-		return k
-	}
-	if k := envelope.EventType(msg); k != "" {
-		return k
-	}
-	return message.SubscribeTopicFromCtx(msg.Context())
 }
 
 // splitIDs renders envelope.MetaCorrelationIDs as a list, keeping only valid ids.
@@ -387,27 +298,23 @@ func splitIDs(s string) []string {
 	return out
 }
 
-// endSpan ends span with err: its status, an exception event and error.type.
-func endSpan(span trace.Span, err error) {
-	if err != nil {
-		recordError(span, err, errorType(err))
+// endSpan ends span with *err, or with a panic going through, which it lets
+// go on: its status, an exception event and error.type.
+func endSpan(span trace.Span, err *error) {
+	defer span.End()
+	if v := recover(); v != nil {
+		recordError(span, fmt.Errorf("panic: %v", v), "panic")
+		panic(v)
 	}
-	span.End()
+	if *err != nil {
+		recordError(span, *err, errorType(*err))
+	}
 }
 
 func recordError(span trace.Span, err error, errType string) {
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
 	span.SetAttributes(semconv.ErrorTypeKey.String(errType))
-}
-
-// endSpanOnPanic ends span when a panic goes through, and lets it go on.
-func endSpanOnPanic(span trace.Span) {
-	if v := recover(); v != nil {
-		recordError(span, fmt.Errorf("panic: %v", v), "panic")
-		span.End()
-		panic(v)
-	}
 }
 
 // errorType classifies err for error.type, in few values as the semantic
@@ -418,9 +325,9 @@ func endSpanOnPanic(span trace.Span) {
 // fmt.Errorf wrapper reports what it wraps, and a recovered panic of a
 // value that is not an error reports "*middleware.PanicError".
 func errorType(err error) string {
-	var pe *envelope.PermanentError
+	pe, ok := errors.AsType[*envelope.PermanentError](err)
 	switch {
-	case errors.As(err, &pe) && pe.Kind != "":
+	case ok && pe.Kind != "":
 		return pe.Kind
 	case errors.Is(err, transport.ErrUnroutable):
 		return "unroutable"

@@ -62,12 +62,6 @@ type DelayQueuesConfig struct {
 	Delays []time.Duration
 }
 
-func (c *DelayQueuesConfig) setDefaults() {
-	if len(c.Delays) == 0 {
-		c.Delays = DefaultRedeliveryDelays
-	}
-}
-
 // Validate reports every problem of the configuration at once.
 func (c DelayQueuesConfig) Validate() error {
 	var errs []error
@@ -94,7 +88,6 @@ func (c DelayQueuesConfig) Validate() error {
 // (envelope.MetaTargetHandler), with the body it arrived with.
 type DelayQueues struct {
 	pub    message.Publisher
-	delays []time.Duration
 	queues []string
 }
 
@@ -106,9 +99,11 @@ func NewDelayQueues(ctx context.Context, broker DelayQueueBroker, cfg DelayQueue
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
-	dq := &DelayQueues{pub: broker.QueuePublisher(), delays: slices.Clone(cfg.Delays)}
-	for _, d := range dq.delays {
+	if len(cfg.Delays) == 0 {
+		cfg.Delays = DefaultRedeliveryDelays
+	}
+	dq := &DelayQueues{pub: broker.QueuePublisher()}
+	for _, d := range cfg.Delays {
 		name := RetryQueueName(cfg.ServiceQueue, d)
 		if err := broker.DeclareDelayQueue(ctx, name, d, cfg.ServiceQueue); err != nil {
 			return nil, fmt.Errorf("cannot declare delay queue: %w", err)

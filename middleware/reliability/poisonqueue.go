@@ -51,31 +51,28 @@ func DeclarePoisonQueue(ctx context.Context, b QueueDeclarer, serviceQueue strin
 	return name, nil
 }
 
-// ParkedMessage is one message in a poison queue, as middleware.Poison parked it.
+// ParkedMessage is one message in a poison queue, as middleware.Poison
+// parked it. Its fields read the middleware.HeaderPoison* headers.
 type ParkedMessage struct {
-	// EventID is the message's id (AMQP message_id), the envelope's
-	// event_id for a well-formed event.
+	// EventID is the AMQP message_id, the envelope's event_id.
 	EventID string
 	// Body is the body the message arrived with, byte for byte.
 	Body []byte
-	// Reason is the error that got it parked (middleware.HeaderPoisonReason).
+	// Reason is the error that got it parked.
 	Reason string
-	// Kind classifies the failure (middleware.HeaderPoisonKind): envelope.KindMalformed,
-	// envelope.KindInvalid, envelope.KindUnknownType, envelope.KindHandler or middleware.KindPanic.
+	// Kind classifies the failure (middleware.HeaderPoisonKind).
 	Kind string
-	// RoutingKey is the routing key it was published with
-	// (envelope.MetaOriginalRoutingKey).
+	// RoutingKey is the routing key it was published with.
 	RoutingKey string
-	// Handler is the handler that failed (middleware.HeaderPoisonHandler).
+	// Handler is the handler that failed.
 	Handler string
-	// Service is the service it was parked by (middleware.HeaderPoisonService).
+	// Service is the service that parked it.
 	Service string
-	// Attempts is how many times the handler ran on it (middleware.HeaderPoisonAttempts).
+	// Attempts is how many times the handler ran on it.
 	Attempts int
 	// FirstFailure and LastFailure bound its failures (zero when absent).
 	FirstFailure, LastFailure time.Time
-	// Headers holds every header of the parked message as text (tables as
-	// JSON), the ones above included.
+	// Headers holds every header as text (tables as JSON).
 	Headers map[string]string
 }
 
@@ -125,33 +122,19 @@ func (f PoisonFilter) Validate() error {
 
 // Match reports whether the filter selects m (Limit aside).
 func (f PoisonFilter) Match(m ParkedMessage) bool {
-	if len(f.EventIDs) > 0 && !slices.Contains(f.EventIDs, m.EventID) {
-		return false
-	}
-	if f.RoutingKey != "" && !topic.Match(f.RoutingKey, m.RoutingKey) {
-		return false
-	}
-	if f.Kind != "" && f.Kind != m.Kind {
-		return false
-	}
-	if f.Handler != "" && f.Handler != m.Handler {
-		return false
-	}
-	if !f.Since.IsZero() && m.LastFailure.Before(f.Since) {
-		return false
-	}
-	if !f.Until.IsZero() && !m.LastFailure.Before(f.Until) {
-		return false
-	}
-	return true
+	return (len(f.EventIDs) == 0 || slices.Contains(f.EventIDs, m.EventID)) &&
+		(f.RoutingKey == "" || topic.Match(f.RoutingKey, m.RoutingKey)) &&
+		(f.Kind == "" || f.Kind == m.Kind) &&
+		(f.Handler == "" || f.Handler == m.Handler) &&
+		(f.Since.IsZero() || !m.LastFailure.Before(f.Since)) &&
+		(f.Until.IsZero() || m.LastFailure.Before(f.Until))
 }
 
 // PoisonQueue reads and re-drives the poison queue of one service on
-// RabbitMQ: what `bb dlq list|show|replay|purge` does. Reading is
-// non-destructive: messages are fetched with basic.get without an ack and
-// all requeued at the end, so a List changes nothing but the order of
-// messages that were replayed or purged around it. Run one operation at a
-// time per queue: messages another reader holds unacked are not seen.
+// RabbitMQ, for `bb dlq list|show|replay|purge`. Reading fetches messages
+// without an ack and requeues them all, so a List changes nothing. Run one
+// operation at a time per queue: another reader's unacked messages are
+// not seen.
 type PoisonQueue struct {
 	bus          *bus.Bus
 	service      string
@@ -181,11 +164,8 @@ func (q *PoisonQueue) Count(ctx context.Context) (int, error) {
 	var n int
 	err := q.withChannel(ctx, func(ch *amqp091.Channel) error {
 		info, err := ch.QueueDeclarePassive(q.queue, true, false, false, false, nil)
-		if err != nil {
-			return q.queueError(err)
-		}
 		n = info.Messages
-		return nil
+		return q.queueError(err)
 	})
 	return n, err
 }
@@ -219,13 +199,11 @@ func (q *PoisonQueue) Show(ctx context.Context, eventID string) (ParkedMessage, 
 	return ms[0], nil
 }
 
-// Replay sends the parked messages f selects back to the service queue,
-// each to the handler that failed on it (envelope.MetaTargetHandler; to every
-// handler when it was parked without one) under its original routing key,
-// with the same event id and body and an attempt count starting again from
-// zero. Each parked copy is removed only once the broker confirmed its
-// replay; on an error, Replay stops and what it did not replay stays
-// parked. It returns the messages replayed.
+// Replay sends the parked messages f selects back to the service queue, to
+// the handler that failed (every handler when none is known), under the
+// original routing key, with the same event id and body and no attempts.
+// A parked copy is removed only once its replay is confirmed; on an error
+// Replay stops. It returns the messages replayed.
 func (q *PoisonQueue) Replay(ctx context.Context, f PoisonFilter) ([]ParkedMessage, error) {
 	if err := f.Validate(); err != nil {
 		return nil, err
@@ -277,12 +255,9 @@ func (q *PoisonQueue) Purge(ctx context.Context, f PoisonFilter) (int, error) {
 	}
 	if f.IsZero() {
 		var n int
-		err := q.withChannel(ctx, func(ch *amqp091.Channel) error {
-			var err error
-			if n, err = ch.QueuePurge(q.queue, false); err != nil {
-				return q.queueError(err)
-			}
-			return nil
+		err := q.withChannel(ctx, func(ch *amqp091.Channel) (err error) {
+			n, err = ch.QueuePurge(q.queue, false)
+			return q.queueError(err)
 		})
 		return n, err
 	}
@@ -297,12 +272,10 @@ func (q *PoisonQueue) Purge(ctx context.Context, f PoisonFilter) (int, error) {
 	return n, err
 }
 
-// scan fetches the queue's messages one by one with basic.get, without
-// acking, until it has seen as many as the queue held when it started, fn
-// says stop or fails, or ctx ends. A message fn says to remove is acked;
-// every other one is requeued at the end, in its original place. Counting
-// first matters: a replayed message that fails again is parked anew while
-// the scan runs, and must not be replayed again by the same scan.
+// scan fetches the queue's messages with basic.get, without acking, until
+// it has seen as many as the queue held at the start (a replayed message
+// parked anew meanwhile must not be replayed twice), fn says stop or fails,
+// or ctx ends. It acks what fn removes and requeues the rest at the end.
 func (q *PoisonQueue) scan(ctx context.Context, fn func(m ParkedMessage) (remove, stop bool, err error)) error {
 	return q.withChannel(ctx, func(ch *amqp091.Channel) error {
 		state, err := ch.QueueDeclarePassive(q.queue, true, false, false, false, nil)
@@ -353,9 +326,12 @@ func (q *PoisonQueue) withChannel(ctx context.Context, fn func(ch *amqp091.Chann
 	return q.bus.WithChannel(ctx, fn)
 }
 
+// queueError explains a failed queue operation; nil stays nil.
 func (q *PoisonQueue) queueError(err error) error {
-	var aerr *amqp091.Error
-	if errors.As(err, &aerr) && aerr.Code == amqp091.NotFound {
+	if err == nil {
+		return nil
+	}
+	if aerr, ok := errors.AsType[*amqp091.Error](err); ok && aerr.Code == amqp091.NotFound {
 		return fmt.Errorf("%w %q for service %q: %w", ErrNoPoisonQueue, q.queue, q.service, err)
 	}
 	return fmt.Errorf("cannot read poison queue %q: %w", q.queue, err)

@@ -1,6 +1,7 @@
 package reliability
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,27 +13,24 @@ import (
 	"github.com/33god/bloodbank-go/middleware"
 )
 
-// Config configures Use. The zero value gives every
-// handler three in-process attempts, three redeliveries through the delay
-// queues (1s, 10s, 1m), a poison queue for what still fails, and no
-// deduplication.
+// Config configures Use. The zero value gives every handler three
+// in-process attempts, three redeliveries through the delay queues (1s,
+// 10s, 1m), a poison queue for what still fails, and no deduplication.
 type Config struct {
-	// Retry configures the retries. Optional; see middleware.RetryConfig for the
-	// defaults. When its middleware.Redeliverer is nil, the service's delay queues
-	// are used, unless NoRedelivery is set.
+	// Retry configures the retries. Optional; without a Redeliverer, the
+	// service's delay queues are used unless NoRedelivery.
 	Retry middleware.RetryConfig
 	// RedeliveryDelays are the service's delay queues. Optional; default
 	// DefaultRedeliveryDelays.
 	RedeliveryDelays []time.Duration
 	// NoRedelivery keeps every retry in-process: no delay queues.
 	NoRedelivery bool
-	// DedupStore enables deduplication (NewRedisDedupStore). Optional;
-	// nil: no middleware.Dedup.
+	// DedupStore enables deduplication (NewRedisDedupStore). Optional.
 	DedupStore middleware.DedupStore
 	// DedupWindow is middleware.DedupConfig.Window. Optional; default 24h.
 	DedupWindow time.Duration
-	// DedupMarkInBackground is middleware.DedupConfig.MarkInBackground: call
-	// Stack.Flush after the service stopped. Optional.
+	// DedupMarkInBackground is middleware.DedupConfig.MarkInBackground
+	// (call Stack.Flush after the service stopped). Optional.
 	DedupMarkInBackground bool
 	// ParkAll is middleware.PoisonConfig.ParkAll. Optional.
 	ParkAll bool
@@ -68,9 +66,8 @@ func (r *Stack) Stats() Stats {
 	return s
 }
 
-// Flush waits until the dedup marks written in the background
-// (Config.DedupMarkInBackground) are written, or ctx ends. Call it after the
-// service stopped.
+// Flush waits for the dedup marks written in the background, or ctx. Call
+// it after the service stopped.
 func (r *Stack) Flush(ctx context.Context) error {
 	if r.Dedup == nil {
 		return nil
@@ -78,8 +75,8 @@ func (r *Stack) Flush(ctx context.Context) error {
 	return r.Dedup.Flush(ctx)
 }
 
-// Middleware lists the middleware outermost first: middleware.Poison, middleware.Dedup (if any),
-// middleware.Retry.
+// Middleware lists the middleware outermost first: Poison, Dedup (if any),
+// Retry.
 func (r *Stack) Middleware() []message.HandlerMiddleware {
 	m := []message.HandlerMiddleware{r.Poison.Middleware}
 	if r.Dedup != nil {
@@ -88,10 +85,10 @@ func (r *Stack) Middleware() []message.HandlerMiddleware {
 	return append(m, r.Retry.Middleware)
 }
 
-// Use declares the poison queue and the delay queues of svc on
-// b, builds middleware.Poison, middleware.Dedup and middleware.Retry for it, and installs them with
-// svc.Use, outermost first. Call it before adding middleware that should run
-// inside the retries (validation, correlation, timeouts), and before Run.
+// Use declares the poison queue and the delay queues of svc on b, builds
+// its Poison, Dedup and Retry, and installs them with svc.Use, outermost
+// first. Call it before adding middleware that should run inside the
+// retries (validation, correlation, timeouts), and before Run.
 func Use(ctx context.Context, b *bus.Bus, svc *bus.Service, cfg Config) (*Stack, error) {
 	r, err := New(ctx, b, svc.Name(), svc.QueueName(), cfg)
 	if err != nil {
@@ -101,14 +98,9 @@ func Use(ctx context.Context, b *bus.Bus, svc *bus.Service, cfg Config) (*Stack,
 	return r, nil
 }
 
-// New is Use for a service known by name and queue,
-// for a router built by hand; install Middleware on it.
+// New is Use for a router built by hand: install Middleware on it.
 func New(ctx context.Context, b *bus.Bus, service, serviceQueue string, cfg Config) (*Stack, error) {
-	logger := cfg.Logger
-	if logger == nil {
-		logger = b.Logger()
-	}
-	logger = logger.With(slog.String("service", service))
+	logger := cmp.Or(cfg.Logger, b.Logger()).With(slog.String("service", service))
 	r := &Stack{}
 	var err error
 	if r.PoisonQueue, err = DeclarePoisonQueue(ctx, b, serviceQueue); err != nil {
@@ -131,9 +123,7 @@ func New(ctx context.Context, b *bus.Bus, service, serviceQueue string, cfg Conf
 		}
 		rc.Redeliverer = r.DelayQueues
 	}
-	if rc.Logger == nil {
-		rc.Logger = logger
-	}
+	rc.Logger = cmp.Or(rc.Logger, logger)
 	if r.Retry, err = middleware.NewRetry(rc); err != nil {
 		return nil, fmt.Errorf("cannot set up retries of service %q: %w", service, err)
 	}
