@@ -353,29 +353,22 @@ func (h *commandHandler[C, R]) Handle(ctx context.Context, cmd any) error {
 // back on any failure.
 func (h *commandHandler[C, R]) execute(ctx context.Context, ex *Execution) error {
 	c := ex.Command.(C)
-	return h.p.run(ctx, ex,
-		func(col *Collector) (any, error) { return c.Execute(ctx, ex.Context, col) },
-		func() error {
-			if rb, ok := any(c).(Rollbacker); ok {
-				return rb.Rollback(ctx, ex.Context)
-			}
-			return nil
-		})
+	return h.p.run(ctx, ex, func(col *Collector) (any, error) { return c.Execute(ctx, ex.Context, col) })
 }
 
-func (p *Processor) run(ctx context.Context, ex *Execution, exec func(*Collector) (any, error), rollback func() error) error {
+func (p *Processor) run(ctx context.Context, ex *Execution, exec func(*Collector) (any, error)) error {
 	col, err := NewCollector(ex.Context, CollectorConfig{Registry: p.cfg.Registry, Source: p.cfg.Source, Now: p.cfg.Now})
 	if err != nil {
 		return err
 	}
 	result, err := p.guarded(ex, func() (any, error) { return exec(col) })
 	if err != nil {
-		return p.rollBack(ex, rollback, fmt.Errorf("command %s %s failed: %w", ex.Context.EventType, ex.Context.EventID, err))
+		return p.rollBack(ctx, ex, fmt.Errorf("command %s %s failed: %w", ex.Context.EventType, ex.Context.EventID, err))
 	}
 	ex.Result = result
 	for _, env := range col.Events() {
 		if err := p.eventBus.Publish(ctx, env); err != nil {
-			return p.rollBack(ex, rollback, fmt.Errorf("command %s %s: cannot publish %s %s: %w",
+			return p.rollBack(ctx, ex, fmt.Errorf("command %s %s: cannot publish %s %s: %w",
 				ex.Context.EventType, ex.Context.EventID, env.EventType, env.EventID, err))
 		}
 		ex.Published = append(ex.Published, env)
@@ -383,11 +376,15 @@ func (p *Processor) run(ctx context.Context, ex *Execution, exec func(*Collector
 	return nil
 }
 
-// rollBack calls the command's Rollback after a failure and returns the
-// failure, joined with Rollback's own error if it failed.
-func (p *Processor) rollBack(ex *Execution, rollback func() error, cause error) error {
+// rollBack calls the command's Rollback, if it has one, after a failure and
+// returns the failure, joined with Rollback's own error if it failed.
+func (p *Processor) rollBack(ctx context.Context, ex *Execution, cause error) error {
 	ex.RolledBack = true
-	if _, err := p.guarded(ex, func() (any, error) { return nil, rollback() }); err != nil {
+	rb, ok := ex.Command.(Rollbacker)
+	if !ok {
+		return cause
+	}
+	if _, err := p.guarded(ex, func() (any, error) { return nil, rb.Rollback(ctx, ex.Context) }); err != nil {
 		return errors.Join(cause, fmt.Errorf("rollback failed: %w", err))
 	}
 	return cause

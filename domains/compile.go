@@ -2,9 +2,10 @@ package domains
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -25,10 +26,12 @@ const (
 	tString
 )
 
-var typeNames = []struct {
+type typeName struct {
 	t    typeSet
 	name string
-}{
+}
+
+var typeNames = []typeName{
 	{tObject, "object"}, {tArray, "array"}, {tString, "string"}, {tInteger, "integer"},
 	{tNumber, "number"}, {tBoolean, "boolean"}, {tNull, "null"},
 }
@@ -152,7 +155,7 @@ func compileSchema(doc []byte) (*node, error) {
 
 func (c *compiler) compile(s *rawSchema, at string) (ref, error) {
 	if len(s.unsupported) > 0 {
-		sort.Strings(s.unsupported)
+		slices.Sort(s.unsupported)
 		return ref{}, fmt.Errorf("%w: at %s: schema keywords %s are not supported by the validator", ErrInvalidSpec, at, strings.Join(s.unsupported, ", "))
 	}
 	if s.Ref != "" {
@@ -214,19 +217,14 @@ func (c *compiler) fill(n *node, s *rawSchema, at string) error {
 	}
 	if len(s.Properties) > 0 {
 		n.props = make(map[string]*prop, len(s.Properties))
-		names := make([]string, 0, len(s.Properties))
-		for name := range s.Properties {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for i, name := range names {
+		for i, name := range slices.Sorted(maps.Keys(s.Properties)) {
 			r, err := c.compile(s.Properties[name], at+"."+name)
 			if err != nil {
 				return err
 			}
 			n.props[name] = &prop{name: name, index: i, ref: r}
 		}
-		n.nprops = len(names)
+		n.nprops = len(s.Properties)
 	}
 	for _, name := range s.Required {
 		p := n.props[name]
@@ -260,34 +258,20 @@ func (c *compiler) fill(n *node, s *rawSchema, at string) error {
 }
 
 func parseTypes(raw json.RawMessage) (typeSet, error) {
-	if len(raw) == 0 {
-		return 0, nil
+	if len(raw) > 0 && raw[0] == '"' {
+		raw = slices.Concat([]byte("["), raw, []byte("]"))
 	}
 	var names []string
-	if raw[0] == '"' {
-		names = make([]string, 1)
-		if err := json.Unmarshal(raw, &names[0]); err != nil {
-			return 0, err
-		}
-	} else if err := json.Unmarshal(raw, &names); err != nil {
-		return 0, fmt.Errorf("type must be a string or an array of strings")
+	if len(raw) > 0 && json.Unmarshal(raw, &names) != nil {
+		return 0, errors.New("type must be a string or an array of strings")
 	}
 	var set typeSet
 	for _, name := range names {
-		t := typeNamed(name)
-		if t == 0 {
+		i := slices.IndexFunc(typeNames, func(tn typeName) bool { return tn.name == name })
+		if i < 0 {
 			return 0, fmt.Errorf("unknown type %q", name)
 		}
-		set |= t
+		set |= typeNames[i].t
 	}
 	return set, nil
-}
-
-func typeNamed(name string) typeSet {
-	for _, tn := range typeNames {
-		if tn.name == name {
-			return tn.t
-		}
-	}
-	return 0
 }

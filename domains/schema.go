@@ -97,13 +97,9 @@ type schemaFixer struct {
 	names map[string]reflect.Type // $defs name → the type it was generated from
 }
 
-func (f *schemaFixer) structType(t reflect.Type, s *jsonschema.Schema) error {
-	required, err := f.fields(t, s)
-	if err != nil {
-		return err
-	}
-	s.Required = required
-	return nil
+func (f *schemaFixer) structType(t reflect.Type, s *jsonschema.Schema) (err error) {
+	s.Required, err = f.fields(t, s)
+	return err
 }
 
 func (f *schemaFixer) fields(t reflect.Type, s *jsonschema.Schema) ([]string, error) {
@@ -164,13 +160,8 @@ func (f *schemaFixer) fields(t reflect.Type, s *jsonschema.Schema) ([]string, er
 
 // nested fixes the $defs of the struct types a field refers to.
 func (f *schemaFixer) nested(t reflect.Type) error {
-	for {
-		switch t.Kind() {
-		case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
-			t = t.Elem()
-			continue
-		}
-		break
+	for slices.Contains([]reflect.Kind{reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map}, t.Kind()) {
+		t = t.Elem()
 	}
 	if t.Kind() != reflect.Struct || t.Name() == "" {
 		return nil
