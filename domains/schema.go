@@ -35,17 +35,9 @@ var (
 const DefaultNow = "now"
 
 // generateSchema reflects t into a JSON Schema (draft 2020-12) that follows
-// the Python contract rather than encoding/json's defaults:
-//
-//   - a field is required unless it can be nil (pointer, map, interface), has
-//     a `default` tag, or is tagged omitempty/omitzero (Go may leave it out);
-//   - a pointer, or a map or interface without a default, is nullable:
-//     anyOf [X, {"type": "null"}], because Python writes null for it;
-//   - a `default` tag becomes the schema default: the literal text for a
-//     string field, JSON for anything else, DefaultNow for "now";
-//   - uuid.UUID is a string with format uuid, envelope.Time and time.Time a
-//     string with format date-time, an Enum a string with its values;
-//   - unknown properties are allowed, as Python ignores them.
+// the Python contract rather than encoding/json's defaults, by the rules of
+// the package doc ("How a Go type becomes a schema"); time.Time is a
+// date-time as envelope.Time is.
 func generateSchema(t reflect.Type, title, description string) (schema []byte, err error) {
 	defer func() {
 		// invopop/jsonschema panics on kinds JSON cannot carry (chan, func,
