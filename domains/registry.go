@@ -148,11 +148,10 @@ func (e *EventType) Decode(payload []byte) (any, error) { return e.decode(payloa
 // registering everything before the first lookup is the expected pattern.
 type Registry struct {
 	mu        sync.RWMutex
-	byKey     map[string]*EventType // exact routing keys
-	templates []*EventType          // template routing keys, in registration order
-	byName    map[string]*EventType // routing keys (exact and template), Go names, aliases
-	byType    map[reflect.Type]*EventType
-	all       []*EventType
+	byKey     map[string]*EventType       // exact routing keys
+	templates []*EventType                // template routing keys, in registration order
+	byName    map[string]*EventType       // routing keys (exact and template), Go names, aliases
+	byType    map[reflect.Type]*EventType // every registered type
 }
 
 // NewRegistry returns an empty registry. catalog.New returns one holding
@@ -303,17 +302,12 @@ func (r *Registry) add(e *EventType) error {
 			return taken(fmt.Sprintf("name %q", name), old)
 		}
 	}
-	for _, t := range r.templates {
-		if t.pattern.overlaps(e.pattern) {
-			return taken("a routing key matching the same keys", t)
+	for _, old := range r.byType {
+		if old.pattern.overlaps(e.pattern) {
+			return taken("a routing key matching the same keys", old)
 		}
 	}
 	if e.IsTemplate() {
-		for key, old := range r.byKey {
-			if e.pattern.matches(key) {
-				return taken(fmt.Sprintf("routing key %q, which the template matches,", key), old)
-			}
-		}
 		r.templates = append(r.templates, e)
 	} else {
 		r.byKey[e.pattern.raw] = e
@@ -322,7 +316,6 @@ func (r *Registry) add(e *EventType) error {
 		r.byName[name] = e
 	}
 	r.byType[e.goType] = e
-	r.all = append(r.all, e)
 	return nil
 }
 
@@ -434,7 +427,7 @@ func (r *Registry) Events(f Filter) []*EventType {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var out []*EventType
-	for _, e := range r.all {
+	for _, e := range r.byType {
 		if f.match(e) {
 			out = append(out, e)
 		}
@@ -448,7 +441,7 @@ func (r *Registry) Domains() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var out []string
-	for _, e := range r.all {
+	for _, e := range r.byType {
 		out = append(out, e.domain)
 	}
 	slices.Sort(out)
