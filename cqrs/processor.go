@@ -197,7 +197,10 @@ func Register[C Command[R], R any](p *Processor, proto C) error {
 		return fmt.Errorf("cannot register command %T: its routing key %s is a template", proto, key)
 	}
 	h := &commandHandler[C, R]{p: p, key: key, proto: proto}
-	h.handle = applyDecorators(h.execute, append([]Decorator{logging(p.cfg.Logger), p.counters.metrics}, p.cfg.Decorators...)...)
+	h.handle = h.execute
+	for _, d := range slices.Backward(append([]Decorator{logging(p.cfg.Logger), p.counters.metrics}, p.cfg.Decorators...)) {
+		h.handle = d(h.handle)
+	}
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
