@@ -266,12 +266,9 @@ func (p *Processor) handlePatternMessage(msg *message.Message) error {
 	return p.handleCommandMessage(msg)
 }
 
-// handleCommandMessage is the service handler of every command. It does
-// what Watermill's CommandProcessor does for a message (name it, find the
-// handler, decode into NewCommand, call Handle with the original message in
-// the context), except that the handler is chosen by the message's event
-// type rather than assumed from the subscription, so that a fact or another
-// command arriving under a command's routing key is not lost in silence.
+// handleCommandMessage is the service handler of every command: what
+// Watermill's CommandProcessor does for a message, with the handler chosen by
+// the event type (see the package doc, "Not used").
 func (p *Processor) handleCommandMessage(msg *message.Message) error {
 	if reason, bad := envelope.Malformed(msg); bad {
 		p.counters.rejected.Add(1)

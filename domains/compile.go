@@ -67,9 +67,8 @@ type node struct {
 	types    typeSet // 0: any JSON value
 	format   format
 	enum     []string
-	props    map[string]*prop
-	required []*prop // in schema order, for stable problem lists
-	nprops   int
+	props    map[string]*prop // by name; prop.index numbers them from 0
+	required []*prop          // in schema order, for stable problem lists
 	items    *ref
 	values   *ref // additionalProperties given as a schema
 	closed   bool // additionalProperties: false
@@ -215,27 +214,25 @@ func (c *compiler) fill(n *node, s *rawSchema, at string) error {
 		}
 		n.items = &r
 	}
-	if len(s.Properties) > 0 {
-		n.props = make(map[string]*prop, len(s.Properties))
-		for i, name := range slices.Sorted(maps.Keys(s.Properties)) {
-			r, err := c.compile(s.Properties[name], at+"."+name)
-			if err != nil {
-				return err
-			}
-			n.props[name] = &prop{name: name, index: i, ref: r}
+	add := func(name string, r ref) *prop {
+		if n.props == nil {
+			n.props = map[string]*prop{}
 		}
-		n.nprops = len(s.Properties)
+		p := &prop{name: name, index: len(n.props), ref: r}
+		n.props[name] = p
+		return p
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Properties)) {
+		r, err := c.compile(s.Properties[name], at+"."+name)
+		if err != nil {
+			return err
+		}
+		add(name, r)
 	}
 	for _, name := range s.Required {
 		p := n.props[name]
 		if p == nil {
-			// Required but undescribed: any value will do, absence will not.
-			p = &prop{name: name, index: n.nprops, ref: ref{node: &node{}}}
-			if n.props == nil {
-				n.props = map[string]*prop{}
-			}
-			n.props[name] = p
-			n.nprops++
+			p = add(name, anyValue) // required but undescribed: any value will do, absence will not
 		}
 		n.required = append(n.required, p)
 	}

@@ -412,14 +412,8 @@ type Filter struct {
 }
 
 func (f Filter) match(e *EventType) bool {
-	if f.Kind != "" && e.kind != f.Kind {
-		return false
-	}
-	if f.Domain == "" {
-		return true
-	}
 	d := strings.ReplaceAll(f.Domain, ".", "/")
-	return e.domain == d || strings.HasPrefix(e.domain, d+"/")
+	return (f.Kind == "" || e.kind == f.Kind) && (d == "" || e.domain == d || strings.HasPrefix(e.domain, d+"/"))
 }
 
 // Events lists the registered types that f selects, sorted by routing key.

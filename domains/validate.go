@@ -198,8 +198,8 @@ func (v *validator) object(n *node) error {
 	}
 	var small [64]bool
 	seen := small[:]
-	if n.nprops > len(small) {
-		seen = make([]bool, n.nprops)
+	if len(n.props) > len(small) {
+		seen = make([]bool, len(n.props))
 	}
 	for v.dec.PeekKind() == '"' {
 		name, err := v.dec.ReadValue()
