@@ -357,10 +357,7 @@ func (h *commandHandler[C, R]) execute(ctx context.Context, ex *Execution) error
 }
 
 func (p *Processor) run(ctx context.Context, ex *Execution, exec func(*Collector) (any, error)) error {
-	col, err := NewCollector(ex.Context, CollectorConfig{Registry: p.cfg.Registry, Source: p.cfg.Source, Now: p.cfg.Now})
-	if err != nil {
-		return err
-	}
+	col := &Collector{cc: ex.Context, cfg: CollectorConfig{Registry: p.cfg.Registry, Source: p.cfg.Source, Now: p.cfg.Now}}
 	result, err := p.guarded(ex, func() (any, error) { return exec(col) })
 	if err != nil {
 		return p.rollBack(ctx, ex, fmt.Errorf("command %s %s failed: %w", ex.Context.EventType, ex.Context.EventID, err))
