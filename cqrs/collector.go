@@ -58,8 +58,7 @@ func DefaultSource(app string) envelope.Source {
 
 func (c *CollectorConfig) setDefaults() {
 	if c.Source.Host == "" {
-		app := c.Source.App
-		c.Source = DefaultSource(app)
+		c.Source = DefaultSource(c.Source.App)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -94,16 +93,12 @@ func (c *Collector) Add(payload any) (envelope.Envelope, error) {
 	if err != nil {
 		return envelope.Envelope{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("cannot collect %T: %w", payload, err)}
 	}
-	if err := c.cfg.Registry.ValidateValue(key, payload); err != nil {
-		return envelope.Envelope{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", key, err)}
-	}
-	opts := append(c.fill(), envelope.WithEventID(SideEffectID(key, c.cc.EventID, len(c.events))))
-	env, err := envelope.New(key, payload, opts...)
+	env, err := envelope.New(key, payload, envelope.WithSource(c.cfg.Source), envelope.WithTimestamp(c.cfg.Now()),
+		envelope.WithEventID(SideEffectID(key, c.cc.EventID, len(c.events))))
 	if err != nil {
 		return envelope.Envelope{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", key, err)}
 	}
-	c.events = append(c.events, env)
-	return env, nil
+	return c.AddEnvelope(env)
 }
 
 // AddEnvelope collects a whole envelope, completing the fields it leaves
@@ -142,21 +137,6 @@ func (c *Collector) AddEnvelope(env envelope.Envelope) (envelope.Envelope, error
 	return env, nil
 }
 
-func (c *Collector) fill() []envelope.Option {
-	var opts []envelope.Option
-	opts = append(opts, envelope.WithSource(c.cfg.Source), envelope.WithTimestamp(c.cfg.Now()))
-	if c.cc.EventID != uuid.Nil {
-		opts = append(opts, envelope.WithCorrelationIDs(c.cc.EventID))
-	}
-	if c.cc.AgentContext != nil {
-		opts = append(opts, envelope.WithAgentContext(c.cc.AgentContext))
-	}
-	return opts
-}
-
 // Events returns the collected events in the order they were added
 // (Python's collect()). The slice is a copy.
 func (c *Collector) Events() []envelope.Envelope { return slices.Clone(c.events) }
-
-// Len is how many events were collected.
-func (c *Collector) Len() int { return len(c.events) }

@@ -94,8 +94,8 @@ func TestCollector_refusesWhatCannotBePublished(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrInvalidPayload", name, err)
 		}
 	}
-	if c.Len() != 0 {
-		t.Errorf("%d events collected, want none", c.Len())
+	if len(c.Events()) != 0 {
+		t.Errorf("%d events collected, want none", len(c.Events()))
 	}
 }
 

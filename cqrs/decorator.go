@@ -43,13 +43,6 @@ type HandlerFunc func(ctx context.Context, ex *Execution) error
 // outermost; ProcessorConfig.Decorators go inside them, the first outermost.
 type Decorator func(next HandlerFunc) HandlerFunc
 
-func applyDecorators(h HandlerFunc, ds ...Decorator) HandlerFunc {
-	for i := len(ds) - 1; i >= 0; i-- {
-		h = ds[i](h)
-	}
-	return h
-}
-
 // Outcomes of a command, as the log line of every command names them.
 const (
 	// OutcomeExecuted: Execute succeeded and its events were published.
@@ -63,17 +56,6 @@ const (
 	OutcomeRejected = "rejected"
 )
 
-func outcomeOf(err error) string {
-	switch {
-	case err == nil:
-		return OutcomeExecuted
-	case envelope.IsPermanent(err):
-		return OutcomeRejected
-	default:
-		return OutcomeFailed
-	}
-}
-
 // logging writes one line per command: id, type, duration, outcome, the
 // events it published and, on failure, the error.
 func logging(logger *slog.Logger) Decorator {
@@ -81,7 +63,13 @@ func logging(logger *slog.Logger) Decorator {
 		return func(ctx context.Context, ex *Execution) error {
 			start := time.Now()
 			err := next(ctx, ex)
-			outcome := outcomeOf(err)
+			outcome, level := OutcomeExecuted, slog.LevelInfo
+			switch {
+			case envelope.IsPermanent(err):
+				outcome, level = OutcomeRejected, slog.LevelError
+			case err != nil:
+				outcome, level = OutcomeFailed, slog.LevelWarn
+			}
 			published := make([]string, len(ex.Published))
 			for i, e := range ex.Published {
 				published[i] = e.EventType + "/" + e.EventID.String()
@@ -93,12 +81,7 @@ func logging(logger *slog.Logger) Decorator {
 				slog.String("outcome", outcome),
 				slog.Any("published", published),
 			}
-			level := slog.LevelInfo
 			if err != nil {
-				level = slog.LevelWarn
-				if outcome == OutcomeRejected {
-					level = slog.LevelError
-				}
 				attrs = append(attrs, slog.Bool("rolled_back", ex.RolledBack), slog.String("error", err.Error()))
 			}
 			logger.LogAttrs(ctx, level, "command", attrs...)

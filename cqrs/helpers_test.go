@@ -37,7 +37,7 @@ type harness struct {
 
 type harnessOptions struct {
 	config   func(*cqrs.ProcessorConfig)
-	registry func(*domains.Registry)
+	registry func(*domains.Registry) error
 	register func(*cqrs.Processor) error
 }
 
@@ -48,7 +48,9 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	if o.registry != nil {
-		o.registry(reg)
+		if err := o.registry(reg); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg, err := bus.LoadConfig([]string{"SERVICE_NAME=command_processor", "BB_DRAIN_TIMEOUT=5s"}, "")
 	if err != nil {

@@ -14,21 +14,11 @@ import (
 
 // Marshaler is Watermill's cqrs.CommandEventMarshaler speaking the bus's
 // envelope metadata, so that Watermill's CommandBus, EventBus and
-// CommandProcessor carry Bloodbank v1 events:
-//
-//   - Name is the routing key the registry gives a payload's type (or the
-//     payload a command type embeds), or a envelope.Envelope's event type;
-//   - NameFromMessage is envelope.EventType(msg), the envelope's event_type;
-//   - Marshal turns a envelope.Envelope into a message as is (envelope.NewMessage),
-//     and wraps any other payload in a new envelope (random event id, the
-//     configured source);
-//   - Unmarshal hydrates a message as Python's registry does: it validates
-//     the payload against the schema of its event type, then decodes it into
-//     v with envelope.UnmarshalPayload, defaults applied (or, for a
-//     *envelope.Envelope, rebuilds the whole envelope).
-//
-// Unmarshal errors are permanent (envelope.PermanentError): a message that is
-// malformed or invalid now will be so on every redelivery.
+// CommandProcessor carry Bloodbank v1 events. Unmarshal hydrates a message
+// as Python's registry does: it validates the payload against the schema of
+// its event type, then decodes it with defaults applied. Its errors are
+// permanent (envelope.PermanentError): a message that is malformed or
+// invalid now will be so on every redelivery.
 type Marshaler struct {
 	reg *domains.Registry
 	src envelope.Source

@@ -201,7 +201,10 @@ func Register[C Command[R], R any](p *Processor, proto C) error {
 		return fmt.Errorf("cannot register command %T: its routing key %s is a template", proto, key)
 	}
 	h := &commandHandler[C, R]{p: p, key: key, proto: proto}
-	h.handle = applyDecorators(h.execute, append([]Decorator{logging(p.cfg.Logger), p.counters.metrics}, p.cfg.Decorators...)...)
+	h.handle = h.execute
+	for _, d := range slices.Backward(append([]Decorator{logging(p.cfg.Logger), p.counters.metrics}, p.cfg.Decorators...)) {
+		h.handle = d(h.handle)
+	}
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -267,12 +270,9 @@ func (p *Processor) handlePatternMessage(msg *message.Message) error {
 	return p.handleCommandMessage(msg)
 }
 
-// handleCommandMessage is the service handler of every command. It does
-// what Watermill's CommandProcessor does for a message (name it, find the
-// handler, decode into NewCommand, call Handle with the original message in
-// the context), except that the handler is chosen by the message's event
-// type rather than assumed from the subscription, so that a fact or another
-// command arriving under a command's routing key is not lost in silence.
+// handleCommandMessage is the service handler of every command: what
+// Watermill's CommandProcessor does for a message, with the handler chosen by
+// the event type (see the package doc, "Not used").
 func (p *Processor) handleCommandMessage(msg *message.Message) error {
 	if reason, bad := envelope.Malformed(msg); bad {
 		p.counters.rejected.Add(1)
@@ -357,29 +357,19 @@ func (h *commandHandler[C, R]) Handle(ctx context.Context, cmd any) error {
 // back on any failure.
 func (h *commandHandler[C, R]) execute(ctx context.Context, ex *Execution) error {
 	c := ex.Command.(C)
-	return h.p.run(ctx, ex,
-		func(col *Collector) (any, error) { return c.Execute(ctx, ex.Context, col) },
-		func() error {
-			if rb, ok := any(c).(Rollbacker); ok {
-				return rb.Rollback(ctx, ex.Context)
-			}
-			return nil
-		})
+	return h.p.run(ctx, ex, func(col *Collector) (any, error) { return c.Execute(ctx, ex.Context, col) })
 }
 
-func (p *Processor) run(ctx context.Context, ex *Execution, exec func(*Collector) (any, error), rollback func() error) error {
-	col, err := NewCollector(ex.Context, CollectorConfig{Registry: p.cfg.Registry, Source: p.cfg.Source, Now: p.cfg.Now})
-	if err != nil {
-		return err
-	}
+func (p *Processor) run(ctx context.Context, ex *Execution, exec func(*Collector) (any, error)) error {
+	col := &Collector{cc: ex.Context, cfg: CollectorConfig{Registry: p.cfg.Registry, Source: p.cfg.Source, Now: p.cfg.Now}}
 	result, err := p.guarded(ex, func() (any, error) { return exec(col) })
 	if err != nil {
-		return p.rollBack(ex, rollback, fmt.Errorf("command %s %s failed: %w", ex.Context.EventType, ex.Context.EventID, err))
+		return p.rollBack(ctx, ex, fmt.Errorf("command %s %s failed: %w", ex.Context.EventType, ex.Context.EventID, err))
 	}
 	ex.Result = result
 	for _, env := range col.Events() {
 		if err := p.eventBus.Publish(ctx, env); err != nil {
-			return p.rollBack(ex, rollback, fmt.Errorf("command %s %s: cannot publish %s %s: %w",
+			return p.rollBack(ctx, ex, fmt.Errorf("command %s %s: cannot publish %s %s: %w",
 				ex.Context.EventType, ex.Context.EventID, env.EventType, env.EventID, err))
 		}
 		ex.Published = append(ex.Published, env)
@@ -387,11 +377,15 @@ func (p *Processor) run(ctx context.Context, ex *Execution, exec func(*Collector
 	return nil
 }
 
-// rollBack calls the command's Rollback after a failure and returns the
-// failure, joined with Rollback's own error if it failed.
-func (p *Processor) rollBack(ex *Execution, rollback func() error, cause error) error {
+// rollBack calls the command's Rollback, if it has one, after a failure and
+// returns the failure, joined with Rollback's own error if it failed.
+func (p *Processor) rollBack(ctx context.Context, ex *Execution, cause error) error {
 	ex.RolledBack = true
-	if _, err := p.guarded(ex, func() (any, error) { return nil, rollback() }); err != nil {
+	rb, ok := ex.Command.(Rollbacker)
+	if !ok {
+		return cause
+	}
+	if _, err := p.guarded(ex, func() (any, error) { return nil, rb.Rollback(ctx, ex.Context) }); err != nil {
 		return errors.Join(cause, fmt.Errorf("rollback failed: %w", err))
 	}
 	return cause

@@ -165,10 +165,11 @@ func (c runJob) Rollback(ctx context.Context, cc cqrs.CommandContext) error {
 	return nil
 }
 
-func jobDomain(reg *domains.Registry) {
-	domains.MustRegister(reg, domains.Spec[jobRun]{RoutingKey: "test.job.run", Kind: domains.Command, Result: "test.job.done",
-		Description: "Run a job.", Example: jobRun{Name: "nightly"}})
-	domains.MustRegister(reg, domains.Spec[jobDone]{RoutingKey: "test.job.done", Description: "A job ran.", Example: jobDone{Name: "nightly", Attempt: 1}})
+func jobDomain(reg *domains.Registry) error {
+	return errors.Join(
+		domains.Register(reg, domains.Spec[jobRun]{RoutingKey: "test.job.run", Kind: domains.Command, Result: "test.job.done",
+			Description: "Run a job.", Example: jobRun{Name: "nightly"}}),
+		domains.Register(reg, domains.Spec[jobDone]{RoutingKey: "test.job.done", Description: "A job ran.", Example: jobDone{Name: "nightly", Attempt: 1}}))
 }
 
 func jobHarness(t *testing.T) (*harness, *jobState) {

@@ -2,9 +2,10 @@ package domains
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -25,10 +26,12 @@ const (
 	tString
 )
 
-var typeNames = []struct {
+type typeName struct {
 	t    typeSet
 	name string
-}{
+}
+
+var typeNames = []typeName{
 	{tObject, "object"}, {tArray, "array"}, {tString, "string"}, {tInteger, "integer"},
 	{tNumber, "number"}, {tBoolean, "boolean"}, {tNull, "null"},
 }
@@ -64,9 +67,8 @@ type node struct {
 	types    typeSet // 0: any JSON value
 	format   format
 	enum     []string
-	props    map[string]*prop
-	required []*prop // in schema order, for stable problem lists
-	nprops   int
+	props    map[string]*prop // by name; prop.index numbers them from 0
+	required []*prop          // in schema order, for stable problem lists
 	items    *ref
 	values   *ref // additionalProperties given as a schema
 	closed   bool // additionalProperties: false
@@ -152,7 +154,7 @@ func compileSchema(doc []byte) (*node, error) {
 
 func (c *compiler) compile(s *rawSchema, at string) (ref, error) {
 	if len(s.unsupported) > 0 {
-		sort.Strings(s.unsupported)
+		slices.Sort(s.unsupported)
 		return ref{}, fmt.Errorf("%w: at %s: schema keywords %s are not supported by the validator", ErrInvalidSpec, at, strings.Join(s.unsupported, ", "))
 	}
 	if s.Ref != "" {
@@ -212,32 +214,25 @@ func (c *compiler) fill(n *node, s *rawSchema, at string) error {
 		}
 		n.items = &r
 	}
-	if len(s.Properties) > 0 {
-		n.props = make(map[string]*prop, len(s.Properties))
-		names := make([]string, 0, len(s.Properties))
-		for name := range s.Properties {
-			names = append(names, name)
+	add := func(name string, r ref) *prop {
+		if n.props == nil {
+			n.props = map[string]*prop{}
 		}
-		sort.Strings(names)
-		for i, name := range names {
-			r, err := c.compile(s.Properties[name], at+"."+name)
-			if err != nil {
-				return err
-			}
-			n.props[name] = &prop{name: name, index: i, ref: r}
+		p := &prop{name: name, index: len(n.props), ref: r}
+		n.props[name] = p
+		return p
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Properties)) {
+		r, err := c.compile(s.Properties[name], at+"."+name)
+		if err != nil {
+			return err
 		}
-		n.nprops = len(names)
+		add(name, r)
 	}
 	for _, name := range s.Required {
 		p := n.props[name]
 		if p == nil {
-			// Required but undescribed: any value will do, absence will not.
-			p = &prop{name: name, index: n.nprops, ref: ref{node: &node{}}}
-			if n.props == nil {
-				n.props = map[string]*prop{}
-			}
-			n.props[name] = p
-			n.nprops++
+			p = add(name, anyValue) // required but undescribed: any value will do, absence will not
 		}
 		n.required = append(n.required, p)
 	}
@@ -260,34 +255,20 @@ func (c *compiler) fill(n *node, s *rawSchema, at string) error {
 }
 
 func parseTypes(raw json.RawMessage) (typeSet, error) {
-	if len(raw) == 0 {
-		return 0, nil
+	if len(raw) > 0 && raw[0] == '"' {
+		raw = slices.Concat([]byte("["), raw, []byte("]"))
 	}
 	var names []string
-	if raw[0] == '"' {
-		names = make([]string, 1)
-		if err := json.Unmarshal(raw, &names[0]); err != nil {
-			return 0, err
-		}
-	} else if err := json.Unmarshal(raw, &names); err != nil {
-		return 0, fmt.Errorf("type must be a string or an array of strings")
+	if len(raw) > 0 && json.Unmarshal(raw, &names) != nil {
+		return 0, errors.New("type must be a string or an array of strings")
 	}
 	var set typeSet
 	for _, name := range names {
-		t := typeNamed(name)
-		if t == 0 {
+		i := slices.IndexFunc(typeNames, func(tn typeName) bool { return tn.name == name })
+		if i < 0 {
 			return 0, fmt.Errorf("unknown type %q", name)
 		}
-		set |= t
+		set |= typeNames[i].t
 	}
 	return set, nil
-}
-
-func typeNamed(name string) typeSet {
-	for _, tn := range typeNames {
-		if tn.name == name {
-			return tn.t
-		}
-	}
-	return 0
 }

@@ -93,12 +93,7 @@ func (e *EventType) IsTemplate() bool { return e.pattern.isTemplate() }
 // itself, or every expansion of a template whose placeholders are all
 // enumerations ("artifact.created", "artifact.updated", "artifact.deleted").
 // It is nil for a template with a free placeholder.
-func (e *EventType) RoutingKeys() []string {
-	if !e.IsTemplate() {
-		return []string{e.pattern.raw}
-	}
-	return e.pattern.expand()
-}
+func (e *EventType) RoutingKeys() []string { return e.pattern.expand() }
 
 // Domain is the domain name as Python lists it, e.g. "agent/thread".
 func (e *EventType) Domain() string { return e.domain }
@@ -153,11 +148,10 @@ func (e *EventType) Decode(payload []byte) (any, error) { return e.decode(payloa
 // registering everything before the first lookup is the expected pattern.
 type Registry struct {
 	mu        sync.RWMutex
-	byKey     map[string]*EventType // exact routing keys
-	templates []*EventType          // template routing keys, in registration order
-	byName    map[string]*EventType // routing keys (exact and template), Go names, aliases
-	byType    map[reflect.Type]*EventType
-	all       []*EventType
+	byKey     map[string]*EventType       // exact routing keys
+	templates []*EventType                // template routing keys, in registration order
+	byName    map[string]*EventType       // routing keys (exact and template), Go names, aliases
+	byType    map[reflect.Type]*EventType // every registered type
 }
 
 // NewRegistry returns an empty registry. catalog.New returns one holding
@@ -177,20 +171,17 @@ func NewRegistry() *Registry {
 // a bad spec fails with ErrInvalidSpec.
 func Register[T any](r *Registry, spec Spec[T]) error {
 	t := reflect.TypeFor[T]()
-	if reflect.ValueOf(&spec.Example).Elem().IsZero() {
-		return fmt.Errorf("cannot register %s under %q: %w: Example is required", t, spec.RoutingKey, ErrInvalidSpec)
+	e := &EventType{
+		domain: spec.Domain, kind: spec.Kind, result: spec.Result, name: t.String(),
+		aliases: slices.Clone(spec.Aliases), description: spec.Description, goType: t,
+		decode: func(payload []byte) (any, error) { return Decode[T](payload) },
 	}
-	example, err := envelope.MarshalPayload(spec.Example)
-	if err != nil {
-		return fmt.Errorf("cannot register %s: %w: cannot encode its example: %w", t, ErrInvalidSpec, err)
+	err := fmt.Errorf("%w: Example is required", ErrInvalidSpec)
+	if !reflect.ValueOf(&spec.Example).Elem().IsZero() {
+		err = e.init(spec.RoutingKey, spec.Example)
 	}
-	e, err := newEventType(t, spec.RoutingKey, spec.Domain, spec.Kind, spec.Result, spec.Aliases, spec.Description, example)
 	if err != nil {
 		return fmt.Errorf("cannot register %s under %q: %w", t, spec.RoutingKey, err)
-	}
-	e.decode = func(payload []byte) (any, error) { return Decode[T](payload) }
-	if _, err := e.Decode(e.example); err != nil {
-		return fmt.Errorf("cannot register %s under %q: %w: its example does not decode: %w", t, spec.RoutingKey, ErrInvalidSpec, err)
 	}
 	return r.add(e)
 }
@@ -224,98 +215,73 @@ func RegisterDomain(r *Registry, domain string, specs ...Registration) error {
 	return nil
 }
 
-// MustRegister is Register for package initialisation, where a failure is
-// a programming error: it panics.
-func MustRegister[T any](r *Registry, spec Spec[T]) {
-	if err := Register(r, spec); err != nil {
-		panic(err)
-	}
-}
-
-func newEventType(t reflect.Type, key, domain string, kind Kind, result string, aliases []string, description string, example []byte) (*EventType, error) {
+// init checks the spec Register copied into e and derives the rest of e from
+// its Go type: the pattern, schema and compiled validator. It is not generic,
+// so that the code is not copied for every payload type.
+func (e *EventType) init(key string, example any) error {
+	t := e.goType
 	if t.Kind() != reflect.Struct || t.Name() == "" {
-		return nil, fmt.Errorf("%w: a payload type must be a named struct, not %s", ErrInvalidSpec, t)
+		return fmt.Errorf("%w: a payload type must be a named struct, not %s", ErrInvalidSpec, t)
 	}
-	pattern, err := parseRoutingKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidSpec, err)
+	var err error
+	if e.example, err = envelope.MarshalPayload(example); err != nil {
+		return fmt.Errorf("%w: cannot encode its example: %w", ErrInvalidSpec, err)
 	}
-	if domain == "" {
-		domain, _, _ = strings.Cut(key, ".")
+	if e.pattern, err = parseRoutingKey(key); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidSpec, err)
 	}
-	if !isDomain(domain) {
-		return nil, fmt.Errorf("%w: domain %q: want words separated by '/', e.g. \"agent/thread\"", ErrInvalidSpec, domain)
+	if e.domain == "" {
+		e.domain, _, _ = strings.Cut(key, ".")
 	}
-	switch kind {
+	if slices.ContainsFunc(strings.Split(e.domain, "/"), func(w string) bool { return w == "" || !isKeyWord(w) }) {
+		return fmt.Errorf("%w: domain %q: want words separated by '/', e.g. \"agent/thread\"", ErrInvalidSpec, e.domain)
+	}
+	switch e.kind {
 	case "":
-		kind = Fact
+		e.kind = Fact
 	case Fact, Command:
 	default:
-		return nil, fmt.Errorf("%w: kind %q: want %q or %q", ErrInvalidSpec, kind, Fact, Command)
+		return fmt.Errorf("%w: kind %q: want %q or %q", ErrInvalidSpec, e.kind, Fact, Command)
 	}
-	if result != "" {
-		if kind != Command {
-			return nil, fmt.Errorf("%w: only a command has a result", ErrInvalidSpec)
+	if e.result != "" {
+		if e.kind != Command {
+			return fmt.Errorf("%w: only a command has a result", ErrInvalidSpec)
 		}
-		if _, err := parseRoutingKey(result); err != nil {
-			return nil, fmt.Errorf("%w: result: %v", ErrInvalidSpec, err)
+		if _, err := parseRoutingKey(e.result); err != nil {
+			return fmt.Errorf("%w: result: %v", ErrInvalidSpec, err)
 		}
 	}
-	for _, a := range aliases {
+	for _, a := range e.aliases {
 		if a == "" || strings.ContainsAny(a, " \t\r\n") {
-			return nil, fmt.Errorf("%w: alias %q is empty or has spaces", ErrInvalidSpec, a)
+			return fmt.Errorf("%w: alias %q is empty or has spaces", ErrInvalidSpec, a)
 		}
 	}
-	schema, err := generateSchema(t, t.String(), description)
-	if err != nil {
-		return nil, err
+	if e.schema, err = generateSchema(t, e.name, e.description); err != nil {
+		return err
 	}
-	root, err := compileSchema(schema)
-	if err != nil {
-		return nil, err
+	if e.root, err = compileSchema(e.schema); err != nil {
+		return err
 	}
-	for i, w := range pattern.words {
+	for i, w := range e.pattern.words {
 		if w.field == "" {
 			continue
 		}
-		p := root.props[w.field]
-		if p == nil || p.ref.nullable || p.ref.node.types != tString || !slices.ContainsFunc(root.required, func(q *prop) bool { return q == p }) {
-			return nil, fmt.Errorf("%w: routing key %q: placeholder {%s} must name a required string field", ErrInvalidSpec, key, w.field)
+		p := e.root.props[w.field]
+		if p == nil || p.ref.nullable || p.ref.node.types != tString || !slices.Contains(e.root.required, p) {
+			return fmt.Errorf("%w: routing key %q: placeholder {%s} must name a required string field", ErrInvalidSpec, key, w.field)
 		}
-		pattern.words[i].enum = p.ref.node.enum
+		e.pattern.words[i].enum = p.ref.node.enum
 	}
-	e := &EventType{
-		pattern:     pattern,
-		domain:      domain,
-		kind:        kind,
-		result:      result,
-		name:        t.String(),
-		aliases:     slices.Clone(aliases),
-		description: description,
-		goType:      t,
-		schema:      schema,
-		example:     example,
-		root:        root,
+	if err := e.Validate(e.example); err != nil {
+		return fmt.Errorf("%w: its example does not validate: %w", ErrInvalidSpec, err)
 	}
-	if err := e.Validate(example); err != nil {
-		return nil, fmt.Errorf("%w: its example does not validate: %w", ErrInvalidSpec, err)
+	if _, err := e.ResolveRoutingKey(e.example); err != nil {
+		return fmt.Errorf("%w: its example does not fill the routing key: %w", ErrInvalidSpec, err)
 	}
-	if _, err := e.ResolveRoutingKey(example); err != nil {
-		return nil, fmt.Errorf("%w: its example does not fill the routing key: %w", ErrInvalidSpec, err)
+	if _, err := e.Decode(e.example); err != nil {
+		return fmt.Errorf("%w: its example does not decode: %w", ErrInvalidSpec, err)
 	}
-	return e, nil
-}
-
-func isDomain(d string) bool {
-	if d == "" {
-		return false
-	}
-	for w := range strings.SplitSeq(d, "/") {
-		if w == "" || !isKeyWord(w) {
-			return false
-		}
-	}
-	return true
+	return nil
 }
 
 func (r *Registry) add(e *EventType) error {
@@ -336,17 +302,12 @@ func (r *Registry) add(e *EventType) error {
 			return taken(fmt.Sprintf("name %q", name), old)
 		}
 	}
-	for _, t := range r.templates {
-		if t.pattern.overlaps(e.pattern) {
-			return taken("a routing key matching the same keys", t)
+	for _, old := range r.byType {
+		if old.pattern.overlaps(e.pattern) {
+			return taken("a routing key matching the same keys", old)
 		}
 	}
 	if e.IsTemplate() {
-		for key, old := range r.byKey {
-			if e.pattern.matches(key) {
-				return taken(fmt.Sprintf("routing key %q, which the template matches,", key), old)
-			}
-		}
 		r.templates = append(r.templates, e)
 	} else {
 		r.byKey[e.pattern.raw] = e
@@ -355,7 +316,6 @@ func (r *Registry) add(e *EventType) error {
 		r.byName[name] = e
 	}
 	r.byType[e.goType] = e
-	r.all = append(r.all, e)
 	return nil
 }
 
@@ -363,40 +323,27 @@ func (r *Registry) add(e *EventType) error {
 // fills a template ("artifact.created"), the template itself, the Go name
 // ("fireflies.TranscriptReady") or an alias ("FirefliesTranscriptReadyPayload").
 // The error wraps ErrUnknownEventType.
-func (r *Registry) Lookup(name string) (*EventType, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if e := r.byName[name]; e != nil {
-		return e, nil
-	}
-	if e := r.matchTemplate(name); e != nil {
-		return e, nil
-	}
-	return nil, fmt.Errorf("%w %q", ErrUnknownEventType, name)
-}
+func (r *Registry) Lookup(name string) (*EventType, error) { return r.find(r.byName, name) }
 
 // LookupKey finds the type a message with this concrete routing key carries,
 // exactly or through a template. Unlike Lookup it accepts no type names: a
 // routing key on the wire is never "fireflies.TranscriptReady".
 func (r *Registry) LookupKey(routingKey string) (*EventType, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if e := r.byKey[routingKey]; e != nil {
-		return e, nil
-	}
-	if e := r.matchTemplate(routingKey); e != nil {
-		return e, nil
-	}
-	return nil, fmt.Errorf("%w %q", ErrUnknownEventType, routingKey)
+	return r.find(r.byKey, routingKey)
 }
 
-func (r *Registry) matchTemplate(key string) *EventType {
+func (r *Registry) find(exact map[string]*EventType, key string) (*EventType, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if e := exact[key]; e != nil {
+		return e, nil
+	}
 	for _, e := range r.templates {
 		if e.pattern.matches(key) {
-			return e
+			return e, nil
 		}
 	}
-	return nil
+	return nil, fmt.Errorf("%w %q", ErrUnknownEventType, key)
 }
 
 // Validate checks a payload that travels under routingKey: against the
@@ -465,14 +412,8 @@ type Filter struct {
 }
 
 func (f Filter) match(e *EventType) bool {
-	if f.Kind != "" && e.kind != f.Kind {
-		return false
-	}
-	if f.Domain == "" {
-		return true
-	}
 	d := strings.ReplaceAll(f.Domain, ".", "/")
-	return e.domain == d || strings.HasPrefix(e.domain, d+"/")
+	return (f.Kind == "" || e.kind == f.Kind) && (d == "" || e.domain == d || strings.HasPrefix(e.domain, d+"/"))
 }
 
 // Events lists the registered types that f selects, sorted by routing key.
@@ -480,7 +421,7 @@ func (r *Registry) Events(f Filter) []*EventType {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var out []*EventType
-	for _, e := range r.all {
+	for _, e := range r.byType {
 		if f.match(e) {
 			out = append(out, e)
 		}
@@ -494,11 +435,9 @@ func (r *Registry) Domains() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var out []string
-	for _, e := range r.all {
-		if !slices.Contains(out, e.domain) {
-			out = append(out, e.domain)
-		}
+	for _, e := range r.byType {
+		out = append(out, e.domain)
 	}
 	slices.Sort(out)
-	return out
+	return slices.Compact(out)
 }

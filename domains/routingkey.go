@@ -85,32 +85,20 @@ func (p keyPattern) overlaps(q keyPattern) bool {
 	for i, a := range p.words {
 		b := q.words[i]
 		switch {
-		case a.field == "" && b.field == "":
-			if a.literal != b.literal {
-				return false
-			}
-		case a.field == "":
-			if !b.accepts(a.literal) {
-				return false
-			}
-		case b.field == "":
-			if !a.accepts(b.literal) {
-				return false
-			}
-		case a.enum != nil && b.enum != nil:
-			if !slices.ContainsFunc(a.enum, func(v string) bool { return slices.Contains(b.enum, v) }) {
-				return false
-			}
+		case a.field == "" && !b.accepts(a.literal), b.field == "" && !a.accepts(b.literal):
+			return false
+		case a.enum != nil && b.enum != nil && !slices.ContainsFunc(a.enum, b.accepts):
+			return false
 		}
 	}
 	return true
 }
 
-// expand lists every concrete key of the pattern when all of its
-// placeholders are enumerated, and nil when some placeholder is free.
+// expand lists every concrete key of the pattern, the key itself when it is
+// exact, and nil when some placeholder is free.
 func (p keyPattern) expand() []string {
 	keys := []string{""}
-	for i, w := range p.words {
+	for _, w := range p.words {
 		values := []string{w.literal}
 		if w.field != "" {
 			if w.enum == nil {
@@ -121,14 +109,13 @@ func (p keyPattern) expand() []string {
 		var next []string
 		for _, k := range keys {
 			for _, v := range values {
-				if i > 0 {
-					next = append(next, k+"."+v)
-				} else {
-					next = append(next, v)
-				}
+				next = append(next, k+"."+v)
 			}
 		}
 		keys = next
+	}
+	for i, k := range keys {
+		keys[i] = k[1:]
 	}
 	return keys
 }

@@ -35,17 +35,9 @@ var (
 const DefaultNow = "now"
 
 // generateSchema reflects t into a JSON Schema (draft 2020-12) that follows
-// the Python contract rather than encoding/json's defaults:
-//
-//   - a field is required unless it can be nil (pointer, map, interface), has
-//     a `default` tag, or is tagged omitempty/omitzero (Go may leave it out);
-//   - a pointer, or a map or interface without a default, is nullable:
-//     anyOf [X, {"type": "null"}], because Python writes null for it;
-//   - a `default` tag becomes the schema default: the literal text for a
-//     string field, JSON for anything else, DefaultNow for "now";
-//   - uuid.UUID is a string with format uuid, envelope.Time and time.Time a
-//     string with format date-time, an Enum a string with its values;
-//   - unknown properties are allowed, as Python ignores them.
+// the Python contract rather than encoding/json's defaults, by the rules of
+// the package doc ("How a Go type becomes a schema"); time.Time is a
+// date-time as envelope.Time is.
 func generateSchema(t reflect.Type, title, description string) (schema []byte, err error) {
 	defer func() {
 		// invopop/jsonschema panics on kinds JSON cannot carry (chan, func,
@@ -97,13 +89,9 @@ type schemaFixer struct {
 	names map[string]reflect.Type // $defs name → the type it was generated from
 }
 
-func (f *schemaFixer) structType(t reflect.Type, s *jsonschema.Schema) error {
-	required, err := f.fields(t, s)
-	if err != nil {
-		return err
-	}
-	s.Required = required
-	return nil
+func (f *schemaFixer) structType(t reflect.Type, s *jsonschema.Schema) (err error) {
+	s.Required, err = f.fields(t, s)
+	return err
 }
 
 func (f *schemaFixer) fields(t reflect.Type, s *jsonschema.Schema) ([]string, error) {
@@ -164,13 +152,8 @@ func (f *schemaFixer) fields(t reflect.Type, s *jsonschema.Schema) ([]string, er
 
 // nested fixes the $defs of the struct types a field refers to.
 func (f *schemaFixer) nested(t reflect.Type) error {
-	for {
-		switch t.Kind() {
-		case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
-			t = t.Elem()
-			continue
-		}
-		break
+	for slices.Contains([]reflect.Kind{reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map}, t.Kind()) {
+		t = t.Elem()
 	}
 	if t.Kind() != reflect.Struct || t.Name() == "" {
 		return nil

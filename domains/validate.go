@@ -196,10 +196,10 @@ func (v *validator) object(n *node) error {
 	if _, err := v.dec.ReadToken(); err != nil { // '{'
 		return err
 	}
-	var seen uint64 // bit p.index for the first 64 properties
-	var seenMore []bool
-	if n.nprops > 64 {
-		seenMore = make([]bool, n.nprops)
+	var small [64]bool
+	seen := small[:]
+	if len(n.props) > len(small) {
+		seen = make([]bool, len(n.props))
 	}
 	for v.dec.PeekKind() == '"' {
 		name, err := v.dec.ReadValue()
@@ -209,11 +209,7 @@ func (v *validator) object(n *node) error {
 		key := v.unquote(name)
 		switch p := n.props[string(key)]; {
 		case p != nil:
-			if p.index < 64 {
-				seen |= 1 << p.index
-			} else {
-				seenMore[p.index] = true
-			}
+			seen[p.index] = true
 			err = v.value(p.ref)
 		case n.values != nil:
 			err = v.value(*n.values)
@@ -230,7 +226,7 @@ func (v *validator) object(n *node) error {
 		return err
 	}
 	for _, p := range n.required {
-		if p.index < 64 && seen&(1<<p.index) == 0 || p.index >= 64 && !seenMore[p.index] {
+		if !seen[p.index] {
 			v.report(p.name, "required")
 		}
 	}

@@ -87,18 +87,8 @@ func (e *AgentError) Unwrap() error { return e.Err }
 // an *AgentError with Retryable set, or the end of the context (a timeout,
 // a cancellation), which says nothing about the prompt.
 func IsTransient(err error) bool {
-	var ae *AgentError
-	if errors.As(err, &ae) {
+	if ae, ok := errors.AsType[*AgentError](err); ok {
 		return ae.Retryable
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
-}
-
-// errorCode is the error_code an Agent's final error is published with.
-func errorCode(err error) string {
-	var ae *AgentError
-	if errors.As(err, &ae) && ae.Code != "" {
-		return ae.Code
-	}
-	return "agent_error"
 }

@@ -1,10 +1,10 @@
 // Package commands holds the behaviour of the built-in commands, one use
-// case per file: AgentThreadPrompt (agent.thread.prompt → agent.thread.response
-// or agent.thread.error) and LLMPrompt (llm.prompt → llm.response or
-// llm.error). Both embed their pure-data payload from the domain package and
-// run the same execution (prompt.go), which asks an Agent and publishes the
-// outcome as its domain's type; EchoAgent is the reference agent of the wire
-// contract, a deterministic echo that calls no model.
+// case, prompting, in prompt.go: AgentThreadPrompt (agent.thread.prompt →
+// agent.thread.response or agent.thread.error) and LLMPrompt (llm.prompt →
+// llm.response or llm.error). Both embed their pure-data payload from the
+// domain package and run the same execution, which asks an Agent and
+// publishes the outcome as its domain's type; EchoAgent is the reference
+// agent of the wire contract, a deterministic echo that calls no model.
 //
 // The outcome of a prompt follows the Agent's error:
 //

@@ -15,7 +15,14 @@ func Register(r *domains.Registry) error {
 			RoutingKey:  RoutingKeyTranscriptUpload,
 			Aliases:     []string{"FirefliesTranscriptUploadPayload"},
 			Description: "Request to upload media to Fireflies for transcription.",
-			Example:     exampleUpload(),
+			Example: TranscriptUpload{
+				MediaFile:            "/recordings/2026-01-29-standup.mp4",
+				MediaDurationSeconds: 930,
+				MediaType:            "video/mp4",
+				Title:                new("Team standup"),
+				UserID:               new("user_456"),
+				CreatedAt:            envelope.NewTime(exampleTime),
+			},
 		},
 		domains.Spec[TranscriptReady]{
 			RoutingKey:  RoutingKeyTranscriptReady,
@@ -27,29 +34,39 @@ func Register(r *domains.Registry) error {
 			RoutingKey:  RoutingKeyTranscriptProcessed,
 			Aliases:     []string{"FirefliesTranscriptProcessedPayload"},
 			Description: "A transcript was ingested into the RAG store.",
-			Example:     exampleProcessed(),
+			Example: TranscriptProcessed{
+				TranscriptID:       "01JJQ4ZK8W3M5N7P9R2T4V6X8Z",
+				RAGDocumentID:      "doc_5c1e2f",
+				Title:              "Team standup",
+				IngestionTimestamp: envelope.NewTime(exampleTime.Add(2 * time.Minute)),
+				SentenceCount:      212,
+				SpeakerCount:       2,
+				DurationMinutes:    15.5,
+				VectorStore:        "chroma",
+				ChunkCount:         18,
+				EmbeddingModel:     new("text-embedding-3-small"),
+				Metadata:           map[string]any{"collection": "meetings"},
+			},
 		},
 		domains.Spec[TranscriptFailed]{
 			RoutingKey:  RoutingKeyTranscriptFailed,
 			Aliases:     []string{"FirefliesTranscriptFailedPayload"},
 			Description: "Upload, transcription or RAG ingestion of a transcript failed.",
-			Example:     exampleFailed(),
+			Example: TranscriptFailed{
+				FailedStage:  StageTranscription,
+				ErrorMessage: "Fireflies API returned 429 Too Many Requests",
+				ErrorCode:    new("rate_limited"),
+				MediaFile:    new("/recordings/2026-01-29-standup.mp4"),
+				Timestamp:    envelope.NewTime(exampleTime.Add(time.Minute)),
+				RetryCount:   1,
+				IsRetryable:  true,
+				Metadata:     map[string]any{},
+			},
 		},
 	)
 }
 
 var exampleTime = time.Date(2026, 1, 29, 10, 0, 0, 123456000, time.UTC)
-
-func exampleUpload() TranscriptUpload {
-	return TranscriptUpload{
-		MediaFile:            "/recordings/2026-01-29-standup.mp4",
-		MediaDurationSeconds: 930,
-		MediaType:            "video/mp4",
-		Title:                new("Team standup"),
-		UserID:               new("user_456"),
-		CreatedAt:            envelope.NewTime(exampleTime),
-	}
-}
 
 // SampleTranscriptReady returns a realistic transcript of n sentences
 // between two speakers, for examples, tests and benchmarks that need a
@@ -117,34 +134,5 @@ func SampleTranscriptReady(n int) TranscriptReady {
 		CalendarID:     new("evt_7f3a9c"),
 		CalendarType:   new("google"),
 		RawMeetingInfo: map[string]any{"silent_meeting": false, "summary_status": "processed"},
-	}
-}
-
-func exampleProcessed() TranscriptProcessed {
-	return TranscriptProcessed{
-		TranscriptID:       "01JJQ4ZK8W3M5N7P9R2T4V6X8Z",
-		RAGDocumentID:      "doc_5c1e2f",
-		Title:              "Team standup",
-		IngestionTimestamp: envelope.NewTime(exampleTime.Add(2 * time.Minute)),
-		SentenceCount:      212,
-		SpeakerCount:       2,
-		DurationMinutes:    15.5,
-		VectorStore:        "chroma",
-		ChunkCount:         18,
-		EmbeddingModel:     new("text-embedding-3-small"),
-		Metadata:           map[string]any{"collection": "meetings"},
-	}
-}
-
-func exampleFailed() TranscriptFailed {
-	return TranscriptFailed{
-		FailedStage:  StageTranscription,
-		ErrorMessage: "Fireflies API returned 429 Too Many Requests",
-		ErrorCode:    new("rate_limited"),
-		MediaFile:    new("/recordings/2026-01-29-standup.mp4"),
-		Timestamp:    envelope.NewTime(exampleTime.Add(time.Minute)),
-		RetryCount:   1,
-		IsRetryable:  true,
-		Metadata:     map[string]any{},
 	}
 }

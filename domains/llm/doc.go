@@ -4,7 +4,8 @@
 // payloads (wire contract, section 6), so each type is defined from its
 // thread twin (type Prompt thread.Prompt): the fields live in one place,
 // while the types stay distinct, so that a Go value names one routing key
-// and a handler for one domain never receives the other's events.
+// and a handler for one domain never receives the other's events; a
+// conversion (thread.Prompt(p)) moves a value between the two domains.
 //
 // The types mirror event_producers/events/domains/llm.py. Python's LLMPrompt
 // is a plain model, not an Invokable; the Go registry records llm.prompt as

@@ -12,11 +12,6 @@ const (
 	RoutingKeyError    = "llm.error"
 )
 
-// The payloads have the fields of their agent/thread twins (wire contract,
-// section 6), declared once there. Each is a type of its own, so that a Go
-// value names one routing key; a conversion (thread.Prompt(p)) moves a
-// value between the two domains.
-
 // Prompt is a command: send a prompt to a language model. Python: LLMPrompt.
 type Prompt thread.Prompt
 
