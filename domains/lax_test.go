@@ -170,3 +170,22 @@ func replaceMember(t *testing.T, obj, name, raw string) string {
 	}
 	return obj[:start] + raw + obj[end:]
 }
+
+// Decode takes what lax mode converts, so a typed consumer gets the value a
+// Python consumer gets.
+func TestDecode_convertsAsLaxMode(t *testing.T) {
+	et, err := laxRegistry(t).LookupKey("lax.thing.done")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := et.Decode([]byte(replaceMember(t, replaceMember(t, laxValid, "count", `"900"`), "flag", `"yes"`)))
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if p := v.(laxPayload); p.Count != 900 || !p.Flag {
+		t.Errorf("Decode = %+v, want Count 900 and Flag true", p)
+	}
+	if _, err := et.Decode([]byte(replaceMember(t, laxValid, "count", `"1.5"`))); err == nil {
+		t.Error(`Decode accepted "1.5" for an integer`)
+	}
+}

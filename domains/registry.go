@@ -140,8 +140,18 @@ func (e *EventType) ResolveRoutingKey(payload []byte) (string, error) {
 }
 
 // Decode decodes a payload into a new value of the Go type (not a pointer),
-// applying the type's defaults. It does not validate.
-func (e *EventType) Decode(payload []byte) (any, error) { return e.decode(payload) }
+// applying the type's defaults. It does not validate, but a payload that
+// only decodes once converted as Python's lax mode converts it (Normalize)
+// is decoded converted.
+func (e *EventType) Decode(payload []byte) (any, error) {
+	v, err := e.decode(payload)
+	if err != nil {
+		if canonical, nerr := e.Normalize(payload); nerr == nil {
+			return e.decode(canonical)
+		}
+	}
+	return v, err
+}
 
 // Registry maps routing keys and names to payload types. The zero value is
 // not usable; call NewRegistry. It is safe for concurrent use, though

@@ -21,7 +21,17 @@ type Validator interface {
 	Validate(routingKey string, payload []byte) error
 }
 
-var _ Validator = (*domains.Registry)(nil)
+// Normalizer is a Validator that also reads payloads as Python's Pydantic
+// models do in their lax mode, returning them in canonical form (see
+// domains.Registry.Normalize). *domains.Registry implements it.
+type Normalizer interface {
+	Normalize(routingKey string, payload []byte) ([]byte, error)
+}
+
+var (
+	_ Validator  = (*domains.Registry)(nil)
+	_ Normalizer = (*domains.Registry)(nil)
+)
 
 // UnknownTypePolicy says what Validation does with an event whose type the
 // Validator does not know.
@@ -57,6 +67,11 @@ type ValidationConfig struct {
 	// UnknownTypes says what to do with an event type the Validator does
 	// not know. Optional; default UnknownPassThrough.
 	UnknownTypes UnknownTypePolicy
+	// StrictTypes refuses values of the wrong JSON type (BB_STRICT_TYPES).
+	// Optional; by default a Validator that is a Normalizer converts what
+	// Python's consumers convert ("900" for an integer, 1 for a boolean),
+	// and the handler gets the converted payload.
+	StrictTypes bool
 	// Logger receives a debug line for every message rejected or passed
 	// through unvalidated; whatever handles the permanent error says more.
 	// Optional; default logs nothing.
@@ -135,7 +150,15 @@ func (v *Validation) check(msg *message.Message) error {
 		return &envelope.PermanentError{Kind: envelope.KindMalformed, Err: &envelope.MalformedError{Reason: reason}}
 	}
 	eventType := envelope.EventType(msg)
-	err := v.cfg.Validator.Validate(eventType, msg.Payload)
+	var err error
+	if n, ok := v.cfg.Validator.(Normalizer); ok && !v.cfg.StrictTypes {
+		var payload []byte
+		if payload, err = n.Normalize(eventType, msg.Payload); err == nil {
+			msg.Payload = payload
+		}
+	} else {
+		err = v.cfg.Validator.Validate(eventType, msg.Payload)
+	}
 	switch {
 	case err == nil:
 		v.valid.Add(1)

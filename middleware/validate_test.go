@@ -409,3 +409,29 @@ func BenchmarkValidate_middleware(b *testing.B) {
 		}
 	}
 }
+
+// A payload that Python's lax mode accepts reaches the handler converted,
+// unless StrictTypes asks for today's strict behaviour.
+func TestValidate_laxTypesAsPythonUnlessStrict(t *testing.T) {
+	lax := `{"media_file":"/m.mp4","media_duration_seconds":"90","media_type":"video"}`
+	for _, strict := range []bool{false, true} {
+		v := newValidation(t, middleware.ValidationConfig{Validator: testRegistry(t), StrictTypes: strict})
+		var got []byte
+		_, err := v.Middleware(func(msg *message.Message) ([]*message.Message, error) {
+			got = msg.Payload
+			return nil, nil
+		})(eventMessage(t, "fireflies.transcript.upload", lax))
+		if strict {
+			if got != nil || !errors.Is(err, domains.ErrInvalidPayload) {
+				t.Errorf("strict: handler got %s, err %v; want it refused as invalid", got, err)
+			}
+			continue
+		}
+		if err != nil || string(got) != strings.Replace(lax, `"90"`, `90`, 1) {
+			t.Errorf("lax: handler got %s, err %v; want the integer 90", got, err)
+		}
+		if s := v.Stats(); s.Valid != 1 {
+			t.Errorf("lax: Stats = %+v, want it counted valid", s)
+		}
+	}
+}

@@ -35,6 +35,7 @@ type publishOptions struct {
 	skipValidation bool
 	strict         bool
 	permissive     bool
+	strictTypes    bool // BB_STRICT_TYPES
 }
 
 // Payload-source flags: exactly one must be given.
@@ -142,6 +143,11 @@ func (a *app) runPublish(cmd *cobra.Command, args []string, o publishOptions) er
 	if err != nil {
 		return fmt.Errorf("cannot load the event catalogue: %w", err)
 	}
+	cfg, err := a.settings()
+	if err != nil {
+		return err
+	}
+	o.strictTypes = cfg.Bus.StrictTypes
 
 	var env envelope.Envelope
 	if source := given[0]; source == "--"+flagEnvelopeJSON || source == "--"+flagEnvelopeFile {
@@ -222,7 +228,7 @@ func (a *app) envelopeFromPayload(cmd *cobra.Command, arg string, o publishOptio
 		}
 	}
 	if et != nil && !o.skipValidation {
-		if err := reg.Validate(key, payload); err != nil {
+		if payload, err = checkPayload(reg, key, payload, o.strictTypes); err != nil {
 			return envelope.Envelope{}, validationFailure(fmt.Sprintf("the payload of %s fails validation (fix it, or pass --skip-validation to publish it anyway)", key), err)
 		}
 	}
@@ -274,7 +280,7 @@ func (a *app) envelopeFromFlags(cmd *cobra.Command, args []string, o publishOpti
 			return envelope.Envelope{}, err
 		}
 	} else if !o.skipValidation {
-		if err := reg.Validate(env.EventType, env.Payload); err != nil {
+		if env.Payload, err = checkPayload(reg, env.EventType, env.Payload, o.strictTypes); err != nil {
 			return envelope.Envelope{}, validationFailure(fmt.Sprintf("the envelope's payload of %s fails validation (fix it, or pass --skip-validation to publish it anyway)", env.EventType), err)
 		}
 	}
@@ -382,6 +388,16 @@ func (a *app) unknownType(reg *domains.Registry, key string, o publishOptions) e
 		return nil
 	}
 	return usageErrorf("%s\nto publish it anyway, pass --permissive-validation", unknownTypeMessage(reg, key))
+}
+
+// checkPayload validates payload under key and returns it in canonical
+// form, converting what Python's consumers convert in their lax mode
+// unless BB_STRICT_TYPES asks for strict types.
+func checkPayload(reg *domains.Registry, key string, payload []byte, strict bool) ([]byte, error) {
+	if strict {
+		return payload, reg.Validate(key, payload)
+	}
+	return reg.Normalize(key, payload)
 }
 
 // validationFailure lists a validation error's problems one per line.

@@ -218,6 +218,27 @@ func TestPublish_envelopeGetsPythonDefaultsAndKeepsUnknownMembers(t *testing.T) 
 	}
 }
 
+// A payload that Python's consumers would convert is published converted,
+// in its proper JSON type; BB_STRICT_TYPES=1 refuses it instead.
+func TestPublish_laxTypesArePublishedCanonically(t *testing.T) {
+	r := newRabbit(t)
+	queue := r.bindQueue("fireflies.transcript.upload")
+	payload := `{"media_file": "/m.mp4", "media_duration_seconds": "90", "media_type": "video"}`
+	mustSucceed(t, run{env: r.env()}, "publish", "fireflies.transcript.upload", "--json", payload)
+	env, err := envelope.Decode(r.get(queue).Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(env.Payload); !strings.Contains(got, `"media_duration_seconds":90`) {
+		t.Errorf("payload on the bus = %s, want media_duration_seconds as the integer 90", got)
+	}
+
+	res := bb(t, run{env: append(r.env(), "BB_STRICT_TYPES=1")}, "publish", "fireflies.transcript.upload", "--json", payload)
+	if res.code != 1 || !strings.Contains(res.stderr, "payload.media_duration_seconds: expected integer, got string") {
+		t.Errorf("with BB_STRICT_TYPES=1: want exit 1 naming the field\n%s", res)
+	}
+}
+
 // Nobody bound to the key: the broker confirms and drops the event; bb
 // warns and still succeeds.
 func TestPublish_unroutableWarnsAndExits0(t *testing.T) {

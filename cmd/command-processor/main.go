@@ -145,6 +145,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		dedup:          middleware.NewRedisDedupStore(graph.client, ""),
 		recorder:       rec,
 		commandTimeout: conf.Own.CommandTimeout,
+		strictTypes:    conf.Bus.StrictTypes,
 		logger:         logger,
 	})
 	if err != nil {

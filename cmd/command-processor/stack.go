@@ -22,6 +22,7 @@ type stackConfig struct {
 	dedup          middleware.DedupStore
 	recorder       *correlation.Recorder
 	commandTimeout time.Duration
+	strictTypes    bool
 	logger         *slog.Logger
 }
 
@@ -81,7 +82,7 @@ func installStack(ctx context.Context, b *bus.Bus, svc *bus.Service, cfg stackCo
 	}); err != nil {
 		return nil, err
 	}
-	if s.validation, err = middleware.NewValidation(middleware.ValidationConfig{Validator: cfg.events, Logger: cfg.logger}); err != nil {
+	if s.validation, err = middleware.NewValidation(middleware.ValidationConfig{Validator: cfg.events, StrictTypes: cfg.strictTypes, Logger: cfg.logger}); err != nil {
 		return nil, err
 	}
 	svc.Use(s.validation.Middleware, middleware.Causation, wmmiddleware.Timeout(cfg.commandTimeout))

@@ -19,6 +19,7 @@ import (
 
 	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/bus/transport"
+	"github.com/33god/bloodbank-go/cmd/internal/gateway"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
 )
 
@@ -224,6 +225,24 @@ func TestPublishRoutingKey(t *testing.T) {
 				t.Errorf("source app = %q", got)
 			}
 		})
+	}
+}
+
+// A payload Python's lax mode would convert is published converted; with
+// StrictTypes (BB_STRICT_TYPES) it is a 422 naming the field.
+func TestPublishRoutingKey_laxTypes(t *testing.T) {
+	payload := `{"media_file": "/m.mp4", "media_duration_seconds": "90", "media_type": "video"}`
+	f := newFixture(t)
+	msgs := f.subscribe("#")
+	answer(t, f.do(post("/events/fireflies.transcript.upload", payload)), http.StatusOK)
+	if got := string(receive(t, msgs).Payload); got != `{"media_file":"/m.mp4","media_duration_seconds":90,"media_type":"video"}` {
+		t.Errorf("payload on the bus = %s, want the integer 90", got)
+	}
+
+	strict := newFixture(t, func(c *gateway.Config, _ *gateway.Deps) { c.StrictTypes = true })
+	m := answer(t, strict.do(post("/events/fireflies.transcript.upload", payload)), http.StatusUnprocessableEntity)
+	if !strings.Contains(fmt.Sprint(m["problems"]), "payload.media_duration_seconds") {
+		t.Errorf("answer %v does not name payload.media_duration_seconds", m)
 	}
 }
 
