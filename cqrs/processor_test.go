@@ -19,9 +19,16 @@ import (
 	"github.com/33god/bloodbank-go/cqrs/commands"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
+	"github.com/33god/bloodbank-go/domains/llm"
 )
 
 func builtins(p *cqrs.Processor) error { return commands.Register(p, commands.EchoAgent{}) }
+
+// executeLLMPrompt makes llm.prompt, a fact in the catalogue as in Python,
+// a command of this registry, as a service that runs a model for it does.
+func executeLLMPrompt(r *domains.Registry) error {
+	return r.ExecuteAsCommand(llm.RoutingKeyPrompt, llm.RoutingKeyResponse)
+}
 
 func TestProcessor_promptIsAnsweredWithLinkedResponse(t *testing.T) {
 	h := newHarness(t, harnessOptions{register: builtins})
@@ -295,6 +302,7 @@ func TestProcessor_factsAreAckedCountedNotExecuted(t *testing.T) {
 
 func TestProcessor_invalidAndUnexecutableCommandsAreRejected(t *testing.T) {
 	h := newHarness(t, harnessOptions{
+		registry: executeLLMPrompt,
 		register: func(p *cqrs.Processor) error { return cqrs.Register(p, commands.AgentThreadPrompt{}) },
 		config:   func(c *cqrs.ProcessorConfig) { c.Patterns = []string{"llm.#", "mystery.#"} },
 	})
@@ -392,7 +400,10 @@ func TestProcessor_decoratorsWrapEveryCommand(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
 	h := newHarness(t, harnessOptions{
-		register: builtins,
+		registry: executeLLMPrompt,
+		register: func(p *cqrs.Processor) error {
+			return errors.Join(builtins(p), cqrs.Register(p, commands.LLMPrompt{}))
+		},
 		config: func(c *cqrs.ProcessorConfig) {
 			c.Decorators = []cqrs.Decorator{func(next cqrs.HandlerFunc) cqrs.HandlerFunc {
 				return func(ctx context.Context, ex *cqrs.Execution) error {

@@ -329,6 +329,33 @@ func (r *Registry) add(e *EventType) error {
 	return nil
 }
 
+// ExecuteAsCommand records the fact registered under routingKey as a
+// command answered by result, for a service that executes it. The
+// catalogue records what Python executes: llm.prompt, for one, is a fact
+// there, so a Go command processor that answers it (cqrs/commands.LLMPrompt)
+// calls ExecuteAsCommand(llm.RoutingKeyPrompt, llm.RoutingKeyResponse) on
+// its own registry first. Lookups made before it keep the fact.
+func (r *Registry) ExecuteAsCommand(routingKey, result string) error {
+	if _, err := parseRoutingKey(result); err != nil {
+		return fmt.Errorf("cannot execute %q as a command: result: %w", routingKey, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.byKey[routingKey]
+	if old == nil {
+		return fmt.Errorf("cannot execute %q as a command: %w", routingKey, ErrUnknownEventType)
+	}
+	cmd := *old
+	cmd.kind, cmd.result = Command, result
+	r.byKey[routingKey], r.byType[cmd.goType] = &cmd, &cmd
+	for name, e := range r.byName {
+		if e == old {
+			r.byName[name] = &cmd
+		}
+	}
+	return nil
+}
+
 // Lookup finds a type by any of its names: an exact routing key, a key that
 // fills a template ("artifact.created"), the template itself, the Go name
 // ("fireflies.TranscriptReady") or an alias ("FirefliesTranscriptReadyPayload").

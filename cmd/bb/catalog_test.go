@@ -62,10 +62,13 @@ func TestListEvents_filters(t *testing.T) {
 	if res.stdout != cmds.stdout {
 		t.Errorf("list-commands differs from list-events --type command\n%s\n%s", res, cmds)
 	}
-	for _, want := range []string{"agent.thread.prompt", "command → agent.thread.response", "llm.prompt"} {
+	for _, want := range []string{"agent.thread.prompt", "command → agent.thread.response"} {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("commands lack %q\n%s", want, res)
 		}
+	}
+	if strings.Contains(res.stdout, "llm.prompt") {
+		t.Errorf("llm.prompt listed as a command; it is a fact, as in Python\n%s", res)
 	}
 	for _, l := range lines(res.stdout) {
 		if strings.HasPrefix(l, "  ") && !strings.Contains(l, " command") {

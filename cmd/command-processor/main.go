@@ -1,5 +1,6 @@
 // Command command-processor is the Bloodbank service people deploy: it
-// executes the commands of the registry (agent.thread.prompt, llm.prompt)
+// executes the commands of the registry (agent.thread.prompt; llm.prompt is
+// a fact, as in Python, answered by whichever service runs the model)
 // from its service queue "{EXCHANGE_NAME}.{SERVICE_NAME}" (SERVICE_NAME
 // defaults to command_processor here), publishes what they cause linked to
 // them, and records the links in the correlation graph.

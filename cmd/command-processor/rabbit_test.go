@@ -527,3 +527,50 @@ func TestRabbit_customEnvelopeGetsPythonDefaultsAndKeepsUnknownMembers(t *testin
 		}
 	}
 }
+
+// llm.prompt is a fact in Python, answered by whichever service runs the
+// model; the processor leaves it alone, so it adds no second, echoed
+// answer. A prompt published after it is answered, so the processor was
+// consuming when the llm.prompt went by.
+func TestRabbit_llmPromptIsNotAnswered(t *testing.T) {
+	e := newRabbitEnv(t)
+	e.serviceQueues("command_processor")
+	ch := e.channel()
+	defer ch.Close()
+	q := e.queue("llm")
+	if _, err := ch.QueueDeclare(q, false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q, "llm.#", e.exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := e.collectResponses()
+	p := start(t, e.env()...)
+	p.waitReady(30 * time.Second)
+
+	llmPrompt := `{"event_id":"` + uuid.NewString() + `","event_type":"llm.prompt","timestamp":"2026-01-29T10:00:00.123456+00:00","version":"1.0.0","source":{"host":"h","type":"manual","app":null,"meta":null},"correlation_ids":[],"agent_context":null,"payload":{"provider":"openai","prompt":"hi"}}`
+	e.publishRaw("llm.prompt", uuid.NewString(), []byte(llmPrompt))
+	if err := e.publishPrompts([]uuid.UUID{uuid.New()}); err != nil {
+		t.Fatal(err)
+	}
+	got.waitFor(t, 15*time.Second, "the agent.thread.prompt is answered", func(n int) bool { return n == 1 })
+	p.signal(syscall.SIGTERM)
+	if code := p.exit(30 * time.Second); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+	for {
+		d, ok, err := ch.Get(q, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		if d.RoutingKey != "llm.prompt" {
+			t.Errorf("the processor published %s in answer to llm.prompt: %s", d.RoutingKey, d.Body)
+		}
+	}
+	if n := p.count("command", func(l map[string]any) bool { return l["type"] == "llm.prompt" }); n != 0 {
+		t.Errorf("the processor executed llm.prompt %d time(s)", n)
+	}
+}

@@ -38,8 +38,12 @@ func (c AgentThreadPrompt) Execute(ctx context.Context, cc cqrs.CommandContext, 
 // LLMPrompt executes llm.prompt as AgentThreadPrompt executes
 // agent.thread.prompt: it asks its Agent and publishes one llm.response,
 // or one llm.error when the Agent fails for good. Python's LLMPrompt is a
-// plain model that nothing executes; the Go registry records llm.prompt as a
-// command whose result is llm.response, and this is its behaviour.
+// plain model that nothing executes, so the catalogue records llm.prompt as
+// a fact and Register leaves LLMPrompt out. A service that does run a model
+// for llm.prompt registers it itself:
+//
+//	reg.ExecuteAsCommand(llm.RoutingKeyPrompt, llm.RoutingKeyResponse)
+//	cqrs.Register(processor, commands.LLMPrompt{Agent: myModel})
 type LLMPrompt struct {
 	llm.Prompt
 	// Agent answers the prompt. Optional; nil means EchoAgent{}.

@@ -1,16 +1,11 @@
 package commands
 
-import (
-	"errors"
+import "github.com/33god/bloodbank-go/cqrs"
 
-	"github.com/33god/bloodbank-go/cqrs"
-)
-
-// Register adds every built-in command to p, each answered by agent (nil
-// means EchoAgent{}): agent.thread.prompt and llm.prompt.
+// Register adds the built-in commands that Python executes to p, answered
+// by agent (nil means EchoAgent{}): agent.thread.prompt. LLMPrompt is not
+// among them: llm.prompt is a fact in Python, answered by whichever service
+// runs the model, and a second, echoed answer would be wrong (see its doc).
 func Register(p *cqrs.Processor, agent Agent) error {
-	return errors.Join(
-		cqrs.Register(p, AgentThreadPrompt{Agent: agent}),
-		cqrs.Register(p, LLMPrompt{Agent: agent}),
-	)
+	return cqrs.Register(p, AgentThreadPrompt{Agent: agent})
 }

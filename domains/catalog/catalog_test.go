@@ -45,7 +45,7 @@ var wireContract = []struct {
 	{"agent.feedback.requested", "agent/feedback", domains.Fact, "", "feedback.Requested", "AgentFeedbackRequested"},
 	{"agent.feedback.response", "agent/feedback", domains.Fact, "", "feedback.Response", "AgentFeedbackResponse"},
 	{"github.pr.created", "github", domains.Fact, "", "github.PRCreated", "GitHubPRCreatedPayload"},
-	{"llm.prompt", "llm", domains.Command, "llm.response", "llm.Prompt", "LLMPrompt"},
+	{"llm.prompt", "llm", domains.Fact, "", "llm.Prompt", "LLMPrompt"}, // a plain model in Python, executed by nothing
 	{"llm.response", "llm", domains.Fact, "", "llm.Response", "LLMResponse"},
 	{"llm.error", "llm", domains.Fact, "", "llm.ErrorPayload", "LLMErrorPayload"},
 	{"artifact.created", "artifact", domains.Fact, "", "artifact.Changed", "Artifact"},
@@ -106,7 +106,7 @@ func TestCatalog_listsDomainsEventsAndCommands(t *testing.T) {
 		filter domains.Filter
 		want   []string
 	}{
-		{domains.Filter{Kind: domains.Command}, []string{"agent.thread.prompt", "llm.prompt"}},
+		{domains.Filter{Kind: domains.Command}, []string{"agent.thread.prompt"}},
 		{domains.Filter{Domain: "agent/feedback", Kind: domains.Command}, nil},
 		{domains.Filter{Domain: "agent"}, []string{"agent.feedback.requested", "agent.feedback.response", "agent.thread.error", "agent.thread.prompt", "agent.thread.response"}},
 		{domains.Filter{Domain: "artifact"}, []string{"artifact.ingestion.failed", "artifact.{action}"}},

@@ -1,6 +1,7 @@
 package llm_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/33god/bloodbank-go/domains"
@@ -30,8 +31,23 @@ func TestTypesAreDistinctFromAgentThread(t *testing.T) {
 			t.Errorf("RoutingKeyFor(%T) = %q, %v; want %q", tt.value, got, err, tt.want)
 		}
 	}
-	if e, _ := r.LookupKey(llm.RoutingKeyPrompt); e.Kind() != domains.Command || e.Result() != llm.RoutingKeyResponse {
-		t.Errorf("llm.prompt: kind %s result %q, want a command answered by %s", e.Kind(), e.Result(), llm.RoutingKeyResponse)
+	// A fact, as in Python, until a service executes it.
+	if e, _ := r.LookupKey(llm.RoutingKeyPrompt); e.Kind() != domains.Fact || e.Result() != "" {
+		t.Errorf("llm.prompt: kind %s result %q, want a fact", e.Kind(), e.Result())
+	}
+	if err := r.ExecuteAsCommand(llm.RoutingKeyPrompt, llm.RoutingKeyResponse); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{llm.RoutingKeyPrompt, "LLMPrompt", "llm.Prompt"} {
+		if e, err := r.Lookup(name); err != nil || e.Kind() != domains.Command || e.Result() != llm.RoutingKeyResponse {
+			t.Errorf("Lookup(%s) after ExecuteAsCommand = %v, %v; want a command answered by %s", name, e, err, llm.RoutingKeyResponse)
+		}
+	}
+	if e, err := r.RoutingKeyFor(llm.Prompt{}); err != nil || e != llm.RoutingKeyPrompt {
+		t.Errorf("RoutingKeyFor(llm.Prompt) = %q, %v", e, err)
+	}
+	if err := r.ExecuteAsCommand("llm.unknown", llm.RoutingKeyResponse); !errors.Is(err, domains.ErrUnknownEventType) {
+		t.Errorf("ExecuteAsCommand of an unknown key = %v, want ErrUnknownEventType", err)
 	}
 }
 

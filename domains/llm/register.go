@@ -2,16 +2,16 @@ package llm
 
 import "github.com/33god/bloodbank-go/domains"
 
-// Register adds llm.prompt, a command answered by llm.response, and the two
-// events that may answer it to r; Python's class names are their aliases.
+// Register adds llm.prompt and the two events that may answer it to r;
+// Python's class names are their aliases. llm.prompt is a fact, as in
+// Python, where no command executes it: a service that answers it records
+// it as a command with Registry.ExecuteAsCommand.
 func Register(r *domains.Registry) error {
 	return domains.RegisterDomain(r, Domain,
 		domains.Spec[Prompt]{
 			RoutingKey:  RoutingKeyPrompt,
-			Kind:        domains.Command,
-			Result:      RoutingKeyResponse,
 			Aliases:     []string{"LLMPrompt"},
-			Description: "Command: send a prompt to a language model; answered by llm.response.",
+			Description: "A prompt for a language model, answered by llm.response from whichever service runs the model.",
 			Example: Prompt{
 				Provider:   "openai",
 				Model:      new("gpt-4.1"),
