@@ -113,12 +113,7 @@ func NewRedisStore(client redis.UniversalClient, cfg RedisConfig) (*RedisStore, 
 		return nil, fmt.Errorf("cannot create correlation store: %w", err)
 	}
 	cfg.setDefaults()
-	return &RedisStore{
-		client: client,
-		cfg:    cfg,
-		fwd:    cfg.KeyPrefix + "forward:",
-		rev:    cfg.KeyPrefix + "reverse:",
-	}, nil
+	return &RedisStore{client: client, cfg: cfg, fwd: cfg.KeyPrefix + "forward:", rev: cfg.KeyPrefix + "reverse:"}, nil
 }
 
 // ForwardKey is the key holding the link of child: a JSON string
@@ -128,14 +123,9 @@ func (s *RedisStore) ForwardKey(child uuid.UUID) string { return s.fwd + child.S
 // ReverseKey is the key of the set of the children of parent.
 func (s *RedisStore) ReverseKey(parent uuid.UUID) string { return s.rev + parent.String() }
 
-// Record writes every link in one pipeline: per link, SET of the forward key
-// with the TTL; per distinct parent, one SADD of all its new children and an
-// EXPIRE that refreshes the set's TTL. It is a pipeline, not a MULTI/EXEC
-// transaction like the Python tracker's, because a transaction cannot span
-// Cluster slots; every command is idempotent, so recording a link again
-// repairs a partial write. Recording a child again replaces its parents and
-// metadata (the forward key is overwritten, as in Python) and adds it to the
-// new parents' sets. The call is bounded by WriteTimeout.
+// Record writes every link in one pipeline, bounded by WriteTimeout: per
+// link a SET of the forward key with the TTL, per distinct parent one SADD
+// and one EXPIRE. The package documentation says why it is not MULTI/EXEC.
 func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 	if len(links) == 0 {
 		return nil
@@ -152,8 +142,7 @@ func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 		}
 		pipe.Set(ctx, s.ForwardKey(l.Child), v, s.cfg.TTL)
 	}
-	// One SADD per parent however many of the links name it: fewer commands
-	// for fan-in batches, and the EXPIRE runs once per set.
+	// One SADD and EXPIRE per parent however many links name it.
 	var order []uuid.UUID
 	members := make(map[uuid.UUID][]any, len(links))
 	for _, l := range links {
@@ -273,27 +262,25 @@ func (s *RedisStore) Lookup(ctx context.Context, child uuid.UUID) (Link, error) 
 // Parents returns the parents of id in recorded order; none when no link
 // was recorded. One GET.
 func (s *RedisStore) Parents(ctx context.Context, id uuid.UUID) ([]uuid.UUID, error) {
-	l, err := s.Lookup(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return []uuid.UUID{}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return l.Parents, nil
+	l, err := s.recorded(ctx, id)
+	return l.Parents, err
 }
 
-// Metadata returns the metadata of id's link: nil when none was recorded,
-// {} when it was recorded without metadata. One GET.
+// Metadata returns the metadata of id's link: nil when none was recorded (or
+// it was stored as null, as Python's .get("metadata") gives None), {} when it
+// was recorded without metadata. One GET.
 func (s *RedisStore) Metadata(ctx context.Context, id uuid.UUID) (map[string]any, error) {
+	l, err := s.recorded(ctx, id)
+	return l.Metadata, err
+}
+
+// recorded is Lookup with a missing link read as an empty one.
+func (s *RedisStore) recorded(ctx context.Context, id uuid.UUID) (Link, error) {
 	l, err := s.Lookup(ctx, id)
 	if errors.Is(err, ErrNotFound) {
-		return nil, nil
+		return Link{Parents: []uuid.UUID{}}, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return l.Metadata, nil // nil when stored as null or absent, as Python's .get("metadata")
+	return l, err
 }
 
 // Children returns the children of id sorted by id. One SMEMBERS.

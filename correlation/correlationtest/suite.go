@@ -141,6 +141,13 @@ func line(n []uuid.UUID) []correlation.Link {
 	return links
 }
 
+func jsonIs(t *testing.T, what string, v any, want string) {
+	t.Helper()
+	if got := jsonOf(t, v); got != want {
+		t.Errorf("%s =\n  %s\nwant\n  %s", what, got, want)
+	}
+}
+
 func jsonOf(t *testing.T, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)
@@ -165,9 +172,7 @@ func testNothingRecorded(t *testing.T, s correlation.Store) {
 	}
 	d := noErr(s.Debug(ctx(t), id, 0))(t)
 	want := fmt.Sprintf(`{"event_id":%q,"parents":[],"children":[],"ancestors":[],"descendants":[],"metadata":null}`, id)
-	if got := jsonOf(t, d); got != want {
-		t.Errorf("Debug JSON =\n  %s\nwant\n  %s", got, want)
-	}
+	jsonIs(t, "Debug JSON", d, want)
 }
 
 func testRecordAndRead(t *testing.T, s correlation.Store) {
@@ -187,12 +192,8 @@ func testRecordAndRead(t *testing.T, s correlation.Store) {
 		t.Errorf("Lookup = child %s created %s, want %s %s", l.Child, l.CreatedAt, child, created)
 	}
 	md := noErr(s.Metadata(ctx(t), child))(t)
-	if got, want := jsonOf(t, md), jsonOf(t, meta); got != want {
-		t.Errorf("Metadata = %s, want %s", got, want)
-	}
-	if got, want := jsonOf(t, l.Metadata), jsonOf(t, meta); got != want {
-		t.Errorf("Lookup metadata = %s, want %s", got, want)
-	}
+	jsonIs(t, "Metadata", md, jsonOf(t, meta))
+	jsonIs(t, "Lookup metadata", l.Metadata, jsonOf(t, meta))
 
 	// A zero CreatedAt is stamped with the time of the call.
 	other := uuid.New()
@@ -314,9 +315,7 @@ func testManyLinks(t *testing.T, s correlation.Store) {
 	equal(t, "Children(root)", children(t, s, root), sorted(kids...))
 	for i, k := range kids {
 		md := noErr(s.Metadata(ctx(t), k))(t)
-		if got, want := jsonOf(t, md), fmt.Sprintf(`{"i":%d}`, i); got != want {
-			t.Errorf("Metadata(kid %d) = %s, want %s", i, got, want)
-		}
+		jsonIs(t, fmt.Sprintf("Metadata(kid %d)", i), md, fmt.Sprintf(`{"i":%d}`, i))
 	}
 }
 
@@ -350,9 +349,7 @@ func testRerecord(t *testing.T, s correlation.Store) {
 	record(t, s, correlation.Link{Child: child, Parents: []uuid.UUID{p2}, Metadata: map[string]any{"v": 2}})
 	equal(t, "Parents", parents(t, s, child), []uuid.UUID{p2})
 	md := noErr(s.Metadata(ctx(t), child))(t)
-	if got := jsonOf(t, md); got != `{"v":2}` {
-		t.Errorf("Metadata = %s, want the last recorded", got)
-	}
+	jsonIs(t, "Metadata (the last recorded)", md, `{"v":2}`)
 	// As in Python, the child stays in the old parent's set until it expires.
 	equal(t, "Children(p1)", children(t, s, p1), []uuid.UUID{child})
 	equal(t, "Children(p2)", children(t, s, p2), []uuid.UUID{child})
@@ -371,15 +368,11 @@ func testDebug(t *testing.T, s correlation.Store) {
 	)
 	dump := noErr(s.Debug(ctx(t), b, 0))(t)
 	want := fmt.Sprintf(`{"event_id":%q,"parents":[%q],"children":[%q],"ancestors":[%q],"descendants":[%q],"metadata":{}}`, b, a, d, a, d)
-	if got := jsonOf(t, dump); got != want {
-		t.Errorf("Debug(b) JSON =\n  %s\nwant\n  %s", got, want)
-	}
+	jsonIs(t, "Debug(b) JSON", dump, want)
 	dump = noErr(s.Debug(ctx(t), d, 0))(t)
 	want = fmt.Sprintf(`{"event_id":%q,"parents":[%q,%q],"children":[],"ancestors":%s,"descendants":[],"metadata":{"reason":"join"}}`,
 		d, b, c, jsonOf(t, append(sorted(b, c), a)))
-	if got := jsonOf(t, dump); got != want {
-		t.Errorf("Debug(d) JSON =\n  %s\nwant\n  %s", got, want)
-	}
+	jsonIs(t, "Debug(d) JSON", dump, want)
 }
 
 func testConcurrent(t *testing.T, s correlation.Store) {
