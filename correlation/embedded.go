@@ -16,11 +16,10 @@ import (
 // memory and is lost on Close.
 type EmbeddedStore struct {
 	*RedisStore
-	srv    *miniredis.Miniredis
-	client *redis.Client
-	stop   chan struct{}
-	done   chan struct{}
-	once   sync.Once
+	srv  *miniredis.Miniredis
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
 }
 
 // embeddedClockTick is how often the embedded server's clock catches up with
@@ -50,7 +49,7 @@ func NewEmbeddedStore(cfg RedisConfig) (*EmbeddedStore, error) {
 		srv.Close()
 		return nil, err
 	}
-	e := &EmbeddedStore{RedisStore: store, srv: srv, client: client, stop: make(chan struct{}), done: make(chan struct{})}
+	e := &EmbeddedStore{RedisStore: store, srv: srv, stop: make(chan struct{}), done: make(chan struct{})}
 	go e.tickClock()
 	return e, nil
 }
@@ -86,7 +85,7 @@ func (e *EmbeddedStore) Close() error {
 	e.once.Do(func() {
 		close(e.stop)
 		<-e.done
-		err = e.client.Close()
+		err = e.RedisStore.client.Close()
 		e.srv.Close()
 	})
 	if err != nil && !errors.Is(err, redis.ErrClosed) {

@@ -1,6 +1,7 @@
 package correlation
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,8 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // RecorderConfig configures a Recorder.
@@ -54,51 +53,38 @@ type RecorderConfig struct {
 }
 
 func (c *RecorderConfig) setDefaults() {
-	if c.Timeout == 0 {
-		c.Timeout = DefaultWriteTimeout
-	}
+	c.Timeout = cmp.Or(c.Timeout, DefaultWriteTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.WarnInterval == 0 {
-		c.WarnInterval = time.Second
-	}
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = 256
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = 256
-	}
-	if c.FlushInterval == 0 {
-		c.FlushInterval = 5 * time.Millisecond
-	}
-	if c.QueueSize == 0 {
-		c.QueueSize = 8192
-	}
+	c.WarnInterval = cmp.Or(c.WarnInterval, time.Second)
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, 256)
+	c.BatchSize = cmp.Or(c.BatchSize, 256)
+	c.FlushInterval = cmp.Or(c.FlushInterval, 5*time.Millisecond)
+	c.QueueSize = cmp.Or(c.QueueSize, 8192)
 }
 
 // Validate reports every problem of the configuration at once. Zero values
 // are valid: they stand for the defaults.
 func (c RecorderConfig) Validate() error {
-	var errs []error
-	if c.Timeout < 0 {
-		//lint:ignore ST1005 the message starts with the config field's name
-		errs = append(errs, fmt.Errorf("Timeout %s must not be negative", c.Timeout))
+	errs := notNegative(nil, "Timeout", c.Timeout)
+	errs = notNegative(errs, "MaxInFlight", c.MaxInFlight)
+	errs = notNegative(errs, "BatchSize", c.BatchSize)
+	errs = notNegative(errs, "FlushInterval", c.FlushInterval)
+	errs = notNegative(errs, "QueueSize", c.QueueSize)
+	return invalidConfig("RecorderConfig", errs)
+}
+
+func notNegative[T int | time.Duration](errs []error, field string, v T) []error {
+	if v < 0 {
+		return append(errs, fmt.Errorf("%s %v must not be negative", field, v))
 	}
-	if c.MaxInFlight < 0 {
-		errs = append(errs, fmt.Errorf("MaxInFlight %d must not be negative", c.MaxInFlight))
-	}
-	if c.BatchSize < 0 {
-		errs = append(errs, fmt.Errorf("BatchSize %d must not be negative", c.BatchSize))
-	}
-	if c.FlushInterval < 0 {
-		errs = append(errs, fmt.Errorf("FlushInterval %s must not be negative", c.FlushInterval))
-	}
-	if c.QueueSize < 0 {
-		errs = append(errs, fmt.Errorf("QueueSize %d must not be negative", c.QueueSize))
-	}
+	return errs
+}
+
+func invalidConfig(name string, errs []error) error {
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid correlation RecorderConfig: %w", err)
+		return fmt.Errorf("invalid correlation %s: %w", name, err)
 	}
 	return nil
 }
@@ -169,8 +155,7 @@ func NewRecorder(w Writer, cfg RecorderConfig) (*Recorder, error) {
 // recorder may read a link's Parents and Metadata after Record returns
 // (while a batch waits, or a timed-out write finishes): do not modify them.
 func (r *Recorder) Record(ctx context.Context, links ...Link) {
-	// Copied: a write that times out goes on after Record returns, and the
-	// caller may reuse its slice.
+	// Copied: a timed-out write outlives Record, and the caller may reuse links.
 	valid := make([]Link, 0, len(links))
 	for _, l := range links {
 		if err := l.Validate(); err != nil {
@@ -257,10 +242,8 @@ func (r *Recorder) run() {
 		}
 		r.write(context.Background(), batch)
 		// A write that timed out may still hold the old batch, so it is not
-		// reused; the new one is sized by the last, not by BatchSize: at a
-		// steady 1,000 links/s a flush carries a handful, and a full-size
-		// batch per flush was 18 KiB of garbage, the largest allocation per
-		// message of the consuming stack (more collections, a longer tail).
+		// reused; sizing the next by the last keeps a trickle of links from
+		// allocating BatchSize links per flush.
 		batch = make([]Link, 0, min(r.cfg.BatchSize, max(8, len(batch))))
 	}
 	add := func(l Link) {
@@ -303,17 +286,16 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	reply := make(chan struct{})
 	select {
 	case r.flushes <- reply:
+		select {
+		case <-reply:
+			return nil
+		case <-ctx.Done():
+		}
 	case <-r.done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("cannot flush correlation links: %w", ctx.Err())
 	}
-	select {
-	case <-reply:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("cannot flush correlation links: %w", ctx.Err())
-	}
+	return fmt.Errorf("cannot flush correlation links: %w", ctx.Err())
 }
 
 // Close stops accepting links, writes those queued, and waits for the
@@ -371,7 +353,7 @@ func (r *Recorder) fail(links []Link, err error) {
 	}
 	attrs := []any{
 		slog.Int("links", len(links)),
-		slog.String("event_id", firstChild(links).String()),
+		slog.String("event_id", links[0].Child.String()),
 		slog.Any("error", err),
 		slog.Uint64("failed_total", total),
 	}
@@ -379,11 +361,4 @@ func (r *Recorder) fail(links []Link, err error) {
 		attrs = append(attrs, slog.Uint64("warnings_suppressed", n))
 	}
 	r.cfg.Logger.Warn("correlation links not recorded", attrs...)
-}
-
-func firstChild(links []Link) uuid.UUID {
-	if len(links) == 0 {
-		return uuid.Nil
-	}
-	return links[0].Child
 }

@@ -2,6 +2,7 @@ package correlation
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,18 +67,10 @@ type RedisConfig struct {
 }
 
 func (c *RedisConfig) setDefaults() {
-	if c.KeyPrefix == "" {
-		c.KeyPrefix = DefaultKeyPrefix
-	}
-	if c.TTL == 0 {
-		c.TTL = DefaultTTL
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.MaxDepth == 0 {
-		c.MaxDepth = DefaultMaxDepth
-	}
+	c.KeyPrefix = cmp.Or(c.KeyPrefix, DefaultKeyPrefix)
+	c.TTL = cmp.Or(c.TTL, DefaultTTL)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	c.MaxDepth = cmp.Or(c.MaxDepth, DefaultMaxDepth)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -90,16 +83,9 @@ func (c RedisConfig) Validate() error {
 	if c.TTL < 0 || (c.TTL > 0 && (c.TTL < time.Second || c.TTL%time.Second != 0)) {
 		errs = append(errs, fmt.Errorf("TTL %s must be a whole number of seconds, at least 1s", c.TTL))
 	}
-	if c.WriteTimeout < 0 {
-		errs = append(errs, fmt.Errorf("WriteTimeout %s must not be negative", c.WriteTimeout))
-	}
-	if c.MaxDepth < 0 {
-		errs = append(errs, fmt.Errorf("MaxDepth %d must not be negative", c.MaxDepth))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid correlation RedisConfig: %w", err)
-	}
-	return nil
+	errs = notNegative(errs, "WriteTimeout", c.WriteTimeout)
+	errs = notNegative(errs, "MaxDepth", c.MaxDepth)
+	return invalidConfig("RedisConfig", errs)
 }
 
 // RedisStore is the Store on Redis, in the layout of the deployed Python
@@ -127,12 +113,7 @@ func NewRedisStore(client redis.UniversalClient, cfg RedisConfig) (*RedisStore, 
 		return nil, fmt.Errorf("cannot create correlation store: %w", err)
 	}
 	cfg.setDefaults()
-	return &RedisStore{
-		client: client,
-		cfg:    cfg,
-		fwd:    cfg.KeyPrefix + "forward:",
-		rev:    cfg.KeyPrefix + "reverse:",
-	}, nil
+	return &RedisStore{client: client, cfg: cfg, fwd: cfg.KeyPrefix + "forward:", rev: cfg.KeyPrefix + "reverse:"}, nil
 }
 
 // ForwardKey is the key holding the link of child: a JSON string
@@ -142,36 +123,26 @@ func (s *RedisStore) ForwardKey(child uuid.UUID) string { return s.fwd + child.S
 // ReverseKey is the key of the set of the children of parent.
 func (s *RedisStore) ReverseKey(parent uuid.UUID) string { return s.rev + parent.String() }
 
-// Record writes every link in one pipeline: per link, SET of the forward key
-// with the TTL; per distinct parent, one SADD of all its new children and an
-// EXPIRE that refreshes the set's TTL. It is a pipeline, not a MULTI/EXEC
-// transaction like the Python tracker's, because a transaction cannot span
-// Cluster slots; every command is idempotent, so recording a link again
-// repairs a partial write. Recording a child again replaces its parents and
-// metadata (the forward key is overwritten, as in Python) and adds it to the
-// new parents' sets. The call is bounded by WriteTimeout.
+// Record writes every link in one pipeline, bounded by WriteTimeout: per
+// link a SET of the forward key with the TTL, per distinct parent one SADD
+// and one EXPIRE. The package documentation says why it is not MULTI/EXEC.
 func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 	if len(links) == 0 {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
+	// Nothing is sent before Exec, so an invalid link writes nothing.
+	pipe := s.client.Pipeline()
 	now := s.cfg.Now()
-	values := make([][]byte, len(links))
-	for i, l := range links {
+	for _, l := range links {
 		v, err := encodeForward(l, now)
 		if err != nil {
 			return fmt.Errorf("cannot record correlation links: %w", err)
 		}
-		values[i] = v
+		pipe.Set(ctx, s.ForwardKey(l.Child), v, s.cfg.TTL)
 	}
-
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
-	defer cancel()
-	pipe := s.client.Pipeline()
-	for i, l := range links {
-		pipe.Set(ctx, s.ForwardKey(l.Child), values[i], s.cfg.TTL)
-	}
-	// One SADD per parent however many of the links name it: fewer commands
-	// for fan-in batches, and the EXPIRE runs once per set.
+	// One SADD and EXPIRE per parent however many links name it.
 	var order []uuid.UUID
 	members := make(map[uuid.UUID][]any, len(links))
 	for _, l := range links {
@@ -291,83 +262,56 @@ func (s *RedisStore) Lookup(ctx context.Context, child uuid.UUID) (Link, error) 
 // Parents returns the parents of id in recorded order; none when no link
 // was recorded. One GET.
 func (s *RedisStore) Parents(ctx context.Context, id uuid.UUID) ([]uuid.UUID, error) {
-	l, err := s.Lookup(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return []uuid.UUID{}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return l.Parents, nil
+	l, err := s.recorded(ctx, id)
+	return l.Parents, err
 }
 
-// Metadata returns the metadata of id's link: nil when none was recorded,
-// {} when it was recorded without metadata. One GET.
+// Metadata returns the metadata of id's link: nil when none was recorded (or
+// it was stored as null, as Python's .get("metadata") gives None), {} when it
+// was recorded without metadata. One GET.
 func (s *RedisStore) Metadata(ctx context.Context, id uuid.UUID) (map[string]any, error) {
+	l, err := s.recorded(ctx, id)
+	return l.Metadata, err
+}
+
+// recorded is Lookup with a missing link read as an empty one.
+func (s *RedisStore) recorded(ctx context.Context, id uuid.UUID) (Link, error) {
 	l, err := s.Lookup(ctx, id)
 	if errors.Is(err, ErrNotFound) {
-		return nil, nil
+		return Link{Parents: []uuid.UUID{}}, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	if l.Metadata == nil {
-		// Stored as null or absent: Python's .get("metadata") gives None too.
-		return nil, nil
-	}
-	return l.Metadata, nil
+	return l, err
 }
 
 // Children returns the children of id sorted by id. One SMEMBERS.
 func (s *RedisStore) Children(ctx context.Context, id uuid.UUID) ([]uuid.UUID, error) {
-	key := s.ReverseKey(id)
-	members, err := s.client.SMembers(ctx, key).Result()
-	if err != nil {
-		return nil, fmt.Errorf("cannot read children of %s: %w", id, err)
-	}
-	ids, err := parseMembers(key, members)
-	if err != nil {
-		return nil, err
-	}
-	sortIDs(ids)
-	return ids, nil
+	w, err := s.walk(ctx, "children", id, 1, false, true)
+	return w.children, err
 }
 
 // Ancestors returns the ancestors of id, nearest first. One pipelined round
 // trip per level.
 func (s *RedisStore) Ancestors(ctx context.Context, id uuid.UUID, maxDepth int) ([]uuid.UUID, error) {
-	w, err := s.walk(ctx, id, maxDepth, true, false)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read ancestors of %s: %w", id, err)
-	}
-	return w.ancestors, nil
+	w, err := s.walk(ctx, "ancestors", id, maxDepth, true, false)
+	return w.ancestors, err
 }
 
 // Descendants returns the descendants of id, nearest first. One pipelined
 // round trip per level.
 func (s *RedisStore) Descendants(ctx context.Context, id uuid.UUID, maxDepth int) ([]uuid.UUID, error) {
-	w, err := s.walk(ctx, id, maxDepth, false, true)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read descendants of %s: %w", id, err)
-	}
-	return w.descendants, nil
+	w, err := s.walk(ctx, "descendants", id, maxDepth, false, true)
+	return w.descendants, err
 }
 
 // Debug walks both directions at once: each round trip fetches the next
 // level of ancestors and of descendants together, and the first one also
 // gives the parents, children and metadata.
 func (s *RedisStore) Debug(ctx context.Context, id uuid.UUID, maxDepth int) (Dump, error) {
-	w, err := s.walk(ctx, id, maxDepth, true, true)
+	w, err := s.walk(ctx, "correlation dump", id, maxDepth, true, true)
 	if err != nil {
-		return Dump{}, fmt.Errorf("cannot dump correlation of %s: %w", id, err)
+		return Dump{}, err
 	}
-	d := Dump{
-		EventID:     id,
-		Parents:     []uuid.UUID{},
-		Children:    w.children,
-		Ancestors:   w.ancestors,
-		Descendants: w.descendants,
-	}
+	d := Dump{EventID: id, Parents: []uuid.UUID{}, Children: w.children, Ancestors: w.ancestors, Descendants: w.descendants}
 	if w.self != nil {
 		d.Parents = w.self.Parents
 		d.Metadata = w.self.Metadata
@@ -385,11 +329,16 @@ type walkResult struct {
 // (reverse sets) or both, with the whole frontier of each direction fetched
 // in one pipeline per level. Each event is reported once, at its smallest
 // distance; the start is never reported, which also ends cycles.
-func (s *RedisStore) walk(ctx context.Context, id uuid.UUID, maxDepth int, up, down bool) (walkResult, error) {
+func (s *RedisStore) walk(ctx context.Context, what string, id uuid.UUID, maxDepth int, up, down bool) (res walkResult, err error) {
+	defer func() {
+		if err != nil {
+			res, err = walkResult{}, fmt.Errorf("cannot read %s of %s: %w", what, id, err)
+		}
+	}()
 	if maxDepth <= 0 {
 		maxDepth = s.cfg.MaxDepth
 	}
-	res := walkResult{children: []uuid.UUID{}, ancestors: []uuid.UUID{}, descendants: []uuid.UUID{}}
+	res = walkResult{children: []uuid.UUID{}, ancestors: []uuid.UUID{}, descendants: []uuid.UUID{}}
 	var upFront, downFront []uuid.UUID
 	seenUp := map[uuid.UUID]bool{id: true}
 	seenDown := map[uuid.UUID]bool{id: true}
@@ -413,49 +362,38 @@ func (s *RedisStore) walk(ctx context.Context, id uuid.UUID, maxDepth int, up, d
 		// fails its GET with redis.Nil, so judge each command below.
 		_, _ = pipe.Exec(ctx)
 
-		var nextUp []uuid.UUID
+		var nextUp, nextDown []uuid.UUID
 		for i, n := range upFront {
 			raw, err := gets[i].Result()
 			if errors.Is(err, redis.Nil) {
 				continue
 			}
 			if err != nil {
-				return walkResult{}, err
+				return res, err
 			}
 			l, err := decodeForward(s.ForwardKey(n), n, raw)
 			if err != nil {
-				return walkResult{}, err
+				return res, err
 			}
 			if depth == 0 {
 				res.self = &l
 			}
-			for _, p := range l.Parents {
-				if !seenUp[p] {
-					seenUp[p] = true
-					nextUp = append(nextUp, p)
-				}
-			}
+			nextUp = unseen(seenUp, nextUp, l.Parents)
 		}
-		var nextDown []uuid.UUID
 		for i, n := range downFront {
 			members, err := sets[i].Result()
 			if err != nil {
-				return walkResult{}, err
+				return res, err
 			}
 			ids, err := parseMembers(s.ReverseKey(n), members)
 			if err != nil {
-				return walkResult{}, err
+				return res, err
 			}
 			if depth == 0 {
 				res.children = slices.Clone(ids)
 				sortIDs(res.children)
 			}
-			for _, c := range ids {
-				if !seenDown[c] {
-					seenDown[c] = true
-					nextDown = append(nextDown, c)
-				}
-			}
+			nextDown = unseen(seenDown, nextDown, ids)
 		}
 		sortIDs(nextUp)
 		sortIDs(nextDown)
@@ -464,6 +402,17 @@ func (s *RedisStore) walk(ctx context.Context, id uuid.UUID, maxDepth int, up, d
 		upFront, downFront = nextUp, nextDown
 	}
 	return res, nil
+}
+
+// unseen appends to next the ids not yet in seen, and marks them seen.
+func unseen(seen map[uuid.UUID]bool, next, ids []uuid.UUID) []uuid.UUID {
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			next = append(next, id)
+		}
+	}
+	return next
 }
 
 func parseMembers(key string, members []string) ([]uuid.UUID, error) {

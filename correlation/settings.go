@@ -159,28 +159,25 @@ func (s Settings) resolve() (ClientOptions, []error) {
 			problems = append(problems, fmt.Errorf("REDIS_DB: want 0 or more, got %d", s.DB))
 		}
 		o.Client = &redis.Options{
-			Addr:     net.JoinHostPort(cmp.Or(s.Host, DefaultHost), strconv.Itoa(cmp.Or(s.Port, DefaultPort))),
-			DB:       s.DB,
-			Password: s.Password,
+			Addr: net.JoinHostPort(cmp.Or(s.Host, DefaultHost), strconv.Itoa(cmp.Or(s.Port, DefaultPort))),
+			DB:   s.DB,
 		}
 	}
 	if len(problems) > 0 {
 		return ClientOptions{}, problems
 	}
+	var timeouts *bool
+	var retries *int
+	var password *string
 	switch {
 	case o.Client != nil:
-		o.Client.ContextTimeoutEnabled = true
-		o.Client.DialerRetries = cmp.Or(o.Client.DialerRetries, 1)
-		o.Client.Password = cmp.Or(o.Client.Password, s.Password)
+		timeouts, retries, password = &o.Client.ContextTimeoutEnabled, &o.Client.DialerRetries, &o.Client.Password
 	case o.Failover != nil:
-		o.Failover.ContextTimeoutEnabled = true
-		o.Failover.DialerRetries = cmp.Or(o.Failover.DialerRetries, 1)
-		o.Failover.Password = cmp.Or(o.Failover.Password, s.Password)
+		timeouts, retries, password = &o.Failover.ContextTimeoutEnabled, &o.Failover.DialerRetries, &o.Failover.Password
 	case o.Cluster != nil:
-		o.Cluster.ContextTimeoutEnabled = true
-		o.Cluster.DialerRetries = cmp.Or(o.Cluster.DialerRetries, 1)
-		o.Cluster.Password = cmp.Or(o.Cluster.Password, s.Password)
+		timeouts, retries, password = &o.Cluster.ContextTimeoutEnabled, &o.Cluster.DialerRetries, &o.Cluster.Password
 	}
+	*timeouts, *retries, *password = true, cmp.Or(*retries, 1), cmp.Or(*password, s.Password)
 	return o, nil
 }
 

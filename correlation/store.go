@@ -10,9 +10,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// Link records that Child was caused by Parents: one entry of the
-// correlation graph, the forward key of Child plus Child's membership in the
-// reverse set of every parent.
+// Link records that Child was caused by Parents: one edge set of the graph.
 type Link struct {
 	// Child is the event that was caused. Required.
 	Child uuid.UUID
@@ -29,9 +27,8 @@ type Link struct {
 	CreatedAt time.Time
 }
 
-// Validate reports whether Record would accept the link, so that a caller
-// batching links (Recorder) can refuse a bad one alone instead of losing the
-// whole batch with it. The error wraps ErrInvalidLink.
+// Validate reports whether Record would accept the link, so that a batching
+// caller can refuse a bad link alone. The error wraps ErrInvalidLink.
 func (l Link) Validate() error {
 	if err := l.checkIDs(); err != nil {
 		return err
@@ -62,27 +59,19 @@ func (l Link) checkIDs() error {
 // Writer records links. The middleware depends on this alone, so that
 // anything able to store a link (a Store, a Recorder, a test fake) fits.
 type Writer interface {
-	// Record stores every link, in one round trip for stores that talk to a
-	// server. Either all links are valid and written, or the error wraps
-	// ErrInvalidLink and nothing is written; a failure of the server may
-	// leave some links written (writes are idempotent: recording again
+	// Record stores every link in one round trip. Either all links are
+	// valid and written, or the error wraps ErrInvalidLink and nothing is
+	// written; a server failure may leave some written (recording again
 	// repairs them). Recording a child again replaces its parents and
-	// metadata; as in Python, it stays listed among the children of its
-	// former parents until their sets expire.
+	// metadata; it stays among its former parents' children until their
+	// sets expire, as in Python.
 	Record(ctx context.Context, links ...Link) error
 }
 
 // Store is the correlation graph: what caused an event, what it caused, and
-// the transitive closures of both.
-//
-// Results are deterministic: Parents keeps the order the link was recorded
-// with; Children and every level of Ancestors and Descendants are sorted by
-// the ids' canonical string form; Ancestors and Descendants list the nearest
-// events first (breadth first), each event once, never the starting event
-// itself, even when a cycle leads back to it.
-//
-// An event with nothing recorded is not an error: its lists are empty and
-// its metadata is nil.
+// the transitive closures of both, in the order the package documentation
+// gives under "Order of results". An event with nothing recorded is not an
+// error: its lists are empty and its metadata is nil.
 type Store interface {
 	Writer
 	// Lookup returns the link recorded for child, or an error wrapping
@@ -107,10 +96,8 @@ type Store interface {
 }
 
 // Dump is the debug view of one event, the JSON object the Python tracker's
-// debug_dump returns: {event_id, parents, children, ancestors, descendants,
-// metadata}. Lists are never null in JSON. Metadata is null when no link was
-// recorded for the event and an object (maybe {}) when one was, which is
-// what Python returns (it writes metadata or {} and reads .get("metadata")).
+// debug_dump returns. Lists are never null in JSON; Metadata is null when no
+// link was recorded and an object (maybe {}) when one was, as in Python.
 type Dump struct {
 	EventID     uuid.UUID      `json:"event_id"`
 	Parents     []uuid.UUID    `json:"parents"`

@@ -102,38 +102,50 @@ func equal(t *testing.T, what string, got, want []uuid.UUID) {
 
 func ancestors(t *testing.T, s correlation.Store, id uuid.UUID, depth int) []uuid.UUID {
 	t.Helper()
-	got, err := s.Ancestors(ctx(t), id, depth)
-	if err != nil {
-		t.Fatalf("Ancestors: %v", err)
-	}
-	return got
+	return noErr(s.Ancestors(ctx(t), id, depth))(t)
 }
 
 func descendants(t *testing.T, s correlation.Store, id uuid.UUID, depth int) []uuid.UUID {
 	t.Helper()
-	got, err := s.Descendants(ctx(t), id, depth)
-	if err != nil {
-		t.Fatalf("Descendants: %v", err)
-	}
-	return got
+	return noErr(s.Descendants(ctx(t), id, depth))(t)
 }
 
 func parents(t *testing.T, s correlation.Store, id uuid.UUID) []uuid.UUID {
 	t.Helper()
-	got, err := s.Parents(ctx(t), id)
-	if err != nil {
-		t.Fatalf("Parents: %v", err)
-	}
-	return got
+	return noErr(s.Parents(ctx(t), id))(t)
 }
 
 func children(t *testing.T, s correlation.Store, id uuid.UUID) []uuid.UUID {
 	t.Helper()
-	got, err := s.Children(ctx(t), id)
-	if err != nil {
-		t.Fatalf("Children: %v", err)
+	return noErr(s.Children(ctx(t), id))(t)
+}
+
+// noErr returns v and fails the test at once if err is not nil; call it as
+// noErr(s.Debug(...))(t).
+func noErr[T any](v T, err error) func(*testing.T) T {
+	return func(t *testing.T) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
 	}
-	return got
+}
+
+// line returns the links n[1] ← n[0], n[2] ← n[1], ...
+func line(n []uuid.UUID) []correlation.Link {
+	links := make([]correlation.Link, 0, len(n))
+	for i := 1; i < len(n); i++ {
+		links = append(links, link(n[i], n[i-1]))
+	}
+	return links
+}
+
+func jsonIs(t *testing.T, what string, v any, want string) {
+	t.Helper()
+	if got := jsonOf(t, v); got != want {
+		t.Errorf("%s =\n  %s\nwant\n  %s", what, got, want)
+	}
 }
 
 func jsonOf(t *testing.T, v any) string {
@@ -158,14 +170,9 @@ func testNothingRecorded(t *testing.T, s correlation.Store) {
 	if _, err := s.Lookup(ctx(t), id); !errors.Is(err, correlation.ErrNotFound) {
 		t.Errorf("Lookup err = %v, want ErrNotFound", err)
 	}
-	d, err := s.Debug(ctx(t), id, 0)
-	if err != nil {
-		t.Fatalf("Debug: %v", err)
-	}
+	d := noErr(s.Debug(ctx(t), id, 0))(t)
 	want := fmt.Sprintf(`{"event_id":%q,"parents":[],"children":[],"ancestors":[],"descendants":[],"metadata":null}`, id)
-	if got := jsonOf(t, d); got != want {
-		t.Errorf("Debug JSON =\n  %s\nwant\n  %s", got, want)
-	}
+	jsonIs(t, "Debug JSON", d, want)
 }
 
 func testRecordAndRead(t *testing.T, s correlation.Store) {
@@ -180,32 +187,19 @@ func testRecordAndRead(t *testing.T, s correlation.Store) {
 	for _, parent := range p {
 		equal(t, "Children of a parent", children(t, s, parent), []uuid.UUID{child})
 	}
-	l, err := s.Lookup(ctx(t), child)
-	if err != nil {
-		t.Fatalf("Lookup: %v", err)
-	}
+	l := noErr(s.Lookup(ctx(t), child))(t)
 	if l.Child != child || !l.CreatedAt.Equal(created) {
 		t.Errorf("Lookup = child %s created %s, want %s %s", l.Child, l.CreatedAt, child, created)
 	}
-	md, err := s.Metadata(ctx(t), child)
-	if err != nil {
-		t.Fatalf("Metadata: %v", err)
-	}
-	if got, want := jsonOf(t, md), jsonOf(t, meta); got != want {
-		t.Errorf("Metadata = %s, want %s", got, want)
-	}
-	if got, want := jsonOf(t, l.Metadata), jsonOf(t, meta); got != want {
-		t.Errorf("Lookup metadata = %s, want %s", got, want)
-	}
+	md := noErr(s.Metadata(ctx(t), child))(t)
+	jsonIs(t, "Metadata", md, jsonOf(t, meta))
+	jsonIs(t, "Lookup metadata", l.Metadata, jsonOf(t, meta))
 
 	// A zero CreatedAt is stamped with the time of the call.
 	other := uuid.New()
 	before := time.Now().Add(-time.Second)
 	record(t, s, link(other, p[0]))
-	l, err = s.Lookup(ctx(t), other)
-	if err != nil {
-		t.Fatalf("Lookup: %v", err)
-	}
+	l = noErr(s.Lookup(ctx(t), other))(t)
 	if l.CreatedAt.Before(before) || l.CreatedAt.After(time.Now().Add(time.Second)) {
 		t.Errorf("CreatedAt = %s, want about now", l.CreatedAt)
 	}
@@ -215,15 +209,12 @@ func testRecordAndRead(t *testing.T, s correlation.Store) {
 func testMetadataEmptyIsObject(t *testing.T, s correlation.Store) {
 	a, b := uuid.New(), uuid.New()
 	record(t, s, link(b, a))
-	md, err := s.Metadata(ctx(t), b)
-	if err != nil {
-		t.Fatalf("Metadata: %v", err)
-	}
+	md := noErr(s.Metadata(ctx(t), b))(t)
 	if md == nil || len(md) != 0 {
 		t.Errorf("Metadata = %#v, want an empty non-nil map (Python stores metadata or {})", md)
 	}
 	// The parent has no link of its own: its metadata is null, as in Python.
-	md, err = s.Metadata(ctx(t), a)
+	md, err := s.Metadata(ctx(t), a)
 	if err != nil || md != nil {
 		t.Errorf("Metadata(root) = %#v, %v; want nil", md, err)
 	}
@@ -281,42 +272,28 @@ func testCycle(t *testing.T, s correlation.Store) {
 	equal(t, "Children(x)", children(t, s, x), []uuid.UUID{x})
 	equal(t, "Ancestors(x)", ancestors(t, s, x, 0), nil)
 	equal(t, "Descendants(x)", descendants(t, s, x, 0), nil)
-	d, err := s.Debug(ctx(t), a, 0)
-	if err != nil {
-		t.Fatalf("Debug: %v", err)
-	}
+	d := noErr(s.Debug(ctx(t), a, 0))(t)
 	equal(t, "Debug(a).Ancestors", d.Ancestors, []uuid.UUID{b})
 }
 
 // n0 ← n1 ← … ← n9
 func testDepthBound(t *testing.T, s correlation.Store) {
 	n := ids(10)
-	var links []correlation.Link
-	for i := 1; i < len(n); i++ {
-		links = append(links, link(n[i], n[i-1]))
-	}
-	record(t, s, links...)
+	record(t, s, line(n)...)
 	equal(t, "Ancestors(n9, 1)", ancestors(t, s, n[9], 1), []uuid.UUID{n[8]})
 	equal(t, "Ancestors(n9, 3)", ancestors(t, s, n[9], 3), []uuid.UUID{n[8], n[7], n[6]})
 	equal(t, "Descendants(n0, 2)", descendants(t, s, n[0], 2), []uuid.UUID{n[1], n[2]})
 	equal(t, "Ancestors(n9, 9)", ancestors(t, s, n[9], 9), reversed(n[:9]))
 	equal(t, "Ancestors(n9, 50)", ancestors(t, s, n[9], 50), reversed(n[:9]))
 	equal(t, "Ancestors(n9, -1) = default", ancestors(t, s, n[9], -1), reversed(n[:9]))
-	d, err := s.Debug(ctx(t), n[5], 2)
-	if err != nil {
-		t.Fatalf("Debug: %v", err)
-	}
+	d := noErr(s.Debug(ctx(t), n[5], 2))(t)
 	equal(t, "Debug(n5, 2).Ancestors", d.Ancestors, []uuid.UUID{n[4], n[3]})
 	equal(t, "Debug(n5, 2).Descendants", d.Descendants, []uuid.UUID{n[6], n[7]})
 }
 
 func testDefaultDepth(t *testing.T, s correlation.Store) {
 	n := ids(105)
-	var links []correlation.Link
-	for i := 1; i < len(n); i++ {
-		links = append(links, link(n[i], n[i-1]))
-	}
-	record(t, s, links...)
+	record(t, s, line(n)...)
 	got := ancestors(t, s, n[104], 0)
 	if len(got) != correlation.DefaultMaxDepth {
 		t.Fatalf("len(Ancestors(n104, 0)) = %d, want %d", len(got), correlation.DefaultMaxDepth)
@@ -337,13 +314,8 @@ func testManyLinks(t *testing.T, s correlation.Store) {
 	record(t, s, links...)
 	equal(t, "Children(root)", children(t, s, root), sorted(kids...))
 	for i, k := range kids {
-		md, err := s.Metadata(ctx(t), k)
-		if err != nil {
-			t.Fatalf("Metadata: %v", err)
-		}
-		if got, want := jsonOf(t, md), fmt.Sprintf(`{"i":%d}`, i); got != want {
-			t.Errorf("Metadata(kid %d) = %s, want %s", i, got, want)
-		}
+		md := noErr(s.Metadata(ctx(t), k))(t)
+		jsonIs(t, fmt.Sprintf("Metadata(kid %d)", i), md, fmt.Sprintf(`{"i":%d}`, i))
 	}
 }
 
@@ -376,13 +348,8 @@ func testRerecord(t *testing.T, s correlation.Store) {
 	record(t, s, correlation.Link{Child: child, Parents: []uuid.UUID{p1}, Metadata: map[string]any{"v": 1}})
 	record(t, s, correlation.Link{Child: child, Parents: []uuid.UUID{p2}, Metadata: map[string]any{"v": 2}})
 	equal(t, "Parents", parents(t, s, child), []uuid.UUID{p2})
-	md, err := s.Metadata(ctx(t), child)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := jsonOf(t, md); got != `{"v":2}` {
-		t.Errorf("Metadata = %s, want the last recorded", got)
-	}
+	md := noErr(s.Metadata(ctx(t), child))(t)
+	jsonIs(t, "Metadata (the last recorded)", md, `{"v":2}`)
 	// As in Python, the child stays in the old parent's set until it expires.
 	equal(t, "Children(p1)", children(t, s, p1), []uuid.UUID{child})
 	equal(t, "Children(p2)", children(t, s, p2), []uuid.UUID{child})
@@ -399,56 +366,29 @@ func testDebug(t *testing.T, s correlation.Store) {
 		link(c, a),
 		correlation.Link{Child: d, Parents: []uuid.UUID{b, c}, Metadata: map[string]any{"reason": "join"}},
 	)
-	dump, err := s.Debug(ctx(t), b, 0)
-	if err != nil {
-		t.Fatalf("Debug: %v", err)
-	}
+	dump := noErr(s.Debug(ctx(t), b, 0))(t)
 	want := fmt.Sprintf(`{"event_id":%q,"parents":[%q],"children":[%q],"ancestors":[%q],"descendants":[%q],"metadata":{}}`, b, a, d, a, d)
-	if got := jsonOf(t, dump); got != want {
-		t.Errorf("Debug(b) JSON =\n  %s\nwant\n  %s", got, want)
-	}
-	dump, err = s.Debug(ctx(t), d, 0)
-	if err != nil {
-		t.Fatalf("Debug: %v", err)
-	}
+	jsonIs(t, "Debug(b) JSON", dump, want)
+	dump = noErr(s.Debug(ctx(t), d, 0))(t)
 	want = fmt.Sprintf(`{"event_id":%q,"parents":[%q,%q],"children":[],"ancestors":%s,"descendants":[],"metadata":{"reason":"join"}}`,
 		d, b, c, jsonOf(t, append(sorted(b, c), a)))
-	if got := jsonOf(t, dump); got != want {
-		t.Errorf("Debug(d) JSON =\n  %s\nwant\n  %s", got, want)
-	}
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(jsonOf(t, dump)), &keys); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{"event_id", "parents", "children", "ancestors", "descendants", "metadata"} {
-		if _, ok := keys[k]; !ok {
-			t.Errorf("Debug JSON lacks %q", k)
-		}
-	}
-	if len(keys) != 6 {
-		t.Errorf("Debug JSON has %d keys, want exactly 6", len(keys))
-	}
+	jsonIs(t, "Debug(d) JSON", dump, want)
 }
 
 func testConcurrent(t *testing.T, s correlation.Store) {
 	root := uuid.New()
 	kids := ids(100)
 	var wg sync.WaitGroup
-	errs := make(chan error, len(kids))
 	for i, k := range kids {
 		wg.Go(func() {
-			grandchild := uuid.New()
-			errs <- s.Record(context.Background(),
-				correlation.Link{Child: k, Parents: []uuid.UUID{root}, Metadata: map[string]any{"i": i}},
-				link(grandchild, k))
+			l := correlation.Link{Child: k, Parents: []uuid.UUID{root}, Metadata: map[string]any{"i": i}}
+			if err := s.Record(context.Background(), l, link(uuid.New(), k)); err != nil {
+				t.Errorf("concurrent Record: %v", err)
+			}
 		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatalf("concurrent Record: %v", err)
-		}
+	if wg.Wait(); t.Failed() {
+		t.FailNow()
 	}
 	equal(t, "Children(root)", children(t, s, root), sorted(kids...))
 	if got := descendants(t, s, root, 0); len(got) != 200 {
@@ -471,11 +411,7 @@ func testCorrelationChain(t *testing.T, s correlation.Store) {
 	record(t, s, link(b, a), link(c, a), link(d, b, c), link(e, d), link(uuid.New(), uuid.New()))
 	chain := func(id uuid.UUID, dir correlation.Direction, depth int) []uuid.UUID {
 		t.Helper()
-		got, err := correlation.CorrelationChain(ctx(t), s, id, dir, depth)
-		if err != nil {
-			t.Fatalf("CorrelationChain(%s): %v", dir, err)
-		}
-		return got
+		return noErr(correlation.CorrelationChain(ctx(t), s, id, dir, depth))(t)
 	}
 	// d's parents in recorded order: b (and a through it), then c.
 	equal(t, "chain of e toward ancestors", chain(e, correlation.TowardAncestors, 0), []uuid.UUID{a, b, c, d, e})
