@@ -30,10 +30,11 @@ type SubscriberConfig struct {
 // pattern, and returns the messages of that queue whose routing key matches.
 // A queue is consumed by Consumers workers on one channel with QoS
 // Prefetch; every message is acked only after its handler acked it, and
-// Close drains. After a broker restart it declares its topology again and
+// Close drains, then closes the channels it opened (the connection is the
+// caller's). After a broker restart it declares its topology again and
 // resumes by itself.
 type Subscriber struct {
-	core     *transport.Subscriber
+	*transport.Subscriber
 	conn     *Connection
 	cfg      SubscriberConfig
 	bindings bindings
@@ -48,8 +49,8 @@ func NewSubscriber(conn *Connection, cfg SubscriberConfig) (*Subscriber, error) 
 		return nil, err
 	}
 	s := &Subscriber{conn: conn, cfg: cfg}
-	s.core = transport.NewSubscriber(cfg.SubscriberConfig, s.declare, s.newSource)
-	s.cfg.SubscriberConfig = s.core.Config()
+	s.Subscriber = transport.NewSubscriber(cfg.SubscriberConfig, s.declare, s.newSource)
+	s.cfg.SubscriberConfig = s.Config()
 	return s, nil
 }
 
@@ -67,21 +68,9 @@ func (s *Subscriber) declare(ctx context.Context, queue, pattern string) error {
 	return s.cfg.Topology.DeclareQueue(ch, queue, patterns...)
 }
 
-// Subscribe implements message.Subscriber.
-func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	return s.core.Subscribe(ctx, topic)
-}
-
 // SubscribeInitialize declares the queue and binding without consuming.
 func (s *Subscriber) SubscribeInitialize(topic string) error {
 	return s.declare(context.Background(), s.cfg.QueueName(topic), topic)
-}
-
-// Close drains in-flight messages, then closes every channel it opened and
-// every subscription channel. The connection stays open: it is the caller's.
-func (s *Subscriber) Close() error {
-	s.core.Close()
-	return nil
 }
 
 func (s *Subscriber) newSource(queue string, stop <-chan struct{}) (transport.Source, error) {
@@ -142,16 +131,12 @@ func (src *amqpSource) delivery(g *consumeGen, d amqp091.Delivery) transport.Del
 		msg = message.NewMessage(d.MessageId, d.Body)
 		msg.Metadata[envelope.MetaMalformed] = err.Error()
 	}
-	key := msg.Metadata.Get(envelope.MetaRoutingKey)
-	if key == "" {
-		key = d.RoutingKey
-	}
 	// An ack or nack fails only when the channel is gone; the broker then
 	// requeues the delivery by itself.
 	return transport.Delivery{
 		Msg:        msg,
 		Body:       d.Body,
-		RoutingKey: key,
+		RoutingKey: d.RoutingKey,
 		Ack:        func() { g.acks.ack(d.DeliveryTag) },
 		Nack:       func() { g.acks.nack(d.DeliveryTag) },
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/bus/topic"
 	"github.com/33god/bloodbank-go/bus/transport"
 )
@@ -32,8 +31,6 @@ type Broker struct {
 	queues map[string]*embQueue
 	logger *slog.Logger
 	closed atomic.Bool
-
-	unroutable atomic.Int64
 }
 
 // New returns an empty in-process broker. A nil logger logs nothing.
@@ -76,13 +73,6 @@ func (e *Broker) DeclareQueue(name string, patterns ...string) error {
 	return nil
 }
 
-// DeleteQueue removes a queue and the messages in it.
-func (e *Broker) DeleteQueue(name string) {
-	e.mu.Lock()
-	delete(e.queues, name)
-	e.mu.Unlock()
-}
-
 // QueueLength returns the number of ready (not in-flight) messages in a queue.
 func (e *Broker) QueueLength(name string) int {
 	e.mu.RLock()
@@ -95,9 +85,6 @@ func (e *Broker) QueueLength(name string) int {
 	defer q.mu.Unlock()
 	return len(q.items)
 }
-
-// Unroutable counts the messages published with no queue bound to their key.
-func (e *Broker) Unroutable() int64 { return e.unroutable.Load() }
 
 // route puts a copy of msg into every queue bound to key and returns how
 // many queues took it.
@@ -298,7 +285,6 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			n = p.broker.route(topic, out, body)
 		}
 		if n == 0 {
-			p.broker.unroutable.Add(1)
 			p.unroutable.Add(1)
 			if p.cfg.UnroutableIsError {
 				return fmt.Errorf("cannot publish %s to %q: %w", msg.UUID, topic, transport.ErrUnroutable)
@@ -317,14 +303,14 @@ func (p *Publisher) Close() error { return nil }
 // pattern, to the topic's queue (transport.SubscriberConfig.QueueName) and
 // returns the messages of that queue whose routing key matches it.
 type Subscriber struct {
-	core   *transport.Subscriber
+	*transport.Subscriber
 	broker *Broker
 }
 
 // Subscriber returns a subscriber on the broker.
 func (e *Broker) Subscriber(cfg transport.SubscriberConfig) *Subscriber {
 	s := &Subscriber{broker: e}
-	s.core = transport.NewSubscriber(cfg, s.declare, func(queue string, stop <-chan struct{}) (transport.Source, error) {
+	s.Subscriber = transport.NewSubscriber(cfg, s.declare, func(queue string, stop <-chan struct{}) (transport.Source, error) {
 		q := e.queue(queue)
 		if q == nil {
 			return nil, fmt.Errorf("queue %q was deleted", queue)
@@ -341,22 +327,10 @@ func (s *Subscriber) declare(_ context.Context, queue, pattern string) error {
 	return s.broker.DeclareQueue(queue, pattern)
 }
 
-// Subscribe implements message.Subscriber.
-func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	return s.core.Subscribe(ctx, topic)
-}
-
 // SubscribeInitialize declares the topic's queue and binding without
 // consuming, so messages published before Subscribe are kept.
 func (s *Subscriber) SubscribeInitialize(topic string) error {
-	return s.declare(context.Background(), s.core.Config().QueueName(topic), topic)
-}
-
-// Close drains in-flight messages (see transport.SubscriberConfig.DrainTimeout)
-// and closes every subscription channel.
-func (s *Subscriber) Close() error {
-	s.core.Close()
-	return nil
+	return s.declare(context.Background(), s.Config().QueueName(topic), topic)
 }
 
 type embSource struct {
@@ -370,14 +344,10 @@ func (s *embSource) Fetch() (transport.Delivery, bool) {
 		return transport.Delivery{}, false
 	}
 	var settled atomic.Bool
-	key := it.msg.Metadata.Get(envelope.MetaRoutingKey)
-	if key == "" {
-		key = it.routingKey
-	}
 	return transport.Delivery{
 		Msg:        it.msg,
 		Body:       it.body,
-		RoutingKey: key,
+		RoutingKey: it.routingKey,
 		Ack:        func() { settled.Store(true) },
 		Nack: func() {
 			if settled.CompareAndSwap(false, true) {

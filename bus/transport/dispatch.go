@@ -20,7 +20,7 @@ import (
 type Delivery struct {
 	Msg        *message.Message
 	Body       []byte // the body as it arrived, for parking it unchanged
-	RoutingKey string
+	RoutingKey string // envelope.MetaRoutingKey overrides it
 	Ack        func()
 	Nack       func() // requeue
 }
@@ -100,8 +100,9 @@ func (s *Subscriber) retire(qc *queueConsumer) {
 }
 
 // Close drains in-flight messages (see SubscriberConfig.DrainTimeout), then
-// ends every subscription.
-func (s *Subscriber) Close() {
+// ends every subscription. It never fails; it returns an error to implement
+// message.Subscriber.
+func (s *Subscriber) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	consumers := s.consumers
@@ -112,6 +113,7 @@ func (s *Subscriber) Close() {
 		wg.Go(qc.close)
 	}
 	wg.Wait()
+	return nil
 }
 
 // subscription is one Subscribe call: the messages of the queue whose
@@ -148,7 +150,8 @@ type queueConsumer struct {
 // pattern has a subscription, so that no delivery is taken from a shared
 // queue before the handler it belongs to is listening.
 func (qc *queueConsumer) add(ctx context.Context, pattern topic.Pattern) (*subscription, error) {
-	sub := &subscription{pattern: pattern, handler: handlerOfSubscription(ctx), ctx: ctx,
+	handler, _ := ctx.Value(handlerKey{}).(string)
+	sub := &subscription{pattern: pattern, handler: handler, ctx: ctx,
 		out: make(chan *message.Message), done: make(chan struct{}), abandon: make(chan struct{})}
 	qc.mu.Lock()
 	defer qc.mu.Unlock()
@@ -216,6 +219,9 @@ func (qc *queueConsumer) work() {
 		if !ok {
 			return
 		}
+		if key := d.Msg.Metadata.Get(envelope.MetaRoutingKey); key != "" {
+			d.RoutingKey = key
+		}
 		if qc.dispatch(d) {
 			d.Ack()
 		} else {
@@ -257,7 +263,16 @@ func (qc *queueConsumer) dispatch(d Delivery) bool {
 			ctx = envelope.WithOriginalBody(ctx, d.Body)
 		}
 		m.SetContext(ctx)
-		if ok = qc.handOver(s, m); !ok {
+		// If s ends or intake stops first, nothing is left to drain, and
+		// the delivery is requeued at once.
+		select {
+		case s.out <- m:
+		case <-s.done:
+			ok = false
+		case <-qc.stop:
+			ok = false
+		}
+		if !ok {
 			break
 		}
 		copies = append(copies, m)
@@ -307,19 +322,6 @@ func (qc *queueConsumer) targets(d Delivery) (targets []*subscription, anyone bo
 	return targets, len(qc.subs) > 0
 }
 
-// handOver gives m to s's handler, unless s ends or intake stops first;
-// then nothing is left to drain, and the delivery is requeued at once.
-func (qc *queueConsumer) handOver(s *subscription, m *message.Message) bool {
-	select {
-	case s.out <- m:
-		return true
-	case <-s.done:
-		return false
-	case <-qc.stop:
-		return false
-	}
-}
-
 type handlerKey struct{}
 
 // WithHandlerName marks a Subscribe context with the router handler that
@@ -328,11 +330,6 @@ type handlerKey struct{}
 // its handlers.
 func WithHandlerName(ctx context.Context, name string) context.Context {
 	return context.WithValue(ctx, handlerKey{}, name)
-}
-
-func handlerOfSubscription(ctx context.Context) string {
-	s, _ := ctx.Value(handlerKey{}).(string)
-	return s
 }
 
 // drain waits for the messages a subscription's handlers still hold, up to
