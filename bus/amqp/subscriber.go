@@ -25,14 +25,11 @@ type SubscriberConfig struct {
 	Marshaler wamqp.Marshaler
 }
 
-// Subscriber consumes Bloodbank queues. Subscribe(topic) declares the
-// topic's queue (SubscriberConfig.QueueName), binds it to the topic as a
-// pattern, and returns the messages of that queue whose routing key matches.
-// A queue is consumed by Consumers workers on one channel with QoS
-// Prefetch; every message is acked only after its handler acked it, and
-// Close drains, then closes the channels it opened (the connection is the
-// caller's). After a broker restart it declares its topology again and
-// resumes by itself.
+// Subscriber consumes Bloodbank queues as the package doc says.
+// Subscribe(topic) declares the topic's queue (SubscriberConfig.QueueName),
+// binds it to the topic as a pattern, and returns the messages of that
+// queue whose routing key matches. Close leaves the connection open: it is
+// the caller's.
 type Subscriber struct {
 	*transport.Subscriber
 	conn     *Connection
@@ -198,13 +195,16 @@ func (src *amqpSource) consume(ctx context.Context) (g *consumeGen, ended <-chan
 	if err != nil {
 		return nil, nil, err
 	}
+	defer func() {
+		if err != nil {
+			_ = ch.Close()
+		}
+	}()
 	cfg := src.s.cfg
-	if err := cfg.Topology.DeclareQueue(ch, src.queue, src.s.bindings.of(src.queue)...); err != nil {
-		_ = ch.Close()
+	if err = cfg.Topology.DeclareQueue(ch, src.queue, src.s.bindings.of(src.queue)...); err != nil {
 		return nil, nil, err
 	}
-	if err := ch.Qos(cfg.Prefetch, 0, false); err != nil {
-		_ = ch.Close()
+	if err = ch.Qos(cfg.Prefetch, 0, false); err != nil {
 		return nil, nil, fmt.Errorf("cannot set prefetch %d: %w", cfg.Prefetch, err)
 	}
 	closed := ch.NotifyClose(make(chan *amqp091.Error, 1))
@@ -212,7 +212,6 @@ func (src *amqpSource) consume(ctx context.Context) (g *consumeGen, ended <-chan
 	tag := "bb-" + uuid.NewString()
 	deliveries, err := ch.Consume(src.queue, tag, false, false, false, false, nil)
 	if err != nil {
-		_ = ch.Close()
 		return nil, nil, fmt.Errorf("cannot consume queue %q: %w", src.queue, err)
 	}
 	end := make(chan struct{})

@@ -17,15 +17,9 @@ import (
 	"github.com/33god/bloodbank-go/bus/transport"
 )
 
-// Broker is an in-process broker with the semantics of one RabbitMQ topic
-// exchange: named queues, bindings with "*" and "#" patterns, each message
-// routed once to every queue with a matching binding, competing consumers on
-// a queue, and messages kept until acked (a nack requeues). It is what a
-// service runs on when no RABBIT_URL is set, and what unit tests run on.
-// Watermill's GoChannel cannot stand in here: it has no wildcard routing and
-// hands every message to every subscriber.
-//
-// Nothing survives the process: it is a development and test transport.
+// Broker is the in-process broker the package doc describes. Watermill's
+// GoChannel cannot stand in for it: it has no wildcard routing and hands
+// every message to every subscriber.
 type Broker struct {
 	mu     sync.RWMutex
 	queues map[string]*embQueue
@@ -86,34 +80,20 @@ func (e *Broker) QueueLength(name string) int {
 	return len(q.items)
 }
 
-// route puts a copy of msg into every queue bound to key and returns how
-// many queues took it.
-func (e *Broker) route(key string, msg *message.Message, body []byte) int {
+// route puts a copy of msg into every queue bound to key, or through the
+// default exchange (toQueue) into the queue named key, and returns how many
+// queues took it.
+func (e *Broker) route(key string, msg *message.Message, body []byte, toQueue bool) int {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	n := 0
 	for _, q := range e.queues {
-		for _, b := range q.bindings {
-			if b.Match(key) {
-				e.deliver(q, embItem{msg: msg.Copy(), routingKey: key, body: body})
-				n++
-				break
-			}
+		if toQueue && q.name == key || !toQueue && slices.ContainsFunc(q.bindings, func(b topic.Pattern) bool { return b.Match(key) }) {
+			e.deliver(q, embItem{msg: msg.Copy(), routingKey: key, body: body})
+			n++
 		}
 	}
 	return n
-}
-
-// sendToQueue is the default exchange: the routing key is a queue name.
-func (e *Broker) sendToQueue(queue string, msg *message.Message, body []byte) int {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	q := e.queues[queue]
-	if q == nil {
-		return 0
-	}
-	e.deliver(q, embItem{msg: msg.Copy(), routingKey: queue, body: body})
-	return 1
 }
 
 // deliver queues an item, or for a delay queue, moves it to the queue it
@@ -128,7 +108,7 @@ func (e *Broker) deliver(q *embQueue, it embItem) {
 		if e.closed.Load() {
 			return
 		}
-		e.sendToQueue(q.deadLetterTo, it.msg, it.body)
+		e.route(q.deadLetterTo, it.msg, it.body, true)
 	})
 }
 
@@ -278,13 +258,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			}
 			body = pub.Body
 		}
-		var n int
-		if p.cfg.ToQueues {
-			n = p.broker.sendToQueue(topic, out, body)
-		} else {
-			n = p.broker.route(topic, out, body)
-		}
-		if n == 0 {
+		if p.broker.route(topic, out, body, p.cfg.ToQueues) == 0 {
 			p.unroutable.Add(1)
 			if p.cfg.UnroutableIsError {
 				return fmt.Errorf("cannot publish %s to %q: %w", msg.UUID, topic, transport.ErrUnroutable)

@@ -14,9 +14,6 @@ import (
 )
 
 // Delivery is one message taken from a queue, with the means to settle it.
-// Both transports produce deliveries; everything above them (dispatch to
-// subscriptions, ack aggregation, drain) is shared, so the embedded transport
-// behaves as RabbitMQ does by construction.
 type Delivery struct {
 	Msg        *message.Message
 	Body       []byte // the body as it arrived, for parking it unchanged
@@ -35,9 +32,8 @@ type Source interface {
 	Close()
 }
 
-// Subscriber is the part of a subscriber both transports share: one
-// consumer per queue, created on first Subscribe, dispatching each delivery
-// to every subscription whose pattern matches its routing key.
+// Subscriber is the part of a subscriber both transports share (see the
+// package doc); it keeps one consumer per queue, created on first Subscribe.
 type Subscriber struct {
 	cfg       SubscriberConfig
 	declare   func(ctx context.Context, queue string, pattern string) error
@@ -206,8 +202,7 @@ func (qc *queueConsumer) remove(sub *subscription) {
 	qc.subs = slices.Delete(qc.subs, i, i+1)
 	empty := len(qc.subs) == 0
 	qc.mu.Unlock()
-	close(sub.done)
-	qc.drain(sub)
+	qc.end(sub)
 	if empty {
 		qc.s.retire(qc)
 	}
@@ -332,9 +327,10 @@ func WithHandlerName(ctx context.Context, name string) context.Context {
 	return context.WithValue(ctx, handlerKey{}, name)
 }
 
-// drain waits for the messages a subscription's handlers still hold, up to
-// the drain timeout, then closes its channel.
-func (qc *queueConsumer) drain(sub *subscription) {
+// end stops handing sub messages, waits for those its handlers still hold,
+// up to the drain timeout, then closes its channel.
+func (qc *queueConsumer) end(sub *subscription) {
+	close(sub.done)
 	if !waitFor(&sub.sending, qc.s.cfg.DrainTimeout) {
 		close(sub.abandon)
 		sub.sending.Wait()
@@ -367,8 +363,7 @@ func (qc *queueConsumer) close() {
 		qc.subs = nil
 		qc.mu.Unlock()
 		for _, s := range subs {
-			close(s.done)
-			qc.drain(s)
+			qc.end(s)
 		}
 	})
 }
