@@ -46,15 +46,11 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Bus, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Embedded() {
+		return NewEmbeddedBus(cfg, embedded.New(logger), logger), nil
+	}
 	b := &Bus{cfg: cfg, logger: orNop(logger)}
 	topo := b.topology()
-	if cfg.Embedded() {
-		b.embedded = embedded.New(b.logger)
-		b.embPub = b.embedded.Publisher(embedded.PublisherConfig{Marshaler: envelope.Codec{}, Logger: b.logger, UnroutableIsError: cfg.UnroutableIsError})
-		b.publisher = b.embPub
-		b.queuePub = b.embedded.Publisher(embedded.PublisherConfig{Marshaler: envelope.Codec{}, Logger: b.logger, ToQueues: true, UnroutableIsError: true})
-		return b, nil
-	}
 	var err error
 	conn := amqp.ConnectionConfig{URL: cfg.RabbitURL, ConnectTimeout: cfg.ConnectTimeout, Logger: b.logger}
 	conn.Name = cfg.ServiceName + " publisher"
@@ -66,18 +62,14 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Bus, error) {
 		_ = b.pubConn.Close()
 		return nil, err
 	}
-	b.amqpPub, err = amqp.NewPublisher(b.pubConn, amqp.PublisherConfig{
-		Topology: topo, Channels: cfg.PublisherChannels, ConfirmTimeout: cfg.PublishTimeout, Logger: b.logger,
-		UnroutableIsError: cfg.UnroutableIsError,
-	})
-	if err != nil {
-		_ = b.Close()
-		return nil, err
+	pub := amqp.PublisherConfig{Topology: topo, Channels: cfg.PublisherChannels, ConfirmTimeout: cfg.PublishTimeout,
+		Logger: b.logger, UnroutableIsError: cfg.UnroutableIsError}
+	b.amqpPub, err = amqp.NewPublisher(b.pubConn, pub)
+	if err == nil {
+		b.publisher = b.amqpPub
+		pub.Channels, pub.ToQueues, pub.UnroutableIsError = 1, true, true
+		b.queuePub, err = amqp.NewPublisher(b.pubConn, pub)
 	}
-	b.publisher = b.amqpPub
-	b.queuePub, err = amqp.NewPublisher(b.pubConn, amqp.PublisherConfig{
-		Topology: topo, Channels: 1, ConfirmTimeout: cfg.PublishTimeout, Logger: b.logger, ToQueues: true, UnroutableIsError: true,
-	})
 	if err != nil {
 		_ = b.Close()
 		return nil, err
@@ -197,18 +189,16 @@ func (b *Bus) withChannel(ctx context.Context, fn func(ch *amqp091.Channel) erro
 
 // Subscriber returns a subscriber for a service's queue.
 func (b *Bus) Subscriber(cfg transport.SubscriberConfig) (message.Subscriber, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = b.logger
-	}
-	if b.embedded != nil {
-		return b.embedded.Subscriber(cfg), nil
-	}
-	return amqp.NewSubscriber(b.subConn, amqp.SubscriberConfig{SubscriberConfig: cfg, Topology: b.topology()})
+	return b.subscriber(cfg, false)
 }
 
 // TemporarySubscriber returns a subscriber whose queues are exclusive and
 // deleted when it disconnects, for watching the bus without leaving state.
 func (b *Bus) TemporarySubscriber(cfg transport.SubscriberConfig) (message.Subscriber, error) {
+	return b.subscriber(cfg, true)
+}
+
+func (b *Bus) subscriber(cfg transport.SubscriberConfig, temporary bool) (message.Subscriber, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = b.logger
 	}
@@ -216,7 +206,9 @@ func (b *Bus) TemporarySubscriber(cfg transport.SubscriberConfig) (message.Subsc
 		return b.embedded.Subscriber(cfg), nil
 	}
 	topo := b.topology()
-	topo.Temporary, topo.QueueType = true, amqp.QueueClassic
+	if temporary {
+		topo.Temporary, topo.QueueType = true, amqp.QueueClassic
+	}
 	return amqp.NewSubscriber(b.subConn, amqp.SubscriberConfig{SubscriberConfig: cfg, Topology: topo})
 }
 

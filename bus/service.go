@@ -155,10 +155,10 @@ func (s *Service) Run(ctx context.Context) error {
 	if len(s.handlers) == 0 {
 		return fmt.Errorf("cannot run service %q: it has no handlers", s.name)
 	}
-	queue := s.QueueName()
+	queue, patterns := s.QueueName(), s.Patterns()
 	sub, err := s.bus.Subscriber(transport.SubscriberConfig{
 		QueueName:    func(string) string { return queue },
-		Patterns:     s.Patterns(),
+		Patterns:     patterns,
 		Consumers:    s.bus.cfg.EffectiveConsumers(),
 		Prefetch:     s.bus.cfg.Prefetch,
 		DrainTimeout: s.bus.cfg.DrainTimeout,
@@ -175,7 +175,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.router.AddConsumerHandler(h.name, h.pattern, namedSubscriber{sub, h.name}, h.fn)
 	}
 	s.logger.Info("service starting", slog.String("transport", s.bus.Transport()), slog.String("queue", queue),
-		slog.Any("patterns", s.Patterns()), slog.Int("consumers", s.bus.cfg.EffectiveConsumers()))
+		slog.Any("patterns", patterns), slog.Int("consumers", s.bus.cfg.EffectiveConsumers()))
 	err = s.router.Run(ctx)
 	if cerr := sub.Close(); cerr != nil && err == nil {
 		err = cerr

@@ -50,7 +50,6 @@ func (c *ConnectionConfig) setDefaults() {
 type Connection struct {
 	cfg      ConnectionConfig
 	redacted string
-	logger   *slog.Logger
 
 	mu     sync.Mutex
 	conn   *amqp091.Connection
@@ -70,7 +69,7 @@ func Dial(ctx context.Context, cfg ConnectionConfig) (*Connection, error) {
 	if _, err := amqp091.ParseURI(cfg.URL); err != nil {
 		return nil, fmt.Errorf("cannot connect to RabbitMQ: RABBIT_URL %s is invalid: %s", RedactURL(cfg.URL), redact(err.Error(), cfg.URL))
 	}
-	c := &Connection{cfg: cfg, redacted: RedactURL(cfg.URL), logger: cfg.Logger, ready: make(chan struct{}), closed: make(chan struct{})}
+	c := &Connection{cfg: cfg, redacted: RedactURL(cfg.URL), ready: make(chan struct{}), closed: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	conn, err := c.dialLoop(ctx)
@@ -81,27 +80,20 @@ func Dial(ctx context.Context, cfg ConnectionConfig) (*Connection, error) {
 	return c, nil
 }
 
-func (c *Connection) dial() (*amqp091.Connection, error) {
+// dialLoop dials until it succeeds, ctx ends or the connection is closed.
+func (c *Connection) dialLoop(ctx context.Context) (*amqp091.Connection, error) {
 	props := amqp091.NewConnectionProperties()
 	if c.cfg.Name != "" {
 		props.SetClientConnectionName(c.cfg.Name)
 	}
-	conn, err := amqp091.DialConfig(c.cfg.URL, amqp091.Config{Heartbeat: c.cfg.Heartbeat, Properties: props, Locale: "en_US"})
-	if err != nil {
-		return nil, errors.New(redact(err.Error(), c.cfg.URL))
-	}
-	return conn, nil
-}
-
-// dialLoop dials until it succeeds, ctx ends or the connection is closed.
-func (c *Connection) dialLoop(ctx context.Context) (*amqp091.Connection, error) {
 	for attempt := 0; ; attempt++ {
-		conn, err := c.dial()
+		conn, err := amqp091.DialConfig(c.cfg.URL, amqp091.Config{Heartbeat: c.cfg.Heartbeat, Properties: props, Locale: "en_US"})
 		if err == nil {
 			return conn, nil
 		}
+		err = errors.New(redact(err.Error(), c.cfg.URL))
 		wait := backoffDelay(attempt, 100*time.Millisecond, 5*time.Second)
-		c.logger.Warn("RabbitMQ not reachable, retrying", slog.String("url", c.redacted),
+		c.cfg.Logger.Warn("RabbitMQ not reachable, retrying", slog.String("url", c.redacted),
 			slog.String("error", err.Error()), slog.Duration("retry_in", wait), slog.Int("attempt", attempt+1))
 		select {
 		case <-ctx.Done():
@@ -153,12 +145,12 @@ func (c *Connection) watch(conn *amqp091.Connection, notify <-chan *amqp091.Erro
 	if amqpErr != nil {
 		reason = amqpErr.Error()
 	}
-	c.logger.Warn("RabbitMQ connection lost, reconnecting", slog.String("url", c.redacted), slog.String("reason", reason))
+	c.cfg.Logger.Warn("RabbitMQ connection lost, reconnecting", slog.String("url", c.redacted), slog.String("reason", reason))
 	next, err := c.dialLoop(context.Background())
 	if err != nil {
 		return // closed while reconnecting
 	}
-	c.logger.Info("RabbitMQ reconnected", slog.String("url", c.redacted))
+	c.cfg.Logger.Info("RabbitMQ reconnected", slog.String("url", c.redacted))
 	c.setConn(next)
 }
 

@@ -25,15 +25,13 @@ type SubscriberConfig struct {
 	Marshaler wamqp.Marshaler
 }
 
-// Subscriber consumes Bloodbank queues. Subscribe(topic) declares the
-// topic's queue (SubscriberConfig.QueueName), binds it to the topic as a
-// pattern, and returns the messages of that queue whose routing key matches.
-// A queue is consumed by Consumers workers on one channel with QoS
-// Prefetch; every message is acked only after its handler acked it, and
-// Close drains. After a broker restart it declares its topology again and
-// resumes by itself.
+// Subscriber consumes Bloodbank queues as the package doc says.
+// Subscribe(topic) declares the topic's queue (SubscriberConfig.QueueName),
+// binds it to the topic as a pattern, and returns the messages of that
+// queue whose routing key matches. Close leaves the connection open: it is
+// the caller's.
 type Subscriber struct {
-	core     *transport.Subscriber
+	*transport.Subscriber
 	conn     *Connection
 	cfg      SubscriberConfig
 	bindings bindings
@@ -48,8 +46,8 @@ func NewSubscriber(conn *Connection, cfg SubscriberConfig) (*Subscriber, error) 
 		return nil, err
 	}
 	s := &Subscriber{conn: conn, cfg: cfg}
-	s.core = transport.NewSubscriber(cfg.SubscriberConfig, s.declare, s.newSource)
-	s.cfg.SubscriberConfig = s.core.Config()
+	s.Subscriber = transport.NewSubscriber(cfg.SubscriberConfig, s.declare, s.newSource)
+	s.cfg.SubscriberConfig = s.Config()
 	return s, nil
 }
 
@@ -67,21 +65,9 @@ func (s *Subscriber) declare(ctx context.Context, queue, pattern string) error {
 	return s.cfg.Topology.DeclareQueue(ch, queue, patterns...)
 }
 
-// Subscribe implements message.Subscriber.
-func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	return s.core.Subscribe(ctx, topic)
-}
-
 // SubscribeInitialize declares the queue and binding without consuming.
 func (s *Subscriber) SubscribeInitialize(topic string) error {
 	return s.declare(context.Background(), s.cfg.QueueName(topic), topic)
-}
-
-// Close drains in-flight messages, then closes every channel it opened and
-// every subscription channel. The connection stays open: it is the caller's.
-func (s *Subscriber) Close() error {
-	s.core.Close()
-	return nil
 }
 
 func (s *Subscriber) newSource(queue string, stop <-chan struct{}) (transport.Source, error) {
@@ -142,16 +128,12 @@ func (src *amqpSource) delivery(g *consumeGen, d amqp091.Delivery) transport.Del
 		msg = message.NewMessage(d.MessageId, d.Body)
 		msg.Metadata[envelope.MetaMalformed] = err.Error()
 	}
-	key := msg.Metadata.Get(envelope.MetaRoutingKey)
-	if key == "" {
-		key = d.RoutingKey
-	}
 	// An ack or nack fails only when the channel is gone; the broker then
 	// requeues the delivery by itself.
 	return transport.Delivery{
 		Msg:        msg,
 		Body:       d.Body,
-		RoutingKey: key,
+		RoutingKey: d.RoutingKey,
 		Ack:        func() { g.acks.ack(d.DeliveryTag) },
 		Nack:       func() { g.acks.nack(d.DeliveryTag) },
 	}
@@ -213,13 +195,16 @@ func (src *amqpSource) consume(ctx context.Context) (g *consumeGen, ended <-chan
 	if err != nil {
 		return nil, nil, err
 	}
+	defer func() {
+		if err != nil {
+			_ = ch.Close()
+		}
+	}()
 	cfg := src.s.cfg
-	if err := cfg.Topology.DeclareQueue(ch, src.queue, src.s.bindings.of(src.queue)...); err != nil {
-		_ = ch.Close()
+	if err = cfg.Topology.DeclareQueue(ch, src.queue, src.s.bindings.of(src.queue)...); err != nil {
 		return nil, nil, err
 	}
-	if err := ch.Qos(cfg.Prefetch, 0, false); err != nil {
-		_ = ch.Close()
+	if err = ch.Qos(cfg.Prefetch, 0, false); err != nil {
 		return nil, nil, fmt.Errorf("cannot set prefetch %d: %w", cfg.Prefetch, err)
 	}
 	closed := ch.NotifyClose(make(chan *amqp091.Error, 1))
@@ -227,7 +212,6 @@ func (src *amqpSource) consume(ctx context.Context) (g *consumeGen, ended <-chan
 	tag := "bb-" + uuid.NewString()
 	deliveries, err := ch.Consume(src.queue, tag, false, false, false, false, nil)
 	if err != nil {
-		_ = ch.Close()
 		return nil, nil, fmt.Errorf("cannot consume queue %q: %w", src.queue, err)
 	}
 	end := make(chan struct{})

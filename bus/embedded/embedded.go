@@ -13,27 +13,18 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/bus/topic"
 	"github.com/33god/bloodbank-go/bus/transport"
 )
 
-// Broker is an in-process broker with the semantics of one RabbitMQ topic
-// exchange: named queues, bindings with "*" and "#" patterns, each message
-// routed once to every queue with a matching binding, competing consumers on
-// a queue, and messages kept until acked (a nack requeues). It is what a
-// service runs on when no RABBIT_URL is set, and what unit tests run on.
-// Watermill's GoChannel cannot stand in here: it has no wildcard routing and
-// hands every message to every subscriber.
-//
-// Nothing survives the process: it is a development and test transport.
+// Broker is the in-process broker the package doc describes. Watermill's
+// GoChannel cannot stand in for it: it has no wildcard routing and hands
+// every message to every subscriber.
 type Broker struct {
 	mu     sync.RWMutex
 	queues map[string]*embQueue
 	logger *slog.Logger
 	closed atomic.Bool
-
-	unroutable atomic.Int64
 }
 
 // New returns an empty in-process broker. A nil logger logs nothing.
@@ -76,13 +67,6 @@ func (e *Broker) DeclareQueue(name string, patterns ...string) error {
 	return nil
 }
 
-// DeleteQueue removes a queue and the messages in it.
-func (e *Broker) DeleteQueue(name string) {
-	e.mu.Lock()
-	delete(e.queues, name)
-	e.mu.Unlock()
-}
-
 // QueueLength returns the number of ready (not in-flight) messages in a queue.
 func (e *Broker) QueueLength(name string) int {
 	e.mu.RLock()
@@ -96,37 +80,20 @@ func (e *Broker) QueueLength(name string) int {
 	return len(q.items)
 }
 
-// Unroutable counts the messages published with no queue bound to their key.
-func (e *Broker) Unroutable() int64 { return e.unroutable.Load() }
-
-// route puts a copy of msg into every queue bound to key and returns how
-// many queues took it.
-func (e *Broker) route(key string, msg *message.Message, body []byte) int {
+// route puts a copy of msg into every queue bound to key, or through the
+// default exchange (toQueue) into the queue named key, and returns how many
+// queues took it.
+func (e *Broker) route(key string, msg *message.Message, body []byte, toQueue bool) int {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	n := 0
 	for _, q := range e.queues {
-		for _, b := range q.bindings {
-			if b.Match(key) {
-				e.deliver(q, embItem{msg: msg.Copy(), routingKey: key, body: body})
-				n++
-				break
-			}
+		if toQueue && q.name == key || !toQueue && slices.ContainsFunc(q.bindings, func(b topic.Pattern) bool { return b.Match(key) }) {
+			e.deliver(q, embItem{msg: msg.Copy(), routingKey: key, body: body})
+			n++
 		}
 	}
 	return n
-}
-
-// sendToQueue is the default exchange: the routing key is a queue name.
-func (e *Broker) sendToQueue(queue string, msg *message.Message, body []byte) int {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	q := e.queues[queue]
-	if q == nil {
-		return 0
-	}
-	e.deliver(q, embItem{msg: msg.Copy(), routingKey: queue, body: body})
-	return 1
 }
 
 // deliver queues an item, or for a delay queue, moves it to the queue it
@@ -141,7 +108,7 @@ func (e *Broker) deliver(q *embQueue, it embItem) {
 		if e.closed.Load() {
 			return
 		}
-		e.sendToQueue(q.deadLetterTo, it.msg, it.body)
+		e.route(q.deadLetterTo, it.msg, it.body, true)
 	})
 }
 
@@ -291,14 +258,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			}
 			body = pub.Body
 		}
-		var n int
-		if p.cfg.ToQueues {
-			n = p.broker.sendToQueue(topic, out, body)
-		} else {
-			n = p.broker.route(topic, out, body)
-		}
-		if n == 0 {
-			p.broker.unroutable.Add(1)
+		if p.broker.route(topic, out, body, p.cfg.ToQueues) == 0 {
 			p.unroutable.Add(1)
 			if p.cfg.UnroutableIsError {
 				return fmt.Errorf("cannot publish %s to %q: %w", msg.UUID, topic, transport.ErrUnroutable)
@@ -317,14 +277,14 @@ func (p *Publisher) Close() error { return nil }
 // pattern, to the topic's queue (transport.SubscriberConfig.QueueName) and
 // returns the messages of that queue whose routing key matches it.
 type Subscriber struct {
-	core   *transport.Subscriber
+	*transport.Subscriber
 	broker *Broker
 }
 
 // Subscriber returns a subscriber on the broker.
 func (e *Broker) Subscriber(cfg transport.SubscriberConfig) *Subscriber {
 	s := &Subscriber{broker: e}
-	s.core = transport.NewSubscriber(cfg, s.declare, func(queue string, stop <-chan struct{}) (transport.Source, error) {
+	s.Subscriber = transport.NewSubscriber(cfg, s.declare, func(queue string, stop <-chan struct{}) (transport.Source, error) {
 		q := e.queue(queue)
 		if q == nil {
 			return nil, fmt.Errorf("queue %q was deleted", queue)
@@ -341,22 +301,10 @@ func (s *Subscriber) declare(_ context.Context, queue, pattern string) error {
 	return s.broker.DeclareQueue(queue, pattern)
 }
 
-// Subscribe implements message.Subscriber.
-func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	return s.core.Subscribe(ctx, topic)
-}
-
 // SubscribeInitialize declares the topic's queue and binding without
 // consuming, so messages published before Subscribe are kept.
 func (s *Subscriber) SubscribeInitialize(topic string) error {
-	return s.declare(context.Background(), s.core.Config().QueueName(topic), topic)
-}
-
-// Close drains in-flight messages (see transport.SubscriberConfig.DrainTimeout)
-// and closes every subscription channel.
-func (s *Subscriber) Close() error {
-	s.core.Close()
-	return nil
+	return s.declare(context.Background(), s.Config().QueueName(topic), topic)
 }
 
 type embSource struct {
@@ -370,14 +318,10 @@ func (s *embSource) Fetch() (transport.Delivery, bool) {
 		return transport.Delivery{}, false
 	}
 	var settled atomic.Bool
-	key := it.msg.Metadata.Get(envelope.MetaRoutingKey)
-	if key == "" {
-		key = it.routingKey
-	}
 	return transport.Delivery{
 		Msg:        it.msg,
 		Body:       it.body,
-		RoutingKey: key,
+		RoutingKey: it.routingKey,
 		Ack:        func() { settled.Store(true) },
 		Nack: func() {
 			if settled.CompareAndSwap(false, true) {

@@ -121,9 +121,7 @@ func WithCorrelationIDs(ids ...uuid.UUID) Option {
 }
 
 // WithAgentContext sets the envelope's agent context.
-func WithAgentContext(ac *AgentContext) Option {
-	return func(e *Envelope) { e.AgentContext = ac }
-}
+func WithAgentContext(ac *AgentContext) Option { return func(e *Envelope) { e.AgentContext = ac } }
 
 // WithEventID sets an explicit event id, such as one from DeterministicID,
 // instead of a random one.
@@ -177,8 +175,7 @@ func NewHTTP(eventType string, payload any, clientHost, appName string, opts ...
 // name as app, and an agent context of agentType and agentName.
 func NewAgent(eventType string, payload any, agentType AgentType, agentName string, opts ...Option) (Envelope, error) {
 	src := Source{Host: Hostname(), Type: TriggerAgent, App: agentName}
-	ac := &AgentContext{Type: agentType, Name: agentName}
-	base := []Option{WithSource(src), WithAgentContext(ac)}
+	base := []Option{WithSource(src), WithAgentContext(&AgentContext{Type: agentType, Name: agentName})}
 	return New(eventType, payload, append(base, opts...)...)
 }
 

@@ -1,13 +1,15 @@
 package envelope
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -83,12 +85,7 @@ func DeterministicID(eventType string, fields map[string]any) (uuid.UUID, error)
 // generate_event_id(event_type, unique_key), which some Python producers call
 // with a free-form key such as "meeting_abc123" instead of named fields.
 func DeterministicIDFromKey(eventType, uniqueKey string) uuid.UUID {
-	name := make([]byte, 0, len("bloodbank:")+len(eventType)+1+len(uniqueKey))
-	name = append(name, "bloodbank:"...)
-	name = append(name, eventType...)
-	name = append(name, ':')
-	name = append(name, uniqueKey...)
-	return uuid.NewSHA1(IDNamespace, name)
+	return uuid.NewSHA1(IDNamespace, []byte("bloodbank:"+eventType+":"+uniqueKey))
 }
 
 // UniqueKey renders fields as the Python services do for a deterministic id:
@@ -96,25 +93,27 @@ func DeterministicIDFromKey(eventType, uniqueKey string) uuid.UUID {
 // strings bytewise, which for UTF-8 is the code-point order Python's sorted
 // uses. Values are rendered as DeterministicID documents.
 func UniqueKey(fields map[string]any) (string, error) {
-	names := make([]string, 0, len(fields))
-	for name := range fields {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	var b strings.Builder
-	for i, name := range names {
+	pairs := make([]Field, 0, len(fields))
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
 		s, ok := pythonStr(fields[name])
 		if !ok {
 			return "", &IDFieldError{Field: name, Type: fmt.Sprintf("%T", fields[name])}
 		}
+		pairs = append(pairs, Field{name, s})
+	}
+	return joinFields(pairs), nil
+}
+
+// joinFields writes fields as "name=value" pairs joined by "|".
+func joinFields(fields []Field) string {
+	var b strings.Builder
+	for i, f := range fields {
 		if i > 0 {
 			b.WriteByte('|')
 		}
-		b.WriteString(name)
-		b.WriteByte('=')
-		b.WriteString(s)
+		b.WriteString(f.name + "=" + f.value)
 	}
-	return b.String(), nil
+	return b.String()
 }
 
 // Field is one identifying field of a deterministic id, already rendered.
@@ -148,24 +147,11 @@ func NoneField(name string) Field { return Field{name, "None"} }
 // keyword arguments cannot repeat); both pairs are kept, ordered by value as
 // Python's sorted would order equal names.
 func DeterministicIDOf(eventType string, fields ...Field) uuid.UUID {
-	sorted := make([]Field, len(fields))
-	copy(sorted, fields)
-	sort.Slice(sorted, func(i, j int) bool {
-		if sorted[i].name != sorted[j].name {
-			return sorted[i].name < sorted[j].name
-		}
-		return sorted[i].value < sorted[j].value
+	sorted := slices.Clone(fields)
+	slices.SortFunc(sorted, func(a, b Field) int {
+		return cmp.Or(strings.Compare(a.name, b.name), strings.Compare(a.value, b.value))
 	})
-	var b strings.Builder
-	for i, f := range sorted {
-		if i > 0 {
-			b.WriteByte('|')
-		}
-		b.WriteString(f.name)
-		b.WriteByte('=')
-		b.WriteString(f.value)
-	}
-	return DeterministicIDFromKey(eventType, b.String())
+	return DeterministicIDFromKey(eventType, joinFields(sorted))
 }
 
 // pythonStr renders v as Python's str() renders the equivalent value, or
@@ -174,18 +160,6 @@ func pythonStr(v any) (string, bool) {
 	switch x := v.(type) {
 	case nil:
 		return "None", true
-	case string:
-		return x, true
-	case bool:
-		return pythonBool(x), true
-	case int:
-		return strconv.FormatInt(int64(x), 10), true
-	case int64:
-		return strconv.FormatInt(x, 10), true
-	case uint64:
-		return strconv.FormatUint(x, 10), true
-	case float64:
-		return pythonFloat(x), true
 	case uuid.UUID:
 		return x.String(), true
 	case *big.Int:
@@ -205,7 +179,8 @@ func pythonStr(v any) (string, bool) {
 		}
 		return "", false
 	}
-	// Named types (type MeetingID string), other integer widths, pointers.
+	// Strings, bools, integers, float64 and named types of them
+	// (type MeetingID string); pointers.
 	rv := reflect.ValueOf(v)
 	switch rv.Kind() {
 	case reflect.Pointer:

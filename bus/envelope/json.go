@@ -338,26 +338,11 @@ func decode(body []byte, fill bool) (Envelope, error) {
 // jsonKind names the JSON type of a value from its first byte, which is all
 // the codec needs to classify a body without decoding it.
 func jsonKind(b []byte) string {
-	i := 0
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
-		i++
-	}
-	if i == len(b) {
+	switch k := jsontext.Value(b).Kind(); {
+	case k != 0 && k != '}' && k != ']':
+		return kindName(k)
+	case len(bytes.Trim(b, " \t\r\n")) == 0:
 		return "missing"
-	}
-	switch b[i] {
-	case '{':
-		return "object"
-	case '[':
-		return "array"
-	case '"':
-		return "string"
-	case 't', 'f':
-		return "boolean"
-	case 'n':
-		return "null"
-	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-		return "number"
 	}
 	return "not JSON"
 }
@@ -430,6 +415,7 @@ func jsonTypeOf(t reflect.Type) string {
 	return "number"
 }
 
+// kindName names a JSON kind as jsonKind does: "boolean", not "true".
 func kindName(k jsontext.Kind) string {
 	switch k {
 	case '{':

@@ -22,16 +22,15 @@ func Compile(p string) (Pattern, error) {
 	if len(p) > 255 {
 		return Pattern{}, fmt.Errorf("invalid pattern %.40q…: longer than 255 bytes", p)
 	}
-	c := Pattern{raw: p}
-	if p != "" {
+	return compile(p), nil
+}
+
+func compile(p string) Pattern {
+	c := Pattern{raw: p, wildcard: strings.ContainsAny(p, "*#")}
+	if c.wildcard {
 		c.words = strings.Split(p, ".")
 	}
-	for _, w := range c.words {
-		if w == "*" || w == "#" {
-			c.wildcard = true
-		}
-	}
-	return c, nil
+	return c
 }
 
 // Must is Compile for patterns known at compile time.
@@ -55,16 +54,7 @@ func (p Pattern) Match(key string) bool {
 }
 
 // Match reports whether routing key matches the binding pattern.
-func Match(pattern, key string) bool {
-	if !strings.ContainsAny(pattern, "*#") {
-		return pattern == key
-	}
-	var words []string
-	if pattern != "" {
-		words = strings.Split(pattern, ".")
-	}
-	return matchWords(words, key)
-}
+func Match(pattern, key string) bool { return compile(pattern).Match(key) }
 
 // matchWords is glob matching over words, with "#" as the star: the greedy
 // algorithm with one backtrack point is linear in practice and never
@@ -102,9 +92,8 @@ func matchWords(pattern []string, key string) bool {
 			return false
 		}
 		// Let the last "#" swallow one more key word and retry from there.
-		_, starNext := keyWord(key, starOff)
+		_, starOff = keyWord(key, starOff)
 		starK++
-		starOff = starNext
 		pi, ki, kOff = starP+1, starK, starOff
 	}
 	for pi < len(pattern) && pattern[pi] == "#" {

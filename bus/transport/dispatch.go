@@ -14,13 +14,10 @@ import (
 )
 
 // Delivery is one message taken from a queue, with the means to settle it.
-// Both transports produce deliveries; everything above them (dispatch to
-// subscriptions, ack aggregation, drain) is shared, so the embedded transport
-// behaves as RabbitMQ does by construction.
 type Delivery struct {
 	Msg        *message.Message
 	Body       []byte // the body as it arrived, for parking it unchanged
-	RoutingKey string
+	RoutingKey string // envelope.MetaRoutingKey overrides it
 	Ack        func()
 	Nack       func() // requeue
 }
@@ -35,9 +32,8 @@ type Source interface {
 	Close()
 }
 
-// Subscriber is the part of a subscriber both transports share: one
-// consumer per queue, created on first Subscribe, dispatching each delivery
-// to every subscription whose pattern matches its routing key.
+// Subscriber is the part of a subscriber both transports share (see the
+// package doc); it keeps one consumer per queue, created on first Subscribe.
 type Subscriber struct {
 	cfg       SubscriberConfig
 	declare   func(ctx context.Context, queue string, pattern string) error
@@ -100,8 +96,9 @@ func (s *Subscriber) retire(qc *queueConsumer) {
 }
 
 // Close drains in-flight messages (see SubscriberConfig.DrainTimeout), then
-// ends every subscription.
-func (s *Subscriber) Close() {
+// ends every subscription. It never fails; it returns an error to implement
+// message.Subscriber.
+func (s *Subscriber) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	consumers := s.consumers
@@ -112,6 +109,7 @@ func (s *Subscriber) Close() {
 		wg.Go(qc.close)
 	}
 	wg.Wait()
+	return nil
 }
 
 // subscription is one Subscribe call: the messages of the queue whose
@@ -148,7 +146,8 @@ type queueConsumer struct {
 // pattern has a subscription, so that no delivery is taken from a shared
 // queue before the handler it belongs to is listening.
 func (qc *queueConsumer) add(ctx context.Context, pattern topic.Pattern) (*subscription, error) {
-	sub := &subscription{pattern: pattern, handler: handlerOfSubscription(ctx), ctx: ctx,
+	handler, _ := ctx.Value(handlerKey{}).(string)
+	sub := &subscription{pattern: pattern, handler: handler, ctx: ctx,
 		out: make(chan *message.Message), done: make(chan struct{}), abandon: make(chan struct{})}
 	qc.mu.Lock()
 	defer qc.mu.Unlock()
@@ -203,8 +202,7 @@ func (qc *queueConsumer) remove(sub *subscription) {
 	qc.subs = slices.Delete(qc.subs, i, i+1)
 	empty := len(qc.subs) == 0
 	qc.mu.Unlock()
-	close(sub.done)
-	qc.drain(sub)
+	qc.end(sub)
 	if empty {
 		qc.s.retire(qc)
 	}
@@ -215,6 +213,9 @@ func (qc *queueConsumer) work() {
 		d, ok := qc.src.Fetch()
 		if !ok {
 			return
+		}
+		if key := d.Msg.Metadata.Get(envelope.MetaRoutingKey); key != "" {
+			d.RoutingKey = key
 		}
 		if qc.dispatch(d) {
 			d.Ack()
@@ -257,7 +258,16 @@ func (qc *queueConsumer) dispatch(d Delivery) bool {
 			ctx = envelope.WithOriginalBody(ctx, d.Body)
 		}
 		m.SetContext(ctx)
-		if ok = qc.handOver(s, m); !ok {
+		// If s ends or intake stops first, nothing is left to drain, and
+		// the delivery is requeued at once.
+		select {
+		case s.out <- m:
+		case <-s.done:
+			ok = false
+		case <-qc.stop:
+			ok = false
+		}
+		if !ok {
 			break
 		}
 		copies = append(copies, m)
@@ -307,19 +317,6 @@ func (qc *queueConsumer) targets(d Delivery) (targets []*subscription, anyone bo
 	return targets, len(qc.subs) > 0
 }
 
-// handOver gives m to s's handler, unless s ends or intake stops first;
-// then nothing is left to drain, and the delivery is requeued at once.
-func (qc *queueConsumer) handOver(s *subscription, m *message.Message) bool {
-	select {
-	case s.out <- m:
-		return true
-	case <-s.done:
-		return false
-	case <-qc.stop:
-		return false
-	}
-}
-
 type handlerKey struct{}
 
 // WithHandlerName marks a Subscribe context with the router handler that
@@ -330,14 +327,10 @@ func WithHandlerName(ctx context.Context, name string) context.Context {
 	return context.WithValue(ctx, handlerKey{}, name)
 }
 
-func handlerOfSubscription(ctx context.Context) string {
-	s, _ := ctx.Value(handlerKey{}).(string)
-	return s
-}
-
-// drain waits for the messages a subscription's handlers still hold, up to
-// the drain timeout, then closes its channel.
-func (qc *queueConsumer) drain(sub *subscription) {
+// end stops handing sub messages, waits for those its handlers still hold,
+// up to the drain timeout, then closes its channel.
+func (qc *queueConsumer) end(sub *subscription) {
+	close(sub.done)
 	if !waitFor(&sub.sending, qc.s.cfg.DrainTimeout) {
 		close(sub.abandon)
 		sub.sending.Wait()
@@ -370,8 +363,7 @@ func (qc *queueConsumer) close() {
 		qc.subs = nil
 		qc.mu.Unlock()
 		for _, s := range subs {
-			close(s.done)
-			qc.drain(s)
+			qc.end(s)
 		}
 	})
 }
