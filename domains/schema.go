@@ -133,7 +133,7 @@ func (f *schemaFixer) fields(t reflect.Type, s *jsonschema.Schema) ([]string, er
 				return nil, fmt.Errorf("cannot generate a JSON Schema for %s: %w", t, err)
 			}
 		}
-		nullable := kind == reflect.Pointer || (canBeNil && !hasDefault)
+		nullable := canBeNil && !hasDefault // Python rejects null for a defaulted field
 		if nullable && (prop.Type != "" || prop.Ref != "" || prop.AnyOf != nil) {
 			wrapped := &jsonschema.Schema{
 				AnyOf:       []*jsonschema.Schema{prop, {Type: "null"}},

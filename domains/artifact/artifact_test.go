@@ -89,7 +89,7 @@ func TestIngestionFailed_isAnExactKeyBesideTheTemplate(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	failed, err := domains.Decode[artifact.IngestionFailed]([]byte(`{"artifact_uri": "x", "artifact_kind": "code", "error_message": "e", "is_retryable": null}`))
-	if err != nil || !failed.IsRetryable || failed.RetryCount != 0 {
+	if err != nil || failed.IsRetryable == nil || !*failed.IsRetryable || failed.RetryCount != 0 {
 		t.Errorf("Decode(IngestionFailed) = %+v, %v; want retryable by default", failed, err)
 	}
 	changed, err := domains.Decode[artifact.Changed]([]byte(`{"action": "created", "kind": "code", "uri": "x"}`))

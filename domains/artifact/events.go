@@ -55,7 +55,8 @@ type IngestionFailed struct {
 	ErrorMessage string  `json:"error_message"`
 	ErrorCode    *string `json:"error_code"`
 	RetryCount   int     `json:"retry_count" default:"0"`
-	IsRetryable  bool    `json:"is_retryable" default:"true"`
+	// IsRetryable defaults to true, as in Python: nil is written as true.
+	IsRetryable *bool `json:"is_retryable" default:"true"`
 }
 
 var _ domains.Enum = Action("")

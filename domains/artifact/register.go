@@ -28,7 +28,7 @@ func Register(r *domains.Registry) error {
 				ErrorMessage: "embedding service unavailable",
 				ErrorCode:    new("embedding_unavailable"),
 				RetryCount:   2,
-				IsRetryable:  true,
+				IsRetryable:  new(true),
 			},
 		},
 	)

@@ -30,10 +30,10 @@ var catalogDefaults = map[string]map[string]any{
 	"fireflies.transcript.upload":    {"created_at": decodedAt},
 	"fireflies.transcript.ready":     {"participants": []fireflies.MeetingParticipant{}, "speakers": []string{}},
 	"fireflies.transcript.processed": {"chunk_count": 0, "metadata": map[string]any{}},
-	"fireflies.transcript.failed":    {"timestamp": decodedAt, "retry_count": 0, "is_retryable": true, "metadata": map[string]any{}},
+	"fireflies.transcript.failed":    {"timestamp": decodedAt, "retry_count": 0, "is_retryable": new(true), "metadata": map[string]any{}},
 	"github.pr.created":              {"cache_type": github.CacheRedis},
 	"artifact.{action}":              {"metadata": map[string]any{}},
-	"artifact.ingestion.failed":      {"retry_count": 0, "is_retryable": true},
+	"artifact.ingestion.failed":      {"retry_count": 0, "is_retryable": new(true)},
 	"llm.prompt":                     {"tags": []string{}},
 	"llm.error":                      {"is_retryable": false, "retry_count": 0},
 }

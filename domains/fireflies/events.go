@@ -126,15 +126,17 @@ type TranscriptProcessed struct {
 // TranscriptFailed reports that an upload, transcription or ingestion
 // failed. Python: FirefliesTranscriptFailedPayload.
 type TranscriptFailed struct {
-	FailedStage  Stage          `json:"failed_stage"`
-	ErrorMessage string         `json:"error_message"`
-	ErrorCode    *string        `json:"error_code"`
-	TranscriptID *string        `json:"transcript_id" jsonschema_description:"Absent when the upload itself failed."`
-	MediaFile    *string        `json:"media_file"`
-	Timestamp    envelope.Time  `json:"timestamp" default:"now"`
-	RetryCount   int            `json:"retry_count" default:"0"`
-	IsRetryable  bool           `json:"is_retryable" default:"true"`
-	Metadata     map[string]any `json:"metadata" default:"{}"`
+	FailedStage  Stage         `json:"failed_stage"`
+	ErrorMessage string        `json:"error_message"`
+	ErrorCode    *string       `json:"error_code"`
+	TranscriptID *string       `json:"transcript_id" jsonschema_description:"Absent when the upload itself failed."`
+	MediaFile    *string       `json:"media_file"`
+	Timestamp    envelope.Time `json:"timestamp" default:"now"`
+	RetryCount   int           `json:"retry_count" default:"0"`
+	// IsRetryable defaults to true, as in Python: nil is written as true,
+	// so a Go producer that does not say publishes what Python would.
+	IsRetryable *bool          `json:"is_retryable" default:"true"`
+	Metadata    map[string]any `json:"metadata" default:"{}"`
 }
 
 // Stage is the pipeline stage that failed.

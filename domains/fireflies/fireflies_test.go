@@ -117,7 +117,7 @@ func TestTranscriptFailed_defaultsOnDecode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !got.IsRetryable || got.RetryCount != 0 || got.Metadata == nil || got.Timestamp.Before(before) {
+		if got.IsRetryable == nil || !*got.IsRetryable || got.RetryCount != 0 || got.Metadata == nil || got.Timestamp.Before(before) {
 			t.Errorf("Decode(%s) = %+v, want retryable, 0 retries, empty metadata, timestamp now", payload, got)
 		}
 	}

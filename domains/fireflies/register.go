@@ -59,7 +59,7 @@ func Register(r *domains.Registry) error {
 				MediaFile:    new("/recordings/2026-01-29-standup.mp4"),
 				Timestamp:    envelope.NewTime(exampleTime.Add(time.Minute)),
 				RetryCount:   1,
-				IsRetryable:  true,
+				IsRetryable:  new(true),
 				Metadata:     map[string]any{},
 			},
 		},

@@ -192,7 +192,7 @@ func (in *ingester) handle(ctx context.Context, ev bus.Event[fireflies.Transcrip
 			ErrorMessage: "transcript has no sentences",
 			ErrorCode:    new("empty_transcript"),
 			TranscriptID: new(t.ID),
-			IsRetryable:  false,
+			IsRetryable:  new(false),
 		}, envelope.WithEventID(derivedID(fireflies.RoutingKeyTranscriptFailed, t.ID)))
 		if err != nil {
 			return err
