@@ -21,6 +21,7 @@ import (
 func (a *app) traceCommand() *cobra.Command {
 	var depth int
 	var asJSON bool
+	var chain string
 	cmd := &cobra.Command{
 		Use:   "trace EVENT_ID",
 		Short: "Show what caused an event and what it caused, from the correlation store in Redis",
@@ -33,27 +34,40 @@ recorded with its link.
 --json prints the debug dump the Python tracker's debug_dump returns:
 {"event_id", "parents", "children", "ancestors", "descendants", "metadata"}.
 
+--chain ancestors|descendants prints, one id a line (a JSON array with
+--json), the chain the Python tracker's get_correlation_chain returns: walked
+depth first, in post-order, the event itself last; for ancestors the root
+causes come first.
+
 An event nobody recorded links for is not an error: its lists are empty.
 Links expire after CORRELATION_TTL_DAYS (30 by default).`,
 		Example: `  bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11
-  bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11 --depth 3 --json | jq .descendants`,
+  bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11 --depth 3 --json | jq .descendants
+  bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11 --chain ancestors`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.runTrace(cmd.Context(), args[0], depth, asJSON)
+			return a.runTrace(cmd.Context(), args[0], depth, asJSON, chain)
 		},
 	}
 	cmd.Flags().IntVar(&depth, "depth", correlation.DefaultMaxDepth, "follow ancestors and descendants at most `N` links away")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the debug dump as JSON")
+	cmd.Flags().StringVar(&chain, "chain", "", "print the Python tracker's correlation chain toward `ancestors or descendants` instead")
 	return cmd
 }
 
-func (a *app) runTrace(ctx context.Context, arg string, depth int, asJSON bool) error {
+func (a *app) runTrace(ctx context.Context, arg string, depth int, asJSON bool, chain string) error {
 	id, err := parseUUID("EVENT_ID", arg)
 	if err != nil {
 		return err
 	}
 	if depth < 1 {
 		return usageErrorf("--depth must be 1 or more, got %d", depth)
+	}
+	var dir correlation.Direction
+	if chain != "" {
+		if dir, err = correlation.ParseDirection(chain); err != nil {
+			return usageErrorf("--chain: %v", err)
+		}
 	}
 	cfg, logger, err := a.setup()
 	if err != nil {
@@ -67,6 +81,19 @@ func (a *app) runTrace(ctx context.Context, arg string, depth int, asJSON bool) 
 
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
+	if dir != "" {
+		ids, err := correlation.CorrelationChain(ctx, store, id, dir, depth)
+		if err != nil {
+			return a.redisError(err, cfg)
+		}
+		if asJSON {
+			return writeIndentedJSON(a.stdout, ids)
+		}
+		for _, id := range ids {
+			fmt.Fprintln(a.stdout, id)
+		}
+		return nil
+	}
 	dump, err := store.Debug(ctx, id, depth)
 	if err != nil {
 		return a.redisError(err, cfg)

@@ -108,6 +108,32 @@ func TestTrace_jsonIsTheDebugDump(t *testing.T) {
 	}
 }
 
+// --chain prints the Python tracker's get_correlation_chain: depth first,
+// post-order, the event itself last.
+func TestTrace_chainInPythonOrder(t *testing.T) {
+	g := recordGraph(t)
+	res := mustSucceed(t, run{env: g.env}, "trace", "--chain", "ancestors", g.child.String())
+	if got, want := lines(res.stdout), []string{g.grandparent.String(), g.parent.String(), g.child.String()}; !slices.Equal(got, want) {
+		t.Errorf("--chain ancestors = %v, want %v", got, want)
+	}
+	res = mustSucceed(t, run{env: g.env}, "trace", "--chain", "descendants", "--json", g.grandparent.String())
+	var ids []uuid.UUID
+	if err := json.Unmarshal([]byte(res.stdout), &ids); err != nil {
+		t.Fatalf("stdout is not a JSON array: %v\n%s", err, res)
+	}
+	if want := []uuid.UUID{g.child, g.parent, g.grandparent}; !slices.Equal(ids, want) {
+		t.Errorf("--chain descendants --json = %v, want %v", ids, want)
+	}
+	res = mustSucceed(t, run{env: g.env}, "trace", "--chain", "ancestors", "--depth", "1", g.child.String())
+	if got, want := lines(res.stdout), []string{g.parent.String(), g.child.String()}; !slices.Equal(got, want) {
+		t.Errorf("--chain ancestors --depth 1 = %v, want %v", got, want)
+	}
+	bad := bb(t, run{env: g.env}, "trace", "--chain", "up", g.child.String())
+	if bad.code != 1 || !strings.Contains(bad.stderr, `--chain: invalid direction "up": want ancestors or descendants`) {
+		t.Errorf("--chain up: want exit 1 naming the directions\n%s", bad)
+	}
+}
+
 func TestTrace_treeShowsTheNeighbourhood(t *testing.T) {
 	g := recordGraph(t)
 	res := mustSucceed(t, run{env: g.env}, "trace", g.parent.String())
