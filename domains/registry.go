@@ -153,9 +153,8 @@ func (e *EventType) Decode(payload []byte) (any, error) {
 	return v, err
 }
 
-// Registry maps routing keys and names to payload types. The zero value is
-// not usable; call NewRegistry. It is safe for concurrent use, though
-// registering everything before the first lookup is the expected pattern.
+// Registry maps routing keys and names to payload types. Build it with
+// NewRegistry; it is safe for concurrent use.
 type Registry struct {
 	mu        sync.RWMutex
 	byKey     map[string]*EventType       // exact routing keys
@@ -164,8 +163,7 @@ type Registry struct {
 	byType    map[reflect.Type]*EventType // every registered type
 }
 
-// NewRegistry returns an empty registry. catalog.New returns one holding
-// every built-in domain.
+// NewRegistry returns an empty registry; catalog.New returns one holding the built-in domains.
 func NewRegistry() *Registry {
 	return &Registry{
 		byKey:  map[string]*EventType{},
@@ -210,10 +208,8 @@ func (s Spec[T]) register(r *Registry, domain string) error {
 	return Register(r, s)
 }
 
-// RegisterDomain registers the specs of one domain, as a domain package's
-// Register does; a spec that names no Domain is in domain. It registers
-// every spec it can and reports every one that failed, so that a domain
-// package fixes them all at once.
+// RegisterDomain registers the specs of one domain; a spec that names no
+// Domain is in domain. It registers every spec it can and reports all that failed.
 func RegisterDomain(r *Registry, domain string, specs ...Registration) error {
 	errs := make([]error, len(specs))
 	for i, s := range specs {
@@ -225,9 +221,8 @@ func RegisterDomain(r *Registry, domain string, specs ...Registration) error {
 	return nil
 }
 
-// init checks the spec Register copied into e and derives the rest of e from
-// its Go type: the pattern, schema and compiled validator. It is not generic,
-// so that the code is not copied for every payload type.
+// init checks the spec copied into e and derives the pattern, schema and
+// validator. It is not generic, so it is not instantiated per payload type.
 func (e *EventType) init(key string, example any) error {
 	t := e.goType
 	if t.Kind() != reflect.Struct || t.Name() == "" {
@@ -330,11 +325,9 @@ func (r *Registry) add(e *EventType) error {
 }
 
 // ExecuteAsCommand records the fact registered under routingKey as a
-// command answered by result, for a service that executes it. The
-// catalogue records what Python executes: llm.prompt, for one, is a fact
-// there, so a Go command processor that answers it (cqrs/commands.LLMPrompt)
-// calls ExecuteAsCommand(llm.RoutingKeyPrompt, llm.RoutingKeyResponse) on
-// its own registry first. Lookups made before it keep the fact.
+// command answered by result, for a service that executes what Python
+// treats as a fact (llm.prompt: see cqrs/commands.LLMPrompt). EventTypes
+// looked up before the call keep the fact.
 func (r *Registry) ExecuteAsCommand(routingKey, result string) error {
 	if _, err := parseRoutingKey(result); err != nil {
 		return fmt.Errorf("cannot execute %q as a command: result: %w", routingKey, err)
@@ -383,12 +376,10 @@ func (r *Registry) find(exact map[string]*EventType, key string) (*EventType, er
 	return nil, fmt.Errorf("%w %q", ErrUnknownEventType, key)
 }
 
-// Validate checks a payload that travels under routingKey: against the
-// schema of the type registered for the key, and, for a template key,
-// that the placeholder fields agree with the key. It returns nil, a
-// *ValidationError listing every problem, or an error wrapping
-// ErrUnknownEventType; a caller decides whether an unknown type is
-// rejected or passed through.
+// Validate checks a payload that travels under routingKey against its
+// type's schema and, for a template, that the placeholder fields agree with
+// the key. It returns nil, a *ValidationError, or an error wrapping
+// ErrUnknownEventType (see the package doc for the policy).
 func (r *Registry) Validate(routingKey string, payload []byte) error {
 	e, err := r.LookupKey(routingKey)
 	if err != nil {
