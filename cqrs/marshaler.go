@@ -12,13 +12,9 @@ import (
 	"github.com/33god/bloodbank-go/domains"
 )
 
-// Marshaler is Watermill's cqrs.CommandEventMarshaler speaking the bus's
-// envelope metadata, so that Watermill's CommandBus, EventBus and
-// CommandProcessor carry Bloodbank v1 events. Unmarshal hydrates a message
-// as Python's registry does: it validates the payload against the schema of
-// its event type, then decodes it with defaults applied. Its errors are
-// permanent (envelope.PermanentError): a message that is malformed or
-// invalid now will be so on every redelivery.
+// Marshaler is Watermill's cqrs.CommandEventMarshaler on the bus's envelope
+// metadata. Its Unmarshal errors are permanent (envelope.PermanentError): a
+// malformed or invalid message stays so on every redelivery.
 type Marshaler struct {
 	reg *domains.Registry
 	src envelope.Source
@@ -77,9 +73,9 @@ func (m *Marshaler) Marshal(v any) (*message.Message, error) {
 	return envelope.NewMessage(env)
 }
 
-// Unmarshal validates msg's payload against its event type and decodes it
-// into v, a pointer; a *envelope.Envelope receives the whole envelope. An event
-// type the registry does not know is decoded without validation.
+// Unmarshal validates msg's payload against its event type, as Python's
+// registry does, and decodes it into v, a pointer, with defaults applied; a
+// *envelope.Envelope receives the whole envelope. An unknown type is not validated.
 func (m *Marshaler) Unmarshal(msg *message.Message, v any) error {
 	if reason, bad := envelope.Malformed(msg); bad {
 		return &envelope.PermanentError{Kind: envelope.KindMalformed, Err: &envelope.MalformedError{Reason: reason}}
