@@ -65,14 +65,9 @@ func NewCommandContext(env envelope.Envelope) CommandContext {
 	}
 }
 
-// SideEffectID is the event id of the event a command collects at position
-// (0 for the first): DeterministicIDOf(eventType, command_id, position), the
-// id a Python service gets from
-//
-//	generate_event_id(event_type, command_id=str(command_id), position=position)
-//
-// A redelivered command therefore publishes its events under the same ids
-// again, and consumers that deduplicate on event_id drop the repeats.
+// SideEffectID is the id of the event a command collects at position (0 for
+// the first), the one Python's generate_event_id(event_type,
+// command_id=str(command_id), position=position) gives, stable across redeliveries.
 func SideEffectID(eventType string, commandID uuid.UUID, position int) uuid.UUID {
 	return envelope.DeterministicIDOf(eventType, envelope.UUIDField("command_id", commandID), envelope.IntField("position", int64(position)))
 }

@@ -22,9 +22,8 @@ type Marshaler struct {
 
 var _ wcqrs.CommandEventMarshaler = (*Marshaler)(nil)
 
-// NewMarshaler returns a Marshaler on reg (required). source is the source
-// of the envelopes Marshal builds around bare payloads; a zero source means
-// DefaultSource("").
+// NewMarshaler returns a Marshaler on reg (required); source (default
+// DefaultSource("")) is that of the envelopes Marshal builds.
 func NewMarshaler(reg *domains.Registry, source envelope.Source) (*Marshaler, error) {
 	if reg == nil {
 		return nil, errors.New("cannot build cqrs Marshaler: a registry is required (use catalog.New)")

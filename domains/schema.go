@@ -52,7 +52,7 @@ func generateSchema(t reflect.Type, title, description string) (schema []byte, e
 	s.Title = title
 	s.Description = description
 	fixer := schemaFixer{defs: s.Definitions, names: map[string]reflect.Type{}}
-	if err := fixer.structType(t, s); err != nil {
+	if s.Required, err = fixer.fields(t, s); err != nil {
 		return nil, err
 	}
 	if len(s.Definitions) == 0 {
@@ -83,11 +83,6 @@ func mapType(t reflect.Type) *jsonschema.Schema {
 type schemaFixer struct {
 	defs  jsonschema.Definitions
 	names map[string]reflect.Type // $defs name → the type it was generated from
-}
-
-func (f *schemaFixer) structType(t reflect.Type, s *jsonschema.Schema) (err error) {
-	s.Required, err = f.fields(t, s)
-	return err
 }
 
 func (f *schemaFixer) fields(t reflect.Type, s *jsonschema.Schema) ([]string, error) {
@@ -165,7 +160,9 @@ func (f *schemaFixer) nested(t reflect.Type) error {
 		return nil
 	}
 	f.names[t.Name()] = t
-	return f.structType(t, def)
+	var err error
+	def.Required, err = f.fields(t, def)
+	return err
 }
 
 func setDefault(prop *jsonschema.Schema, field reflect.StructField, tag string) error {

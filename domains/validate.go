@@ -268,9 +268,8 @@ func (v *validator) str(n *node, raw jsontext.Value) {
 	}
 }
 
-// unquote returns the text of a JSON string read by the decoder: the bytes
-// between the quotes, or its decoded escapes in v's scratch buffer, valid
-// until the next call.
+// unquote returns the text of a JSON string, in place or, when it has
+// escapes, in v's scratch buffer, valid until the next call.
 func (v *validator) unquote(raw jsontext.Value) []byte {
 	if bytes.IndexByte(raw, '\\') < 0 {
 		return raw[1 : len(raw)-1]
