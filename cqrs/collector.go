@@ -12,21 +12,12 @@ import (
 	"github.com/33god/bloodbank-go/domains"
 )
 
-// Collector gathers the events a command causes, in the order it adds them
-// (Python's EventCollector). The processor publishes them, in that order,
-// only once Execute has returned without error.
-//
-// Each event is completed as it is added, so the command can see the id it
-// will be published under:
-//
-//   - event_id: SideEffectID(event type, command id, position), unless a
-//     whole envelope added with AddEnvelope already has one;
-//   - correlation_ids: [command id] (an envelope's own ids are kept, after
-//     the command id);
-//   - agent_context: the command's, unless the envelope sets its own;
-//   - source: the processor's (CollectorConfig.Source) unless set;
-//   - timestamp: now unless set; version 1.0.0.
-//
+// Collector gathers the events a command causes, in order (Python's
+// EventCollector); they are published only if Execute succeeds. Each event
+// is completed as it is added, so the command sees the id it will have:
+// event_id SideEffectID(type, command id, position) unless set;
+// correlation_ids led by the command id; the command's agent_context, the
+// configured source and the current time unless set; version 1.0.0.
 // A Collector belongs to one execution and is not safe for concurrent use.
 type Collector struct {
 	cc     CommandContext
@@ -46,9 +37,8 @@ type CollectorConfig struct {
 	Now func() time.Time
 }
 
-// DefaultSource is the source of the events a command processor publishes:
-// this host, trigger type agent (it answers on behalf of an agent), and app
-// (default "command_processor").
+// DefaultSource is the source of a command processor's events: this host,
+// trigger type agent (it answers for an agent), app (default "command_processor").
 func DefaultSource(app string) envelope.Source {
 	if app == "" {
 		app = "command_processor"
@@ -73,8 +63,8 @@ func (c CollectorConfig) Validate() error {
 	return nil
 }
 
-// NewCollector returns an empty collector for the command cc describes.
-// The processor makes one per execution; tests of a command make their own.
+// NewCollector returns an empty collector for the command cc describes, as
+// a command's tests need.
 func NewCollector(cc CommandContext, cfg CollectorConfig) (*Collector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -83,11 +73,9 @@ func NewCollector(cc CommandContext, cfg CollectorConfig) (*Collector, error) {
 	return &Collector{cc: cc, cfg: cfg}, nil
 }
 
-// Add collects a typed payload under the routing key the registry gives its
-// type, and returns the envelope it will be published in. A payload whose
-// type is not registered, or that fails validation, is not collected: the
-// error is permanent (a envelope.PermanentError of kind invalid), since running
-// the command again cannot fix its code.
+// Add collects a typed payload under its registered routing key and returns
+// its envelope. An unregistered or invalid payload is a permanent error,
+// since running the command again cannot fix its code.
 func (c *Collector) Add(payload any) (envelope.Envelope, error) {
 	key, _, err := routingKeyOf(c.cfg.Registry, payload)
 	if err != nil {
@@ -101,10 +89,9 @@ func (c *Collector) Add(payload any) (envelope.Envelope, error) {
 	return c.AddEnvelope(env)
 }
 
-// AddEnvelope collects a whole envelope, completing the fields it leaves
-// unset (see Collector). EventType and Payload are required. An event type
-// the registry knows is validated; an unknown one is collected as is, since
-// a command may publish events of domains this service does not know.
+// AddEnvelope collects a whole envelope (EventType and Payload required),
+// completing it as Collector says. An unknown event type is not validated,
+// since a command may publish events of domains this service does not know.
 func (c *Collector) AddEnvelope(env envelope.Envelope) (envelope.Envelope, error) {
 	if env.EventType == "" {
 		return envelope.Envelope{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: errors.New("cannot collect an envelope without event_type")}
@@ -137,6 +124,5 @@ func (c *Collector) AddEnvelope(env envelope.Envelope) (envelope.Envelope, error
 	return env, nil
 }
 
-// Events returns the collected events in the order they were added
-// (Python's collect()). The slice is a copy.
+// Events returns a copy of the collected events, in order (Python's collect()).
 func (c *Collector) Events() []envelope.Envelope { return slices.Clone(c.events) }

@@ -10,15 +10,10 @@ import (
 )
 
 // Command is a command payload with its behaviour, Python's Invokable[R]:
-// Execute does the work, adds the events it caused to events, in order, and
-// returns its result R. Returning an error fails the command: nothing it
-// collected is published, Rollback (if the type has one) runs, and the
-// message is not acked (see Processor for the policy).
-//
-// A command type is either a payload type registered in the domains registry
-// as a domains.Command, or, since domain packages are pure data, a struct that
-// embeds one and adds the behaviour (and any dependencies, in fields the JSON
-// payload does not touch):
+// Execute does the work, adds the events it caused to events, and returns
+// its result. An error fails the command (see the package doc). A command
+// type is a payload registered as a domains.Command, or a struct embedding
+// one that adds the behaviour and its dependencies:
 //
 //	type AgentThreadPrompt struct {
 //		thread.Prompt        // the payload, decoded from the message
@@ -27,29 +22,23 @@ import (
 //
 //	func (c AgentThreadPrompt) Execute(ctx context.Context, cc cqrs.CommandContext, events *cqrs.Collector) (*thread.Response, error)
 //
-// Execute may run for many messages at once, each on its own copy of the
-// command: it must not modify shared state without synchronisation.
+// Execute runs concurrently, each message on its own copy of the command.
 type Command[R any] interface {
 	Execute(ctx context.Context, cc CommandContext, events *Collector) (R, error)
 }
 
-// Rollbacker is implemented by a command that can undo what a failed
-// execution did, Python's Invokable.rollback. The processor calls it once
-// after Execute failed, panicked, or succeeded but its events could not all
-// be published, so that the redelivered command starts from a clean state.
-// It is optional: a command without side effects outside its events (they
-// are not published when it fails) needs none.
+// Rollbacker is optional: a command with side effects beyond its events
+// undoes them in Rollback (Python's Invokable.rollback), called once after
+// Execute failed or panicked or its events could not all be published, so
+// that the redelivered command starts clean.
 type Rollbacker interface {
 	Rollback(ctx context.Context, cc CommandContext) error
 }
 
-// CommandContext is what a command knows about the message that carried it,
-// Python's CommandContext.
+// CommandContext is what a command knows about its message (Python's CommandContext).
 type CommandContext struct {
-	// EventID is the command's event id. It is the correlation id of
-	// everything the command causes: each collected event gets
-	// correlation_ids = [EventID], and a deterministic id derived from it
-	// (SideEffectID). Python calls it correlation_id.
+	// EventID is the command's event id, the correlation id of everything it
+	// causes (SideEffectID). Python calls it correlation_id.
 	EventID uuid.UUID
 	// EventType is the command's routing key, e.g. "agent.thread.prompt".
 	EventType string
@@ -76,14 +65,9 @@ func NewCommandContext(env envelope.Envelope) CommandContext {
 	}
 }
 
-// SideEffectID is the event id of the event a command collects at position
-// (0 for the first): DeterministicIDOf(eventType, command_id, position), the
-// id a Python service gets from
-//
-//	generate_event_id(event_type, command_id=str(command_id), position=position)
-//
-// A redelivered command therefore publishes its events under the same ids
-// again, and consumers that deduplicate on event_id drop the repeats.
+// SideEffectID is the id of the event a command collects at position (0 for
+// the first), the one Python's generate_event_id(event_type,
+// command_id=str(command_id), position=position) gives, stable across redeliveries.
 func SideEffectID(eventType string, commandID uuid.UUID, position int) uuid.UUID {
 	return envelope.DeterministicIDOf(eventType, envelope.UUIDField("command_id", commandID), envelope.IntField("position", int64(position)))
 }

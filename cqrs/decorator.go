@@ -11,9 +11,8 @@ import (
 	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
-// Execution is one command being executed: what a Decorator sees. The
-// processor fills Result, Published and RolledBack as the execution goes,
-// so a decorator reads them after calling next.
+// Execution is one command being executed, as a Decorator sees it; Result,
+// Published and RolledBack are filled once next returns.
 type Execution struct {
 	// HandlerName is the name of the command's handler (its routing key).
 	HandlerName string
@@ -32,32 +31,23 @@ type Execution struct {
 	RolledBack bool
 }
 
-// HandlerFunc executes one command: the processor's core, and what
-// decorators wrap. A nil error means the command succeeded and every event
-// it collected was published.
+// HandlerFunc executes one command; nil means it succeeded and its events were published.
 type HandlerFunc func(ctx context.Context, ex *Execution) error
 
-// Decorator wraps every command handler of a processor, as the
-// wild-workouts decorators wrap every command: logging, metrics, tracing.
-// The processor always applies its own logging and metrics decorators,
-// outermost; ProcessorConfig.Decorators go inside them, the first outermost.
+// Decorator wraps every command handler of a processor (logging, metrics,
+// tracing); see ProcessorConfig.Decorators.
 type Decorator func(next HandlerFunc) HandlerFunc
 
-// Outcomes of a command, as the log line of every command names them.
+// Outcomes of a command, as its log line names them.
 const (
 	// OutcomeExecuted: Execute succeeded and its events were published.
 	OutcomeExecuted = "executed"
-	// OutcomeFailed: the command failed and was rolled back; the error is
-	// not permanent, so the message is not acked and the service's retry
-	// policy applies.
+	// OutcomeFailed: a transient failure; the service's retry policy applies.
 	OutcomeFailed = "failed"
-	// OutcomeRejected: the command failed permanently (a envelope.PermanentError,
-	// a panic): retrying cannot help; the service parks or logs it.
+	// OutcomeRejected: the command failed permanently (envelope.PermanentError, panic).
 	OutcomeRejected = "rejected"
 )
 
-// logging writes one line per command: id, type, duration, outcome, the
-// events it published and, on failure, the error.
 func logging(logger *slog.Logger) Decorator {
 	return func(next HandlerFunc) HandlerFunc {
 		return func(ctx context.Context, ex *Execution) error {
@@ -95,7 +85,6 @@ type counters struct {
 	executed, failed, published, facts, unknown, rejected atomic.Uint64
 }
 
-// metrics counts what every command did.
 func (c *counters) metrics(next HandlerFunc) HandlerFunc {
 	return func(ctx context.Context, ex *Execution) error {
 		err := next(ctx, ex)
@@ -109,9 +98,8 @@ func (c *counters) metrics(next HandlerFunc) HandlerFunc {
 	}
 }
 
-// Stats counts what a processor did since it was built. Every message a
-// processor's handlers receive counts once, under one of Executed, Failed,
-// Facts, Unknown or Rejected.
+// Stats counts what a processor did. Every message counts once, under one
+// of Executed, Failed, Facts, Unknown or Rejected.
 type Stats struct {
 	// Executed commands succeeded and their events were published.
 	Executed uint64
@@ -120,11 +108,9 @@ type Stats struct {
 	Failed uint64
 	// Published counts the events commands collected and published.
 	Published uint64
-	// Facts are events of a registered fact type that reached a command
-	// handler: acked and logged, not executed, as the Python processor does.
+	// Facts are events of a registered fact type: acked and logged, not executed.
 	Facts uint64
-	// Unknown are events of a type the registry does not know: acked and
-	// logged, not executed.
+	// Unknown are events of an unregistered type: acked and logged, not executed.
 	Unknown uint64
 	// Rejected messages never reached Execute: malformed, invalid for their
 	// type, or a registered command type that no handler executes. Their

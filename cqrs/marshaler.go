@@ -12,13 +12,9 @@ import (
 	"github.com/33god/bloodbank-go/domains"
 )
 
-// Marshaler is Watermill's cqrs.CommandEventMarshaler speaking the bus's
-// envelope metadata, so that Watermill's CommandBus, EventBus and
-// CommandProcessor carry Bloodbank v1 events. Unmarshal hydrates a message
-// as Python's registry does: it validates the payload against the schema of
-// its event type, then decodes it with defaults applied. Its errors are
-// permanent (envelope.PermanentError): a message that is malformed or
-// invalid now will be so on every redelivery.
+// Marshaler is Watermill's cqrs.CommandEventMarshaler on the bus's envelope
+// metadata. Its Unmarshal errors are permanent (envelope.PermanentError): a
+// malformed or invalid message stays so on every redelivery.
 type Marshaler struct {
 	reg *domains.Registry
 	src envelope.Source
@@ -26,9 +22,8 @@ type Marshaler struct {
 
 var _ wcqrs.CommandEventMarshaler = (*Marshaler)(nil)
 
-// NewMarshaler returns a Marshaler on reg (required). source is the source
-// of the envelopes Marshal builds around bare payloads; a zero source means
-// DefaultSource("").
+// NewMarshaler returns a Marshaler on reg (required); source (default
+// DefaultSource("")) is that of the envelopes Marshal builds.
 func NewMarshaler(reg *domains.Registry, source envelope.Source) (*Marshaler, error) {
 	if reg == nil {
 		return nil, errors.New("cannot build cqrs Marshaler: a registry is required (use catalog.New)")
@@ -77,9 +72,9 @@ func (m *Marshaler) Marshal(v any) (*message.Message, error) {
 	return envelope.NewMessage(env)
 }
 
-// Unmarshal validates msg's payload against its event type and decodes it
-// into v, a pointer; a *envelope.Envelope receives the whole envelope. An event
-// type the registry does not know is decoded without validation.
+// Unmarshal validates msg's payload against its event type, as Python's
+// registry does, and decodes it into v, a pointer, with defaults applied; a
+// *envelope.Envelope receives the whole envelope. An unknown type is not validated.
 func (m *Marshaler) Unmarshal(msg *message.Message, v any) error {
 	if reason, bad := envelope.Malformed(msg); bad {
 		return &envelope.PermanentError{Kind: envelope.KindMalformed, Err: &envelope.MalformedError{Reason: reason}}

@@ -1,5 +1,7 @@
 package cqrs
 
+//lint:file-ignore ST1005 config errors start with the config field's name
+
 import (
 	"context"
 	"errors"
@@ -34,25 +36,20 @@ type ProcessorConfig struct {
 	Registry *domains.Registry
 
 	// Source is the source of the events commands publish. Optional;
-	// default DefaultSource(""): this host, type agent, app
-	// "command_processor".
+	// default DefaultSource("").
 	Source envelope.Source
 
-	// Patterns are more binding patterns of the service queue, for facts:
-	// with "agent.thread.#" the queue takes over the binding of the Python
-	// command processor, and the facts that arrive through it (the
-	// responses) are acked, logged and counted (Stats.Facts), never
-	// executed. A command whose routing key a pattern also matches still
-	// runs once, in its own handler. Each pattern is a handler name too.
-	// Optional; default none: each command's routing key is bound alone.
+	// Patterns are more bindings of the service queue, each also a handler
+	// name: "agent.thread.#" takes over the Python processor's binding, and
+	// the facts it brings are acked, logged and counted (Stats.Facts). A
+	// command a pattern also matches still runs once. Optional; default none.
 	Patterns []string
 
 	// Decorators wrap every command handler, inside the processor's own
 	// logging and metrics decorators; the first is outermost. Optional.
 	Decorators []Decorator
 
-	// Logger receives the line of every command and the facts ignored.
-	// Optional; default logs nothing.
+	// Logger logs every command and each fact ignored. Optional; default discards.
 	Logger *slog.Logger
 
 	// Now stamps the events commands publish. Optional; default time.Now.
@@ -75,22 +72,18 @@ func (c *ProcessorConfig) setDefaults() {
 func (c ProcessorConfig) Validate() error {
 	var errs []error
 	if c.Registry == nil {
-		//lint:ignore ST1005 the message starts with the config field's name
 		errs = append(errs, errors.New("Registry is required (use catalog.New)"))
 	}
 	for i, p := range c.Patterns {
 		if _, err := topic.Compile(p); err != nil {
-			//lint:ignore ST1005 the message starts with the config field's name
 			errs = append(errs, fmt.Errorf("Patterns[%d]: %w", i, err))
 		}
 		if slices.Contains(c.Patterns[:i], p) {
-			//lint:ignore ST1005 the message starts with the config field's name
 			errs = append(errs, fmt.Errorf("Patterns[%d]: %q is listed twice", i, p))
 		}
 	}
 	for i, d := range c.Decorators {
 		if d == nil {
-			//lint:ignore ST1005 the message starts with the config field's name
 			errs = append(errs, fmt.Errorf("Decorators[%d] is nil", i))
 		}
 	}
@@ -100,10 +93,7 @@ func (c ProcessorConfig) Validate() error {
 	return nil
 }
 
-// Processor executes commands and publishes what they cause. Build it with
-// NewProcessor, add commands with Register, then bind it to a service with
-// AddHandlersToService (or hand Handlers to a Watermill CommandProcessor).
-// See the package documentation for the flow of a message.
+// Processor executes commands and publishes what they cause (see the package doc).
 type Processor struct {
 	cfg       ProcessorConfig
 	marshaler *Marshaler
@@ -116,11 +106,9 @@ type Processor struct {
 	attached bool
 }
 
-// NewProcessor returns a processor that publishes the events commands
-// collect through pub (required): the bus's publisher, bus.Bus.Publisher,
-// whose topic is the routing key. To record each event's correlation link
-// once its publish is confirmed, decorate that publisher with
-// middleware.NewRecordingPublisher first (bus.Bus.DecoratePublisher).
+// NewProcessor returns a processor that publishes through pub (required,
+// bus.Bus.Publisher, whose topic is the routing key); decorate it with
+// middleware.NewRecordingPublisher to record correlation links.
 func NewProcessor(pub message.Publisher, cfg ProcessorConfig) (*Processor, error) {
 	if pub == nil {
 		return nil, errors.New("cannot build cqrs Processor: a publisher is required (use bus.Bus.Publisher)")
@@ -149,26 +137,21 @@ func NewProcessor(pub message.Publisher, cfg ProcessorConfig) (*Processor, error
 	return &Processor{cfg: cfg, marshaler: m, eventBus: eb, handlers: map[string]wcqrs.CommandHandler{}}, nil
 }
 
-// Marshaler is the processor's marshaler, for a Watermill CommandBus that
-// sends commands from Go (wcqrs.NewCommandBusWithConfig).
+// Marshaler is the processor's marshaler, for a Watermill CommandBus.
 func (p *Processor) Marshaler() *Marshaler { return p.marshaler }
 
 // Stats returns the processor's counters.
 func (p *Processor) Stats() Stats { return p.counters.stats() }
 
-// CommandTypes lists the routing keys of the registered commands, in the
-// order they were registered.
+// CommandTypes lists the registered commands' routing keys in registration order.
 func (p *Processor) CommandTypes() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.order)
 }
 
-// Handlers returns the command handlers, one per registered command, as
-// Watermill's cqrs.CommandHandler: each is named after its routing key,
-// NewCommand returns a fresh *C, and Handle expects the context Watermill's
-// CommandProcessor gives it (cqrs.CtxWithOriginalMessage), from which it
-// reads the envelope.
+// Handlers returns one Watermill cqrs.CommandHandler per registered command,
+// named after its routing key; Handle needs cqrs.CtxWithOriginalMessage.
 func (p *Processor) Handlers() []wcqrs.CommandHandler {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -179,16 +162,10 @@ func (p *Processor) Handlers() []wcqrs.CommandHandler {
 	return hs
 }
 
-// Register adds command type C to p, executed for every message of its
-// routing key: the key the registry gives C, or the payload type C embeds,
-// which must be registered as a domains.Command. Each message is decoded
-// into a copy of proto, so proto carries the command's dependencies (in
-// fields the JSON payload does not set) and its payload fields should be
-// zero. C is inferred from proto:
-//
-//	cqrs.Register(p, commands.AgentThreadPrompt{Agent: commands.EchoAgent{}})
-//
-// Register every command before AddHandlersToService.
+// Register adds command type C, inferred from proto, under the routing key of
+// C or of the payload it embeds, which must be a domains.Command. Each
+// message is decoded into a copy of proto, which carries the dependencies
+// and should leave payload fields zero. Call it before AddHandlersToService.
 func Register[C Command[R], R any](p *Processor, proto C) error {
 	key, et, err := routingKeyOf(p.cfg.Registry, proto)
 	if err != nil {
@@ -219,11 +196,9 @@ func Register[C Command[R], R any](p *Processor, proto C) error {
 	return nil
 }
 
-// AddHandlersToService binds the processor to svc: one handler per command,
-// named after its routing key and bound to it, plus one per
-// ProcessorConfig.Patterns. They share the service queue, as every handler
-// of a service does. Call it once, after every Register and before
-// svc.Run. The handler names are part of the contract (see bus.Service).
+// AddHandlersToService binds the processor to svc, once, before svc.Run: one
+// handler per command, named after and bound to its routing key, plus one
+// per ProcessorConfig.Patterns. Handler names are part of the contract.
 func (p *Processor) AddHandlersToService(svc *bus.Service) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -252,10 +227,8 @@ func (p *Processor) AddHandlersToService(svc *bus.Service) error {
 	return nil
 }
 
-// handlePatternMessage handles what a ProcessorConfig.Patterns binding
-// brings. A delivery under a command's own routing key also reaches that
-// command's handler, which executes it; here it is only acked, so that no
-// command runs twice.
+// handlePatternMessage acks a delivery under a command's own routing key,
+// which that command's handler also receives, so no command runs twice.
 func (p *Processor) handlePatternMessage(msg *message.Message) error {
 	key := msg.Metadata.Get(envelope.MetaRoutingKey)
 	if key == "" {
@@ -270,9 +243,8 @@ func (p *Processor) handlePatternMessage(msg *message.Message) error {
 	return p.handleCommandMessage(msg)
 }
 
-// handleCommandMessage is the service handler of every command: what
-// Watermill's CommandProcessor does for a message, with the handler chosen by
-// the event type (see the package doc, "Not used").
+// handleCommandMessage does what Watermill's CommandProcessor does for a
+// message, choosing the handler by event type (see the package doc).
 func (p *Processor) handleCommandMessage(msg *message.Message) error {
 	if reason, bad := envelope.Malformed(msg); bad {
 		p.counters.rejected.Add(1)
@@ -317,8 +289,7 @@ func (p *Processor) notExecuted(msg *message.Message, eventType string) error {
 	}
 }
 
-// commandHandler is one registered command type as a Watermill
-// cqrs.CommandHandler.
+// commandHandler is one registered command type.
 type commandHandler[C Command[R], R any] struct {
 	p      *Processor
 	key    string
@@ -353,8 +324,7 @@ func (h *commandHandler[C, R]) Handle(ctx context.Context, cmd any) error {
 	return h.handle(envelope.WithCause(ctx, env.EventID), ex)
 }
 
-// execute is the core every decorator wraps: execute, then publish; roll
-// back on any failure.
+// execute is the core every decorator wraps.
 func (h *commandHandler[C, R]) execute(ctx context.Context, ex *Execution) error {
 	c := ex.Command.(C)
 	return h.p.run(ctx, ex, func(col *Collector) (any, error) { return c.Execute(ctx, ex.Context, col) })
@@ -377,8 +347,8 @@ func (p *Processor) run(ctx context.Context, ex *Execution, exec func(*Collector
 	return nil
 }
 
-// rollBack calls the command's Rollback, if it has one, after a failure and
-// returns the failure, joined with Rollback's own error if it failed.
+// rollBack calls the command's Rollback, if any, and returns cause joined
+// with Rollback's error.
 func (p *Processor) rollBack(ctx context.Context, ex *Execution, cause error) error {
 	ex.RolledBack = true
 	rb, ok := ex.Command.(Rollbacker)
@@ -391,8 +361,8 @@ func (p *Processor) rollBack(ctx context.Context, ex *Execution, cause error) er
 	return cause
 }
 
-// guarded calls f and turns a panic into a permanent error, logging the
-// stack: code that panics once panics again on a retry.
+// guarded turns a panic into a permanent error, since code that panics once
+// panics again on a retry.
 func (p *Processor) guarded(ex *Execution, f func() (any, error)) (res any, err error) {
 	defer func() {
 		if r := recover(); r != nil {

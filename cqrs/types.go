@@ -8,9 +8,8 @@ import (
 	"github.com/33god/bloodbank-go/domains"
 )
 
-// routingKeyOf returns the routing key a Go value travels under and its
-// registered type: the value's own registration, or, for a command type that
-// adds behaviour to a pure-data payload, that of the payload it embeds.
+// routingKeyOf returns the routing key and registered type of v, or of the
+// payload a command type embeds.
 func routingKeyOf(reg *domains.Registry, v any) (string, *domains.EventType, error) {
 	key, err := reg.RoutingKeyFor(v)
 	if errors.Is(err, domains.ErrUnknownEventType) {
@@ -51,9 +50,8 @@ func deref(rv reflect.Value) reflect.Value {
 	return rv
 }
 
-// clone returns a copy of proto for one message: a value is copied as Go
-// copies values; for a pointer, the value it points to is copied, so that
-// concurrent messages never decode into the same command.
+// clone copies proto for one message, and for a pointer the value it points
+// to, so that concurrent messages never decode into the same command.
 func clone[C any](proto C) C {
 	v := reflect.ValueOf(&proto).Elem()
 	if v.Kind() != reflect.Pointer {

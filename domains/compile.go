@@ -9,11 +9,6 @@ import (
 	"strings"
 )
 
-// The validator runs on the schema document that Schema() returns, so what
-// `bb show` prints is exactly what is enforced. It understands the subset of
-// draft 2020-12 that generateSchema emits; compileSchema rejects any other
-// keyword instead of silently ignoring it.
-
 type typeSet uint8
 
 const (
@@ -74,8 +69,7 @@ type node struct {
 	closed   bool // additionalProperties: false
 }
 
-// free reports whether n accepts any JSON value, so the validator may skip
-// a value it describes after checking only its syntax.
+// free reports whether n accepts any JSON value, whose syntax alone is checked.
 func (n *node) free() bool {
 	return n.types == 0 && n.format == formatNone && n.enum == nil && n.props == nil &&
 		n.items == nil && n.values == nil && !n.closed
@@ -108,7 +102,7 @@ type rawSchema struct {
 	unsupported []string
 }
 
-// annotations carry no constraint; everything else outside rawSchema is unsupported.
+// knownKeywords: rawSchema's, plus annotations, which carry no constraint.
 var knownKeywords = map[string]bool{
 	"$schema": true, "$id": true, "$ref": true, "$defs": true, "$comment": true, "$anchor": true,
 	"title": true, "description": true, "default": true, "examples": true, "deprecated": true,

@@ -8,12 +8,9 @@ import (
 	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
-// Decode decodes a JSON payload into a T. The payload must be a JSON object.
-// It decodes as envelope.UnmarshalPayload does, so a payload written by
-// Python (explicit nulls, naive timestamps, absent defaulted fields) decodes
-// as Python reads it: the `default` tags of T are applied to members that
-// are absent or null. Decode does not validate: call Registry.Validate first
-// when the payload comes from outside.
+// Decode decodes a JSON object into a T as envelope.UnmarshalPayload does,
+// applying T's `default` tags to absent or null members. It does not
+// validate: call Registry.Validate first on a payload from outside.
 func Decode[T any](payload []byte) (T, error) {
 	var v T
 	trimmed := bytes.TrimLeft(payload, " \t\r\n")

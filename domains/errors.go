@@ -5,26 +5,20 @@ import (
 	"strings"
 )
 
-// ErrUnknownEventType is returned (wrapped with the routing key or name) when
-// nothing is registered under a routing key, template or type name. It is a
-// sentinel rather than a validation failure so that each caller picks its own
-// policy: a strict publisher rejects the event, a permissive consumer passes it
-// through unvalidated (Python services publish event types Go may not know yet).
+// ErrUnknownEventType is wrapped when nothing is registered under a routing
+// key or name. It is not a validation failure, so each caller picks its own
+// policy (see the package doc).
 var ErrUnknownEventType = errors.New("unknown event type")
 
-// ErrInvalidPayload is matched (errors.Is) by every *ValidationError, so a
-// caller that only needs to know "the payload is bad, retrying will not help"
-// does not have to unpack the problems.
+// ErrInvalidPayload is matched (errors.Is) by every *ValidationError.
 var ErrInvalidPayload = errors.New("invalid payload")
 
 // ErrAlreadyRegistered is returned by Register when a routing key, type or
 // name is already taken by a different registration.
 var ErrAlreadyRegistered = errors.New("already registered")
 
-// ErrInvalidSpec is returned by Register when a Spec or its payload type
-// cannot be registered: a malformed routing key or domain, a type the schema
-// generator or validator does not support, or an example that does not
-// validate against its own schema.
+// ErrInvalidSpec is returned by Register for a malformed Spec, an
+// unsupported payload type, or an example that does not validate.
 var ErrInvalidSpec = errors.New("invalid event spec")
 
 // Problem is one reason a payload is invalid.

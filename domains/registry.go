@@ -40,10 +40,9 @@ func ParseKind(s string) (Kind, error) {
 // Spec describes a payload type to Register. T is the Go payload type; it is
 // inferred from the Spec literal.
 type Spec[T any] struct {
-	// RoutingKey is required: an exact key ("fireflies.transcript.ready") or a
-	// template whose {placeholders} are filled from top-level string fields of
-	// the payload ("artifact.{action}"). A placeholder field must be a
-	// required string; when it is an Enum, only its values match.
+	// RoutingKey is required: an exact key or a template ("artifact.{action}")
+	// whose placeholders name required top-level string fields; an Enum
+	// field matches only its values.
 	RoutingKey string
 	// Domain groups events for listing, named as Python names it, with "/"
 	// for nesting ("agent/thread"). Optional; default: the domain given to
@@ -59,9 +58,8 @@ type Spec[T any] struct {
 	Aliases []string
 	// Description is one line for listings and the schema's description.
 	Description string
-	// Example is required: a realistic payload. Register rejects it unless
-	// it validates against the generated schema, so schema and example
-	// cannot drift apart; `bb show` prints it and `bb publish --mock` sends it.
+	// Example is required: a realistic payload that must validate, so schema
+	// and example cannot drift apart; `bb show` prints it, `bb publish --mock` sends it.
 	Example T
 }
 
@@ -89,10 +87,8 @@ func (e *EventType) RoutingKey() string { return e.pattern.raw }
 // IsTemplate reports whether RoutingKey has {placeholders}.
 func (e *EventType) IsTemplate() bool { return e.pattern.isTemplate() }
 
-// RoutingKeys lists the concrete keys the type travels under: the key
-// itself, or every expansion of a template whose placeholders are all
-// enumerations ("artifact.created", "artifact.updated", "artifact.deleted").
-// It is nil for a template with a free placeholder.
+// RoutingKeys lists the concrete keys the type travels under: the key, or
+// every expansion of a template whose placeholders are all Enums; nil otherwise.
 func (e *EventType) RoutingKeys() []string { return e.pattern.expand() }
 
 // Domain is the domain name as Python lists it, e.g. "agent/thread".
@@ -132,9 +128,8 @@ func (e *EventType) Validate(payload []byte) error {
 	return nil
 }
 
-// ResolveRoutingKey fills a template key from a JSON payload; for an exact
-// key it returns the key. A missing or unusable field is a *ValidationError
-// naming it.
+// ResolveRoutingKey fills a template key from a JSON payload; a missing or
+// unusable field is a *ValidationError.
 func (e *EventType) ResolveRoutingKey(payload []byte) (string, error) {
 	return e.pattern.resolve(payload)
 }
@@ -153,9 +148,8 @@ func (e *EventType) Decode(payload []byte) (any, error) {
 	return v, err
 }
 
-// Registry maps routing keys and names to payload types. The zero value is
-// not usable; call NewRegistry. It is safe for concurrent use, though
-// registering everything before the first lookup is the expected pattern.
+// Registry maps routing keys and names to payload types. Build it with
+// NewRegistry; it is safe for concurrent use.
 type Registry struct {
 	mu        sync.RWMutex
 	byKey     map[string]*EventType       // exact routing keys
@@ -164,8 +158,7 @@ type Registry struct {
 	byType    map[reflect.Type]*EventType // every registered type
 }
 
-// NewRegistry returns an empty registry. catalog.New returns one holding
-// every built-in domain.
+// NewRegistry returns an empty registry; catalog.New returns one holding the built-in domains.
 func NewRegistry() *Registry {
 	return &Registry{
 		byKey:  map[string]*EventType{},
@@ -175,10 +168,9 @@ func NewRegistry() *Registry {
 }
 
 // Register adds payload type T under spec.RoutingKey. Registering the same
-// type under the same key again is a no-op that keeps the first Spec, so
-// two packages may both register a domain they share. Anything else that
-// reuses a taken routing key, type or name fails with ErrAlreadyRegistered;
-// a bad spec fails with ErrInvalidSpec.
+// type under the same key again is a no-op, so two packages may register a
+// domain they share; any other reuse of a routing key, type or name fails
+// with ErrAlreadyRegistered, a bad spec with ErrInvalidSpec.
 func Register[T any](r *Registry, spec Spec[T]) error {
 	t := reflect.TypeFor[T]()
 	e := &EventType{
@@ -196,9 +188,7 @@ func Register[T any](r *Registry, spec Spec[T]) error {
 	return r.add(e)
 }
 
-// Registration is a Spec of any payload type, so that RegisterDomain takes
-// the specs of one domain's types in one list. Spec[T] is its only
-// implementation.
+// Registration is a Spec of any payload type, so RegisterDomain takes one list.
 type Registration interface {
 	register(r *Registry, domain string) error
 }
@@ -210,10 +200,8 @@ func (s Spec[T]) register(r *Registry, domain string) error {
 	return Register(r, s)
 }
 
-// RegisterDomain registers the specs of one domain, as a domain package's
-// Register does; a spec that names no Domain is in domain. It registers
-// every spec it can and reports every one that failed, so that a domain
-// package fixes them all at once.
+// RegisterDomain registers the specs of one domain; a spec that names no
+// Domain is in domain. It registers every spec it can and reports all that failed.
 func RegisterDomain(r *Registry, domain string, specs ...Registration) error {
 	errs := make([]error, len(specs))
 	for i, s := range specs {
@@ -225,9 +213,8 @@ func RegisterDomain(r *Registry, domain string, specs ...Registration) error {
 	return nil
 }
 
-// init checks the spec Register copied into e and derives the rest of e from
-// its Go type: the pattern, schema and compiled validator. It is not generic,
-// so that the code is not copied for every payload type.
+// init checks the spec copied into e and derives the pattern, schema and
+// validator. It is not generic, so it is not instantiated per payload type.
 func (e *EventType) init(key string, example any) error {
 	t := e.goType
 	if t.Kind() != reflect.Struct || t.Name() == "" {
@@ -330,11 +317,9 @@ func (r *Registry) add(e *EventType) error {
 }
 
 // ExecuteAsCommand records the fact registered under routingKey as a
-// command answered by result, for a service that executes it. The
-// catalogue records what Python executes: llm.prompt, for one, is a fact
-// there, so a Go command processor that answers it (cqrs/commands.LLMPrompt)
-// calls ExecuteAsCommand(llm.RoutingKeyPrompt, llm.RoutingKeyResponse) on
-// its own registry first. Lookups made before it keep the fact.
+// command answered by result, for a service that executes what Python
+// treats as a fact (llm.prompt: see cqrs/commands.LLMPrompt). EventTypes
+// looked up before the call keep the fact.
 func (r *Registry) ExecuteAsCommand(routingKey, result string) error {
 	if _, err := parseRoutingKey(result); err != nil {
 		return fmt.Errorf("cannot execute %q as a command: result: %w", routingKey, err)
@@ -356,15 +341,12 @@ func (r *Registry) ExecuteAsCommand(routingKey, result string) error {
 	return nil
 }
 
-// Lookup finds a type by any of its names: an exact routing key, a key that
-// fills a template ("artifact.created"), the template itself, the Go name
-// ("fireflies.TranscriptReady") or an alias ("FirefliesTranscriptReadyPayload").
-// The error wraps ErrUnknownEventType.
+// Lookup finds a type by a routing key, a key that fills a template, the
+// template, the Go name or an alias; the error wraps ErrUnknownEventType.
 func (r *Registry) Lookup(name string) (*EventType, error) { return r.find(r.byName, name) }
 
-// LookupKey finds the type a message with this concrete routing key carries,
-// exactly or through a template. Unlike Lookup it accepts no type names: a
-// routing key on the wire is never "fireflies.TranscriptReady".
+// LookupKey finds the type a message with this concrete routing key carries;
+// unlike Lookup it accepts no type names.
 func (r *Registry) LookupKey(routingKey string) (*EventType, error) {
 	return r.find(r.byKey, routingKey)
 }
@@ -383,12 +365,10 @@ func (r *Registry) find(exact map[string]*EventType, key string) (*EventType, er
 	return nil, fmt.Errorf("%w %q", ErrUnknownEventType, key)
 }
 
-// Validate checks a payload that travels under routingKey: against the
-// schema of the type registered for the key, and, for a template key,
-// that the placeholder fields agree with the key. It returns nil, a
-// *ValidationError listing every problem, or an error wrapping
-// ErrUnknownEventType; a caller decides whether an unknown type is
-// rejected or passed through.
+// Validate checks a payload that travels under routingKey against its
+// type's schema and, for a template, that the placeholder fields agree with
+// the key. It returns nil, a *ValidationError, or an error wrapping
+// ErrUnknownEventType (see the package doc for the policy).
 func (r *Registry) Validate(routingKey string, payload []byte) error {
 	e, err := r.LookupKey(routingKey)
 	if err != nil {
@@ -440,9 +420,8 @@ func (r *Registry) RoutingKeyFor(v any) (string, error) {
 
 // Filter selects event types in Registry.Events. The zero Filter selects all.
 type Filter struct {
-	// Domain selects a domain and the domains nested in it: "agent" selects
-	// "agent/thread" and "agent/feedback". "agent.thread" is read as
-	// "agent/thread". Optional.
+	// Domain selects a domain and those nested in it ("agent" selects
+	// "agent/thread", also spelt "agent.thread"). Optional.
 	Domain string
 	// Kind selects Fact or Command. Optional.
 	Kind Kind

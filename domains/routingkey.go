@@ -7,9 +7,8 @@ import (
 	"strings"
 )
 
-// keyPattern is a parsed routing key. A word is either a literal or a
-// placeholder "{field}" filled from the payload's top-level string field of
-// that name, as Python's "artifact.{action}" is.
+// keyPattern is a parsed routing key whose words are literals or "{field}"
+// placeholders filled from the payload, as in Python's "artifact.{action}".
 type keyPattern struct {
 	raw   string
 	words []keyWord
@@ -120,9 +119,8 @@ func (p keyPattern) expand() []string {
 	return keys
 }
 
-// fieldValues reads the placeholder fields from a JSON payload, reporting a
-// problem for each one that is missing, null, not a string, or not usable as
-// a routing-key word.
+// fieldValues reads the placeholder fields from a JSON payload, with a
+// problem for each one that cannot fill its word.
 func (p keyPattern) fieldValues(payload []byte) (map[string]string, []Problem) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &obj); err != nil || obj == nil {
@@ -176,8 +174,7 @@ func (p keyPattern) resolve(payload []byte) (string, error) {
 	return strings.Join(words, "."), nil
 }
 
-// mismatches reports the placeholder fields whose payload values disagree
-// with the concrete routing key the payload travels under, e.g. an
+// mismatches reports the placeholder fields that disagree with key, as an
 // "artifact.created" message whose action is "deleted".
 func (p keyPattern) mismatches(key string, payload []byte) []Problem {
 	values, problems := p.fieldValues(payload)

@@ -14,11 +14,9 @@ import (
 	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
-// Enum is implemented by a typed string whose constants are the only values
-// the contract allows (fireflies.Sentiment, artifact.Action). The schema
-// lists them and Validate rejects any other value. A typed string without
-// this method stays an open string: theboard's strategy names its known
-// values as constants, but Python accepts any string there, so Go must too.
+// Enum is implemented by a typed string whose values are the only ones the
+// contract allows (fireflies.Sentiment); the schema lists them. A typed string
+// without it stays open, as where Python accepts any string (theboard's strategy).
 type Enum interface {
 	EnumValues() []string
 }
@@ -30,14 +28,12 @@ var (
 	timeType    = reflect.TypeFor[time.Time]()
 )
 
-// DefaultNow is the value of a `default` struct tag on a date-time field
-// whose default is the time of decoding, as Python's default_factory=now.
+// DefaultNow, as a date-time field's `default` tag, defaults it to the time
+// of decoding, as Python's default_factory=now.
 const DefaultNow = "now"
 
-// generateSchema reflects t into a JSON Schema (draft 2020-12) that follows
-// the Python contract rather than encoding/json's defaults, by the rules of
-// the package doc ("How a Go type becomes a schema"); time.Time is a
-// date-time as envelope.Time is.
+// generateSchema reflects t by the rules of the package doc ("How a Go type
+// becomes a schema").
 func generateSchema(t reflect.Type, title, description string) (schema []byte, err error) {
 	defer func() {
 		// invopop/jsonschema panics on kinds JSON cannot carry (chan, func,
@@ -56,7 +52,7 @@ func generateSchema(t reflect.Type, title, description string) (schema []byte, e
 	s.Title = title
 	s.Description = description
 	fixer := schemaFixer{defs: s.Definitions, names: map[string]reflect.Type{}}
-	if err := fixer.structType(t, s); err != nil {
+	if s.Required, err = fixer.fields(t, s); err != nil {
 		return nil, err
 	}
 	if len(s.Definitions) == 0 {
@@ -87,11 +83,6 @@ func mapType(t reflect.Type) *jsonschema.Schema {
 type schemaFixer struct {
 	defs  jsonschema.Definitions
 	names map[string]reflect.Type // $defs name → the type it was generated from
-}
-
-func (f *schemaFixer) structType(t reflect.Type, s *jsonschema.Schema) (err error) {
-	s.Required, err = f.fields(t, s)
-	return err
 }
 
 func (f *schemaFixer) fields(t reflect.Type, s *jsonschema.Schema) ([]string, error) {
@@ -169,7 +160,9 @@ func (f *schemaFixer) nested(t reflect.Type) error {
 		return nil
 	}
 	f.names[t.Name()] = t
-	return f.structType(t, def)
+	var err error
+	def.Required, err = f.fields(t, def)
+	return err
 }
 
 func setDefault(prop *jsonschema.Schema, field reflect.StructField, tag string) error {

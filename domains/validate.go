@@ -28,11 +28,8 @@ var decoderOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), json
 // errTrailingData stops a walk that read one value and found another after it.
 var errTrailingData = errors.New("trailing data after the payload")
 
-// validate checks payload against the compiled schema n and returns every
-// problem found. One jsontext.Decoder pass reads the tokens and values in
-// place, so the JSON syntax (as strict as encoding/json) and the schema are
-// checked together, without decoding into maps: a valid payload costs no
-// allocation beyond parsing its date-times.
+// validate returns every problem of payload against n, in one decoder pass
+// that reads values in place (see the package doc).
 func validate(n *node, payload []byte) []Problem {
 	v := validators.Get().(*validator)
 	defer v.release()
@@ -62,13 +59,11 @@ func syntaxError(payload []byte) string {
 	return "malformed"
 }
 
-// validators recycles decoders, whose state stacks would otherwise be
-// allocated again for every payload.
+// validators recycles decoders and their state stacks.
 var validators = sync.Pool{New: func() any { return new(validator) }}
 
-// validator walks one payload. The decoder knows where it is, so a problem
-// is located with dec.StackPointer when it is found, and a valid payload
-// never builds a path.
+// validator walks one payload. A problem is located with dec.StackPointer
+// when found, so a valid payload never builds a path.
 type validator struct {
 	dec      jsontext.Decoder
 	input    bytes.Buffer
@@ -124,8 +119,7 @@ func keyStep(key string) string {
 // with it, which still checks their syntax.
 var anyValue = ref{node: &node{}}
 
-// value checks the next value against r. An error means the JSON is
-// malformed, which ends the walk.
+// value checks the next value against r; an error means malformed JSON.
 func (v *validator) value(r ref) error {
 	n := r.node
 	want := n.types
@@ -274,9 +268,8 @@ func (v *validator) str(n *node, raw jsontext.Value) {
 	}
 }
 
-// unquote returns the text of a JSON string read by the decoder: the bytes
-// between the quotes, or its decoded escapes in v's scratch buffer, valid
-// until the next call.
+// unquote returns the text of a JSON string, in place or, when it has
+// escapes, in v's scratch buffer, valid until the next call.
 func (v *validator) unquote(raw jsontext.Value) []byte {
 	if bytes.IndexByte(raw, '\\') < 0 {
 		return raw[1 : len(raw)-1]

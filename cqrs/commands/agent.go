@@ -24,14 +24,8 @@ type Answer struct {
 	TokensUsed int
 }
 
-// Agent answers prompts: the model behind the prompt commands. It is
-// called concurrently, once per prompt.
-//
-// Its errors decide the command's outcome. A transient error (IsTransient:
-// an *AgentError with Retryable set, or a context error) fails the command,
-// so the prompt is redelivered and asked again; any other error is final:
-// the command publishes an error event (agent.thread.error, llm.error) as its
-// outcome and the prompt is acked.
+// Agent answers prompts: the model behind the prompt commands. It is called
+// concurrently, and its error decides the outcome (see the package doc).
 type Agent interface {
 	Respond(ctx context.Context, req Request) (Answer, error)
 }
@@ -84,8 +78,8 @@ func (e *AgentError) Error() string {
 func (e *AgentError) Unwrap() error { return e.Err }
 
 // IsTransient reports whether an Agent's error is worth asking again for:
-// an *AgentError with Retryable set, or the end of the context (a timeout,
-// a cancellation), which says nothing about the prompt.
+// an *AgentError with Retryable set, or the end of the context, which says
+// nothing about the prompt.
 func IsTransient(err error) bool {
 	if ae, ok := errors.AsType[*AgentError](err); ok {
 		return ae.Retryable

@@ -10,8 +10,8 @@
 //
 //	no error                  → the response event; the prompt is acked
 //	final error (the default) → the error event (is_retryable false); the prompt is acked
-//	transient (IsTransient)   → nothing published; the command fails and is
-//	                            redelivered under the service's retry policy
+//	transient (IsTransient)   → nothing published; the command fails and the
+//	                            prompt is redelivered under the service's retry policy
 //
 // Register adds them all to a cqrs.Processor.
 package commands

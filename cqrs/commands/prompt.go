@@ -11,18 +11,11 @@ import (
 	"github.com/33god/bloodbank-go/domains/llm"
 )
 
-// AgentThreadPrompt executes agent.thread.prompt: it asks its Agent and
-// publishes the answer as one agent.thread.response (Python's
-// AgentThreadPrompt.execute). The response carries the prompt's event id in
-// correlation_ids (and in the deprecated prompt_id, which Python consumers
-// still read), the prompt's agent_context, the model, tokens_used and
-// duration_ms.
-//
-// When the Agent fails for good, the outcome is one agent.thread.error
-// (is_retryable false, error_code from the *AgentError or "agent_error")
-// and the prompt is acked: the error event is the answer. When it fails
-// transiently (IsTransient), Execute returns the error: nothing is
-// published and the prompt is redelivered under the service's retry policy.
+// AgentThreadPrompt executes agent.thread.prompt as Python's
+// AgentThreadPrompt.execute does: it asks its Agent and publishes one
+// agent.thread.response, carrying the prompt's id also in the deprecated
+// prompt_id that Python consumers still read, or one agent.thread.error
+// (error_code from the *AgentError, else "agent_error"); see the package doc.
 type AgentThreadPrompt struct {
 	thread.Prompt
 	// Agent answers the prompt. Optional; nil means EchoAgent{}.
@@ -36,11 +29,9 @@ func (c AgentThreadPrompt) Execute(ctx context.Context, cc cqrs.CommandContext, 
 }
 
 // LLMPrompt executes llm.prompt as AgentThreadPrompt executes
-// agent.thread.prompt: it asks its Agent and publishes one llm.response,
-// or one llm.error when the Agent fails for good. Python's LLMPrompt is a
-// plain model that nothing executes, so the catalogue records llm.prompt as
-// a fact and Register leaves LLMPrompt out. A service that does run a model
-// for llm.prompt registers it itself:
+// agent.thread.prompt, answering llm.response or llm.error. Python executes
+// no llm.prompt, so the catalogue records it as a fact and Register leaves
+// LLMPrompt out; a service that runs a model for it registers it itself:
 //
 //	reg.ExecuteAsCommand(llm.RoutingKeyPrompt, llm.RoutingKeyResponse)
 //	cqrs.Register(processor, commands.LLMPrompt{Agent: myModel})
@@ -56,11 +47,8 @@ func (c LLMPrompt) Execute(ctx context.Context, cc cqrs.CommandContext, events *
 	return answer[llm.Response, llm.ErrorPayload](ctx, c.Agent, Request(c.Prompt), cc, events)
 }
 
-// answer executes a prompt command of any prompt domain: it asks agent
-// (nil means EchoAgent{}) and collects one R, or one E when the agent fails
-// for good. A transient failure is returned instead, so that nothing is
-// published and the prompt is redelivered. R and E all have thread's fields,
-// so one execution serves every domain and converts its outcome last.
+// answer executes a prompt of any prompt domain. R and E all have thread's
+// fields, so one execution serves every domain and converts its outcome last.
 func answer[R thread.Response | llm.Response, E thread.ErrorPayload | llm.ErrorPayload](
 	ctx context.Context, agent Agent, req Request, cc cqrs.CommandContext, events *cqrs.Collector,
 ) (*R, error) {
