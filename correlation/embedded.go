@@ -10,10 +10,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// EmbeddedStore is the store used when no Redis is configured: the RedisStore
-// code, unchanged, on an in-process miniredis, so that the embedded default
-// and the tests have exactly the semantics of production. Data lives in
-// memory and is lost on Close.
+// EmbeddedStore is the RedisStore code on an in-process miniredis, so the
+// default without Redis and the tests have production's semantics. Data
+// lives in memory and is lost on Close.
 type EmbeddedStore struct {
 	*RedisStore
 	srv  *miniredis.Miniredis
@@ -78,8 +77,8 @@ func (e *EmbeddedStore) Addr() string { return e.srv.Addr() }
 // back.
 func (e *EmbeddedStore) Server() *miniredis.Miniredis { return e.srv }
 
-// Close stops the server and releases the client. Calling it again is a
-// no-op.
+// Close stops the server and releases the client; calling it again does
+// nothing.
 func (e *EmbeddedStore) Close() error {
 	var err error
 	e.once.Do(func() {

@@ -45,20 +45,19 @@ type RedisConfig struct {
 	// default DefaultKeyPrefix. Change it only to isolate tests or tenants.
 	KeyPrefix string
 
-	// TTL is set on every key a Record writes, so reverse sets are kept
-	// alive as long as their parent keeps getting children. Optional,
-	// default DefaultTTL (30 days); whole seconds, at least one (Redis
-	// EXPIRE counts seconds; shorter values are refused).
+	// TTL is set on every key a Record writes, so a reverse set lives as
+	// long as its parent keeps getting children. Optional, default
+	// DefaultTTL; whole seconds, at least one (Redis EXPIRE counts seconds).
 	TTL time.Duration
 
-	// WriteTimeout bounds a Record call, including the connection attempt.
-	// Optional, default DefaultWriteTimeout (1 s). The client must honour
-	// context deadlines (ContextTimeoutEnabled, set by NewUniversalClient)
-	// for the bound to hold on a stalled connection.
+	// WriteTimeout bounds a Record call, connecting included. Optional,
+	// default DefaultWriteTimeout. It holds on a stalled connection only if
+	// the client honours context deadlines (ContextTimeoutEnabled, set by
+	// NewUniversalClient).
 	WriteTimeout time.Duration
 
 	// MaxDepth is used by Ancestors, Descendants and Debug when they get
-	// maxDepth <= 0. Optional, default DefaultMaxDepth (100).
+	// maxDepth <= 0. Optional, default DefaultMaxDepth.
 	MaxDepth int
 
 	// Now stamps created_at on links recorded without CreatedAt. Optional,
@@ -88,9 +87,8 @@ func (c RedisConfig) Validate() error {
 	return invalidConfig("RedisConfig", errs)
 }
 
-// RedisStore is the Store on Redis, in the layout of the deployed Python
-// tracker, so Go and Python services read and write one graph. See the
-// package documentation for the layout and the guarantees.
+// RedisStore is the Store on Redis in the Python tracker's layout (see the
+// package documentation), so Go and Python services share one graph.
 type RedisStore struct {
 	client redis.UniversalClient
 	cfg    RedisConfig
@@ -100,11 +98,9 @@ type RedisStore struct {
 
 var _ Store = (*RedisStore)(nil)
 
-// NewRedisStore returns a store on client, which may be a standalone,
-// Sentinel (failover) or Cluster client. The store does not connect: a Redis
-// that is down at start makes calls fail, not the constructor, so a service
-// starts without its optional correlation store. The caller keeps ownership
-// of client and closes it.
+// NewRedisStore returns a store on client (standalone, Sentinel or
+// Cluster). It does not connect, so a service starts while its optional
+// Redis is down. The caller keeps ownership of client and closes it.
 func NewRedisStore(client redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
 	if client == nil {
 		return nil, errors.New("cannot create correlation store: redis client is nil")
@@ -124,8 +120,7 @@ func (s *RedisStore) ForwardKey(child uuid.UUID) string { return s.fwd + child.S
 func (s *RedisStore) ReverseKey(parent uuid.UUID) string { return s.rev + parent.String() }
 
 // Record writes every link in one pipeline, bounded by WriteTimeout: per
-// link a SET of the forward key with the TTL, per distinct parent one SADD
-// and one EXPIRE. The package documentation says why it is not MULTI/EXEC.
+// link a SET with the TTL, per distinct parent one SADD and one EXPIRE.
 func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 	if len(links) == 0 {
 		return nil
@@ -142,7 +137,6 @@ func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 		}
 		pipe.Set(ctx, s.ForwardKey(l.Child), v, s.cfg.TTL)
 	}
-	// One SADD and EXPIRE per parent however many links name it.
 	var order []uuid.UUID
 	members := make(map[uuid.UUID][]any, len(links))
 	for _, l := range links {
@@ -164,11 +158,9 @@ func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 	return nil
 }
 
-// forwardJSON is the forward value, its keys in the order the Python
-// tracker writes them (orjson: compact, so a byte comparison of values
-// from both languages is meaningful). Reading, it takes what any writer
-// may have written: Python's json.dumps (spaced) or orjson, created_at in
-// any ISO-8601 form, or not a string at all.
+// forwardJSON is the forward value, its keys in the Python tracker's order
+// so values from both languages compare byte for byte. CreatedAt is any:
+// other writers may store something other than a string.
 type forwardJSON struct {
 	ParentEventIDs []string       `json:"parent_event_ids"`
 	CreatedAt      any            `json:"created_at"`
@@ -259,16 +251,14 @@ func (s *RedisStore) Lookup(ctx context.Context, child uuid.UUID) (Link, error) 
 	return decodeForward(key, child, raw)
 }
 
-// Parents returns the parents of id in recorded order; none when no link
-// was recorded. One GET.
+// Parents returns the parents of id in recorded order.
 func (s *RedisStore) Parents(ctx context.Context, id uuid.UUID) ([]uuid.UUID, error) {
 	l, err := s.recorded(ctx, id)
 	return l.Parents, err
 }
 
-// Metadata returns the metadata of id's link: nil when none was recorded (or
-// it was stored as null, as Python's .get("metadata") gives None), {} when it
-// was recorded without metadata. One GET.
+// Metadata returns the metadata of id's link; one stored as null reads as
+// nil, as Python's .get("metadata") gives None.
 func (s *RedisStore) Metadata(ctx context.Context, id uuid.UUID) (map[string]any, error) {
 	l, err := s.recorded(ctx, id)
 	return l.Metadata, err
@@ -283,28 +273,25 @@ func (s *RedisStore) recorded(ctx context.Context, id uuid.UUID) (Link, error) {
 	return l, err
 }
 
-// Children returns the children of id sorted by id. One SMEMBERS.
+// Children returns the children of id sorted by id.
 func (s *RedisStore) Children(ctx context.Context, id uuid.UUID) ([]uuid.UUID, error) {
 	w, err := s.walk(ctx, "children", id, 1, false, true)
 	return w.children, err
 }
 
-// Ancestors returns the ancestors of id, nearest first. One pipelined round
-// trip per level.
+// Ancestors returns the ancestors of id, nearest first.
 func (s *RedisStore) Ancestors(ctx context.Context, id uuid.UUID, maxDepth int) ([]uuid.UUID, error) {
 	w, err := s.walk(ctx, "ancestors", id, maxDepth, true, false)
 	return w.ancestors, err
 }
 
-// Descendants returns the descendants of id, nearest first. One pipelined
-// round trip per level.
+// Descendants returns the descendants of id, nearest first.
 func (s *RedisStore) Descendants(ctx context.Context, id uuid.UUID, maxDepth int) ([]uuid.UUID, error) {
 	w, err := s.walk(ctx, "descendants", id, maxDepth, false, true)
 	return w.descendants, err
 }
 
-// Debug walks both directions at once: each round trip fetches the next
-// level of ancestors and of descendants together, and the first one also
+// Debug walks both directions in the same round trips; the first also
 // gives the parents, children and metadata.
 func (s *RedisStore) Debug(ctx context.Context, id uuid.UUID, maxDepth int) (Dump, error) {
 	w, err := s.walk(ctx, "correlation dump", id, maxDepth, true, true)
@@ -326,9 +313,7 @@ type walkResult struct {
 }
 
 // walk is a breadth-first search from id, upwards (forward keys), downwards
-// (reverse sets) or both, with the whole frontier of each direction fetched
-// in one pipeline per level. Each event is reported once, at its smallest
-// distance; the start is never reported, which also ends cycles.
+// (reverse sets) or both, fetching each level's frontiers in one pipeline.
 func (s *RedisStore) walk(ctx context.Context, what string, id uuid.UUID, maxDepth int, up, down bool) (res walkResult, err error) {
 	defer func() {
 		if err != nil {
