@@ -38,14 +38,12 @@ func ParseDirection(s string) (Direction, error) {
 // Store.Descendants (breadth first, without id) unless the Python order
 // matters.
 func CorrelationChain(ctx context.Context, s Store, id uuid.UUID, dir Direction, maxDepth int) ([]uuid.UUID, error) {
-	next := s.Parents
-	switch dir {
-	case TowardAncestors:
-	case TowardDescendants:
-		next = s.Children
-	default:
-		_, err := ParseDirection(string(dir))
+	if _, err := ParseDirection(string(dir)); err != nil {
 		return nil, err
+	}
+	next := s.Parents
+	if dir == TowardDescendants {
+		next = s.Children
 	}
 	if maxDepth <= 0 {
 		maxDepth = DefaultMaxDepth

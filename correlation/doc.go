@@ -30,14 +30,13 @@
 //     publish or a handler (see its guarantees).
 //   - correlationtest holds the contract suite every Store passes.
 //
-// Record writes any number of links in one pipelined round trip. Ancestors,
-// Descendants and Debug make one round trip per level of the graph; the
-// other reads are one command each. With Cluster, go-redis splits a pipeline
-// by node. Writes are a pipeline, not the Python tracker's MULTI/EXEC,
-// because a transaction cannot span Cluster slots: every command is
-// idempotent, so writing a link again repairs a half-written one, and
-// readers tolerate a child whose forward key is gone. A RedisStore does not
-// connect on construction, so a service starts while Redis is down.
+// Record writes any number of links in one pipelined round trip (go-redis
+// splits it by Cluster node); Ancestors, Descendants and Debug make one
+// round trip per level of the graph; the other reads one command each.
+// Writes are a pipeline, not the Python tracker's MULTI/EXEC, because a
+// transaction cannot span Cluster slots: every command is idempotent, so
+// writing a link again repairs a half-written one, and readers tolerate a
+// child whose forward key is gone.
 //
 // # Order of results
 //

@@ -16,13 +16,11 @@ type RecorderConfig struct {
 	// Timeout bounds one write to the store. Optional; default 1 s, the
 	// Python publisher's bound.
 	Timeout time.Duration
-	// Logger receives the warnings for links not recorded. Optional;
-	// default discards.
+	// Logger receives the warnings. Optional; default discards.
 	Logger *slog.Logger
 	// WarnInterval is the least time between two warnings, so an outage
-	// logs one line per interval with a count, not one per publish. The
-	// first failure is always logged. Optional; default 1 s; negative logs
-	// every failure.
+	// logs one line per interval with a count, not one per publish.
+	// Optional; default 1 s; negative logs every failure.
 	WarnInterval time.Duration
 	// MaxInFlight is how many writes may wait on the store at once; beyond
 	// it links fail at once rather than pile up goroutines on a hung store.
@@ -37,9 +35,8 @@ type RecorderConfig struct {
 	// FlushInterval is the longest a queued link waits for its batch to
 	// fill. Optional; default 5 ms. Batching only.
 	FlushInterval time.Duration
-	// QueueSize bounds the links waiting to be written; beyond it links
-	// fail, so memory stays bounded while Redis is away. Optional; default
-	// 8192. Batching only.
+	// QueueSize bounds the links waiting, and so memory while Redis is
+	// away; beyond it links fail. Optional; default 8192. Batching only.
 	QueueSize int
 }
 
@@ -55,8 +52,7 @@ func (c *RecorderConfig) setDefaults() {
 	c.QueueSize = cmp.Or(c.QueueSize, 8192)
 }
 
-// Validate reports every problem of the configuration at once. Zero values
-// are valid: they stand for the defaults.
+// Validate reports every problem at once; zero values stand for defaults.
 func (c RecorderConfig) Validate() error {
 	errs := notNegative(nil, "Timeout", c.Timeout)
 	errs = notNegative(errs, "MaxInFlight", c.MaxInFlight)
@@ -102,10 +98,8 @@ type Recorder struct {
 	w   Writer
 	cfg RecorderConfig
 
-	recorded   atomic.Uint64
-	failed     atomic.Uint64
-	suppressed atomic.Uint64
-	lastWarn   atomic.Int64
+	recorded, failed, suppressed atomic.Uint64
+	lastWarn                     atomic.Int64
 
 	sem      chan struct{}
 	inflight sync.WaitGroup
@@ -278,8 +272,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 }
 
 // Close stops accepting links, writes those queued, and waits for the
-// writes in flight, or until ctx ends. Links recorded after Close count as
-// failed. Calling it again waits again.
+// writes in flight, or until ctx ends. Calling it again waits again.
 func (r *Recorder) Close(ctx context.Context) error {
 	r.mu.Lock()
 	if !r.closed {

@@ -27,8 +27,7 @@ const DefaultKeyPrefix = "bloodbank:correlation:"
 const DefaultTTL = 30 * 24 * time.Hour
 
 // DefaultWriteTimeout bounds one Record call, as the Python publisher bounds
-// add_correlation at 1 s: correlation is optional and must not hold up a
-// publish.
+// add_correlation: correlation must not hold up a publish.
 const DefaultWriteTimeout = time.Second
 
 // DefaultMaxDepth bounds Ancestors, Descendants and Debug when the caller
@@ -44,22 +43,18 @@ type RedisConfig struct {
 	// KeyPrefix comes before "forward:{id}" and "reverse:{id}". Optional,
 	// default DefaultKeyPrefix. Change it only to isolate tests or tenants.
 	KeyPrefix string
-
 	// TTL is set on every key a Record writes, so a reverse set lives as
 	// long as its parent keeps getting children. Optional, default
 	// DefaultTTL; whole seconds, at least one (Redis EXPIRE counts seconds).
 	TTL time.Duration
-
 	// WriteTimeout bounds a Record call, connecting included. Optional,
 	// default DefaultWriteTimeout. It holds on a stalled connection only if
 	// the client honours context deadlines (ContextTimeoutEnabled, set by
 	// NewUniversalClient).
 	WriteTimeout time.Duration
-
 	// MaxDepth is used by Ancestors, Descendants and Debug when they get
 	// maxDepth <= 0. Optional, default DefaultMaxDepth.
 	MaxDepth int
-
 	// Now stamps created_at on links recorded without CreatedAt. Optional,
 	// default time.Now; tests set it.
 	Now func() time.Time
@@ -75,8 +70,7 @@ func (c *RedisConfig) setDefaults() {
 	}
 }
 
-// Validate reports every problem of the configuration at once. Zero values
-// are valid: they stand for the defaults.
+// Validate reports every problem at once; zero values stand for defaults.
 func (c RedisConfig) Validate() error {
 	var errs []error
 	if c.TTL < 0 || (c.TTL > 0 && (c.TTL < time.Second || c.TTL%time.Second != 0)) {
@@ -90,10 +84,9 @@ func (c RedisConfig) Validate() error {
 // RedisStore is the Store on Redis in the Python tracker's layout (see the
 // package documentation), so Go and Python services share one graph.
 type RedisStore struct {
-	client redis.UniversalClient
-	cfg    RedisConfig
-	fwd    string // KeyPrefix + "forward:"
-	rev    string // KeyPrefix + "reverse:"
+	client   redis.UniversalClient
+	cfg      RedisConfig
+	fwd, rev string // KeyPrefix + "forward:", KeyPrefix + "reverse:"
 }
 
 var _ Store = (*RedisStore)(nil)
@@ -112,8 +105,7 @@ func NewRedisStore(client redis.UniversalClient, cfg RedisConfig) (*RedisStore, 
 	return &RedisStore{client: client, cfg: cfg, fwd: cfg.KeyPrefix + "forward:", rev: cfg.KeyPrefix + "reverse:"}, nil
 }
 
-// ForwardKey is the key holding the link of child: a JSON string
-// {"parent_event_ids": [...], "created_at": "...", "metadata": {...}}.
+// ForwardKey is the key holding child's link, a JSON string.
 func (s *RedisStore) ForwardKey(child uuid.UUID) string { return s.fwd + child.String() }
 
 // ReverseKey is the key of the set of the children of parent.
@@ -130,16 +122,14 @@ func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 	// Nothing is sent before Exec, so an invalid link writes nothing.
 	pipe := s.client.Pipeline()
 	now := s.cfg.Now()
+	var order []uuid.UUID
+	members := make(map[uuid.UUID][]any, len(links))
 	for _, l := range links {
 		v, err := encodeForward(l, now)
 		if err != nil {
 			return fmt.Errorf("cannot record correlation links: %w", err)
 		}
 		pipe.Set(ctx, s.ForwardKey(l.Child), v, s.cfg.TTL)
-	}
-	var order []uuid.UUID
-	members := make(map[uuid.UUID][]any, len(links))
-	for _, l := range links {
 		for _, p := range l.Parents {
 			if _, ok := members[p]; !ok {
 				order = append(order, p)
@@ -208,8 +198,7 @@ func encodeForward(l Link, now time.Time) ([]byte, error) {
 }
 
 // decodeForward reads a forward value. A missing or unreadable created_at
-// leaves CreatedAt zero: nothing in either language depends on it, so it is
-// no reason to hide the parents.
+// leaves CreatedAt zero: nothing depends on it, so it must not hide the parents.
 func decodeForward(key string, child uuid.UUID, raw string) (Link, error) {
 	b := []byte(raw)
 	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
@@ -307,9 +296,8 @@ func (s *RedisStore) Debug(ctx context.Context, id uuid.UUID, maxDepth int) (Dum
 }
 
 type walkResult struct {
-	self                   *Link // the link of the start, if recorded
-	children               []uuid.UUID
-	ancestors, descendants []uuid.UUID
+	self                             *Link // the link of the start, if recorded
+	children, ancestors, descendants []uuid.UUID
 }
 
 // walk is a breadth-first search from id, upwards (forward keys), downwards
@@ -325,8 +313,7 @@ func (s *RedisStore) walk(ctx context.Context, what string, id uuid.UUID, maxDep
 	}
 	res = walkResult{children: []uuid.UUID{}, ancestors: []uuid.UUID{}, descendants: []uuid.UUID{}}
 	var upFront, downFront []uuid.UUID
-	seenUp := map[uuid.UUID]bool{id: true}
-	seenDown := map[uuid.UUID]bool{id: true}
+	seenUp, seenDown := map[uuid.UUID]bool{id: true}, map[uuid.UUID]bool{id: true}
 	if up {
 		upFront = []uuid.UUID{id}
 	}

@@ -54,8 +54,7 @@ const (
 	DefaultPort = 6379
 )
 
-// ErrInvalidSettings is wrapped by the errors of ClientOptions and
-// NewUniversalClient.
+// ErrInvalidSettings is wrapped by ClientOptions and NewUniversalClient.
 var ErrInvalidSettings = errors.New("invalid Redis settings")
 
 // LoadSettings reads the settings from environ (as os.Environ gives it)
@@ -82,14 +81,12 @@ func (s Settings) Validate() error {
 	return settings.Join(problems...)
 }
 
-// RedisConfig is the store configuration the settings ask for: the TTL of
-// TTLDays, every other field at its default.
+// RedisConfig is the store configuration with the TTL of TTLDays.
 func (s Settings) RedisConfig() RedisConfig {
 	return RedisConfig{TTL: TTLFromDays(s.TTLDays)}
 }
 
-// ClientOptions are the go-redis options of one of the three kinds of
-// client; exactly one field is set.
+// ClientOptions are go-redis options; exactly one field is set.
 type ClientOptions struct {
 	Client   *redis.Options         // one server
 	Failover *redis.FailoverOptions // Sentinel

@@ -68,10 +68,9 @@ type Writer interface {
 	Record(ctx context.Context, links ...Link) error
 }
 
-// Store is the correlation graph: what caused an event, what it caused, and
-// the transitive closures of both, in the order the package documentation
-// gives under "Order of results". An event with nothing recorded is not an
-// error: its lists are empty and its metadata is nil.
+// Store is the correlation graph, read in the order the package
+// documentation gives under "Order of results". An event with nothing
+// recorded is not an error: its lists are empty and its metadata is nil.
 type Store interface {
 	Writer
 	// Lookup returns the link recorded for child, or an error wrapping
@@ -121,8 +120,8 @@ func (d Dump) MarshalJSON() ([]byte, error) {
 // cannot be stored: no child, no parents, or metadata that is not JSON.
 var ErrInvalidLink = errors.New("invalid correlation link")
 
-// ErrNotFound is wrapped by Lookup when no link is recorded for the event
-// (never recorded, or expired).
+// ErrNotFound is wrapped by Lookup when the event has no link (never
+// recorded, or expired).
 var ErrNotFound = errors.New("no correlation link recorded")
 
 // MalformedError reports a stored value not in the wire contract's layout
