@@ -27,26 +27,23 @@ func ParseDirection(s string) (Direction, error) {
 
 // CorrelationChain returns the chain the Python tracker's
 // get_correlation_chain returns: the events related to id in direction,
-// walked depth first and listed in post-order, id itself last. For
-// TowardAncestors the root causes come first and each event follows the
-// events that caused it, so the list reads in causal order; for
-// TowardDescendants each event follows what it caused. Parents are walked
-// in the order they were recorded, children in the store's sorted order;
-// every event appears once, cycles end where they close, and the walk stops
-// maxDepth links away from id (maxDepth <= 0: DefaultMaxDepth).
+// walked depth first and listed in post-order, id itself last. Toward
+// ancestors the root causes come first, so the list reads in causal order;
+// toward descendants each event follows what it caused. Parents are walked
+// in recorded order, children in the store's sorted order; every event
+// appears once, cycles end where they close, and the walk stops maxDepth
+// links away from id (<= 0: DefaultMaxDepth).
 //
-// Store.Ancestors and Store.Descendants give the same events breadth first,
-// nearest first, without id: use those unless the Python order matters.
-// The walk costs one store round trip per event.
+// It costs one round trip per event: use Store.Ancestors or
+// Store.Descendants (breadth first, without id) unless the Python order
+// matters.
 func CorrelationChain(ctx context.Context, s Store, id uuid.UUID, dir Direction, maxDepth int) ([]uuid.UUID, error) {
-	next := s.Parents
-	switch dir {
-	case TowardAncestors:
-	case TowardDescendants:
-		next = s.Children
-	default:
-		_, err := ParseDirection(string(dir))
+	if _, err := ParseDirection(string(dir)); err != nil {
 		return nil, err
+	}
+	next := s.Parents
+	if dir == TowardDescendants {
+		next = s.Children
 	}
 	if maxDepth <= 0 {
 		maxDepth = DefaultMaxDepth

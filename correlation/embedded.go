@@ -10,21 +10,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// EmbeddedStore is the store used when no Redis is configured: the RedisStore
-// code, unchanged, on an in-process miniredis, so that the embedded default
-// and the tests have exactly the semantics of production. Data lives in
-// memory and is lost on Close.
+// EmbeddedStore is the RedisStore code on an in-process miniredis, so the
+// default without Redis and the tests have production's semantics. Data
+// lives in memory and is lost on Close.
 type EmbeddedStore struct {
 	*RedisStore
-	srv  *miniredis.Miniredis
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	srv        *miniredis.Miniredis
+	stop, done chan struct{}
+	once       sync.Once
 }
 
 // embeddedClockTick is how often the embedded server's clock catches up with
-// real time. miniredis expires keys only when its clock moves, so without
-// this the embedded store would keep every link forever.
+// real time: miniredis expires keys only when its clock moves.
 const embeddedClockTick = time.Minute
 
 // NewEmbeddedStore starts an in-process Redis on a free loopback port and
@@ -73,13 +70,12 @@ func (e *EmbeddedStore) tickClock() {
 // Addr is the embedded server's address, for redis-cli while debugging.
 func (e *EmbeddedStore) Addr() string { return e.srv.Addr() }
 
-// Server is the embedded miniredis, for tests: FastForward moves its clock
-// to expire keys, Close and Restart simulate losing Redis and getting it
-// back.
+// Server is the embedded miniredis, for tests: FastForward expires keys,
+// Close and Restart simulate losing Redis and getting it back.
 func (e *EmbeddedStore) Server() *miniredis.Miniredis { return e.srv }
 
-// Close stops the server and releases the client. Calling it again is a
-// no-op.
+// Close stops the server and releases the client; calling it again does
+// nothing.
 func (e *EmbeddedStore) Close() error {
 	var err error
 	e.once.Do(func() {

@@ -13,42 +13,30 @@ import (
 
 // RecorderConfig configures a Recorder.
 type RecorderConfig struct {
-	// Timeout bounds one write to the store. Optional, default 1 s (the
-	// Python publisher's bound).
+	// Timeout bounds one write to the store. Optional; default 1 s, the
+	// Python publisher's bound.
 	Timeout time.Duration
-
-	// Logger receives a warning when links could not be recorded. Optional,
-	// default a logger that discards everything.
+	// Logger receives the warnings. Optional; default discards.
 	Logger *slog.Logger
-
-	// WarnInterval is the least time between two warnings: during an outage
-	// every publish fails, and one line per second with a count says as much
-	// as thousands. The first failure is always logged. Optional, default
-	// 1 s; negative logs every failure.
+	// WarnInterval is the least time between two warnings, so an outage
+	// logs one line per interval with a count, not one per publish.
+	// Optional; default 1 s; negative logs every failure.
 	WarnInterval time.Duration
-
-	// MaxInFlight is how many writes may wait on the store at once. When
-	// the store hangs, further links fail at once instead of piling up
-	// goroutines. Optional, default 256.
+	// MaxInFlight is how many writes may wait on the store at once; beyond
+	// it links fail at once rather than pile up goroutines on a hung store.
+	// Optional; default 256.
 	MaxInFlight int
-
 	// Batching queues links and writes them from one goroutine, many per
-	// round trip, so Record returns without waiting for Redis at all.
-	// Optional, default false: Record writes the links it is given in one
-	// round trip and waits for it (at most Timeout).
+	// round trip, so Record never waits for Redis. Optional; default false.
 	Batching bool
-
-	// BatchSize is the most links one batched write carries; a full batch
-	// is written at once. Optional, default 256. Batching only.
+	// BatchSize is the most links one batched write carries. Optional;
+	// default 256. Batching only.
 	BatchSize int
-
 	// FlushInterval is the longest a queued link waits for its batch to
-	// fill. Optional, default 5 ms. Batching only.
+	// fill. Optional; default 5 ms. Batching only.
 	FlushInterval time.Duration
-
-	// QueueSize is how many links may wait to be written; beyond it links
-	// are refused and counted as failed, so memory stays bounded while
-	// Redis is away. Optional, default 8192. Batching only.
+	// QueueSize bounds the links waiting, and so memory while Redis is
+	// away; beyond it links fail. Optional; default 8192. Batching only.
 	QueueSize int
 }
 
@@ -64,8 +52,7 @@ func (c *RecorderConfig) setDefaults() {
 	c.QueueSize = cmp.Or(c.QueueSize, 8192)
 }
 
-// Validate reports every problem of the configuration at once. Zero values
-// are valid: they stand for the defaults.
+// Validate reports every problem at once; zero values stand for defaults.
 func (c RecorderConfig) Validate() error {
 	errs := notNegative(nil, "Timeout", c.Timeout)
 	errs = notNegative(errs, "MaxInFlight", c.MaxInFlight)
@@ -96,28 +83,23 @@ var ErrRecorderBusy = errors.New("correlation recorder is saturated")
 // ErrRecorderClosed is logged for links given to a closed Recorder.
 var ErrRecorderClosed = errors.New("correlation recorder is closed")
 
-// Recorder writes links for the bus without ever failing or stalling it:
-// Record returns no error and returns within the configured bound, and a
-// link that cannot be written is logged (rate-limited) and counted. It is
-// what the correlation middleware uses; give it a Store (or any Writer).
+// Recorder writes links to a Writer (usually a Store) for the correlation
+// middleware without ever failing or stalling the bus, as the Python
+// publisher never lets correlation fail a publish. Record returns no error;
+// a link not written is counted (Failed) and logged, rate-limited.
 //
-// Guarantees. Without batching, Record returns when the links are written
-// or after Timeout, whichever is first; links not confirmed by then count
-// as failed (a write that completes later stays written). With batching,
-// Record only enqueues and returns at once; each queued link is then either
-// written or counted as failed and logged, normally within FlushInterval +
-// Timeout, but later while earlier batches are still timing out against a
-// stalled Redis (batches are written one at a time, in order), and never
-// later than Close. Links refused because the queue is full count as
-// failed at once.
+// Without batching, Record returns when the links are written or after
+// Timeout; links not confirmed by then count as failed (a write completing
+// later stays written). With batching, Record only enqueues; each link is
+// then written or counted as failed, normally within FlushInterval +
+// Timeout, later while earlier batches time out against a stalled Redis
+// (batches are written one at a time, in order), and never after Close.
 type Recorder struct {
 	w   Writer
 	cfg RecorderConfig
 
-	recorded   atomic.Uint64
-	failed     atomic.Uint64
-	suppressed atomic.Uint64
-	lastWarn   atomic.Int64
+	recorded, failed, suppressed atomic.Uint64
+	lastWarn                     atomic.Int64
 
 	sem      chan struct{}
 	inflight sync.WaitGroup
@@ -148,14 +130,13 @@ func NewRecorder(w Writer, cfg RecorderConfig) (*Recorder, error) {
 	return r, nil
 }
 
-// Record writes links, or counts and logs those it could not write. Links
-// that fail Link.Validate are refused alone. The context's values reach the
-// store, its cancellation does not: a handler that gives up should not
-// leave its event unrecorded, and Timeout bounds the wait anyway. The
-// recorder may read a link's Parents and Metadata after Record returns
-// (while a batch waits, or a timed-out write finishes): do not modify them.
+// Record writes links, or counts and logs those it could not write; a link
+// failing Link.Validate is refused alone. The context's values reach the
+// store, its cancellation does not: a handler that gives up should not leave
+// its event unrecorded. The recorder may read a link's Parents and Metadata
+// after Record returns (a queued or timed-out write): do not modify them.
 func (r *Recorder) Record(ctx context.Context, links ...Link) {
-	// Copied: a timed-out write outlives Record, and the caller may reuse links.
+	// A new slice: a write may outlive Record, and the caller may reuse links.
 	valid := make([]Link, 0, len(links))
 	for _, l := range links {
 		if err := l.Validate(); err != nil {
@@ -167,22 +148,22 @@ func (r *Recorder) Record(ctx context.Context, links ...Link) {
 	if len(valid) == 0 {
 		return
 	}
-	if r.cfg.Batching {
-		r.enqueue(valid)
-		return
-	}
 	r.mu.RLock()
-	closed := r.closed
-	r.mu.RUnlock()
-	if closed {
+	if r.closed {
+		r.mu.RUnlock()
 		r.fail(valid, ErrRecorderClosed)
 		return
 	}
+	if r.cfg.Batching {
+		defer r.mu.RUnlock() // Close must not close the queue while we send on it
+		r.enqueue(valid)
+		return
+	}
+	r.mu.RUnlock()
 	r.write(context.WithoutCancel(ctx), valid)
 }
 
-// write stores links in one call to the writer, waiting at most Timeout
-// even if the writer ignores its context.
+// write waits at most Timeout even if the writer ignores its context.
 func (r *Recorder) write(ctx context.Context, links []Link) {
 	select {
 	case r.sem <- struct{}{}:
@@ -212,12 +193,6 @@ func (r *Recorder) write(ctx context.Context, links []Link) {
 }
 
 func (r *Recorder) enqueue(links []Link) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if r.closed {
-		r.fail(links, ErrRecorderClosed)
-		return
-	}
 	for i, l := range links {
 		select {
 		case r.queue <- l:
@@ -228,8 +203,6 @@ func (r *Recorder) enqueue(links []Link) {
 	}
 }
 
-// run is the batching loop: it collects up to BatchSize links, or what
-// arrived within FlushInterval of the first, and writes them together.
 func (r *Recorder) run() {
 	defer close(r.done)
 	batch := make([]Link, 0, r.cfg.BatchSize)
@@ -299,8 +272,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 }
 
 // Close stops accepting links, writes those queued, and waits for the
-// writes in flight, or until ctx ends. Links recorded after Close count as
-// failed. Calling it again waits again.
+// writes in flight, or until ctx ends. Calling it again waits again.
 func (r *Recorder) Close(ctx context.Context) error {
 	r.mu.Lock()
 	if !r.closed {

@@ -27,8 +27,7 @@ const DefaultKeyPrefix = "bloodbank:correlation:"
 const DefaultTTL = 30 * 24 * time.Hour
 
 // DefaultWriteTimeout bounds one Record call, as the Python publisher bounds
-// add_correlation at 1 s: correlation is optional and must not hold up a
-// publish.
+// add_correlation: correlation must not hold up a publish.
 const DefaultWriteTimeout = time.Second
 
 // DefaultMaxDepth bounds Ancestors, Descendants and Debug when the caller
@@ -44,23 +43,18 @@ type RedisConfig struct {
 	// KeyPrefix comes before "forward:{id}" and "reverse:{id}". Optional,
 	// default DefaultKeyPrefix. Change it only to isolate tests or tenants.
 	KeyPrefix string
-
-	// TTL is set on every key a Record writes, so reverse sets are kept
-	// alive as long as their parent keeps getting children. Optional,
-	// default DefaultTTL (30 days); whole seconds, at least one (Redis
-	// EXPIRE counts seconds; shorter values are refused).
+	// TTL is set on every key a Record writes, so a reverse set lives as
+	// long as its parent keeps getting children. Optional, default
+	// DefaultTTL; whole seconds, at least one (Redis EXPIRE counts seconds).
 	TTL time.Duration
-
-	// WriteTimeout bounds a Record call, including the connection attempt.
-	// Optional, default DefaultWriteTimeout (1 s). The client must honour
-	// context deadlines (ContextTimeoutEnabled, set by NewUniversalClient)
-	// for the bound to hold on a stalled connection.
+	// WriteTimeout bounds a Record call, connecting included. Optional,
+	// default DefaultWriteTimeout. It holds on a stalled connection only if
+	// the client honours context deadlines (ContextTimeoutEnabled, set by
+	// NewUniversalClient).
 	WriteTimeout time.Duration
-
 	// MaxDepth is used by Ancestors, Descendants and Debug when they get
-	// maxDepth <= 0. Optional, default DefaultMaxDepth (100).
+	// maxDepth <= 0. Optional, default DefaultMaxDepth.
 	MaxDepth int
-
 	// Now stamps created_at on links recorded without CreatedAt. Optional,
 	// default time.Now; tests set it.
 	Now func() time.Time
@@ -76,8 +70,7 @@ func (c *RedisConfig) setDefaults() {
 	}
 }
 
-// Validate reports every problem of the configuration at once. Zero values
-// are valid: they stand for the defaults.
+// Validate reports every problem at once; zero values stand for defaults.
 func (c RedisConfig) Validate() error {
 	var errs []error
 	if c.TTL < 0 || (c.TTL > 0 && (c.TTL < time.Second || c.TTL%time.Second != 0)) {
@@ -88,23 +81,19 @@ func (c RedisConfig) Validate() error {
 	return invalidConfig("RedisConfig", errs)
 }
 
-// RedisStore is the Store on Redis, in the layout of the deployed Python
-// tracker, so Go and Python services read and write one graph. See the
-// package documentation for the layout and the guarantees.
+// RedisStore is the Store on Redis in the Python tracker's layout (see the
+// package documentation), so Go and Python services share one graph.
 type RedisStore struct {
-	client redis.UniversalClient
-	cfg    RedisConfig
-	fwd    string // KeyPrefix + "forward:"
-	rev    string // KeyPrefix + "reverse:"
+	client   redis.UniversalClient
+	cfg      RedisConfig
+	fwd, rev string // KeyPrefix + "forward:", KeyPrefix + "reverse:"
 }
 
 var _ Store = (*RedisStore)(nil)
 
-// NewRedisStore returns a store on client, which may be a standalone,
-// Sentinel (failover) or Cluster client. The store does not connect: a Redis
-// that is down at start makes calls fail, not the constructor, so a service
-// starts without its optional correlation store. The caller keeps ownership
-// of client and closes it.
+// NewRedisStore returns a store on client (standalone, Sentinel or
+// Cluster). It does not connect, so a service starts while its optional
+// Redis is down. The caller keeps ownership of client and closes it.
 func NewRedisStore(client redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
 	if client == nil {
 		return nil, errors.New("cannot create correlation store: redis client is nil")
@@ -116,16 +105,14 @@ func NewRedisStore(client redis.UniversalClient, cfg RedisConfig) (*RedisStore, 
 	return &RedisStore{client: client, cfg: cfg, fwd: cfg.KeyPrefix + "forward:", rev: cfg.KeyPrefix + "reverse:"}, nil
 }
 
-// ForwardKey is the key holding the link of child: a JSON string
-// {"parent_event_ids": [...], "created_at": "...", "metadata": {...}}.
+// ForwardKey is the key holding child's link, a JSON string.
 func (s *RedisStore) ForwardKey(child uuid.UUID) string { return s.fwd + child.String() }
 
 // ReverseKey is the key of the set of the children of parent.
 func (s *RedisStore) ReverseKey(parent uuid.UUID) string { return s.rev + parent.String() }
 
 // Record writes every link in one pipeline, bounded by WriteTimeout: per
-// link a SET of the forward key with the TTL, per distinct parent one SADD
-// and one EXPIRE. The package documentation says why it is not MULTI/EXEC.
+// link a SET with the TTL, per distinct parent one SADD and one EXPIRE.
 func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 	if len(links) == 0 {
 		return nil
@@ -135,17 +122,14 @@ func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 	// Nothing is sent before Exec, so an invalid link writes nothing.
 	pipe := s.client.Pipeline()
 	now := s.cfg.Now()
+	var order []uuid.UUID
+	members := make(map[uuid.UUID][]any, len(links))
 	for _, l := range links {
 		v, err := encodeForward(l, now)
 		if err != nil {
 			return fmt.Errorf("cannot record correlation links: %w", err)
 		}
 		pipe.Set(ctx, s.ForwardKey(l.Child), v, s.cfg.TTL)
-	}
-	// One SADD and EXPIRE per parent however many links name it.
-	var order []uuid.UUID
-	members := make(map[uuid.UUID][]any, len(links))
-	for _, l := range links {
 		for _, p := range l.Parents {
 			if _, ok := members[p]; !ok {
 				order = append(order, p)
@@ -164,11 +148,9 @@ func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 	return nil
 }
 
-// forwardJSON is the forward value, its keys in the order the Python
-// tracker writes them (orjson: compact, so a byte comparison of values
-// from both languages is meaningful). Reading, it takes what any writer
-// may have written: Python's json.dumps (spaced) or orjson, created_at in
-// any ISO-8601 form, or not a string at all.
+// forwardJSON is the forward value, its keys in the Python tracker's order
+// so values from both languages compare byte for byte. CreatedAt is any:
+// other writers may store something other than a string.
 type forwardJSON struct {
 	ParentEventIDs []string       `json:"parent_event_ids"`
 	CreatedAt      any            `json:"created_at"`
@@ -216,8 +198,7 @@ func encodeForward(l Link, now time.Time) ([]byte, error) {
 }
 
 // decodeForward reads a forward value. A missing or unreadable created_at
-// leaves CreatedAt zero: nothing in either language depends on it, so it is
-// no reason to hide the parents.
+// leaves CreatedAt zero: nothing depends on it, so it must not hide the parents.
 func decodeForward(key string, child uuid.UUID, raw string) (Link, error) {
 	b := []byte(raw)
 	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
@@ -259,16 +240,14 @@ func (s *RedisStore) Lookup(ctx context.Context, child uuid.UUID) (Link, error) 
 	return decodeForward(key, child, raw)
 }
 
-// Parents returns the parents of id in recorded order; none when no link
-// was recorded. One GET.
+// Parents returns the parents of id in recorded order.
 func (s *RedisStore) Parents(ctx context.Context, id uuid.UUID) ([]uuid.UUID, error) {
 	l, err := s.recorded(ctx, id)
 	return l.Parents, err
 }
 
-// Metadata returns the metadata of id's link: nil when none was recorded (or
-// it was stored as null, as Python's .get("metadata") gives None), {} when it
-// was recorded without metadata. One GET.
+// Metadata returns the metadata of id's link; one stored as null reads as
+// nil, as Python's .get("metadata") gives None.
 func (s *RedisStore) Metadata(ctx context.Context, id uuid.UUID) (map[string]any, error) {
 	l, err := s.recorded(ctx, id)
 	return l.Metadata, err
@@ -283,28 +262,25 @@ func (s *RedisStore) recorded(ctx context.Context, id uuid.UUID) (Link, error) {
 	return l, err
 }
 
-// Children returns the children of id sorted by id. One SMEMBERS.
+// Children returns the children of id sorted by id.
 func (s *RedisStore) Children(ctx context.Context, id uuid.UUID) ([]uuid.UUID, error) {
 	w, err := s.walk(ctx, "children", id, 1, false, true)
 	return w.children, err
 }
 
-// Ancestors returns the ancestors of id, nearest first. One pipelined round
-// trip per level.
+// Ancestors returns the ancestors of id, nearest first.
 func (s *RedisStore) Ancestors(ctx context.Context, id uuid.UUID, maxDepth int) ([]uuid.UUID, error) {
 	w, err := s.walk(ctx, "ancestors", id, maxDepth, true, false)
 	return w.ancestors, err
 }
 
-// Descendants returns the descendants of id, nearest first. One pipelined
-// round trip per level.
+// Descendants returns the descendants of id, nearest first.
 func (s *RedisStore) Descendants(ctx context.Context, id uuid.UUID, maxDepth int) ([]uuid.UUID, error) {
 	w, err := s.walk(ctx, "descendants", id, maxDepth, false, true)
 	return w.descendants, err
 }
 
-// Debug walks both directions at once: each round trip fetches the next
-// level of ancestors and of descendants together, and the first one also
+// Debug walks both directions in the same round trips; the first also
 // gives the parents, children and metadata.
 func (s *RedisStore) Debug(ctx context.Context, id uuid.UUID, maxDepth int) (Dump, error) {
 	w, err := s.walk(ctx, "correlation dump", id, maxDepth, true, true)
@@ -320,15 +296,12 @@ func (s *RedisStore) Debug(ctx context.Context, id uuid.UUID, maxDepth int) (Dum
 }
 
 type walkResult struct {
-	self                   *Link // the link of the start, if recorded
-	children               []uuid.UUID
-	ancestors, descendants []uuid.UUID
+	self                             *Link // the link of the start, if recorded
+	children, ancestors, descendants []uuid.UUID
 }
 
 // walk is a breadth-first search from id, upwards (forward keys), downwards
-// (reverse sets) or both, with the whole frontier of each direction fetched
-// in one pipeline per level. Each event is reported once, at its smallest
-// distance; the start is never reported, which also ends cycles.
+// (reverse sets) or both, fetching each level's frontiers in one pipeline.
 func (s *RedisStore) walk(ctx context.Context, what string, id uuid.UUID, maxDepth int, up, down bool) (res walkResult, err error) {
 	defer func() {
 		if err != nil {
@@ -340,8 +313,7 @@ func (s *RedisStore) walk(ctx context.Context, what string, id uuid.UUID, maxDep
 	}
 	res = walkResult{children: []uuid.UUID{}, ancestors: []uuid.UUID{}, descendants: []uuid.UUID{}}
 	var upFront, downFront []uuid.UUID
-	seenUp := map[uuid.UUID]bool{id: true}
-	seenDown := map[uuid.UUID]bool{id: true}
+	seenUp, seenDown := map[uuid.UUID]bool{id: true}, map[uuid.UUID]bool{id: true}
 	if up {
 		upFront = []uuid.UUID{id}
 	}

@@ -16,29 +16,23 @@ import (
 )
 
 // Settings say where the correlation store's Redis is and how long links
-// live. The fields are the environment variables the Python services read
-// (wire-contract section 7), so one .env serves both. LoadSettings reads
-// them, defaults included, and Validate checks them as read; for Settings
-// built in code, ClientOptions and RedisConfig take a zero Host, Port or
-// TTLDays for its default. Settings never print a password: String,
-// GoString and LogValue redact them, and no error built from Settings
-// contains them.
+// live, in the environment variables the Python services read
+// (wire-contract section 7), so one .env serves both. For Settings built in
+// code, a zero Host, Port or TTLDays means its default. Settings never
+// print a password: String, GoString, LogValue and the errors redact it.
 type Settings struct {
-	// URL is REDIS_URL. Optional; when set it replaces Host, Port and DB,
-	// and go-redis's own URL parsers read it, so every query parameter they
-	// document (dial_timeout, pool_size, ...) works. Its forms:
+	// URL is REDIS_URL. Optional; when set it replaces Host, Port and DB.
+	// go-redis's URL parsers read it, so their query parameters
+	// (dial_timeout, pool_size, ...) work:
 	//
-	//	redis://[user:password@]host[:port][/db]    one server (redis.ParseURL); rediss:// for TLS
-	//	unix://[user:password@]/path/redis.sock?db=N
-	//	redis://host:port?addr=host:port&addr=...   Redis Cluster (redis.ParseClusterURL), database 0 only
-	//	redis://[user:password@]host:port[/db]?addr=host:port&master_name=NAME
-	//	                                            Sentinel (redis.ParseFailoverURL): the addresses
-	//	                                            are the Sentinels', and so are the user and password;
-	//	                                            the master's password is REDIS_PASSWORD or the
-	//	                                            password parameter
+	//	redis://[user:password@]host[:port][/db]    one server; rediss:// for TLS; or unix:///path.sock?db=N
+	//	redis://host:port?addr=host:port&addr=...   Redis Cluster, database 0 only
+	//	redis://[user:pw@]host:port[/db]?addr=host:port&master_name=NAME
+	//	                                            Sentinel: addresses, user and password are the
+	//	                                            Sentinels'; the master's is the password parameter
 	//
-	// Without a password of its own (for Sentinel, without the password
-	// parameter), the client authenticates with Password.
+	// Without a password of its own (for Sentinel, the password parameter),
+	// the client authenticates with Password.
 	URL string `env:"REDIS_URL"`
 	// Host is REDIS_HOST. Optional; default DefaultHost.
 	Host string `env:"REDIS_HOST" envDefault:"localhost"`
@@ -60,8 +54,7 @@ const (
 	DefaultPort = 6379
 )
 
-// ErrInvalidSettings is wrapped by the errors of ClientOptions and
-// NewUniversalClient.
+// ErrInvalidSettings is wrapped by ClientOptions and NewUniversalClient.
 var ErrInvalidSettings = errors.New("invalid Redis settings")
 
 // LoadSettings reads the settings from environ (as os.Environ gives it)
@@ -88,27 +81,23 @@ func (s Settings) Validate() error {
 	return settings.Join(problems...)
 }
 
-// RedisConfig is the store configuration the settings ask for: the TTL of
-// TTLDays, every other field at its default.
+// RedisConfig is the store configuration with the TTL of TTLDays.
 func (s Settings) RedisConfig() RedisConfig {
 	return RedisConfig{TTL: TTLFromDays(s.TTLDays)}
 }
 
-// ClientOptions are the go-redis options of one of the three kinds of
-// client; exactly one field is set.
+// ClientOptions are go-redis options; exactly one field is set.
 type ClientOptions struct {
 	Client   *redis.Options         // one server
 	Failover *redis.FailoverOptions // Sentinel
 	Cluster  *redis.ClusterOptions  // Redis Cluster
 }
 
-// ClientOptions turns the settings into go-redis options. Two go-redis
-// defaults are changed for a store that must never hold up the bus:
-// ContextTimeoutEnabled is on, so the deadline of a correlation write
-// bounds its socket reads and writes too, and DialerRetries is 1 (unless
-// the URL sets dialer_retries), so a Redis that refuses connections fails a
-// write in milliseconds rather than after go-redis's five dial attempts
-// per command retry.
+// ClientOptions turns the settings into go-redis options, with two defaults
+// changed so the store never holds up the bus: ContextTimeoutEnabled, so a
+// write's deadline bounds its socket I/O too, and DialerRetries 1 (unless
+// the URL sets dialer_retries), so a Redis refusing connections fails a
+// write in milliseconds, not after five dial attempts per command retry.
 func (s Settings) ClientOptions() (ClientOptions, error) {
 	o, problems := s.resolve()
 	if len(problems) > 0 {
@@ -141,8 +130,7 @@ func NewUniversalClient(s Settings) (redis.UniversalClient, error) {
 	return redis.NewClient(o.Client), nil
 }
 
-// resolve returns the options, or every problem of the settings. With a
-// URL, Host, Port and DB are not read.
+// resolve returns the options, or every problem of the settings.
 func (s Settings) resolve() (ClientOptions, []error) {
 	var o ClientOptions
 	var problems []error
@@ -233,7 +221,7 @@ func redactURLSecrets(msg string, u *url.URL) string {
 }
 
 // String describes the settings with passwords replaced by "***" (and by
-// "xxxxx" inside the URL), so that printing a Settings is safe.
+// "xxxxx" inside the URL).
 func (s Settings) String() string {
 	r := s.redacted()
 	return fmt.Sprintf("{URL:%s Host:%s Port:%d DB:%d Password:%s TTLDays:%d}", r.URL, r.Host, r.Port, r.DB, r.Password, r.TTLDays)

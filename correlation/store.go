@@ -27,7 +27,7 @@ type Link struct {
 	CreatedAt time.Time
 }
 
-// Validate reports whether Record would accept the link, so that a batching
+// Validate reports whether Record would accept the link, so a batching
 // caller can refuse a bad link alone. The error wraps ErrInvalidLink.
 func (l Link) Validate() error {
 	if err := l.checkIDs(); err != nil {
@@ -56,8 +56,8 @@ func (l Link) checkIDs() error {
 	return nil
 }
 
-// Writer records links. The middleware depends on this alone, so that
-// anything able to store a link (a Store, a Recorder, a test fake) fits.
+// Writer records links: all the middleware needs, so a Store, a Recorder
+// or a test fake fits.
 type Writer interface {
 	// Record stores every link in one round trip. Either all links are
 	// valid and written, or the error wraps ErrInvalidLink and nothing is
@@ -68,10 +68,9 @@ type Writer interface {
 	Record(ctx context.Context, links ...Link) error
 }
 
-// Store is the correlation graph: what caused an event, what it caused, and
-// the transitive closures of both, in the order the package documentation
-// gives under "Order of results". An event with nothing recorded is not an
-// error: its lists are empty and its metadata is nil.
+// Store is the correlation graph, read in the order the package
+// documentation gives under "Order of results". An event with nothing
+// recorded is not an error: its lists are empty and its metadata is nil.
 type Store interface {
 	Writer
 	// Lookup returns the link recorded for child, or an error wrapping
@@ -82,8 +81,7 @@ type Store interface {
 	// Children returns the events id directly caused.
 	Children(ctx context.Context, id uuid.UUID) ([]uuid.UUID, error)
 	// Ancestors returns the causes of id up to maxDepth links away
-	// (maxDepth 1 = the parents); maxDepth <= 0 means the store's default
-	// (100).
+	// (1: the parents; <= 0: the store's default, 100).
 	Ancestors(ctx context.Context, id uuid.UUID, maxDepth int) ([]uuid.UUID, error)
 	// Descendants returns what id caused, up to maxDepth links away.
 	Descendants(ctx context.Context, id uuid.UUID, maxDepth int) ([]uuid.UUID, error)
@@ -96,8 +94,7 @@ type Store interface {
 }
 
 // Dump is the debug view of one event, the JSON object the Python tracker's
-// debug_dump returns. Lists are never null in JSON; Metadata is null when no
-// link was recorded and an object (maybe {}) when one was, as in Python.
+// debug_dump returns; Metadata is as Store.Metadata returns it.
 type Dump struct {
 	EventID     uuid.UUID      `json:"event_id"`
 	Parents     []uuid.UUID    `json:"parents"`
@@ -123,12 +120,12 @@ func (d Dump) MarshalJSON() ([]byte, error) {
 // cannot be stored: no child, no parents, or metadata that is not JSON.
 var ErrInvalidLink = errors.New("invalid correlation link")
 
-// ErrNotFound is wrapped by Lookup when no link is recorded for the event
-// (never recorded, or expired).
+// ErrNotFound is wrapped by Lookup when the event has no link (never
+// recorded, or expired).
 var ErrNotFound = errors.New("no correlation link recorded")
 
-// MalformedError reports a stored value that is not in the layout of the
-// wire contract (section 4), for instance a key written by another program.
+// MalformedError reports a stored value not in the wire contract's layout
+// (section 4), for instance a key written by another program.
 type MalformedError struct {
 	Key string // the Redis key holding the value
 	Err error  // what is wrong with it

@@ -31,29 +31,24 @@ import (
 // newStore registers its own cleanup with t.Cleanup.
 func Run(t *testing.T, newStore func(t *testing.T) correlation.Store) {
 	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s correlation.Store)
-	}{
-		{"NothingRecorded", testNothingRecorded},
-		{"RecordAndRead", testRecordAndRead},
-		{"MetadataEmptyIsObject", testMetadataEmptyIsObject},
-		{"LinearChain", testLinearChain},
-		{"Branching", testBranching},
-		{"Diamond", testDiamond},
-		{"Cycle", testCycle},
-		{"DepthBound", testDepthBound},
-		{"DefaultDepthIs100", testDefaultDepth},
-		{"ManyLinksInOneRecord", testManyLinks},
-		{"InvalidLinkWritesNothing", testInvalidLink},
-		{"RecordingAgainReplacesParents", testRerecord},
-		{"DebugDump", testDebug},
-		{"ConcurrentRecords", testConcurrent},
-		{"CorrelationChainInPythonOrder", testCorrelationChain},
+	run := func(name string, fn func(*testing.T, correlation.Store)) {
+		t.Run(name, func(t *testing.T) { fn(t, newStore(t)) })
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
-	}
+	run("NothingRecorded", testNothingRecorded)
+	run("RecordAndRead", testRecordAndRead)
+	run("MetadataEmptyIsObject", testMetadataEmptyIsObject)
+	run("LinearChain", testLinearChain)
+	run("Branching", testBranching)
+	run("Diamond", testDiamond)
+	run("Cycle", testCycle)
+	run("DepthBound", testDepthBound)
+	run("DefaultDepthIs100", testDefaultDepth)
+	run("ManyLinksInOneRecord", testManyLinks)
+	run("InvalidLinkWritesNothing", testInvalidLink)
+	run("RecordingAgainReplacesParents", testRerecord)
+	run("DebugDump", testDebug)
+	run("ConcurrentRecords", testConcurrent)
+	run("CorrelationChainInPythonOrder", testCorrelationChain)
 }
 
 func ctx(t *testing.T) context.Context {
@@ -222,8 +217,7 @@ func testMetadataEmptyIsObject(t *testing.T, s correlation.Store) {
 
 // a ← b ← c ← d
 func testLinearChain(t *testing.T, s correlation.Store) {
-	n := ids(4)
-	a, b, c, d := n[0], n[1], n[2], n[3]
+	a, b, c, d := uuid.New(), uuid.New(), uuid.New(), uuid.New()
 	record(t, s, link(b, a), link(c, b), link(d, c))
 	equal(t, "Ancestors(d)", ancestors(t, s, d, 0), []uuid.UUID{c, b, a})
 	equal(t, "Descendants(a)", descendants(t, s, a, 0), []uuid.UUID{b, c, d})
@@ -248,8 +242,7 @@ func testBranching(t *testing.T, s correlation.Store) {
 
 // a → b, a → c, b → d, c → d: a is reached twice from d, listed once.
 func testDiamond(t *testing.T, s correlation.Store) {
-	n := ids(4)
-	a, b, c, d := n[0], n[1], n[2], n[3]
+	a, b, c, d := uuid.New(), uuid.New(), uuid.New(), uuid.New()
 	record(t, s, link(b, a), link(c, a), link(d, b, c))
 	equal(t, "Ancestors(d)", ancestors(t, s, d, 0), append(sorted(b, c), a))
 	equal(t, "Descendants(a)", descendants(t, s, a, 0), append(sorted(b, c), d))
@@ -359,13 +352,9 @@ func testRerecord(t *testing.T, s correlation.Store) {
 }
 
 func testDebug(t *testing.T, s correlation.Store) {
-	n := ids(4)
-	a, b, c, d := n[0], n[1], n[2], n[3]
-	record(t, s,
-		link(b, a),
-		link(c, a),
-		correlation.Link{Child: d, Parents: []uuid.UUID{b, c}, Metadata: map[string]any{"reason": "join"}},
-	)
+	a, b, c, d := uuid.New(), uuid.New(), uuid.New(), uuid.New()
+	record(t, s, link(b, a), link(c, a),
+		correlation.Link{Child: d, Parents: []uuid.UUID{b, c}, Metadata: map[string]any{"reason": "join"}})
 	dump := noErr(s.Debug(ctx(t), b, 0))(t)
 	want := fmt.Sprintf(`{"event_id":%q,"parents":[%q],"children":[%q],"ancestors":[%q],"descendants":[%q],"metadata":{}}`, b, a, d, a, d)
 	jsonIs(t, "Debug(b) JSON", dump, want)
@@ -406,8 +395,7 @@ func reversed(in []uuid.UUID) []uuid.UUID {
 // get_correlation_chain walks depth first and appends an event after what
 // it leads to: the starting event comes last.
 func testCorrelationChain(t *testing.T, s correlation.Store) {
-	n := ids(5)
-	a, b, c, d, e := n[0], n[1], n[2], n[3], n[4]
+	a, b, c, d, e := uuid.New(), uuid.New(), uuid.New(), uuid.New(), uuid.New()
 	record(t, s, link(b, a), link(c, a), link(d, b, c), link(e, d), link(uuid.New(), uuid.New()))
 	chain := func(id uuid.UUID, dir correlation.Direction, depth int) []uuid.UUID {
 		t.Helper()
