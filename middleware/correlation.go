@@ -13,23 +13,17 @@ import (
 )
 
 // Causation is the handler middleware that links what a handler produces to
-// the event it handles (its cause), in any Watermill router:
-//
-//   - the message's context gets envelope.WithCause(ctx, its event id), so
-//     that what the handler publishes with it is stamped correlation_ids =
-//     [incoming event id] (by bus.Bus.Publish or a RecordingPublisher);
-//   - a returned message without correlation ids gets [incoming event id],
-//     and a context carrying the cause, for the router's RecordingPublisher;
-//   - a returned message without an agent context inherits the incoming
-//     one's (envelope.MetaAgentContext), as the wire contract requires of an
-//     agent.thread.response answering an agent.thread.prompt.
+// the event it handles (its cause). The message's context gets
+// envelope.WithCause, so what the handler publishes with it is stamped
+// correlation_ids = [incoming event id] (by bus.Bus.Publish or a
+// RecordingPublisher). A returned message without correlation ids gets them
+// too, and one without an agent context inherits the incoming one's
+// (envelope.MetaAgentContext), as the wire contract requires of an
+// agent.thread.response answering an agent.thread.prompt.
 //
 // A returned message that is the incoming event itself, or is marked
 // envelope.MetaRawBody (an existing event travelling unchanged), is left
-// alone; an incoming message whose UUID is not a UUID gets no cause. A
-// handler that publishes with context.Background() breaks the chain.
-// Watermill's CorrelationID middleware stamps another key, and only on
-// returned messages.
+// alone; an incoming message whose UUID is not a UUID gets no cause.
 func Causation(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		cause, err := uuid.Parse(msg.UUID)
@@ -69,10 +63,8 @@ var _ LinkRecorder = (*correlation.Recorder)(nil)
 // LinkMetadataParams is what a RecordingPublisherConfig.LinkMetadata hook
 // gets.
 type LinkMetadataParams struct {
-	// Topic is the topic (on a Bloodbank bus, the routing key).
-	Topic string
-	// Message is the published message. Do not modify it.
-	Message *message.Message
+	Topic   string           // on a Bloodbank bus, the routing key
+	Message *message.Message // the published message; do not modify it
 }
 
 // DefaultLinkMetadata is the metadata recorded with each link by default:
@@ -107,11 +99,9 @@ type RecordingPublisherConfig struct {
 // published (the Python publisher records before publishing). A failed
 // Publish records nothing: its error does not say which messages were sent.
 //
-// A message is never stamped with itself as its cause, and one marked
-// envelope.MetaRawBody (parked or replayed, its body unchanged) is neither
-// stamped nor recorded: its link was recorded when it was first published.
-// Recording never fails a publish; with a correlation.Recorder, a Redis that
-// is down costs a counter and a rate-limited warning.
+// A message marked envelope.MetaRawBody (parked or replayed, its body
+// unchanged) is neither stamped nor recorded: its link was recorded when it
+// was first published. Recording never fails a publish.
 type RecordingPublisher struct {
 	pub message.Publisher
 	rec LinkRecorder

@@ -30,8 +30,7 @@ type DedupStore interface {
 // (standalone, Sentinel or Cluster): Seen is one EXISTS, Mark one SET NX.
 // They go through go-redis's auto-pipeliner, because every delivery in
 // flight checks its key: the commands of concurrent deliveries then share
-// one round trip. A caller waits at most until its context ends. The caller
-// owns the client; closing it stops the pipeliner.
+// one round trip. The caller owns the client; closing it stops the pipeliner.
 type RedisDedupStore struct {
 	client redis.UniversalClient
 	ap     *redis.AutoPipeliner // nil when the client cannot pipeline
@@ -69,7 +68,6 @@ func (s *RedisDedupStore) Mark(ctx context.Context, key string, ttl time.Duratio
 	return nil
 }
 
-// process runs cmd through the pipeliner, waiting for it until ctx ends.
 func (s *RedisDedupStore) process(ctx context.Context, cmd redis.Cmder) error {
 	if s.ap == nil {
 		return s.client.Process(ctx, cmd)
@@ -128,30 +126,26 @@ func (c DedupConfig) Validate() error {
 
 // DedupStats counts what a Dedup did since it was built.
 type DedupStats struct {
-	// Processed counts messages handled and marked (or queued to be).
-	Processed uint64
-	// Duplicates counts messages skipped as already handled.
-	Duplicates uint64
-	// StoreErrors counts store calls that failed or timed out (fail open).
-	StoreErrors uint64
+	Processed   uint64 // messages handled and marked (or queued to be)
+	Duplicates  uint64 // messages skipped as already handled
+	StoreErrors uint64 // store calls that failed or timed out (fail open)
 }
 
 // Dedup is the idempotent-consumer middleware: install its Middleware method
 // inside Poison and outside Retry. Build it with NewDedup. It is safe for
 // concurrent use.
 //
-// A message is keyed by service, handler and event id, so a retry addressed
-// to handler B is not a duplicate because handler A succeeded. A message
-// whose key the store has is acked without running the handler. The key is
-// marked only after the chain really handled the message (Disposition is
-// DispositionHandled), before the delivery is acked unless MarkInBackground:
-// a failed attempt is never marked, so its retry is not lost as a duplicate
-// (Watermill's Deduplicator marks before the handler runs).
+// A message is keyed by service, handler and event id (Key), so a retry
+// addressed to handler B is not a duplicate because handler A succeeded. A
+// message whose key the store has is acked without running the handler. The
+// key is marked only after the chain really handled the message
+// (DispositionHandled): a failed attempt is never marked, so its retry is
+// not lost as a duplicate (Watermill's Deduplicator marks before the handler
+// runs).
 //
 // Dedup fails open: when the store fails or is slower than Timeout, the
-// message is processed and the failure counted (StoreErrors) and logged.
-// Two consumers handling one event at once may both run it: deduplication
-// narrows at-least-once delivery, it does not make it exactly-once.
+// message is processed. Two consumers handling one event at once may both
+// run it: deduplication narrows at-least-once delivery, not more.
 type Dedup struct {
 	cfg DedupConfig
 
@@ -227,7 +221,6 @@ func (d *Dedup) seen(ctx context.Context, key string) (bool, error) {
 	return d.cfg.Store.Seen(ctx, key)
 }
 
-// mark marks key for Window, or queues the mark (MarkInBackground).
 func (d *Dedup) mark(ctx context.Context, key string) error {
 	if d.marks != nil {
 		d.marks.add(key)

@@ -21,11 +21,9 @@ import (
 // Headers of a message that Retry sends back through the broker, read back
 // when it returns. They are part of the contract: Python consumers see them.
 const (
-	// HeaderAttempts is how many times the handler has run on the message,
-	// in every delivery so far.
+	// HeaderAttempts is how many times the handler has run on the message.
 	HeaderAttempts = "bb_attempts"
-	// HeaderRedeliveries is how many times the message went back through
-	// the broker (a delay queue).
+	// HeaderRedeliveries is how many times the message went through a delay queue.
 	HeaderRedeliveries = "bb_redeliveries"
 	// HeaderFirstFailure is when the first attempt failed (RFC 3339, UTC).
 	HeaderFirstFailure = "bb_first_failure"
@@ -40,20 +38,13 @@ var retryHeaders = map[string]bool{HeaderAttempts: true, HeaderRedeliveries: tru
 var ErrRetriesExhausted = errors.New("retries exhausted")
 
 // RetryError is what Retry returns when it stops trying a message without
-// success: an attempt failed permanently (envelope.IsPermanent), every
-// attempt failed (Exhausted), or the message's context ended. It wraps the
-// last attempt's error and tells the poison queue what happened.
+// success: an attempt failed permanently, every attempt failed (Exhausted),
+// or the message's context ended. It wraps the last attempt's error.
 type RetryError struct {
-	// Attempts is how many times the handler ran on it, in every delivery.
-	Attempts int
-	// Redeliveries is how many times the message went back through the broker.
-	Redeliveries int
-	// FirstFailure and LastFailure bound the failures, across deliveries.
-	FirstFailure, LastFailure time.Time
-	// Exhausted: no attempt or redelivery is left (ErrRetriesExhausted).
-	Exhausted bool
-	// Err is the last attempt's error.
-	Err error
+	Attempts, Redeliveries    int       // across every delivery
+	FirstFailure, LastFailure time.Time // across every delivery
+	Exhausted                 bool      // no attempt or redelivery is left (ErrRetriesExhausted)
+	Err                       error     // the last attempt's error
 }
 
 func (e *RetryError) Error() string {
@@ -72,10 +63,8 @@ func (e *RetryError) Is(target error) bool { return target == ErrRetriesExhauste
 // PanicError is a handler panic that Retry (or Poison) recovered. It is
 // transient: retried, then parked with kind KindPanic.
 type PanicError struct {
-	// Value is what the handler panicked with.
-	Value any
-	// Stack is the goroutine's stack at the panic.
-	Stack []byte
+	Value any    // what the handler panicked with
+	Stack []byte // the goroutine's stack at the panic
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
@@ -88,16 +77,11 @@ func (e *PanicError) Unwrap() error {
 
 // RetryParams is what a RetryConfig.OnRetry hook gets.
 type RetryParams struct {
-	// Message is the message being retried. Do not modify it.
-	Message *message.Message
-	// Handler is the Watermill handler name.
-	Handler string
-	// Attempt is the attempt that failed, counted across deliveries from 1.
-	Attempt int
-	// Err is its error.
-	Err error
-	// Delay is the wait before the next attempt.
-	Delay time.Duration
+	Message *message.Message // do not modify it
+	Handler string           // the Watermill handler name
+	Attempt int              // the attempt that failed, counted across deliveries from 1
+	Err     error            // its error
+	Delay   time.Duration    // the wait before the next attempt
 }
 
 // RedeliverParams is what a Redeliverer gets.
@@ -106,17 +90,12 @@ type RedeliverParams struct {
 	// (envelope.MetaRawBody), the retry headers, and
 	// envelope.MetaOriginalRoutingKey and envelope.MetaTargetHandler, so that
 	// it comes back under its routing key to this handler alone.
-	Message *message.Message
-	// Original is the failed message as the handler got it. Do not modify it.
-	Original *message.Message
-	// Handler is the Watermill handler name.
-	Handler string
-	// Redelivery numbers this trip through the broker, from 1.
-	Redelivery int
-	// Attempts is how many times the handler ran on the message so far.
-	Attempts int
-	// Err is the last attempt's error.
-	Err error
+	Message    *message.Message
+	Original   *message.Message // the failed message as the handler got it; do not modify it
+	Handler    string           // the Watermill handler name
+	Redelivery int              // numbers this trip through the broker, from 1
+	Attempts   int              // how many times the handler ran on the message so far
+	Err        error            // the last attempt's error
 }
 
 // Redeliverer sends a message back through the broker to be delivered
@@ -209,29 +188,23 @@ func (c RetryConfig) Validate() error {
 
 // RetryStats counts what a Retry did since it was built.
 type RetryStats struct {
-	// Retried counts in-process attempts after the first of a delivery.
-	Retried uint64
-	// Redelivered counts messages sent back through the broker.
-	Redelivered uint64
-	// Exhausted counts messages given up after every attempt failed.
-	Exhausted uint64
-	// Panics counts handler panics recovered.
-	Panics uint64
+	Retried     uint64 // in-process attempts after the first of a delivery
+	Redelivered uint64 // messages sent back through the broker
+	Exhausted   uint64 // messages given up after every attempt failed
+	Panics      uint64 // handler panics recovered
 }
 
 // Retry is the retry middleware: install its Middleware method inside
 // Poison and Dedup. Build it with NewRetry. It is safe for concurrent use.
 //
-// It runs the handler up to MaxAttempts times per delivery, with backoff
-// and jitter, while the error is transient. Each attempt gets a fresh
-// context from the message's, so an attempt that timed out does not doom
-// the next (as Watermill's Retry inside Timeout does); a panic becomes a
-// *PanicError and is retried. A permanent error (envelope.IsPermanent) is
-// returned at once, in a *RetryError. With a Redeliverer, spent attempts
-// send the message back through the broker and ack the delivery
-// (DispositionRedelivered), or requeue it if the broker refuses. Once
-// redeliveries are spent too, the *RetryError matches ErrRetriesExhausted,
-// for Poison to park.
+// It runs the handler up to MaxAttempts times per delivery while the error
+// is transient, each attempt with a fresh context, so an attempt that timed
+// out does not doom the next; a panic becomes a *PanicError and is retried.
+// A permanent error (envelope.IsPermanent) is returned at once. With a
+// Redeliverer, spent attempts send the message back through the broker and
+// ack the delivery (DispositionRedelivered), or requeue it if the broker
+// refuses. Once redeliveries are spent too, the *RetryError matches
+// ErrRetriesExhausted, for Poison to park.
 type Retry struct {
 	cfg RetryConfig
 
@@ -328,8 +301,6 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	}
 }
 
-// attempt runs the handler once with a fresh context, and turns a panic
-// into a *PanicError.
 func (r *Retry) attempt(h message.HandlerFunc, msg *message.Message, orig context.Context, n int) ([]*message.Message, error) {
 	ctx := context.WithValue(orig, attemptKey{}, n)
 	var cancel context.CancelFunc
