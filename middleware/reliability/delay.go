@@ -80,12 +80,9 @@ func (c DelayQueuesConfig) Validate() error {
 	return nil
 }
 
-// DelayQueues is the middleware.Redeliverer of a Bloodbank service: durable queues
-// "{serviceQueue}.retry.{delay}" with a message TTL that dead-letter back
-// to the service queue, without the delayed-message plugin. A message
-// published to one comes back after its delay under its original routing
-// key (envelope.MetaOriginalRoutingKey), to the handler that failed
-// (envelope.MetaTargetHandler), with the body it arrived with.
+// DelayQueues is the middleware.Redeliverer of a Bloodbank service (see the
+// package doc). A message comes back after its delay under its original
+// routing key, to the handler that failed, with the body it arrived with.
 type DelayQueues struct {
 	pub    message.Publisher
 	queues []string
