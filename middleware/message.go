@@ -20,15 +20,10 @@ import (
 // What the reliability middleware did with a message whose handler chain
 // returned nil, as Disposition reports it.
 const (
-	// DispositionHandled: the handler ran and succeeded.
-	DispositionHandled = ""
-	// DispositionRedelivered: Retry sent the message back through the
-	// broker; the handler has not succeeded yet.
-	DispositionRedelivered = "redelivered"
-	// DispositionParked: Poison put the message in the poison queue.
-	DispositionParked = "parked"
-	// DispositionDuplicate: Dedup skipped it, already handled.
-	DispositionDuplicate = "duplicate"
+	DispositionHandled     = ""            // the handler ran and succeeded
+	DispositionRedelivered = "redelivered" // Retry sent it back through the broker; not handled yet
+	DispositionParked      = "parked"      // Poison put it in the poison queue
+	DispositionDuplicate   = "duplicate"   // Dedup skipped it, already handled
 )
 
 type dispositionKey struct{}

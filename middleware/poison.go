@@ -19,22 +19,14 @@ import (
 // Headers of a parked message, next to envelope.MetaOriginalRoutingKey. They
 // are part of the contract: `bb dlq`, operators and Python tools read them.
 const (
-	// HeaderPoisonReason is the error text that got the message parked.
-	HeaderPoisonReason = "bb_poison_reason"
-	// HeaderPoisonKind classifies the failure: an envelope.Kind* or KindPanic.
-	HeaderPoisonKind = "bb_poison_kind"
-	// HeaderPoisonHandler is the Watermill handler that failed.
-	HeaderPoisonHandler = "bb_poison_handler"
-	// HeaderPoisonService is the service whose queue the message came from.
-	HeaderPoisonService = "bb_poison_service"
-	// HeaderPoisonAttempts is how many times the handler ran on the message.
-	HeaderPoisonAttempts = "bb_poison_attempts"
-	// HeaderPoisonFirstFailure is when the first attempt failed (RFC 3339, UTC).
-	HeaderPoisonFirstFailure = "bb_poison_first_failure"
-	// HeaderPoisonLastFailure is when the last attempt failed (RFC 3339, UTC).
-	HeaderPoisonLastFailure = "bb_poison_last_failure"
-	// HeaderPoisonStack is the truncated stack of a handler panic.
-	HeaderPoisonStack = "bb_poison_stack"
+	HeaderPoisonReason       = "bb_poison_reason"        // the error text that got the message parked
+	HeaderPoisonKind         = "bb_poison_kind"          // an envelope.Kind* or KindPanic
+	HeaderPoisonHandler      = "bb_poison_handler"       // the Watermill handler that failed
+	HeaderPoisonService      = "bb_poison_service"       // the service whose queue the message came from
+	HeaderPoisonAttempts     = "bb_poison_attempts"      // how many times the handler ran on the message
+	HeaderPoisonFirstFailure = "bb_poison_first_failure" // RFC 3339, UTC
+	HeaderPoisonLastFailure  = "bb_poison_last_failure"  // RFC 3339, UTC
+	HeaderPoisonStack        = "bb_poison_stack"         // the truncated stack of a handler panic
 )
 
 // KindPanic is the failure kind of a message parked because its handler

@@ -21,14 +21,10 @@ import (
 // Headers of a message that Retry sends back through the broker, read back
 // when it returns. They are part of the contract: Python consumers see them.
 const (
-	// HeaderAttempts is how many times the handler has run on the message.
-	HeaderAttempts = "bb_attempts"
-	// HeaderRedeliveries is how many times the message went through a delay queue.
-	HeaderRedeliveries = "bb_redeliveries"
-	// HeaderFirstFailure is when the first attempt failed (RFC 3339, UTC).
-	HeaderFirstFailure = "bb_first_failure"
-	// HeaderLastError is the text of the last attempt's error.
-	HeaderLastError = "bb_last_error"
+	HeaderAttempts     = "bb_attempts"      // how many times the handler has run on the message
+	HeaderRedeliveries = "bb_redeliveries"  // how many times the message went through a delay queue
+	HeaderFirstFailure = "bb_first_failure" // when the first attempt failed (RFC 3339, UTC)
+	HeaderLastError    = "bb_last_error"    // the text of the last attempt's error
 )
 
 var retryHeaders = map[string]bool{HeaderAttempts: true, HeaderRedeliveries: true, HeaderFirstFailure: true, HeaderLastError: true}

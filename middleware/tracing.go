@@ -24,27 +24,18 @@ import (
 // service that copies the headers of what it consumes onto what it
 // publishes (Python services included) carries the trace along unknowingly.
 const (
-	// HeaderTraceParent is the W3C traceparent, e.g.
-	// "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".
-	HeaderTraceParent = "traceparent"
-	// HeaderTraceState is the W3C tracestate: vendor data, absent when empty.
-	HeaderTraceState = "tracestate"
+	HeaderTraceParent = "traceparent" // e.g. "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	HeaderTraceState  = "tracestate"  // vendor data, absent when empty
 )
 
 // Span attributes of Bloodbank's own, next to the OpenTelemetry messaging
 // semantic conventions.
 const (
-	// AttrEventID is the event id, the key of the correlation graph that
-	// `bb trace <id>` and correlation.Store.Debug read.
-	AttrEventID = attribute.Key("bloodbank.event_id")
-	// AttrEventType is the envelope's event_type.
-	AttrEventType = attribute.Key("bloodbank.event_type")
-	// AttrCorrelationIDs are the event's correlation_ids, when it has any.
-	AttrCorrelationIDs = attribute.Key("bloodbank.correlation_ids")
-	// AttrHandler is the Watermill handler that handled the message.
-	AttrHandler = attribute.Key("bloodbank.handler")
-	// AttrCommand is the command an execute span executes (its routing key).
-	AttrCommand = attribute.Key("bloodbank.command")
+	AttrEventID        = attribute.Key("bloodbank.event_id")        // the key `bb trace <id>` reads
+	AttrEventType      = attribute.Key("bloodbank.event_type")      // the envelope's event_type
+	AttrCorrelationIDs = attribute.Key("bloodbank.correlation_ids") // when the event has any
+	AttrHandler        = attribute.Key("bloodbank.handler")         // the Watermill handler
+	AttrCommand        = attribute.Key("bloodbank.command")         // the routing key of an execute span's command
 )
 
 // TracerName is the instrumentation scope of the spans Tracing starts.
