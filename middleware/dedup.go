@@ -28,9 +28,8 @@ type DedupStore interface {
 
 // RedisDedupStore is the DedupStore on a go-redis UniversalClient
 // (standalone, Sentinel or Cluster): Seen is one EXISTS, Mark one SET NX.
-// They go through go-redis's auto-pipeliner, because every delivery in
-// flight checks its key: the commands of concurrent deliveries then share
-// one round trip. The caller owns the client; closing it stops the pipeliner.
+// Both go through go-redis's auto-pipeliner, so that the checks of
+// concurrent deliveries share a round trip. The caller owns the client.
 type RedisDedupStore struct {
 	client redis.UniversalClient
 	ap     *redis.AutoPipeliner // nil when the client cannot pipeline
@@ -90,17 +89,15 @@ type DedupConfig struct {
 	// is processed. Optional; default 250ms.
 	Timeout time.Duration
 	// WarnInterval is the least time between two warnings about the store,
-	// which then count what they left out: when Redis is down every message
-	// fails. Optional; default 1s; negative logs every failure.
+	// which fails for every message when Redis is down. Optional; default 1s;
+	// negative logs every failure.
 	WarnInterval time.Duration
 	// Logger receives duplicates (debug) and warnings. Optional.
 	Logger *slog.Logger
-	// MarkInBackground queues each mark and returns, so that the delivery
-	// is acked while the marks of many deliveries are written together;
-	// Store must then be a BatchMarker. A crash before a mark is written, or
-	// another replica getting a copy then, runs the message again. Call
-	// Flush after the service stopped. Optional; by default each mark is
-	// written before the middleware returns.
+	// MarkInBackground acks the delivery before its mark is written, with the
+	// marks of other deliveries; Store must be a BatchMarker. A crash before
+	// the write runs the message again. Call Flush after the service stopped.
+	// Optional; by default each mark is written before the middleware returns.
 	MarkInBackground bool
 }
 
@@ -135,17 +132,13 @@ type DedupStats struct {
 // inside Poison and outside Retry. Build it with NewDedup. It is safe for
 // concurrent use.
 //
-// A message is keyed by service, handler and event id (Key), so a retry
-// addressed to handler B is not a duplicate because handler A succeeded. A
-// message whose key the store has is acked without running the handler. The
-// key is marked only after the chain really handled the message
-// (DispositionHandled): a failed attempt is never marked, so its retry is
-// not lost as a duplicate (Watermill's Deduplicator marks before the handler
-// runs).
-//
+// A message whose Key the store has is acked without running the handler.
+// The key is marked only once the chain really handled the message
+// (DispositionHandled), so a failed attempt's retry is not lost as a
+// duplicate (Watermill's Deduplicator marks before the handler runs).
 // Dedup fails open: when the store fails or is slower than Timeout, the
-// message is processed. Two consumers handling one event at once may both
-// run it: deduplication narrows at-least-once delivery, not more.
+// message is processed. Deduplication narrows at-least-once delivery, no
+// more: two consumers handling one event at once may both run it.
 type Dedup struct {
 	cfg DedupConfig
 
@@ -174,8 +167,8 @@ func (d *Dedup) Stats() DedupStats {
 	return DedupStats{Processed: d.processed.Load(), Duplicates: d.duplicates.Load(), StoreErrors: d.storeErrors.Load()}
 }
 
-// Key is the store key of a message for a handler:
-// "{service}:{handler}:{event id}".
+// Key is the store key of a message for a handler, "{service}:{handler}:{id}",
+// so that a retry for handler B is not a duplicate of handler A's success.
 func (d *Dedup) Key(handler, eventID string) string {
 	return d.cfg.Service + ":" + handler + ":" + eventID
 }

@@ -82,10 +82,8 @@ type RetryParams struct {
 
 // RedeliverParams is what a Redeliverer gets.
 type RedeliverParams struct {
-	// Message is the copy to send: the same event id, the body as it arrived
-	// (envelope.MetaRawBody), the retry headers, and
-	// envelope.MetaOriginalRoutingKey and envelope.MetaTargetHandler, so that
-	// it comes back under its routing key to this handler alone.
+	// Message is the copy to send: the event id and body as they arrived, the
+	// retry headers, and the headers that bring it back to this handler alone.
 	Message    *message.Message
 	Original   *message.Message // the failed message as the handler got it; do not modify it
 	Handler    string           // the Watermill handler name
@@ -108,30 +106,26 @@ type RetryConfig struct {
 	// MaxAttempts is how many times the handler runs on one delivery
 	// before Retry gives up on it in-process. Optional; default 3.
 	MaxAttempts int
-	// InitialInterval is the wait after the first failed attempt. Optional;
-	// default 100ms.
+	// InitialInterval is the wait after the first failure. Optional; default 100ms.
 	InitialInterval time.Duration
-	// Multiplier scales the wait after each further failure. Optional;
-	// default 2; at least 1.
+	// Multiplier scales each further wait. Optional; default 2; at least 1.
 	Multiplier float64
 	// MaxInterval caps every wait, jitter included. Optional; default 5s.
 	MaxInterval time.Duration
-	// Jitter spreads each wait uniformly over ±Jitter of its value, so that
-	// consumers failing together do not retry together. Optional; default
-	// 0.5; between 0 and 1. Set NoJitter for exact waits.
+	// Jitter spreads each wait over ±Jitter of it, so that consumers failing
+	// together do not retry together. Optional; default 0.5; from 0 to 1.
 	Jitter float64
 	// NoJitter makes every wait exact (tests, mostly). Optional.
 	NoJitter bool
-	// MaxElapsed bounds the time one delivery spends in Retry: an attempt
-	// whose wait would end later is left to a redelivery. It does not
-	// interrupt a running attempt. Optional; default 30s.
+	// MaxElapsed bounds the time one delivery spends in Retry, without
+	// interrupting an attempt: one whose wait would end later is left to a
+	// redelivery. Optional; default 30s.
 	MaxElapsed time.Duration
 	// AttemptTimeout bounds each attempt: the handler gets a context that
 	// ends after it. Optional; default none (the message's context only).
 	AttemptTimeout time.Duration
 	// Redeliverer sends a message whose in-process attempts are spent back
-	// through the broker, for MaxRedeliveries more rounds of MaxAttempts.
-	// Optional; reliability.NewDelayQueues builds one on a bus.
+	// through the broker. Optional; reliability.NewDelayQueues builds one.
 	Redeliverer Redeliverer
 	// MaxRedeliveries is how many times a message goes back through the
 	// broker before Retry gives up: the handler runs at most
@@ -140,8 +134,7 @@ type RetryConfig struct {
 	MaxRedeliveries int
 	// OnRetry is called before each wait between two attempts. Optional.
 	OnRetry func(RetryParams)
-	// Logger receives a debug line per retry and redelivery, and a warning
-	// when retries are exhausted. Optional; default logs nothing.
+	// Logger receives retries (debug) and exhaustion (warning). Optional.
 	Logger *slog.Logger
 }
 
@@ -193,13 +186,11 @@ type RetryStats struct {
 // Retry is the retry middleware: install its Middleware method inside
 // Poison and Dedup. Build it with NewRetry. It is safe for concurrent use.
 //
-// It runs the handler up to MaxAttempts times per delivery while the error
-// is transient, each attempt with a fresh context, so an attempt that timed
-// out does not doom the next; a panic becomes a *PanicError and is retried.
-// A permanent error (envelope.IsPermanent) is returned at once. With a
-// Redeliverer, spent attempts send the message back through the broker and
-// ack the delivery (DispositionRedelivered), or requeue it if the broker
-// refuses. Once redeliveries are spent too, the *RetryError matches
+// Each attempt gets a fresh context, so an attempt that timed out does not
+// doom the next; a panic becomes a *PanicError and is retried; a permanent
+// error (envelope.IsPermanent) is returned at once. Spent attempts go to
+// the Redeliverer (DispositionRedelivered), or are requeued if the broker
+// refuses; once redeliveries are spent too, the *RetryError matches
 // ErrRetriesExhausted, for Poison to park.
 type Retry struct {
 	cfg RetryConfig
@@ -231,8 +222,7 @@ func AttemptFromCtx(ctx context.Context) int {
 }
 
 // Backoff returns the wait after failed attempt n of a delivery (n from 1):
-// InitialInterval × Multiplier^(n-1), spread by ±Jitter, never above
-// MaxInterval.
+// InitialInterval × Multiplier^(n-1), spread by ±Jitter, at most MaxInterval.
 func (r *Retry) Backoff(n int) time.Duration {
 	c := r.cfg
 	d := float64(c.InitialInterval) * math.Pow(c.Multiplier, float64(max(n-1, 0)))

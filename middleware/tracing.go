@@ -47,31 +47,25 @@ type TracingConfig struct {
 	// otel.GetTracerProvider(), which does nothing until a binary installs
 	// one with otel.SetTracerProvider.
 	TracerProvider trace.TracerProvider
-	// Propagator writes the trace context into message metadata and reads
-	// it back. Optional; default propagation.TraceContext{} (W3C), not the
-	// global propagator, whose default propagates nothing: the headers on
-	// the wire are a contract with every other service on the bus.
+	// Propagator moves the trace context in message metadata. Optional;
+	// default propagation.TraceContext{} (W3C), not the global propagator,
+	// whose default propagates nothing: the headers are a wire contract.
 	Propagator propagation.TextMapPropagator
 	// System is the messaging.system attribute. Optional; default
 	// "rabbitmq". A plain Watermill app on another Pub/Sub names its own.
 	System string
-	// Destination is the messaging.destination.name attribute: the
-	// exchange messages are published to. Optional; default
-	// envelope.DefaultExchange (set it to bus.Config.ExchangeName).
+	// Destination is the messaging.destination.name attribute, the exchange.
+	// Optional; default envelope.DefaultExchange (use bus.Config.ExchangeName).
 	Destination string
 }
 
-// Tracing starts producer spans "publish <routing key>" (DecoratePublisher,
-// PublisherDecorator), consumer spans "handle <routing key>" (Middleware) and
-// "execute <command>" spans (Execute). Every span carries the event id
-// (AttrEventID), so a trace and `bb trace <id>` meet; a failed one records
-// its error, with error.type the kind of a *envelope.PermanentError, a
-// publish failure, "timeout", or the error's Go type.
-//
-// Without a TracerProvider every span is a no-op, but a delivery's
-// traceparent still reaches what its handler publishes, so a Go service in
-// a chain passes the trace on as a Python one does. The binaries turn spans
-// on with BB_TRACING=stdout (examples/tracing). Safe for concurrent use.
+// Tracing starts spans "publish <routing key>" (DecoratePublisher,
+// PublisherDecorator), "handle <routing key>" (Middleware) and "execute
+// <command>" (Execute), each with the event id (AttrEventID), so a trace and
+// `bb trace <id>` meet. Without a TracerProvider every span is a no-op, but
+// a delivery's traceparent still reaches what its handler publishes, as in
+// a Python service. The binaries turn spans on with BB_TRACING=stdout
+// (examples/tracing). Safe for concurrent use.
 type Tracing struct {
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
@@ -132,10 +126,9 @@ type tracingPublisher struct {
 	t   *Tracing
 }
 
-// Publish starts one producer span per message, child of the span in the
-// message's context or else of the trace context the message carries (a
-// replayed message keeps its trace). The spans end when the decorated
-// publisher returned (on RabbitMQ: confirmed), with its error.
+// Publish starts a producer span per message, child of the span in its
+// context or else of the trace context it carries (a replayed message keeps
+// its trace), ended once the decorated publisher returned.
 func (p *tracingPublisher) Publish(topic string, msgs ...*message.Message) error {
 	spans := make([]trace.Span, 0, len(msgs))
 	for _, msg := range msgs {
@@ -194,8 +187,7 @@ func (t *Tracing) Middleware(h message.HandlerFunc) message.HandlerFunc {
 
 // ExecuteParams describes a command execution to Execute.
 type ExecuteParams struct {
-	// Command names the command: its routing key, "agent.thread.prompt".
-	// Required; the span is "execute <Command>".
+	// Command is the command's routing key, "agent.thread.prompt". Required.
 	Command string
 	// Message is the message that carried the command: the event id, type,
 	// parents and, when ctx carries no span, the trace context. Optional.
