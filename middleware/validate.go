@@ -67,13 +67,11 @@ type ValidationConfig struct {
 	// not know. Optional; default UnknownPassThrough.
 	UnknownTypes UnknownTypePolicy
 	// StrictTypes refuses values of the wrong JSON type (BB_STRICT_TYPES).
-	// Optional; by default a Validator that is a Normalizer converts what
-	// Python's consumers convert ("900" for an integer, 1 for a boolean),
-	// and the handler gets the converted payload.
+	// Optional; by default a Normalizer converts what Python's consumers
+	// convert ("900" for an integer), and the handler gets the result.
 	StrictTypes bool
-	// Logger receives a debug line for every message rejected or passed
-	// through unvalidated; whatever handles the permanent error says more.
-	// Optional; default logs nothing.
+	// Logger receives a debug line per message rejected or passed
+	// unvalidated. Optional; default logs nothing.
 	Logger *slog.Logger
 }
 
@@ -104,15 +102,11 @@ type Validation struct {
 	valid, invalid, malformed, unknown atomic.Uint64
 }
 
-// NewValidation returns the validation middleware. A message the codec marked
-// malformed (envelope.Malformed) fails with a *envelope.PermanentError of
-// kind envelope.KindMalformed wrapping a *envelope.MalformedError; a payload
-// the Validator rejects for its event type (the routing key) fails with
-// kind envelope.KindInvalid wrapping the Validator's error, so errors.As
-// finds the *domains.ValidationError; cfg.UnknownTypes decides the rest.
-//
-// The error is permanent, so Retry does not retry it and Poison parks it at
-// once: a Validator cannot fail "temporarily".
+// NewValidation returns the validation middleware. A message the codec
+// marked malformed fails with a *envelope.PermanentError of kind
+// envelope.KindMalformed; a payload the Validator rejects, of kind
+// envelope.KindInvalid wrapping the Validator's error (errors.As finds the
+// *domains.ValidationError). A Validator cannot fail "temporarily".
 func NewValidation(cfg ValidationConfig) (*Validation, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -170,8 +164,7 @@ func (v *Validation) check(msg *message.Message) error {
 	}
 }
 
-// Stats returns the counters. Each is read atomically; together they are a
-// snapshot only when no message is being validated.
+// Stats returns the counters, read one by one while messages may be validated.
 func (v *Validation) Stats() ValidationStats {
 	return ValidationStats{Valid: v.valid.Load(), Invalid: v.invalid.Load(), Malformed: v.malformed.Load(), Unknown: v.unknown.Load()}
 }

@@ -26,8 +26,7 @@ var ErrPoisonQueueEmbedded = errors.New("poison queues can only be inspected on 
 // never ran with middleware.Poison, or the service name is wrong.
 var ErrNoPoisonQueue = errors.New("no poison queue")
 
-// ErrNotParked is returned by PoisonQueue.Show when no parked message has
-// the event id.
+// ErrNotParked is returned by PoisonQueue.Show for an event id not parked.
 var ErrNotParked = errors.New("no parked message with this event id")
 
 // PoisonQueueName names the poison queue of a service queue:
@@ -35,14 +34,12 @@ var ErrNotParked = errors.New("no parked message with this event id")
 // it, and renaming it strands what was parked.
 func PoisonQueueName(serviceQueue string) string { return serviceQueue + ".poison" }
 
-// QueueDeclarer declares a durable queue with no bindings. *bus.Bus
-// implements it.
+// QueueDeclarer declares a durable queue with no bindings, as *bus.Bus does.
 type QueueDeclarer interface {
 	DeclareQueue(ctx context.Context, name string) error
 }
 
-// DeclarePoisonQueue declares the poison queue of a service queue and
-// returns its name.
+// DeclarePoisonQueue declares the poison queue of a service queue and returns its name.
 func DeclarePoisonQueue(ctx context.Context, b QueueDeclarer, serviceQueue string) (string, error) {
 	name := PoisonQueueName(serviceQueue)
 	if err := b.DeclareQueue(ctx, name); err != nil {
@@ -112,10 +109,9 @@ func (f PoisonFilter) Match(m ParkedMessage) bool {
 }
 
 // PoisonQueue reads and re-drives the poison queue of one service on
-// RabbitMQ, for `bb dlq list|show|replay|purge`. Reading fetches messages
-// without an ack and requeues them all, so a List changes nothing. Run one
-// operation at a time per queue: another reader's unacked messages are
-// not seen.
+// RabbitMQ, for `bb dlq`. Reading fetches messages without an ack and
+// requeues them all, so a List changes nothing. Run one operation at a time
+// per queue: another reader's unacked messages are not seen.
 type PoisonQueue struct {
 	bus          *bus.Bus
 	service      string
@@ -123,9 +119,8 @@ type PoisonQueue struct {
 	queue        string
 }
 
-// NewPoisonQueue returns the poison queue of a service on b: the queue
-// PoisonQueueName(bus.ServiceQueueName(exchange, service)). An empty service
-// is the bus's SERVICE_NAME.
+// NewPoisonQueue returns the poison queue of a service on b; an empty
+// service is the bus's SERVICE_NAME.
 func NewPoisonQueue(b *bus.Bus, service string) *PoisonQueue {
 	if service == "" {
 		service = b.Config().ServiceName
@@ -182,9 +177,9 @@ func (q *PoisonQueue) Show(ctx context.Context, eventID string) (ParkedMessage, 
 
 // Replay sends the parked messages f selects back to the service queue, to
 // the handler that failed (every handler when none is known), under the
-// original routing key, with the same event id and body and no attempts.
-// A parked copy is removed only once its replay is confirmed; on an error
-// Replay stops. It returns the messages replayed.
+// original routing key, with the same event id and body and no attempts. A
+// parked copy is removed only once its replay is confirmed; Replay stops at
+// an error and returns the messages replayed.
 func (q *PoisonQueue) Replay(ctx context.Context, f PoisonFilter) ([]ParkedMessage, error) {
 	if err := f.Validate(); err != nil {
 		return nil, err
@@ -316,8 +311,7 @@ func (q *PoisonQueue) queueError(err error) error {
 }
 
 func parkedFromDelivery(d amqp091.Delivery) ParkedMessage {
-	// The codec's header reading, so that a parked message reads as a
-	// consumer would read it.
+	// The codec's header reading, so a parked message reads as a consumer's would.
 	headers := map[string]string{}
 	md := envelope.DecodeDelivery(nil, "", "", d.Headers).Metadata
 	for k := range d.Headers {

@@ -20,8 +20,7 @@ type Config struct {
 	// Retry configures the retries. Optional; without a Redeliverer, the
 	// service's delay queues are used unless NoRedelivery.
 	Retry middleware.RetryConfig
-	// RedeliveryDelays are the service's delay queues. Optional; default
-	// DefaultRedeliveryDelays.
+	// RedeliveryDelays are the delay queues. Optional; default DefaultRedeliveryDelays.
 	RedeliveryDelays []time.Duration
 	// NoRedelivery keeps every retry in-process: no delay queues.
 	NoRedelivery bool
