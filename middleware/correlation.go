@@ -13,23 +13,16 @@ import (
 )
 
 // Causation is the handler middleware that links what a handler produces to
-// the event it handles (its cause), in any Watermill router:
-//
-//   - the message's context gets envelope.WithCause(ctx, its event id), so
-//     that what the handler publishes with it is stamped correlation_ids =
-//     [incoming event id] (by bus.Bus.Publish or a RecordingPublisher);
-//   - a returned message without correlation ids gets [incoming event id],
-//     and a context carrying the cause, for the router's RecordingPublisher;
-//   - a returned message without an agent context inherits the incoming
-//     one's (envelope.MetaAgentContext), as the wire contract requires of an
-//     agent.thread.response answering an agent.thread.prompt.
+// the event it handles (its cause). The message's context gets
+// envelope.WithCause, so bus.Bus.Publish or a RecordingPublisher stamps
+// correlation_ids = [incoming event id] on what the handler publishes with
+// it. A returned message lacking them gets them too, and one lacking an
+// agent context (envelope.MetaAgentContext) inherits the incoming one's, as
+// the wire contract requires of an agent.thread.response to a prompt.
 //
 // A returned message that is the incoming event itself, or is marked
 // envelope.MetaRawBody (an existing event travelling unchanged), is left
-// alone; an incoming message whose UUID is not a UUID gets no cause. A
-// handler that publishes with context.Background() breaks the chain.
-// Watermill's CorrelationID middleware stamps another key, and only on
-// returned messages.
+// alone; an incoming message whose UUID is not a UUID gets no cause.
 func Causation(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		cause, err := uuid.Parse(msg.UUID)
@@ -66,18 +59,14 @@ type LinkRecorder interface {
 
 var _ LinkRecorder = (*correlation.Recorder)(nil)
 
-// LinkMetadataParams is what a RecordingPublisherConfig.LinkMetadata hook
-// gets.
+// LinkMetadataParams is what a RecordingPublisherConfig.LinkMetadata hook gets.
 type LinkMetadataParams struct {
-	// Topic is the topic (on a Bloodbank bus, the routing key).
-	Topic string
-	// Message is the published message. Do not modify it.
-	Message *message.Message
+	Topic   string           // on a Bloodbank bus, the routing key
+	Message *message.Message // the published message; do not modify it
 }
 
 // DefaultLinkMetadata is the metadata recorded with each link by default:
-// "event_type" (envelope.EventType, else the topic) and "source_app" when
-// the message has one, what a person reading a debug dump needs first.
+// "event_type" (envelope.EventType, else the topic) and "source_app" if any.
 func DefaultLinkMetadata(p LinkMetadataParams) map[string]any {
 	md := map[string]any{"event_type": cmp.Or(envelope.EventType(p.Message), p.Topic)}
 	if app := p.Message.Metadata.Get(envelope.MetaSourceApp); app != "" {
@@ -92,9 +81,8 @@ type RecordingPublisherConfig struct {
 	// LinkMetadata returns the metadata recorded with a message's link (a
 	// JSON object; nil is {}). Optional; default DefaultLinkMetadata.
 	LinkMetadata func(LinkMetadataParams) map[string]any
-	// Logger receives a debug line for a message whose parents are known
-	// but whose UUID is not a UUID, so it cannot be recorded. Optional;
-	// default logs nothing. Failed writes are the LinkRecorder's to log.
+	// Logger receives a debug line for a message whose UUID is not a UUID,
+	// so its link cannot be recorded. Optional; default logs nothing.
 	Logger *slog.Logger
 }
 
@@ -107,11 +95,9 @@ type RecordingPublisherConfig struct {
 // published (the Python publisher records before publishing). A failed
 // Publish records nothing: its error does not say which messages were sent.
 //
-// A message is never stamped with itself as its cause, and one marked
-// envelope.MetaRawBody (parked or replayed, its body unchanged) is neither
-// stamped nor recorded: its link was recorded when it was first published.
-// Recording never fails a publish; with a correlation.Recorder, a Redis that
-// is down costs a counter and a rate-limited warning.
+// A message marked envelope.MetaRawBody (parked or replayed, its body
+// unchanged) is neither stamped nor recorded: its link was recorded when it
+// was first published. Recording never fails a publish.
 type RecordingPublisher struct {
 	pub message.Publisher
 	rec LinkRecorder

@@ -28,10 +28,8 @@ type DedupStore interface {
 
 // RedisDedupStore is the DedupStore on a go-redis UniversalClient
 // (standalone, Sentinel or Cluster): Seen is one EXISTS, Mark one SET NX.
-// They go through go-redis's auto-pipeliner, because every delivery in
-// flight checks its key: the commands of concurrent deliveries then share
-// one round trip. A caller waits at most until its context ends. The caller
-// owns the client; closing it stops the pipeliner.
+// Both go through go-redis's auto-pipeliner, so that the checks of
+// concurrent deliveries share a round trip. The caller owns the client.
 type RedisDedupStore struct {
 	client redis.UniversalClient
 	ap     *redis.AutoPipeliner // nil when the client cannot pipeline
@@ -69,7 +67,6 @@ func (s *RedisDedupStore) Mark(ctx context.Context, key string, ttl time.Duratio
 	return nil
 }
 
-// process runs cmd through the pipeliner, waiting for it until ctx ends.
 func (s *RedisDedupStore) process(ctx context.Context, cmd redis.Cmder) error {
 	if s.ap == nil {
 		return s.client.Process(ctx, cmd)
@@ -92,17 +89,15 @@ type DedupConfig struct {
 	// is processed. Optional; default 250ms.
 	Timeout time.Duration
 	// WarnInterval is the least time between two warnings about the store,
-	// which then count what they left out: when Redis is down every message
-	// fails. Optional; default 1s; negative logs every failure.
+	// which fails for every message when Redis is down. Optional; default 1s;
+	// negative logs every failure.
 	WarnInterval time.Duration
 	// Logger receives duplicates (debug) and warnings. Optional.
 	Logger *slog.Logger
-	// MarkInBackground queues each mark and returns, so that the delivery
-	// is acked while the marks of many deliveries are written together;
-	// Store must then be a BatchMarker. A crash before a mark is written, or
-	// another replica getting a copy then, runs the message again. Call
-	// Flush after the service stopped. Optional; by default each mark is
-	// written before the middleware returns.
+	// MarkInBackground acks the delivery before its mark is written, with the
+	// marks of other deliveries; Store must be a BatchMarker. A crash before
+	// the write runs the message again. Call Flush after the service stopped.
+	// Optional; by default each mark is written before the middleware returns.
 	MarkInBackground bool
 }
 
@@ -128,30 +123,22 @@ func (c DedupConfig) Validate() error {
 
 // DedupStats counts what a Dedup did since it was built.
 type DedupStats struct {
-	// Processed counts messages handled and marked (or queued to be).
-	Processed uint64
-	// Duplicates counts messages skipped as already handled.
-	Duplicates uint64
-	// StoreErrors counts store calls that failed or timed out (fail open).
-	StoreErrors uint64
+	Processed   uint64 // messages handled and marked (or queued to be)
+	Duplicates  uint64 // messages skipped as already handled
+	StoreErrors uint64 // store calls that failed or timed out (fail open)
 }
 
 // Dedup is the idempotent-consumer middleware: install its Middleware method
 // inside Poison and outside Retry. Build it with NewDedup. It is safe for
 // concurrent use.
 //
-// A message is keyed by service, handler and event id, so a retry addressed
-// to handler B is not a duplicate because handler A succeeded. A message
-// whose key the store has is acked without running the handler. The key is
-// marked only after the chain really handled the message (Disposition is
-// DispositionHandled), before the delivery is acked unless MarkInBackground:
-// a failed attempt is never marked, so its retry is not lost as a duplicate
-// (Watermill's Deduplicator marks before the handler runs).
-//
+// A message whose Key the store has is acked without running the handler.
+// The key is marked only once the chain really handled the message
+// (DispositionHandled), so a failed attempt's retry is not lost as a
+// duplicate (Watermill's Deduplicator marks before the handler runs).
 // Dedup fails open: when the store fails or is slower than Timeout, the
-// message is processed and the failure counted (StoreErrors) and logged.
-// Two consumers handling one event at once may both run it: deduplication
-// narrows at-least-once delivery, it does not make it exactly-once.
+// message is processed. Deduplication narrows at-least-once delivery, no
+// more: two consumers handling one event at once may both run it.
 type Dedup struct {
 	cfg DedupConfig
 
@@ -180,8 +167,8 @@ func (d *Dedup) Stats() DedupStats {
 	return DedupStats{Processed: d.processed.Load(), Duplicates: d.duplicates.Load(), StoreErrors: d.storeErrors.Load()}
 }
 
-// Key is the store key of a message for a handler:
-// "{service}:{handler}:{event id}".
+// Key is the store key of a message for a handler, "{service}:{handler}:{id}",
+// so that a retry for handler B is not a duplicate of handler A's success.
 func (d *Dedup) Key(handler, eventID string) string {
 	return d.cfg.Service + ":" + handler + ":" + eventID
 }
@@ -227,7 +214,6 @@ func (d *Dedup) seen(ctx context.Context, key string) (bool, error) {
 	return d.cfg.Store.Seen(ctx, key)
 }
 
-// mark marks key for Window, or queues the mark (MarkInBackground).
 func (d *Dedup) mark(ctx context.Context, key string) error {
 	if d.marks != nil {
 		d.marks.add(key)

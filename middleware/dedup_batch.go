@@ -54,7 +54,6 @@ type markWriter struct {
 	writing bool
 }
 
-// add queues a mark, and starts the writer unless it runs.
 func (w *markWriter) add(key string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -20,15 +20,10 @@ import (
 // What the reliability middleware did with a message whose handler chain
 // returned nil, as Disposition reports it.
 const (
-	// DispositionHandled: the handler ran and succeeded.
-	DispositionHandled = ""
-	// DispositionRedelivered: Retry sent the message back through the
-	// broker; the handler has not succeeded yet.
-	DispositionRedelivered = "redelivered"
-	// DispositionParked: Poison put the message in the poison queue.
-	DispositionParked = "parked"
-	// DispositionDuplicate: Dedup skipped it, already handled.
-	DispositionDuplicate = "duplicate"
+	DispositionHandled     = ""            // the handler ran and succeeded
+	DispositionRedelivered = "redelivered" // Retry sent it back through the broker; not handled yet
+	DispositionParked      = "parked"      // Poison put it in the poison queue
+	DispositionDuplicate   = "duplicate"   // Dedup skipped it, already handled
 )
 
 type dispositionKey struct{}
@@ -57,9 +52,8 @@ func InternalHeader(k string) bool {
 }
 
 // wireCopy returns msg as it travels, for sending it to another queue: the
-// same event id, the body it arrived with (else msg re-marshaled, else its
-// Payload) marked MetaRawBody so the codec writes it unchanged, and the
-// producer's own headers but those InternalHeader names.
+// body it arrived with (else msg re-marshaled) marked MetaRawBody so the
+// codec writes it unchanged, and the producer's own headers.
 func wireCopy(msg *message.Message) *message.Message {
 	body := envelope.OriginalBody(msg)
 	if body == nil {
@@ -88,7 +82,6 @@ func routingKeyOf(msg *message.Message) string {
 	return cmp.Or(msg.Metadata.Get(envelope.MetaRoutingKey), envelope.EventType(msg), message.SubscribeTopicFromCtx(msg.Context()))
 }
 
-// setNonEmpty sets the headers of kv whose value is not empty.
 func setNonEmpty(md message.Metadata, kv map[string]string) {
 	for k, v := range kv {
 		if v != "" {
@@ -97,8 +90,7 @@ func setNonEmpty(md message.Metadata, kv map[string]string) {
 	}
 }
 
-// failureHistory is what the headers of a delivery say about earlier
-// attempts at it.
+// failureHistory is what a delivery's headers say about earlier attempts.
 type failureHistory struct {
 	attempts, redeliveries int
 	firstFailure           time.Time
@@ -118,8 +110,8 @@ func historyOf(msg *message.Message, handler string) failureHistory {
 }
 
 // positiveHeader reads a count header; absent, malformed or not positive
-// is 0. Most messages have never failed, so an absent header must not cost
-// strconv's error, which copies the input.
+// is 0. An absent header skips strconv, whose error copies the input: most
+// messages have never failed.
 func positiveHeader(msg *message.Message, key string) int {
 	if v := msg.Metadata.Get(key); v != "" {
 		if n, err := strconv.Atoi(v); err == nil && n > 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
 	"strconv"
 	"sync/atomic"
@@ -18,23 +19,14 @@ import (
 // Headers of a parked message, next to envelope.MetaOriginalRoutingKey. They
 // are part of the contract: `bb dlq`, operators and Python tools read them.
 const (
-	// HeaderPoisonReason is the error text that got the message parked.
-	HeaderPoisonReason = "bb_poison_reason"
-	// HeaderPoisonKind classifies the failure: envelope.KindMalformed,
-	// envelope.KindInvalid, envelope.KindUnknownType, envelope.KindHandler or KindPanic.
-	HeaderPoisonKind = "bb_poison_kind"
-	// HeaderPoisonHandler is the Watermill handler that failed.
-	HeaderPoisonHandler = "bb_poison_handler"
-	// HeaderPoisonService is the service whose queue the message came from.
-	HeaderPoisonService = "bb_poison_service"
-	// HeaderPoisonAttempts is how many times the handler ran on the message.
-	HeaderPoisonAttempts = "bb_poison_attempts"
-	// HeaderPoisonFirstFailure is when the first attempt failed (RFC 3339, UTC).
-	HeaderPoisonFirstFailure = "bb_poison_first_failure"
-	// HeaderPoisonLastFailure is when the last attempt failed (RFC 3339, UTC).
-	HeaderPoisonLastFailure = "bb_poison_last_failure"
-	// HeaderPoisonStack is the truncated stack of a handler panic.
-	HeaderPoisonStack = "bb_poison_stack"
+	HeaderPoisonReason       = "bb_poison_reason"        // the error text that got the message parked
+	HeaderPoisonKind         = "bb_poison_kind"          // an envelope.Kind* or KindPanic
+	HeaderPoisonHandler      = "bb_poison_handler"       // the Watermill handler that failed
+	HeaderPoisonService      = "bb_poison_service"       // the service whose queue the message came from
+	HeaderPoisonAttempts     = "bb_poison_attempts"      // how many times the handler ran on the message
+	HeaderPoisonFirstFailure = "bb_poison_first_failure" // RFC 3339, UTC
+	HeaderPoisonLastFailure  = "bb_poison_last_failure"  // RFC 3339, UTC
+	HeaderPoisonStack        = "bb_poison_stack"         // the truncated stack of a handler panic
 )
 
 // KindPanic is the failure kind of a message parked because its handler
@@ -73,10 +65,8 @@ func (c PoisonConfig) Validate() error {
 
 // PoisonStats counts what a Poison did since it was built.
 type PoisonStats struct {
-	// Parked counts messages put in the poison queue.
-	Parked uint64
-	// Failed counts messages that could not be parked (and were requeued).
-	Failed uint64
+	Parked uint64 // messages put in the poison queue
+	Failed uint64 // messages that could not be parked (and were requeued)
 }
 
 // Poison is the poison-queue middleware: install its Middleware method
@@ -85,12 +75,10 @@ type PoisonStats struct {
 //
 // When the chain fails permanently (envelope.IsPermanent), with retries
 // exhausted (ErrRetriesExhausted), or at all with ParkAll, it publishes the
-// message to the poison queue: the body it arrived with, byte for byte
-// (envelope.OriginalBody), its own headers, and the HeaderPoison* headers
-// plus envelope.MetaOriginalRoutingKey. Only once that publish is confirmed
-// does the chain return nil, so the delivery is acked; otherwise an error
-// wrapping ErrParkFailed (no longer permanent) has it requeued. A panic that
-// reaches Poison is recovered as a *PanicError.
+// message to the poison queue: the body it arrived with, byte for byte, its
+// own headers, and the HeaderPoison* headers. Only once that publish is
+// confirmed does the chain return nil, so the delivery is acked; otherwise
+// an error wrapping ErrParkFailed (no longer permanent) has it requeued.
 type Poison struct {
 	cfg PoisonConfig
 
@@ -141,7 +129,6 @@ func (p *Poison) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	}
 }
 
-// failure is everything a parked message says about why it was parked.
 type failure struct {
 	reason, kind, handler, routingKey string
 	stack                             []byte
@@ -176,7 +163,6 @@ func describeFailure(msg *message.Message, err error) failure {
 	return f
 }
 
-// failureKind classifies an error for HeaderPoisonKind.
 func failureKind(err error) string {
 	if _, ok := errors.AsType[*PanicError](err); ok {
 		return KindPanic
@@ -189,11 +175,9 @@ func failureKind(err error) string {
 
 func (p *Poison) park(msg *message.Message, f failure) error {
 	m := wireCopy(msg)
-	m.Metadata.Set(HeaderPoisonReason, truncateHeader(f.reason, maxReasonLen))
-	m.Metadata.Set(HeaderPoisonKind, f.kind)
-	m.Metadata.Set(HeaderPoisonAttempts, strconv.Itoa(f.attempts))
-	m.Metadata.Set(HeaderPoisonFirstFailure, envelope.FormatTimestamp(f.first))
-	m.Metadata.Set(HeaderPoisonLastFailure, envelope.FormatTimestamp(f.last))
+	maps.Copy(m.Metadata, message.Metadata{HeaderPoisonReason: truncateHeader(f.reason, maxReasonLen), HeaderPoisonKind: f.kind,
+		HeaderPoisonAttempts: strconv.Itoa(f.attempts), HeaderPoisonFirstFailure: envelope.FormatTimestamp(f.first),
+		HeaderPoisonLastFailure: envelope.FormatTimestamp(f.last)})
 	setNonEmpty(m.Metadata, map[string]string{HeaderPoisonHandler: f.handler, HeaderPoisonService: p.cfg.Service,
 		envelope.MetaOriginalRoutingKey: f.routingKey, HeaderPoisonStack: truncateHeader(string(f.stack), maxStackLen)})
 	// The delivery's context: when the transport has given the delivery up

@@ -21,16 +21,10 @@ import (
 // Headers of a message that Retry sends back through the broker, read back
 // when it returns. They are part of the contract: Python consumers see them.
 const (
-	// HeaderAttempts is how many times the handler has run on the message,
-	// in every delivery so far.
-	HeaderAttempts = "bb_attempts"
-	// HeaderRedeliveries is how many times the message went back through
-	// the broker (a delay queue).
-	HeaderRedeliveries = "bb_redeliveries"
-	// HeaderFirstFailure is when the first attempt failed (RFC 3339, UTC).
-	HeaderFirstFailure = "bb_first_failure"
-	// HeaderLastError is the text of the last attempt's error.
-	HeaderLastError = "bb_last_error"
+	HeaderAttempts     = "bb_attempts"      // how many times the handler has run on the message
+	HeaderRedeliveries = "bb_redeliveries"  // how many times the message went through a delay queue
+	HeaderFirstFailure = "bb_first_failure" // when the first attempt failed (RFC 3339, UTC)
+	HeaderLastError    = "bb_last_error"    // the text of the last attempt's error
 )
 
 var retryHeaders = map[string]bool{HeaderAttempts: true, HeaderRedeliveries: true, HeaderFirstFailure: true, HeaderLastError: true}
@@ -40,20 +34,13 @@ var retryHeaders = map[string]bool{HeaderAttempts: true, HeaderRedeliveries: tru
 var ErrRetriesExhausted = errors.New("retries exhausted")
 
 // RetryError is what Retry returns when it stops trying a message without
-// success: an attempt failed permanently (envelope.IsPermanent), every
-// attempt failed (Exhausted), or the message's context ended. It wraps the
-// last attempt's error and tells the poison queue what happened.
+// success: an attempt failed permanently, every attempt failed (Exhausted),
+// or the message's context ended. It wraps the last attempt's error.
 type RetryError struct {
-	// Attempts is how many times the handler ran on it, in every delivery.
-	Attempts int
-	// Redeliveries is how many times the message went back through the broker.
-	Redeliveries int
-	// FirstFailure and LastFailure bound the failures, across deliveries.
-	FirstFailure, LastFailure time.Time
-	// Exhausted: no attempt or redelivery is left (ErrRetriesExhausted).
-	Exhausted bool
-	// Err is the last attempt's error.
-	Err error
+	Attempts, Redeliveries    int       // across every delivery
+	FirstFailure, LastFailure time.Time // across every delivery
+	Exhausted                 bool      // no attempt or redelivery is left (ErrRetriesExhausted)
+	Err                       error     // the last attempt's error
 }
 
 func (e *RetryError) Error() string {
@@ -72,10 +59,8 @@ func (e *RetryError) Is(target error) bool { return target == ErrRetriesExhauste
 // PanicError is a handler panic that Retry (or Poison) recovered. It is
 // transient: retried, then parked with kind KindPanic.
 type PanicError struct {
-	// Value is what the handler panicked with.
-	Value any
-	// Stack is the goroutine's stack at the panic.
-	Stack []byte
+	Value any    // what the handler panicked with
+	Stack []byte // the goroutine's stack at the panic
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
@@ -88,35 +73,23 @@ func (e *PanicError) Unwrap() error {
 
 // RetryParams is what a RetryConfig.OnRetry hook gets.
 type RetryParams struct {
-	// Message is the message being retried. Do not modify it.
-	Message *message.Message
-	// Handler is the Watermill handler name.
-	Handler string
-	// Attempt is the attempt that failed, counted across deliveries from 1.
-	Attempt int
-	// Err is its error.
-	Err error
-	// Delay is the wait before the next attempt.
-	Delay time.Duration
+	Message *message.Message // do not modify it
+	Handler string           // the Watermill handler name
+	Attempt int              // the attempt that failed, counted across deliveries from 1
+	Err     error            // its error
+	Delay   time.Duration    // the wait before the next attempt
 }
 
 // RedeliverParams is what a Redeliverer gets.
 type RedeliverParams struct {
-	// Message is the copy to send: the same event id, the body as it arrived
-	// (envelope.MetaRawBody), the retry headers, and
-	// envelope.MetaOriginalRoutingKey and envelope.MetaTargetHandler, so that
-	// it comes back under its routing key to this handler alone.
-	Message *message.Message
-	// Original is the failed message as the handler got it. Do not modify it.
-	Original *message.Message
-	// Handler is the Watermill handler name.
-	Handler string
-	// Redelivery numbers this trip through the broker, from 1.
-	Redelivery int
-	// Attempts is how many times the handler ran on the message so far.
-	Attempts int
-	// Err is the last attempt's error.
-	Err error
+	// Message is the copy to send: the event id and body as they arrived, the
+	// retry headers, and the headers that bring it back to this handler alone.
+	Message    *message.Message
+	Original   *message.Message // the failed message as the handler got it; do not modify it
+	Handler    string           // the Watermill handler name
+	Redelivery int              // numbers this trip through the broker, from 1
+	Attempts   int              // how many times the handler ran on the message so far
+	Err        error            // the last attempt's error
 }
 
 // Redeliverer sends a message back through the broker to be delivered
@@ -133,30 +106,26 @@ type RetryConfig struct {
 	// MaxAttempts is how many times the handler runs on one delivery
 	// before Retry gives up on it in-process. Optional; default 3.
 	MaxAttempts int
-	// InitialInterval is the wait after the first failed attempt. Optional;
-	// default 100ms.
+	// InitialInterval is the wait after the first failure. Optional; default 100ms.
 	InitialInterval time.Duration
-	// Multiplier scales the wait after each further failure. Optional;
-	// default 2; at least 1.
+	// Multiplier scales each further wait. Optional; default 2; at least 1.
 	Multiplier float64
 	// MaxInterval caps every wait, jitter included. Optional; default 5s.
 	MaxInterval time.Duration
-	// Jitter spreads each wait uniformly over ±Jitter of its value, so that
-	// consumers failing together do not retry together. Optional; default
-	// 0.5; between 0 and 1. Set NoJitter for exact waits.
+	// Jitter spreads each wait over ±Jitter of it, so that consumers failing
+	// together do not retry together. Optional; default 0.5; from 0 to 1.
 	Jitter float64
 	// NoJitter makes every wait exact (tests, mostly). Optional.
 	NoJitter bool
-	// MaxElapsed bounds the time one delivery spends in Retry: an attempt
-	// whose wait would end later is left to a redelivery. It does not
-	// interrupt a running attempt. Optional; default 30s.
+	// MaxElapsed bounds the time one delivery spends in Retry, without
+	// interrupting an attempt: one whose wait would end later is left to a
+	// redelivery. Optional; default 30s.
 	MaxElapsed time.Duration
 	// AttemptTimeout bounds each attempt: the handler gets a context that
 	// ends after it. Optional; default none (the message's context only).
 	AttemptTimeout time.Duration
 	// Redeliverer sends a message whose in-process attempts are spent back
-	// through the broker, for MaxRedeliveries more rounds of MaxAttempts.
-	// Optional; reliability.NewDelayQueues builds one on a bus.
+	// through the broker. Optional; reliability.NewDelayQueues builds one.
 	Redeliverer Redeliverer
 	// MaxRedeliveries is how many times a message goes back through the
 	// broker before Retry gives up: the handler runs at most
@@ -165,8 +134,7 @@ type RetryConfig struct {
 	MaxRedeliveries int
 	// OnRetry is called before each wait between two attempts. Optional.
 	OnRetry func(RetryParams)
-	// Logger receives a debug line per retry and redelivery, and a warning
-	// when retries are exhausted. Optional; default logs nothing.
+	// Logger receives retries (debug) and exhaustion (warning). Optional.
 	Logger *slog.Logger
 }
 
@@ -209,29 +177,21 @@ func (c RetryConfig) Validate() error {
 
 // RetryStats counts what a Retry did since it was built.
 type RetryStats struct {
-	// Retried counts in-process attempts after the first of a delivery.
-	Retried uint64
-	// Redelivered counts messages sent back through the broker.
-	Redelivered uint64
-	// Exhausted counts messages given up after every attempt failed.
-	Exhausted uint64
-	// Panics counts handler panics recovered.
-	Panics uint64
+	Retried     uint64 // in-process attempts after the first of a delivery
+	Redelivered uint64 // messages sent back through the broker
+	Exhausted   uint64 // messages given up after every attempt failed
+	Panics      uint64 // handler panics recovered
 }
 
 // Retry is the retry middleware: install its Middleware method inside
 // Poison and Dedup. Build it with NewRetry. It is safe for concurrent use.
 //
-// It runs the handler up to MaxAttempts times per delivery, with backoff
-// and jitter, while the error is transient. Each attempt gets a fresh
-// context from the message's, so an attempt that timed out does not doom
-// the next (as Watermill's Retry inside Timeout does); a panic becomes a
-// *PanicError and is retried. A permanent error (envelope.IsPermanent) is
-// returned at once, in a *RetryError. With a Redeliverer, spent attempts
-// send the message back through the broker and ack the delivery
-// (DispositionRedelivered), or requeue it if the broker refuses. Once
-// redeliveries are spent too, the *RetryError matches ErrRetriesExhausted,
-// for Poison to park.
+// Each attempt gets a fresh context, so an attempt that timed out does not
+// doom the next; a panic becomes a *PanicError and is retried; a permanent
+// error (envelope.IsPermanent) is returned at once. Spent attempts go to
+// the Redeliverer (DispositionRedelivered), or are requeued if the broker
+// refuses; once redeliveries are spent too, the *RetryError matches
+// ErrRetriesExhausted, for Poison to park.
 type Retry struct {
 	cfg RetryConfig
 
@@ -262,8 +222,7 @@ func AttemptFromCtx(ctx context.Context) int {
 }
 
 // Backoff returns the wait after failed attempt n of a delivery (n from 1):
-// InitialInterval × Multiplier^(n-1), spread by ±Jitter, never above
-// MaxInterval.
+// InitialInterval × Multiplier^(n-1), spread by ±Jitter, at most MaxInterval.
 func (r *Retry) Backoff(n int) time.Duration {
 	c := r.cfg
 	d := float64(c.InitialInterval) * math.Pow(c.Multiplier, float64(max(n-1, 0)))
@@ -328,8 +287,6 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	}
 }
 
-// attempt runs the handler once with a fresh context, and turns a panic
-// into a *PanicError.
 func (r *Retry) attempt(h message.HandlerFunc, msg *message.Message, orig context.Context, n int) ([]*message.Message, error) {
 	ctx := context.WithValue(orig, attemptKey{}, n)
 	var cancel context.CancelFunc

@@ -24,29 +24,18 @@ import (
 // service that copies the headers of what it consumes onto what it
 // publishes (Python services included) carries the trace along unknowingly.
 const (
-	// HeaderTraceParent is the W3C traceparent, e.g.
-	// "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".
-	HeaderTraceParent = "traceparent"
-	// HeaderTraceState is the W3C tracestate: vendor data, absent when empty.
-	HeaderTraceState = "tracestate"
+	HeaderTraceParent = "traceparent" // e.g. "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	HeaderTraceState  = "tracestate"  // vendor data, absent when empty
 )
 
 // Span attributes of Bloodbank's own, next to the OpenTelemetry messaging
-// semantic conventions (messaging.system, messaging.operation.type,
-// messaging.destination.name, messaging.rabbitmq.destination.routing_key,
-// messaging.message.id, error.type).
+// semantic conventions.
 const (
-	// AttrEventID is the event id, the key of the correlation graph that
-	// `bb trace <id>` and correlation.Store.Debug read.
-	AttrEventID = attribute.Key("bloodbank.event_id")
-	// AttrEventType is the envelope's event_type.
-	AttrEventType = attribute.Key("bloodbank.event_type")
-	// AttrCorrelationIDs are the event's correlation_ids, when it has any.
-	AttrCorrelationIDs = attribute.Key("bloodbank.correlation_ids")
-	// AttrHandler is the Watermill handler that handled the message.
-	AttrHandler = attribute.Key("bloodbank.handler")
-	// AttrCommand is the command an execute span executes (its routing key).
-	AttrCommand = attribute.Key("bloodbank.command")
+	AttrEventID        = attribute.Key("bloodbank.event_id")        // the key `bb trace <id>` reads
+	AttrEventType      = attribute.Key("bloodbank.event_type")      // the envelope's event_type
+	AttrCorrelationIDs = attribute.Key("bloodbank.correlation_ids") // when the event has any
+	AttrHandler        = attribute.Key("bloodbank.handler")         // the Watermill handler
+	AttrCommand        = attribute.Key("bloodbank.command")         // the routing key of an execute span's command
 )
 
 // TracerName is the instrumentation scope of the spans Tracing starts.
@@ -58,41 +47,25 @@ type TracingConfig struct {
 	// otel.GetTracerProvider(), which does nothing until a binary installs
 	// one with otel.SetTracerProvider.
 	TracerProvider trace.TracerProvider
-	// Propagator writes the trace context into message metadata and reads
-	// it back. Optional; default propagation.TraceContext{} (W3C), not the
-	// global propagator, whose default propagates nothing: the headers on
-	// the wire are a contract with every other service on the bus.
+	// Propagator moves the trace context in message metadata. Optional;
+	// default propagation.TraceContext{} (W3C), not the global propagator,
+	// whose default propagates nothing: the headers are a wire contract.
 	Propagator propagation.TextMapPropagator
 	// System is the messaging.system attribute. Optional; default
 	// "rabbitmq". A plain Watermill app on another Pub/Sub names its own.
 	System string
-	// Destination is the messaging.destination.name attribute: the
-	// exchange messages are published to. Optional; default
-	// envelope.DefaultExchange (set it to bus.Config.ExchangeName).
+	// Destination is the messaging.destination.name attribute, the exchange.
+	// Optional; default envelope.DefaultExchange (use bus.Config.ExchangeName).
 	Destination string
 }
 
-// Tracing carries OpenTelemetry traces across the bus (see the package
-// documentation): DecoratePublisher and PublisherDecorator start producer
-// spans "publish <routing key>" and write their context into the message
-// metadata, Middleware starts consumer spans "handle <routing key>" from it,
-// and Execute wraps a command's execution in "execute <command>". Every span
-// carries the event id (AttrEventID) and type; a failed one records its
-// error, with error.type the kind of a *envelope.PermanentError, a publish
-// failure ("unroutable", "not_confirmed"), "timeout", or the error's Go type.
-//
-// Without a TracerProvider every span is a no-op, but a delivery's
-// traceparent still reaches the handler's context and what it publishes, so
-// a Go service in a chain passes the trace on as a Python one does. A binary
-// turns spans on with an SDK TracerProvider (examples/tracing) and installs
-// the pieces where messages leave and enter the process:
-//
-//	tr := middleware.NewTracing(middleware.TracingConfig{TracerProvider: tp, Destination: cfg.ExchangeName})
-//	b.DecoratePublisher(tr.DecoratePublisher)   // bus.Bus.Publish
-//	svc.Use(tr.Middleware)                      // first: outermost, so one span covers retries and parking
-//	router.AddPublisherDecorators(tr.PublisherDecorator()) // a plain router: what handlers return
-//
-// Tracing is safe for concurrent use.
+// Tracing starts spans "publish <routing key>" (DecoratePublisher,
+// PublisherDecorator), "handle <routing key>" (Middleware) and "execute
+// <command>" (Execute), each with the event id (AttrEventID), so a trace and
+// `bb trace <id>` meet. Without a TracerProvider every span is a no-op, but
+// a delivery's traceparent still reaches what its handler publishes, as in
+// a Python service. The binaries turn spans on with BB_TRACING=stdout
+// (examples/tracing). Safe for concurrent use.
 type Tracing struct {
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
@@ -153,10 +126,9 @@ type tracingPublisher struct {
 	t   *Tracing
 }
 
-// Publish starts one producer span per message, child of the span in the
-// message's context or else of the trace context the message carries (a
-// replayed message keeps its trace). The spans end when the decorated
-// publisher returned (on RabbitMQ: confirmed), with its error.
+// Publish starts a producer span per message, child of the span in its
+// context or else of the trace context it carries (a replayed message keeps
+// its trace), ended once the decorated publisher returned.
 func (p *tracingPublisher) Publish(topic string, msgs ...*message.Message) error {
 	spans := make([]trace.Span, 0, len(msgs))
 	for _, msg := range msgs {
@@ -188,10 +160,9 @@ func (p *tracingPublisher) Publish(topic string, msgs ...*message.Message) error
 func (p *tracingPublisher) Close() error { return p.pub.Close() }
 
 // Middleware implements message.HandlerMiddleware: it starts a consumer
-// span "handle <routing key>", child of the trace context the message
-// carries, for the handler's context and as parent of the messages it
-// returns. Install it outermost (after a recoverer), so that one span
-// covers every retry of a delivery and its parking.
+// span, child of the trace context the message carries, for the handler's
+// context and as parent of the messages it returns. Install it outermost
+// (after a recoverer), so that one span covers every retry and the parking.
 func (t *Tracing) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) (out []*message.Message, err error) {
 		ctx := t.propagator.Extract(msg.Context(), MetadataCarrier(msg.Metadata))
@@ -216,8 +187,7 @@ func (t *Tracing) Middleware(h message.HandlerFunc) message.HandlerFunc {
 
 // ExecuteParams describes a command execution to Execute.
 type ExecuteParams struct {
-	// Command names the command: its routing key, "agent.thread.prompt".
-	// Required; the span is "execute <Command>".
+	// Command is the command's routing key, "agent.thread.prompt". Required.
 	Command string
 	// Message is the message that carried the command: the event id, type,
 	// parents and, when ctx carries no span, the trace context. Optional.
@@ -228,22 +198,13 @@ type ExecuteParams struct {
 	Attributes []attribute.KeyValue
 }
 
-// Execute runs fn inside a span "execute <command>" and returns fn's error.
-// What fn publishes with its context are the span's children. The span
+// Execute runs fn inside a span "execute <command>" and returns fn's error;
+// what fn publishes with its context are the span's children. The span
 // records fn's error, or a panic, which Execute lets go on. When ctx
-// carries a span (the tracing Middleware's handle span) it is an internal
-// child of it; otherwise it is the delivery's consumer span, child of the
-// trace context p.Message carries.
-//
-// Package cqrs calls it from a decorator of every command handler
-// (cqrs.ProcessorConfig.Decorators):
-//
-//	func(next cqrs.HandlerFunc) cqrs.HandlerFunc {
-//		return func(ctx context.Context, ex *cqrs.Execution) error {
-//			return tr.Execute(ctx, middleware.ExecuteParams{Command: ex.Context.EventType, Message: ex.Message},
-//				func(ctx context.Context) error { return next(ctx, ex) })
-//		}
-//	}
+// carries a span (Middleware's) it is an internal child of it; otherwise it
+// is the delivery's consumer span. Package cqrs calls it from a decorator
+// of every command handler (cqrs.ProcessorConfig.Decorators, as in
+// examples/tracing).
 func (t *Tracing) Execute(ctx context.Context, p ExecuteParams, fn func(ctx context.Context) error) (err error) {
 	kind := trace.SpanKindInternal
 	var attrs []attribute.KeyValue
@@ -267,7 +228,6 @@ func (t *Tracing) Execute(ctx context.Context, p ExecuteParams, fn func(ctx cont
 	return fn(ctx)
 }
 
-// eventAttributes are those of a span about one message on the bus.
 func (t *Tracing) eventAttributes(msg *message.Message, routingKey string, op attribute.KeyValue, opName string) []attribute.KeyValue {
 	attrs := append(make([]attribute.KeyValue, 0, len(t.common)+8), t.common...)
 	attrs = append(attrs, op, semconv.MessagingOperationName(opName),
@@ -298,8 +258,7 @@ func splitIDs(s string) []string {
 	return out
 }
 
-// endSpan ends span with *err, or with a panic going through, which it lets
-// go on: its status, an exception event and error.type.
+// endSpan ends span with *err, or with a panic going through, which it lets go on.
 func endSpan(span trace.Span, err *error) {
 	defer span.End()
 	if v := recover(); v != nil {
@@ -318,12 +277,9 @@ func recordError(span trace.Span, err error, errType string) {
 }
 
 // errorType classifies err for error.type, in few values as the semantic
-// conventions ask: the kind of a permanent error ("invalid", "malformed",
-// ...), what a publish failed with, a timeout, else the Go type of the
-// root cause: the error at the end of the Unwrap chain, which for a joined
-// error is the first one errors.Is would look at. So a RetryError or a
-// fmt.Errorf wrapper reports what it wraps, and a recovered panic of a
-// value that is not an error reports "*middleware.PanicError".
+// conventions ask; else it is the Go type of the root cause (the first
+// error errors.Is would reach last), so a RetryError or a fmt.Errorf
+// wrapper reports what it wraps.
 func errorType(err error) string {
 	pe, ok := errors.AsType[*envelope.PermanentError](err)
 	switch {

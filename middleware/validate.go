@@ -22,8 +22,7 @@ type Validator interface {
 }
 
 // Normalizer is a Validator that also reads payloads as Python's Pydantic
-// models do in their lax mode, returning them in canonical form (see
-// domains.Registry.Normalize). *domains.Registry implements it.
+// models do in their lax mode (domains.Registry.Normalize).
 type Normalizer interface {
 	Normalize(routingKey string, payload []byte) ([]byte, error)
 }
@@ -68,13 +67,11 @@ type ValidationConfig struct {
 	// not know. Optional; default UnknownPassThrough.
 	UnknownTypes UnknownTypePolicy
 	// StrictTypes refuses values of the wrong JSON type (BB_STRICT_TYPES).
-	// Optional; by default a Validator that is a Normalizer converts what
-	// Python's consumers convert ("900" for an integer, 1 for a boolean),
-	// and the handler gets the converted payload.
+	// Optional; by default a Normalizer converts what Python's consumers
+	// convert ("900" for an integer), and the handler gets the result.
 	StrictTypes bool
-	// Logger receives a debug line for every message rejected or passed
-	// through unvalidated; whatever handles the permanent error says more.
-	// Optional; default logs nothing.
+	// Logger receives a debug line per message rejected or passed
+	// unvalidated. Optional; default logs nothing.
 	Logger *slog.Logger
 }
 
@@ -90,38 +87,26 @@ func (c ValidationConfig) Validate() error {
 // ValidationStats counts what a Validation decided since it was built, each
 // message under exactly one outcome.
 type ValidationStats struct {
-	// Valid messages reached the handler validated.
-	Valid uint64
-	// Invalid messages failed with kind envelope.KindInvalid.
-	Invalid uint64
-	// Malformed messages failed with kind envelope.KindMalformed.
-	Malformed uint64
-	// Unknown messages had an event type the Validator does not know; they
-	// passed through or failed per UnknownTypes.
-	Unknown uint64
+	Valid     uint64 // reached the handler validated
+	Invalid   uint64 // failed with kind envelope.KindInvalid
+	Malformed uint64 // failed with kind envelope.KindMalformed
+	Unknown   uint64 // of a type the Validator does not know, passed or failed per UnknownTypes
 }
 
 // Validation is the validation middleware: install its Middleware method
-// in a Watermill router (or bus.Service.Use). Build it with NewValidation. It is
-// safe for concurrent use.
+// inside Retry and Poison. Build it with NewValidation. It is safe for
+// concurrent use.
 type Validation struct {
 	cfg ValidationConfig
 
 	valid, invalid, malformed, unknown atomic.Uint64
 }
 
-// NewValidation returns the validation middleware. A message the codec marked
-// malformed (envelope.Malformed) fails with a *envelope.PermanentError of
-// kind envelope.KindMalformed wrapping a *envelope.MalformedError; a payload
-// the Validator rejects for its event type (the routing key) fails with
-// kind envelope.KindInvalid wrapping the Validator's error, so errors.As
-// finds the *domains.ValidationError; cfg.UnknownTypes decides the rest.
-//
-// A rejected message never reaches the handler, and its error is permanent:
-// Retry does not retry it and Poison parks it at once. Without Poison,
-// bus.Service acks it, but a plain router would nack it forever. Any
-// Validator error but domains.ErrUnknownEventType counts as invalid: a
-// Validator cannot fail "temporarily".
+// NewValidation returns the validation middleware. A message the codec
+// marked malformed fails with a *envelope.PermanentError of kind
+// envelope.KindMalformed; a payload the Validator rejects, of kind
+// envelope.KindInvalid wrapping the Validator's error (errors.As finds the
+// *domains.ValidationError). A Validator cannot fail "temporarily".
 func NewValidation(cfg ValidationConfig) (*Validation, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -140,8 +125,6 @@ func (v *Validation) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	}
 }
 
-// check returns nil when msg may reach the handler, or the permanent error
-// that stops it.
 func (v *Validation) check(msg *message.Message) error {
 	if reason, bad := envelope.Malformed(msg); bad {
 		v.malformed.Add(1)
@@ -181,8 +164,7 @@ func (v *Validation) check(msg *message.Message) error {
 	}
 }
 
-// Stats returns the counters. Each is read atomically; together they are a
-// snapshot only when no message is being validated.
+// Stats returns the counters, read one by one while messages may be validated.
 func (v *Validation) Stats() ValidationStats {
 	return ValidationStats{Valid: v.valid.Load(), Invalid: v.invalid.Load(), Malformed: v.malformed.Load(), Unknown: v.unknown.Load()}
 }

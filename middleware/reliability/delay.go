@@ -13,8 +13,7 @@ import (
 )
 
 // DefaultRedeliveryDelays are the delay queues NewDelayQueues declares when
-// given none: the first redelivery waits a second, the second ten, every
-// later one a minute.
+// given none; redeliveries beyond them wait the last one.
 var DefaultRedeliveryDelays = []time.Duration{time.Second, 10 * time.Second, time.Minute}
 
 // RetryQueueName names the delay queue of a service queue for one delay:
@@ -53,8 +52,7 @@ type DelayQueueBroker interface {
 
 // DelayQueuesConfig configures DelayQueues.
 type DelayQueuesConfig struct {
-	// ServiceQueue is the queue messages come back to (bus.Service.QueueName).
-	// Required.
+	// ServiceQueue is where messages come back to (bus.Service.QueueName). Required.
 	ServiceQueue string
 	// Delays are the waits of the delay queues, one queue each: redelivery
 	// n waits Delays[n-1], or the last one when n is beyond them. Optional;
@@ -80,12 +78,9 @@ func (c DelayQueuesConfig) Validate() error {
 	return nil
 }
 
-// DelayQueues is the middleware.Redeliverer of a Bloodbank service: durable queues
-// "{serviceQueue}.retry.{delay}" with a message TTL that dead-letter back
-// to the service queue, without the delayed-message plugin. A message
-// published to one comes back after its delay under its original routing
-// key (envelope.MetaOriginalRoutingKey), to the handler that failed
-// (envelope.MetaTargetHandler), with the body it arrived with.
+// DelayQueues is the middleware.Redeliverer of a Bloodbank service (see the
+// package doc). A message comes back after its delay under its original
+// routing key, to the handler that failed, with the body it arrived with.
 type DelayQueues struct {
 	pub    message.Publisher
 	queues []string
@@ -93,8 +88,7 @@ type DelayQueues struct {
 
 var _ middleware.Redeliverer = (*DelayQueues)(nil)
 
-// NewDelayQueues declares the delay queues of a service queue and returns
-// the middleware.Redeliverer that uses them.
+// NewDelayQueues declares the delay queues of a service queue.
 func NewDelayQueues(ctx context.Context, broker DelayQueueBroker, cfg DelayQueuesConfig) (*DelayQueues, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -26,8 +26,7 @@ var ErrPoisonQueueEmbedded = errors.New("poison queues can only be inspected on 
 // never ran with middleware.Poison, or the service name is wrong.
 var ErrNoPoisonQueue = errors.New("no poison queue")
 
-// ErrNotParked is returned by PoisonQueue.Show when no parked message has
-// the event id.
+// ErrNotParked is returned by PoisonQueue.Show for an event id not parked.
 var ErrNotParked = errors.New("no parked message with this event id")
 
 // PoisonQueueName names the poison queue of a service queue:
@@ -35,14 +34,12 @@ var ErrNotParked = errors.New("no parked message with this event id")
 // it, and renaming it strands what was parked.
 func PoisonQueueName(serviceQueue string) string { return serviceQueue + ".poison" }
 
-// QueueDeclarer declares a durable queue with no bindings. *bus.Bus
-// implements it.
+// QueueDeclarer declares a durable queue with no bindings, as *bus.Bus does.
 type QueueDeclarer interface {
 	DeclareQueue(ctx context.Context, name string) error
 }
 
-// DeclarePoisonQueue declares the poison queue of a service queue and
-// returns its name.
+// DeclarePoisonQueue declares the poison queue of a service queue and returns its name.
 func DeclarePoisonQueue(ctx context.Context, b QueueDeclarer, serviceQueue string) (string, error) {
 	name := PoisonQueueName(serviceQueue)
 	if err := b.DeclareQueue(ctx, name); err != nil {
@@ -54,44 +51,25 @@ func DeclarePoisonQueue(ctx context.Context, b QueueDeclarer, serviceQueue strin
 // ParkedMessage is one message in a poison queue, as middleware.Poison
 // parked it. Its fields read the middleware.HeaderPoison* headers.
 type ParkedMessage struct {
-	// EventID is the AMQP message_id, the envelope's event_id.
-	EventID string
-	// Body is the body the message arrived with, byte for byte.
-	Body []byte
-	// Reason is the error that got it parked.
-	Reason string
-	// Kind classifies the failure (middleware.HeaderPoisonKind).
-	Kind string
-	// RoutingKey is the routing key it was published with.
-	RoutingKey string
-	// Handler is the handler that failed.
-	Handler string
-	// Service is the service that parked it.
-	Service string
-	// Attempts is how many times the handler ran on it.
-	Attempts int
-	// FirstFailure and LastFailure bound its failures (zero when absent).
-	FirstFailure, LastFailure time.Time
-	// Headers holds every header as text (tables as JSON).
-	Headers map[string]string
+	EventID                   string            // the AMQP message_id, the envelope's event_id
+	Body                      []byte            // the body the message arrived with, byte for byte
+	Reason, Kind              string            // the error that got it parked, and its kind
+	RoutingKey                string            // the routing key it was published with
+	Handler, Service          string            // the handler that failed, the service that parked it
+	Attempts                  int               // how many times the handler ran on it
+	FirstFailure, LastFailure time.Time         // zero when absent
+	Headers                   map[string]string // every header as text (tables as JSON)
 }
 
 // PoisonFilter selects parked messages. The zero value selects all of them;
 // each field set narrows the selection.
 type PoisonFilter struct {
-	// EventIDs selects these event ids only.
-	EventIDs []string
-	// RoutingKey is a topic pattern ("*" one word, "#" any words) the
-	// original routing key must match.
-	RoutingKey string
-	// Kind is the failure kind (middleware.HeaderPoisonKind).
-	Kind string
-	// Handler is the handler that failed.
-	Handler string
-	// Since and Until bound the last failure time: Since <= t < Until.
-	Since, Until time.Time
-	// Limit stops after this many matches (List, Replay, Purge). 0: no limit.
-	Limit int
+	EventIDs     []string
+	RoutingKey   string    // a topic pattern ("*" one word, "#" any words)
+	Kind         string    // the failure kind (middleware.HeaderPoisonKind)
+	Handler      string    // the handler that failed
+	Since, Until time.Time // bound the last failure time: Since <= t < Until
+	Limit        int       // stop after this many matches; 0: no limit
 }
 
 // IsZero reports whether the filter selects every parked message.
@@ -100,7 +78,7 @@ func (f PoisonFilter) IsZero() bool {
 		f.Since.IsZero() && f.Until.IsZero() && f.Limit == 0
 }
 
-// Validate reports a routing-key pattern that is not one, or an empty time range.
+// Validate reports every problem of the filter at once.
 func (f PoisonFilter) Validate() error {
 	var errs []error
 	if f.RoutingKey != "" {
@@ -131,10 +109,9 @@ func (f PoisonFilter) Match(m ParkedMessage) bool {
 }
 
 // PoisonQueue reads and re-drives the poison queue of one service on
-// RabbitMQ, for `bb dlq list|show|replay|purge`. Reading fetches messages
-// without an ack and requeues them all, so a List changes nothing. Run one
-// operation at a time per queue: another reader's unacked messages are
-// not seen.
+// RabbitMQ, for `bb dlq`. Reading fetches messages without an ack and
+// requeues them all, so a List changes nothing. Run one operation at a time
+// per queue: another reader's unacked messages are not seen.
 type PoisonQueue struct {
 	bus          *bus.Bus
 	service      string
@@ -142,9 +119,8 @@ type PoisonQueue struct {
 	queue        string
 }
 
-// NewPoisonQueue returns the poison queue of a service on b: the queue
-// PoisonQueueName(bus.ServiceQueueName(exchange, service)). An empty service
-// is the bus's SERVICE_NAME.
+// NewPoisonQueue returns the poison queue of a service on b; an empty
+// service is the bus's SERVICE_NAME.
 func NewPoisonQueue(b *bus.Bus, service string) *PoisonQueue {
 	if service == "" {
 		service = b.Config().ServiceName
@@ -201,9 +177,9 @@ func (q *PoisonQueue) Show(ctx context.Context, eventID string) (ParkedMessage, 
 
 // Replay sends the parked messages f selects back to the service queue, to
 // the handler that failed (every handler when none is known), under the
-// original routing key, with the same event id and body and no attempts.
-// A parked copy is removed only once its replay is confirmed; on an error
-// Replay stops. It returns the messages replayed.
+// original routing key, with the same event id and body and no attempts. A
+// parked copy is removed only once its replay is confirmed; Replay stops at
+// an error and returns the messages replayed.
 func (q *PoisonQueue) Replay(ctx context.Context, f PoisonFilter) ([]ParkedMessage, error) {
 	if err := f.Validate(); err != nil {
 		return nil, err
@@ -219,17 +195,15 @@ func (q *PoisonQueue) Replay(ctx context.Context, f PoisonFilter) ([]ParkedMessa
 		if err := pub.Publish(q.serviceQueue, msg); err != nil {
 			return false, true, fmt.Errorf("cannot replay %s to %q: %w", m.EventID, q.serviceQueue, err)
 		}
-		// If removing the parked copy fails now, it was replayed all the
-		// same and stays parked: a later replay runs it again, which the
-		// handler's idempotency (middleware.Dedup) absorbs.
+		// Should the ack below fail, the copy stays parked though replayed:
+		// a later replay runs it again, which middleware.Dedup absorbs.
 		done = append(done, m)
 		return true, f.Limit > 0 && len(done) >= f.Limit, nil
 	})
 	return done, err
 }
 
-// replayMessage is a parked message as it goes back to its service: the
-// producer's body and headers, without the poison and retry headers.
+// replayMessage is a parked message as it goes back to its service.
 func replayMessage(m ParkedMessage) *message.Message {
 	msg := message.NewMessage(m.EventID, slices.Clone(m.Body))
 	for k, v := range m.Headers {
@@ -326,7 +300,6 @@ func (q *PoisonQueue) withChannel(ctx context.Context, fn func(ch *amqp091.Chann
 	return q.bus.WithChannel(ctx, fn)
 }
 
-// queueError explains a failed queue operation; nil stays nil.
 func (q *PoisonQueue) queueError(err error) error {
 	if err == nil {
 		return nil
@@ -338,8 +311,7 @@ func (q *PoisonQueue) queueError(err error) error {
 }
 
 func parkedFromDelivery(d amqp091.Delivery) ParkedMessage {
-	// The codec's header reading, so that a parked message reads as a
-	// consumer would read it.
+	// The codec's header reading, so a parked message reads as a consumer's would.
 	headers := map[string]string{}
 	md := envelope.DecodeDelivery(nil, "", "", d.Headers).Metadata
 	for k := range d.Headers {

@@ -20,8 +20,7 @@ type Config struct {
 	// Retry configures the retries. Optional; without a Redeliverer, the
 	// service's delay queues are used unless NoRedelivery.
 	Retry middleware.RetryConfig
-	// RedeliveryDelays are the service's delay queues. Optional; default
-	// DefaultRedeliveryDelays.
+	// RedeliveryDelays are the delay queues. Optional; default DefaultRedeliveryDelays.
 	RedeliveryDelays []time.Duration
 	// NoRedelivery keeps every retry in-process: no delay queues.
 	NoRedelivery bool
@@ -40,14 +39,11 @@ type Config struct {
 
 // Stack is the reliability middleware of one service.
 type Stack struct {
-	Poison *middleware.Poison
-	// Dedup is nil without Config.DedupStore.
-	Dedup *middleware.Dedup
-	Retry *middleware.Retry
-	// DelayQueues is nil with NoRedelivery or a middleware.Redeliverer of one's own.
-	DelayQueues *DelayQueues
-	// PoisonQueue is the name of the service's poison queue.
-	PoisonQueue string
+	Poison      *middleware.Poison
+	Dedup       *middleware.Dedup // nil without Config.DedupStore
+	Retry       *middleware.Retry
+	DelayQueues *DelayQueues // nil with NoRedelivery or a Redeliverer of one's own
+	PoisonQueue string       // the name of the service's poison queue
 }
 
 // Stats gathers the counters of a service's reliability middleware.
@@ -75,8 +71,7 @@ func (r *Stack) Flush(ctx context.Context) error {
 	return r.Dedup.Flush(ctx)
 }
 
-// Middleware lists the middleware outermost first: Poison, Dedup (if any),
-// Retry.
+// Middleware lists the middleware outermost first.
 func (r *Stack) Middleware() []message.HandlerMiddleware {
 	m := []message.HandlerMiddleware{r.Poison.Middleware}
 	if r.Dedup != nil {
@@ -86,9 +81,9 @@ func (r *Stack) Middleware() []message.HandlerMiddleware {
 }
 
 // Use declares the poison queue and the delay queues of svc on b, builds
-// its Poison, Dedup and Retry, and installs them with svc.Use, outermost
-// first. Call it before adding middleware that should run inside the
-// retries (validation, correlation, timeouts), and before Run.
+// its Poison, Dedup and Retry, and installs them with svc.Use. Call it
+// before adding middleware that should run inside the retries (validation,
+// correlation, timeouts), and before Run.
 func Use(ctx context.Context, b *bus.Bus, svc *bus.Service, cfg Config) (*Stack, error) {
 	r, err := New(ctx, b, svc.Name(), svc.QueueName(), cfg)
 	if err != nil {
