@@ -101,20 +101,18 @@ type consumeGen struct {
 }
 
 func (src *amqpSource) Fetch() (transport.Delivery, bool) {
+	g := src.gen.Load()
+	deliveries := g.deliveries
 	for {
-		g := src.gen.Load()
 		select {
-		case d, ok := <-g.deliveries:
+		case d, ok := <-deliveries:
 			if ok {
 				return src.delivery(g, d), true
 			}
-			// The channel died: wait for run to open the next one.
-			select {
-			case <-g.replaced:
-			case <-src.stop:
-				return transport.Delivery{}, false
-			}
+			deliveries = nil // the channel died: wait for run to open the next one
 		case <-g.replaced:
+			g = src.gen.Load() // run swaps in the next generation before closing replaced
+			deliveries = g.deliveries
 		case <-src.stop:
 			return transport.Delivery{}, false
 		}

@@ -159,20 +159,26 @@ func newDefaultField(sf reflect.StructField, index []int, name, tag string) (*de
 	return f, nil
 }
 
-// decodeTag decodes the tag into v, a pointer to a value of the field's
-// type: the text itself for a string or a pointer to one, JSON otherwise.
+// decodeTag sets v, a pointer to a value of the field's type, to the
+// default: the current time for "now", the text itself for a string or a
+// pointer to one, JSON otherwise.
 func (f *defaultField) decodeTag(v reflect.Value) error {
 	e := v.Elem()
-	if e.Kind() == reflect.Pointer && e.Type().Elem().Kind() == reflect.String {
+	if e.Kind() == reflect.Pointer && (f.now || e.Type().Elem().Kind() == reflect.String) {
 		e.Set(reflect.New(e.Type().Elem()))
 		e = e.Elem()
 	}
-	if e.Kind() == reflect.String {
+	switch {
+	case f.now && e.Type() == timeType:
+		e.Set(reflect.ValueOf(Now().Time))
+	case f.now:
+		e.Set(reflect.ValueOf(Now()))
+	case e.Kind() == reflect.String:
 		e.SetString(f.tag)
-		return nil
-	}
-	if err := jsonv2.Unmarshal([]byte(f.tag), v.Interface(), decodeOptions); err != nil {
-		return fmt.Errorf("default %q is not a JSON %s: %w", f.tag, f.typ, err)
+	default:
+		if err := jsonv2.Unmarshal([]byte(f.tag), v.Interface(), decodeOptions); err != nil {
+			return fmt.Errorf("default %q is not a JSON %s: %w", f.tag, f.typ, err)
+		}
 	}
 	return nil
 }
@@ -188,19 +194,7 @@ func nilable(t reflect.Type) bool {
 // fresh returns the default as a value of its own, so that no two payloads
 // share a slice, map or pointer.
 func (f *defaultField) fresh() reflect.Value {
-	if f.now {
-		now := reflect.ValueOf(Now())
-		if f.typ == timeType || f.typ.Kind() == reflect.Pointer && f.typ.Elem() == timeType {
-			now = reflect.ValueOf(Now().Time)
-		}
-		if f.typ.Kind() == reflect.Pointer {
-			p := reflect.New(now.Type())
-			p.Elem().Set(now)
-			return p
-		}
-		return now
-	}
-	if !nilable(f.typ) {
+	if !f.now && !nilable(f.typ) {
 		return f.value
 	}
 	v := reflect.New(f.typ)
