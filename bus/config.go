@@ -10,13 +10,11 @@ import (
 	"github.com/33god/bloodbank-go/internal/settings"
 )
 
-// Config holds the settings of the bus: the broker, the exchange, and how
-// services consume and publish. The variables shared with the Python
-// services (wire-contract section 7) keep their names, so one .env serves
-// both; those only this project has start with BB_. Other settings live
-// with what uses them: correlation.Settings (REDIS_*,
-// CORRELATION_TTL_DAYS); the binaries' HTTP, logging and tracing settings.
-// The README's settings table lists them all.
+// Config holds the settings of the bus. The variables shared with the
+// Python services (wire-contract section 7) keep their names, so one .env
+// serves both; those only this project has start with BB_. The README's
+// settings table lists every setting, including those that live with what
+// uses them (correlation.Settings, the binaries').
 type Config struct {
 	// ServiceName names the service queue "{ExchangeName}.{ServiceName}"
 	// and the broker connections.
@@ -52,10 +50,9 @@ type Config struct {
 }
 
 // LoadConfig reads the settings from environ (as os.Environ gives it) and
-// from the .env file at dotenv, if that file exists (an empty path reads no
-// file). The environment wins over the file. Names are matched
-// case-insensitively, as the Python services do. Every problem is reported
-// at once, each naming its variable; no value is quoted.
+// from the .env file at dotenv, if it exists; the environment wins. Names
+// match case-insensitively, as in the Python services. Every problem is
+// reported at once, each naming its variable; no value is quoted.
 func LoadConfig(environ []string, dotenv string) (Config, error) {
 	var cfg Config
 	if err := settings.Load(environ, dotenv, &cfg); err != nil {

@@ -28,8 +28,7 @@ type SubscriberConfig struct {
 // Subscriber consumes Bloodbank queues as the package doc says.
 // Subscribe(topic) declares the topic's queue (SubscriberConfig.QueueName),
 // binds it to the topic as a pattern, and returns the messages of that
-// queue whose routing key matches. Close leaves the connection open: it is
-// the caller's.
+// queue whose routing key matches. Close leaves the connection open.
 type Subscriber struct {
 	*transport.Subscriber
 	conn     *Connection
@@ -186,8 +185,7 @@ func (src *amqpSource) run() {
 }
 
 // consume opens a channel, declares the topology and starts consuming.
-// ended fires when the channel closes or the broker cancels the consumer
-// (the queue was deleted).
+// ended fires when the channel closes or the queue was deleted.
 func (src *amqpSource) consume(ctx context.Context) (g *consumeGen, ended <-chan struct{}, err error) {
 	ch, err := src.s.conn.Channel(ctx)
 	if err != nil {

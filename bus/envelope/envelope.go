@@ -88,14 +88,11 @@ type AgentContext struct {
 	Meta           map[string]any
 }
 
-// Envelope is a Bloodbank v1 event: metadata plus a payload, exactly the JSON
-// object of wire-contract section 3. Payload holds the payload's JSON object
-// as it travels; DecodePayload turns it into a Go value.
-//
-// An envelope from Decode or FromMessage also carries the members of the
-// body that this package does not know (a field a newer Python writer
-// added, at the top level, in source, agent_context or code_state), so
-// that a service relaying it writes them back unchanged.
+// Envelope is a Bloodbank v1 event, the JSON object of wire-contract
+// section 3. Payload holds the payload's JSON object as it travels;
+// DecodePayload turns it into a Go value. An envelope from Decode or
+// FromMessage also carries the members of the body that this package does
+// not know, so that a service relaying it writes them back unchanged.
 type Envelope struct {
 	EventID        uuid.UUID
 	EventType      string
@@ -191,8 +188,8 @@ func NewScheduled(eventType string, payload any, scheduler string, opts ...Optio
 // source host or type, a payload that is not a JSON object.
 func (e Envelope) Validate() error { return e.validate(true) }
 
-// validate is Validate, with the check that the payload is valid JSON only
-// when payloadSyntax is set: encoding makes it anyway.
+// validate is Validate; payloadSyntax false skips the JSON syntax check
+// that encoding makes anyway.
 func (e Envelope) validate(payloadSyntax bool) error {
 	var problems []string
 	if e.EventID == uuid.Nil {

@@ -36,16 +36,11 @@ func ParseTimestamp(in string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("invalid timestamp %q: want ISO-8601 such as 2026-01-29T10:00:00.123456Z", truncate(in, 64))
 }
 
-// FormatTimestamp writes t the way Bloodbank writes every timestamp
-// (TimestampLayout): UTC, microseconds.
-func FormatTimestamp(t time.Time) string {
-	return t.UTC().Format(TimestampLayout)
-}
+// FormatTimestamp writes t in TimestampLayout.
+func FormatTimestamp(t time.Time) string { return t.UTC().Format(TimestampLayout) }
 
-// Time is a time.Time that reads every timestamp form of the wire contract
-// and writes TimestampLayout. Payload types use it for their date-time
-// fields so that payloads written by Python (naive or offset timestamps)
-// decode, and payloads written by Go are read back by Python unchanged.
+// Time is a time.Time that reads every timestamp form of ParseTimestamp and
+// writes TimestampLayout, for the date-time fields of payload types.
 type Time struct{ time.Time }
 
 // NewTime returns t truncated to microseconds (the precision Python keeps),
