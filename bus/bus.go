@@ -158,9 +158,7 @@ func (b *Bus) DeclareDelayQueue(ctx context.Context, name string, delay time.Dur
 	if b.embedded != nil {
 		return b.embedded.DeclareDelayQueue(name, delay, deadLetterTo)
 	}
-	return b.withChannel(ctx, func(ch *amqp091.Channel) error {
-		return b.topology().DeclareDelayQueue(ch, name, delay, deadLetterTo)
-	})
+	return b.withChannel(ctx, func(ch *amqp091.Channel) error { return b.topology().DeclareDelayQueue(ch, name, delay, deadLetterTo) })
 }
 
 // WithChannel runs fn on a fresh AMQP channel of the consumer connection,
@@ -225,9 +223,6 @@ func (b *Bus) Ready() error {
 func (b *Bus) PublisherStats() transport.PublisherStats {
 	if b.embPub != nil {
 		return b.embPub.Stats()
-	}
-	if b.amqpPub == nil {
-		return transport.PublisherStats{}
 	}
 	return b.amqpPub.Stats()
 }

@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sync"
@@ -35,12 +36,7 @@ type Topology struct {
 	Temporary bool
 }
 
-func (t Topology) exchange() string {
-	if t.Exchange == "" {
-		return envelope.DefaultExchange
-	}
-	return t.Exchange
-}
+func (t Topology) exchange() string { return cmp.Or(t.Exchange, envelope.DefaultExchange) }
 
 // Validate reports a queue type other than classic or quorum, or a
 // temporary quorum queue.
@@ -145,23 +141,18 @@ func (b *bindings) of(queue string) []string {
 //	sub, err := wamqp.NewSubscriber(wamqp.Config{
 //		Connection: wamqp.ConnectionConfig{AmqpURI: url},
 //		Marshaler:  envelope.Codec{},
-//		Exchange: wamqp.ExchangeConfig{
-//			GenerateName: func(string) string { return envelope.DefaultExchange },
-//			Type:         "topic",
-//			Durable:      true,
-//		},
+//		Exchange: wamqp.ExchangeConfig{Type: "topic", Durable: true,
+//			GenerateName: func(string) string { return envelope.DefaultExchange }},
 //		// The router's subscribe topic is the service queue's name.
-//		Queue:   wamqp.QueueConfig{GenerateName: wamqp.GenerateQueueNameTopicName, Durable: true},
-//		Consume: wamqp.ConsumeConfig{Qos: wamqp.QosConfig{PrefetchCount: 10}},
+//		Queue: wamqp.QueueConfig{GenerateName: wamqp.GenerateQueueNameTopicName, Durable: true},
 //		TopologyBuilder: amqp.TopologyBuilder{
 //			Topology: amqp.Topology{Exchange: envelope.DefaultExchange},
 //			Patterns: []string{"agent.thread.prompt"},
 //		},
 //	}, logger)
 //
-// Each Subscribe is a consumer of its own on the queue, so handlers that
-// share a queue share its messages: give a queue one handler.
-// examples/watermill-amqp is a whole service built this way.
+// Each Subscribe is a consumer of its own, so handlers that share a queue
+// share its messages: give a queue one handler (see examples/watermill-amqp).
 type TopologyBuilder struct {
 	Topology
 	// Patterns are the binding patterns of the queue. Required.

@@ -4,14 +4,11 @@
 //
 // # The event
 //
-// An Envelope is a Bloodbank v1 event exactly as wire-contract section 3
-// writes it: an event id, the event type (which is also the routing key),
-// a timestamp, the source, the parent events (correlation_ids), an optional
-// agent context, and the payload JSON. New builds one; MarshalJSON writes
-// it as the compact JSON body, Decode reads any body the Python writers
-// produce (null or missing optionals, three timestamp forms). Time is the
-// timestamp type payloads use, and DeterministicID the uuid5 ids Python
-// computes, so a redelivered cause yields the same child ids.
+// An Envelope is a Bloodbank v1 event as wire-contract section 3 writes it.
+// New builds one; MarshalJSON writes it as the compact JSON body, Decode
+// reads any body the Python writers produce. Time is the timestamp type
+// payloads use, and DeterministicID the uuid5 ids Python computes, so a
+// redelivered cause yields the same child ids.
 //
 // # JSON
 //

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -114,7 +115,7 @@ func WithSource(s Source) Option { return func(e *Envelope) { e.Source = s } }
 
 // WithCorrelationIDs sets the parent events that caused this one.
 func WithCorrelationIDs(ids ...uuid.UUID) Option {
-	return func(e *Envelope) { e.CorrelationIDs = append([]uuid.UUID(nil), ids...) }
+	return func(e *Envelope) { e.CorrelationIDs = slices.Clone(ids) }
 }
 
 // WithAgentContext sets the envelope's agent context.
@@ -125,9 +126,7 @@ func WithAgentContext(ac *AgentContext) Option { return func(e *Envelope) { e.Ag
 func WithEventID(id uuid.UUID) Option { return func(e *Envelope) { e.EventID = id } }
 
 // WithTimestamp sets the envelope's timestamp instead of now.
-func WithTimestamp(t time.Time) Option {
-	return func(e *Envelope) { e.Timestamp = t.UTC().Truncate(time.Microsecond) }
-}
+func WithTimestamp(t time.Time) Option { return func(e *Envelope) { e.Timestamp = NewTime(t).Time } }
 
 // New wraps payload (any value that encodes to a JSON object, or
 // json.RawMessage) in an envelope for eventType with a random v4 event id,

@@ -99,14 +99,11 @@ func UniqueKey(fields map[string]any) (string, error) {
 
 // joinFields writes fields as "name=value" pairs joined by "|".
 func joinFields(fields []Field) string {
-	var b strings.Builder
+	pairs := make([]string, len(fields))
 	for i, f := range fields {
-		if i > 0 {
-			b.WriteByte('|')
-		}
-		b.WriteString(f.name + "=" + f.value)
+		pairs[i] = f.name + "=" + f.value
 	}
-	return b.String()
+	return strings.Join(pairs, "|")
 }
 
 // Field is one identifying field of a deterministic id, already rendered.

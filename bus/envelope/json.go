@@ -214,11 +214,10 @@ func (e *Envelope) UnmarshalJSON(b []byte) error {
 // and NewMessage to write back. Any failure is a *MalformedError.
 func Decode(body []byte) (Envelope, error) { return decode(body, false) }
 
-// DecodeNew reads an envelope that is about to be published, such as one
+// DecodeNew is Decode for an envelope about to be published, such as one
 // posted to a gateway, as Python's EventEnvelope model builds it from a
 // request: a missing event_id becomes a new random UUID and a missing
-// timestamp the current time, beside the defaults Decode applies (version
-// 1.0.0, no correlation ids). Everything else is read as Decode reads it.
+// timestamp the current time.
 func DecodeNew(body []byte) (Envelope, error) { return decode(body, true) }
 
 func decode(body []byte, fill bool) (Envelope, error) {

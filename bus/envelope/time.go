@@ -22,16 +22,11 @@ func ParseTimestamp(in string) (time.Time, error) {
 	if len(s) >= 11 && s[10] == ' ' {
 		s = s[:10] + "T" + s[11:]
 	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UTC(), nil
-	}
-	// A naive timestamp: no zone designator after the time part.
-	if t, err := time.Parse("2006-01-02T15:04:05.999999999", s); err == nil {
-		return t.UTC(), nil
-	}
-	// A date alone, as Python's date.isoformat writes it.
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t.UTC(), nil
+	// With an offset, naive (no zone designator), a date alone (Python's date.isoformat).
+	for _, layout := range [...]string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", time.DateOnly} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
 	}
 	return time.Time{}, fmt.Errorf("invalid timestamp %q: want ISO-8601 such as 2026-01-29T10:00:00.123456Z", truncate(in, 64))
 }
