@@ -24,10 +24,9 @@ const (
 )
 
 // Bus is a process's connection to Bloodbank: a confirmed publisher and the
-// means to build service routers, on RabbitMQ when RABBIT_URL is set and on
-// the in-process embedded.Broker otherwise. Publishing and consuming use
-// separate AMQP connections, as RabbitMQ recommends, so that flow control on
-// a busy publisher never stalls consumers.
+// means to build services. Publishing and consuming use separate AMQP
+// connections, as RabbitMQ recommends, so that flow control on a busy
+// publisher never stalls consumers.
 type Bus struct {
 	cfg    Config
 	logger *slog.Logger
@@ -54,17 +53,15 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Bus, error) {
 	var err error
 	conn := amqp.ConnectionConfig{URL: cfg.RabbitURL, ConnectTimeout: cfg.ConnectTimeout, Logger: b.logger}
 	conn.Name = cfg.ServiceName + " publisher"
-	if b.pubConn, err = amqp.Dial(ctx, conn); err != nil {
-		return nil, err
-	}
-	conn.Name = cfg.ServiceName + " consumer"
-	if b.subConn, err = amqp.Dial(ctx, conn); err != nil {
-		_ = b.pubConn.Close()
-		return nil, err
+	if b.pubConn, err = amqp.Dial(ctx, conn); err == nil {
+		conn.Name = cfg.ServiceName + " consumer"
+		b.subConn, err = amqp.Dial(ctx, conn)
 	}
 	pub := amqp.PublisherConfig{Topology: topo, Channels: cfg.PublisherChannels, ConfirmTimeout: cfg.PublishTimeout,
 		Logger: b.logger, UnroutableIsError: cfg.UnroutableIsError}
-	b.amqpPub, err = amqp.NewPublisher(b.pubConn, pub)
+	if err == nil {
+		b.amqpPub, err = amqp.NewPublisher(b.pubConn, pub)
+	}
 	if err == nil {
 		b.publisher = b.amqpPub
 		pub.Channels, pub.ToQueues, pub.UnroutableIsError = 1, true, true
@@ -119,9 +116,8 @@ func (b *Bus) DecoratePublisher(decorate func(message.Publisher) message.Publish
 }
 
 // Publish publishes envelopes under their event types and returns once the
-// broker has confirmed every one. An envelope with no correlation ids
-// published with a handler's context (see envelope.WithCause) is linked to the event
-// that handler is handling.
+// broker has confirmed every one. An envelope with no correlation ids is
+// linked to the event ctx's handler handles (envelope.WithCause).
 func (b *Bus) Publish(ctx context.Context, envs ...envelope.Envelope) error {
 	var errs []error
 	for _, env := range envs {
@@ -143,10 +139,9 @@ func (b *Bus) Publish(ctx context.Context, envs ...envelope.Envelope) error {
 	return errors.Join(errs...)
 }
 
-// QueuePublisher returns a confirmed publisher whose topic is a queue
-// name: it sends straight to that queue (the default exchange), as parking a
-// message in a poison queue or a retry in a delay queue needs. Publishing to
-// a queue that does not exist fails with transport.ErrUnroutable.
+// QueuePublisher returns a confirmed publisher whose topic is a queue name
+// (the default exchange), for poison and delay queues. Publishing to a
+// queue that does not exist fails with transport.ErrUnroutable.
 func (b *Bus) QueuePublisher() message.Publisher { return b.queuePub }
 
 // DeclareQueue declares a durable queue with no bindings, such as a poison queue.
@@ -163,9 +158,7 @@ func (b *Bus) DeclareDelayQueue(ctx context.Context, name string, delay time.Dur
 	if b.embedded != nil {
 		return b.embedded.DeclareDelayQueue(name, delay, deadLetterTo)
 	}
-	return b.withChannel(ctx, func(ch *amqp091.Channel) error {
-		return b.topology().DeclareDelayQueue(ch, name, delay, deadLetterTo)
-	})
+	return b.withChannel(ctx, func(ch *amqp091.Channel) error { return b.topology().DeclareDelayQueue(ch, name, delay, deadLetterTo) })
 }
 
 // WithChannel runs fn on a fresh AMQP channel of the consumer connection,
@@ -230,9 +223,6 @@ func (b *Bus) Ready() error {
 func (b *Bus) PublisherStats() transport.PublisherStats {
 	if b.embPub != nil {
 		return b.embPub.Stats()
-	}
-	if b.amqpPub == nil {
-		return transport.PublisherStats{}
 	}
 	return b.amqpPub.Stats()
 }

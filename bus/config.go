@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -11,13 +10,11 @@ import (
 	"github.com/33god/bloodbank-go/internal/settings"
 )
 
-// Config holds the settings of the bus: the broker, the exchange, and how
-// services consume and publish. The variables shared with the Python
-// services (wire-contract section 7) keep their names, so one .env serves
-// both; those only this project has start with BB_. Other settings live
-// with what uses them: correlation.Settings (REDIS_*,
-// CORRELATION_TTL_DAYS); the binaries' HTTP, logging and tracing settings.
-// The README's settings table lists them all.
+// Config holds the settings of the bus. The variables shared with the
+// Python services (wire-contract section 7) keep their names, so one .env
+// serves both; those only this project has start with BB_. The README's
+// settings table lists every setting, including those that live with what
+// uses them (correlation.Settings, the binaries').
 type Config struct {
 	// ServiceName names the service queue "{ExchangeName}.{ServiceName}"
 	// and the broker connections.
@@ -53,10 +50,9 @@ type Config struct {
 }
 
 // LoadConfig reads the settings from environ (as os.Environ gives it) and
-// from the .env file at dotenv, if that file exists (an empty path reads no
-// file). The environment wins over the file. Names are matched
-// case-insensitively, as the Python services do. Every problem is reported
-// at once, each naming its variable; no value is quoted.
+// from the .env file at dotenv, if it exists; the environment wins. Names
+// match case-insensitively, as in the Python services. Every problem is
+// reported at once, each naming its variable; no value is quoted.
 func LoadConfig(environ []string, dotenv string) (Config, error) {
 	var cfg Config
 	if err := settings.Load(environ, dotenv, &cfg); err != nil {
@@ -68,33 +64,24 @@ func LoadConfig(environ []string, dotenv string) (Config, error) {
 // Validate reports every setting that is out of range, each by its variable.
 func (c Config) Validate() error {
 	var p []error
-	if c.ServiceName == "" {
-		p = append(p, errors.New("SERVICE_NAME: required"))
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			p = append(p, fmt.Errorf(format, args...))
+		}
 	}
-	if c.ExchangeName == "" {
-		p = append(p, errors.New("EXCHANGE_NAME: required"))
-	}
+	check(c.ServiceName != "", "SERVICE_NAME: required")
+	check(c.ExchangeName != "", "EXCHANGE_NAME: required")
 	if c.RabbitURL != "" {
-		if u, err := url.Parse(c.RabbitURL); err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
-			p = append(p, fmt.Errorf("RABBIT_URL: want amqp://user:password@host:5672/vhost (got %s)", amqp.RedactURL(c.RabbitURL)))
-		}
+		u, err := url.Parse(c.RabbitURL)
+		check(err == nil && (u.Scheme == "amqp" || u.Scheme == "amqps") && u.Host != "",
+			"RABBIT_URL: want amqp://user:password@host:5672/vhost (got %s)", amqp.RedactURL(c.RabbitURL))
 	}
-	if c.Prefetch < 1 || c.Prefetch > 65535 {
-		p = append(p, fmt.Errorf("BB_PREFETCH: want 1-65535, got %d", c.Prefetch))
-	}
-	if c.Consumers < 0 {
-		p = append(p, fmt.Errorf("BB_CONSUMERS: want 0 (same as BB_PREFETCH) or more, got %d", c.Consumers))
-	}
-	if c.QueueType != amqp.QueueClassic && c.QueueType != amqp.QueueQuorum {
-		p = append(p, fmt.Errorf("BB_QUEUE_TYPE: want classic or quorum, got %q", c.QueueType))
-	}
-	if c.PublisherChannels < 1 {
-		p = append(p, fmt.Errorf("BB_PUBLISHER_CHANNELS: want 1 or more, got %d", c.PublisherChannels))
-	}
+	check(c.Prefetch >= 1 && c.Prefetch <= 65535, "BB_PREFETCH: want 1-65535, got %d", c.Prefetch)
+	check(c.Consumers >= 0, "BB_CONSUMERS: want 0 (same as BB_PREFETCH) or more, got %d", c.Consumers)
+	check(c.QueueType == amqp.QueueClassic || c.QueueType == amqp.QueueQuorum, "BB_QUEUE_TYPE: want classic or quorum, got %q", c.QueueType)
+	check(c.PublisherChannels >= 1, "BB_PUBLISHER_CHANNELS: want 1 or more, got %d", c.PublisherChannels)
 	for name, d := range map[string]time.Duration{"BB_CONNECT_TIMEOUT": c.ConnectTimeout, "BB_PUBLISH_TIMEOUT": c.PublishTimeout, "BB_DRAIN_TIMEOUT": c.DrainTimeout} {
-		if d <= 0 {
-			p = append(p, fmt.Errorf("%s: want a positive duration, got %s", name, d))
-		}
+		check(d > 0, "%s: want a positive duration, got %s", name, d)
 	}
 	return settings.Join(p...)
 }

@@ -18,14 +18,9 @@
 //
 // # Bus and Service
 //
-// Open connects as Config says: RabbitMQ when RABBIT_URL is set, the
-// embedded broker otherwise (LoadConfig reads the settings the Python
-// services read, from the environment and .env). Bus.Publish publishes
-// envelopes and returns once the broker confirmed them. A Service is a
-// Watermill router whose handlers share the service queue
-// "{exchange}.{service}", bound once per pattern they declare; Handle
-// registers a typed handler. Each delivery goes to every handler whose
-// pattern matches and is acked once all of them acked it; Run drains on
-// shutdown. Events a handler publishes with its context carry
-// correlation_ids = [the event it handles].
+// Open connects as Config says (LoadConfig reads the settings the Python
+// services read, from the environment and .env); Bus.Publish returns once
+// the broker confirmed. A Service is a Watermill router whose handlers
+// share one queue; Handle registers a typed handler, and Run drains on
+// shutdown.
 package bus

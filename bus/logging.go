@@ -15,10 +15,8 @@ func orNop(l *slog.Logger) *slog.Logger {
 	return l
 }
 
-// WatermillLogger adapts a slog logger for Watermill, so that the router's
-// own logs go where the service's go. Watermill's chatty Info lines (one per
-// handler start) are logged at Debug, its Trace lines below Debug
-// (watermill.LevelTrace).
+// WatermillLogger adapts a slog logger for Watermill. Watermill's chatty
+// Info lines (one per handler start) are logged at Debug.
 func WatermillLogger(l *slog.Logger) watermill.LoggerAdapter {
 	return watermill.NewSlogLoggerWithLevelMapping(orNop(l), map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 }

@@ -34,14 +34,12 @@ type HandlerFunc[T any] func(ctx context.Context, ev Event[T]) error
 func ServiceQueueName(exchange, service string) string { return exchange + "." + service }
 
 // Service is one Bloodbank service: a Watermill router whose handlers share
-// the service queue "{exchange}.{service}", bound once per pattern they
+// the service queue (ServiceQueueName), bound once per pattern they
 // declare. Each delivery goes to every handler whose pattern matches its
 // routing key, and is acked when all of them acked it.
 //
 // Handler names are part of the contract: they name the handler in logs,
 // metrics and parked messages, and Watermill requires them to be unique.
-// The service name names the queue: renaming it moves the service to a new,
-// empty queue.
 type Service struct {
 	bus        *Bus
 	name       string
@@ -79,8 +77,7 @@ func (s *Service) Name() string { return s.name }
 // QueueName is the service queue.
 func (s *Service) QueueName() string { return ServiceQueueName(s.bus.cfg.ExchangeName, s.name) }
 
-// Router is the underlying Watermill router, for plugins and middleware
-// that need it. Handlers are added to it by Run.
+// Router is the underlying Watermill router; Run adds the handlers to it.
 func (s *Service) Router() *message.Router { return s.router }
 
 // Use adds router-level middleware, outermost first, to every handler.
@@ -113,8 +110,7 @@ func Handle[T any](s *Service, name, pattern string, fn HandlerFunc[T]) error {
 		if err != nil {
 			return err
 		}
-		ctx := envelope.WithCause(msg.Context(), ev.Envelope.EventID)
-		return fn(ctx, ev)
+		return fn(envelope.WithCause(msg.Context(), ev.Envelope.EventID), ev)
 	})
 }
 
@@ -197,8 +193,7 @@ func (n namedSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 
 // guard is the outermost middleware. A permanent failure that no inner
 // middleware (such as a poison queue) took care of would otherwise be
-// nacked and redelivered forever, so it is logged with the whole message
-// and acked. Install the poison middleware to park such messages instead.
+// redelivered forever, so it is logged with the whole message and acked.
 func (s *Service) guard(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		out, err := h(msg)

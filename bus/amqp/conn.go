@@ -18,8 +18,7 @@ import (
 
 // ConnectionConfig configures a Connection.
 type ConnectionConfig struct {
-	// URL is the AMQP URL. Required. Its credentials never appear in logs or
-	// errors (see RedactURL).
+	// URL is the AMQP URL. Required.
 	URL string
 	// Name is shown in the RabbitMQ management UI. Optional.
 	Name string
@@ -58,9 +57,9 @@ type Connection struct {
 	once   sync.Once
 }
 
-// Dial connects to the broker, retrying with backoff while it is not
-// reachable, for at most cfg.ConnectTimeout (or until ctx ends), and logs
-// each wait so an operator sees why a service has not started yet.
+// Dial connects to the broker, retrying with backoff for at most
+// cfg.ConnectTimeout or until ctx ends, and logs each wait so an operator
+// sees why a service has not started yet.
 func Dial(ctx context.Context, cfg ConnectionConfig) (*Connection, error) {
 	cfg.setDefaults()
 	if cfg.URL == "" {

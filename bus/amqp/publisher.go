@@ -21,21 +21,18 @@ import (
 type PublisherConfig struct {
 	// Topology names the exchange to publish to. Optional; default envelope.DefaultExchange.
 	Topology Topology
-	// Channels is how many AMQP channels publishes are spread over. Each
-	// channel pipelines any number of publishes and matches their confirms,
-	// so a few suffice for any number of goroutines. Optional; default 4.
+	// Channels is how many AMQP channels publishes are spread over; each
+	// pipelines, so a few suffice. Optional; default 4.
 	Channels int
 	// ConfirmTimeout bounds how long a publish waits for a channel (during a
 	// reconnect) and then for the broker's confirm. Optional; default 10s.
 	ConfirmTimeout time.Duration
 	// UnroutableIsError makes a publish that reached no queue fail with
-	// transport.ErrUnroutable. Optional; by default it succeeds, and the event is
-	// logged as a warning and counted (Stats), because in publish/subscribe
-	// a fact nobody listens to yet is normal.
+	// transport.ErrUnroutable. Optional; by default it is logged and counted
+	// (Stats): in publish/subscribe a fact nobody listens to yet is normal.
 	UnroutableIsError bool
 	// ToQueues publishes through the default exchange: the topic is the name
-	// of the queue a message goes to (a poison or delay queue), which must
-	// exist; a missing queue makes the publish unroutable.
+	// of the queue a message goes to, which must exist. Optional.
 	ToQueues bool
 	// Marshaler writes messages as AMQP publishings. Optional; default envelope.Codec{}.
 	Marshaler wamqp.Marshaler
@@ -58,12 +55,8 @@ func (c *PublisherConfig) setDefaults() {
 	}
 }
 
-// Publisher publishes with publisher confirms: a publish returns only
-// once the broker has confirmed it (or with an error), with mandatory set so
-// that an unroutable message is reported, never lost in silence. It is safe
-// for concurrent use, and it pipelines: many publishes are in flight on each
-// channel at once, each confirmed on its own, so throughput is bound by the
-// broker, not by round trips. The Watermill topic is the routing key.
+// Publisher publishes with confirms and mandatory set, as the package doc
+// says. It is safe for concurrent use. The Watermill topic is the routing key.
 type Publisher struct {
 	conn  *Connection
 	cfg   PublisherConfig
@@ -190,9 +183,8 @@ type pubSlot struct {
 	closed bool
 }
 
-// channel returns the slot's channel, opening one if it has none or its
-// channel died; only then does it wait (for a reconnect), at most
-// ConfirmTimeout.
+// channel returns the slot's channel, opening one (waiting at most
+// ConfirmTimeout for a reconnect) if it has none or its channel died.
 func (s *pubSlot) channel(ctx context.Context) (*pubChannel, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -28,8 +28,7 @@ type SubscriberConfig struct {
 // Subscriber consumes Bloodbank queues as the package doc says.
 // Subscribe(topic) declares the topic's queue (SubscriberConfig.QueueName),
 // binds it to the topic as a pattern, and returns the messages of that
-// queue whose routing key matches. Close leaves the connection open: it is
-// the caller's.
+// queue whose routing key matches. Close leaves the connection open.
 type Subscriber struct {
 	*transport.Subscriber
 	conn     *Connection
@@ -101,20 +100,18 @@ type consumeGen struct {
 }
 
 func (src *amqpSource) Fetch() (transport.Delivery, bool) {
+	g := src.gen.Load()
+	deliveries := g.deliveries
 	for {
-		g := src.gen.Load()
 		select {
-		case d, ok := <-g.deliveries:
+		case d, ok := <-deliveries:
 			if ok {
 				return src.delivery(g, d), true
 			}
-			// The channel died: wait for run to open the next one.
-			select {
-			case <-g.replaced:
-			case <-src.stop:
-				return transport.Delivery{}, false
-			}
+			deliveries = nil // the channel died: wait for run to open the next one
 		case <-g.replaced:
+			g = src.gen.Load() // run swaps in the next generation before closing replaced
+			deliveries = g.deliveries
 		case <-src.stop:
 			return transport.Delivery{}, false
 		}
@@ -188,8 +185,7 @@ func (src *amqpSource) run() {
 }
 
 // consume opens a channel, declares the topology and starts consuming.
-// ended fires when the channel closes or the broker cancels the consumer
-// (the queue was deleted).
+// ended fires when the channel closes or the queue was deleted.
 func (src *amqpSource) consume(ctx context.Context) (g *consumeGen, ended <-chan struct{}, err error) {
 	ch, err := src.s.conn.Channel(ctx)
 	if err != nil {

@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sync"
@@ -35,12 +36,7 @@ type Topology struct {
 	Temporary bool
 }
 
-func (t Topology) exchange() string {
-	if t.Exchange == "" {
-		return envelope.DefaultExchange
-	}
-	return t.Exchange
-}
+func (t Topology) exchange() string { return cmp.Or(t.Exchange, envelope.DefaultExchange) }
 
 // Validate reports a queue type other than classic or quorum, or a
 // temporary quorum queue.
@@ -88,8 +84,8 @@ func (t Topology) DeclareQueue(ch *amqp091.Channel, queue string, patterns ...st
 
 // DeclareDelayQueue declares a durable queue that holds each message for
 // delay and then dead-letters it, through the default exchange, to the
-// queue deadLetterTo. This is how a retry waits without pinning a consumer
-// and without the delayed-message plugin, which current RabbitMQ lacks.
+// queue deadLetterTo: a retry waits without pinning a consumer and without
+// the delayed-message plugin, which current RabbitMQ lacks.
 func (t Topology) DeclareDelayQueue(ch *amqp091.Channel, name string, delay time.Duration, deadLetterTo string) error {
 	if delay <= 0 {
 		return fmt.Errorf("cannot declare delay queue %q: delay must be positive", name)
@@ -133,41 +129,30 @@ func (b *bindings) of(queue string) []string {
 // TopologyBuilder is a watermill-amqp TopologyBuilder (wamqp.Config's
 // TopologyBuilder) that gives a plain watermill-amqp app the Bloodbank
 // topology: the exchange declared with the Python services' flags, and the
-// subscriber's queue declared as a service queue and bound once per pattern
-// in Patterns.
+// queue bound once per pattern in Patterns. watermill-amqp's
+// DefaultTopologyBuilder binds a queue to one key derived from its own
+// name, never to the routing keys the service handles, so the queue would
+// receive nothing.
 //
-// watermill-amqp needs it to receive anything from a Bloodbank exchange.
-// Its DefaultTopologyBuilder binds a queue with
-// QueueBind.GenerateRoutingKey(queue name): to the queue's own name (or one
-// key derived from it), never to the routing keys the service handles, so
-// an event published under agent.thread.prompt reaches no queue. It binds
-// one key at most, where a service queue needs one binding per pattern.
-//
-// Use it on the subscriber, with the exchange of Exchange.GenerateName also
-// in Topology.Exchange (BuildTopology and ExchangeDeclare declare and bind
-// Topology's exchange, whatever name watermill-amqp passes), and on the
-// publisher, whose exchange it then declares with the same flags:
+// Use it on the subscriber and the publisher, with the exchange of
+// Exchange.GenerateName also in Topology.Exchange (the builder declares
+// Topology's exchange, whatever name watermill-amqp passes):
 //
 //	sub, err := wamqp.NewSubscriber(wamqp.Config{
 //		Connection: wamqp.ConnectionConfig{AmqpURI: url},
 //		Marshaler:  envelope.Codec{},
-//		Exchange: wamqp.ExchangeConfig{
-//			GenerateName: func(string) string { return envelope.DefaultExchange },
-//			Type:         "topic",
-//			Durable:      true,
-//		},
+//		Exchange: wamqp.ExchangeConfig{Type: "topic", Durable: true,
+//			GenerateName: func(string) string { return envelope.DefaultExchange }},
 //		// The router's subscribe topic is the service queue's name.
-//		Queue:   wamqp.QueueConfig{GenerateName: wamqp.GenerateQueueNameTopicName, Durable: true},
-//		Consume: wamqp.ConsumeConfig{Qos: wamqp.QosConfig{PrefetchCount: 10}},
+//		Queue: wamqp.QueueConfig{GenerateName: wamqp.GenerateQueueNameTopicName, Durable: true},
 //		TopologyBuilder: amqp.TopologyBuilder{
 //			Topology: amqp.Topology{Exchange: envelope.DefaultExchange},
 //			Patterns: []string{"agent.thread.prompt"},
 //		},
 //	}, logger)
 //
-// Each Subscribe is a consumer of its own on the queue, so handlers that
-// share a queue share its messages: give a queue one handler.
-// examples/watermill-amqp is a whole service built this way.
+// Each Subscribe is a consumer of its own, so handlers that share a queue
+// share its messages: give a queue one handler (see examples/watermill-amqp).
 type TopologyBuilder struct {
 	Topology
 	// Patterns are the binding patterns of the queue. Required.

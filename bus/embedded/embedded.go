@@ -69,9 +69,7 @@ func (e *Broker) DeclareQueue(name string, patterns ...string) error {
 
 // QueueLength returns the number of ready (not in-flight) messages in a queue.
 func (e *Broker) QueueLength(name string) int {
-	e.mu.RLock()
-	q := e.queues[name]
-	e.mu.RUnlock()
+	q := e.queue(name)
 	if q == nil {
 		return 0
 	}
@@ -195,10 +193,9 @@ func (q *embQueue) pop(stop <-chan struct{}) (embItem, bool) {
 
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {
-	// Marshaler, when set, runs every message through the wire codec on the
-	// way in and out (Marshal, then Unmarshal of the publishing), so that
-	// subscribers receive exactly what they would from RabbitMQ: malformed
-	// bodies marked, metadata as headers. Optional; bus.Open sets Codec{}.
+	// Marshaler, when set, runs every message through Marshal and Unmarshal,
+	// so that subscribers receive what they would from RabbitMQ. Optional;
+	// bus.Open sets envelope.Codec{}.
 	Marshaler wamqp.Marshaler
 	// UnroutableIsError makes Publish return transport.ErrUnroutable for a message that
 	// no queue is bound to. Optional; by default it is logged and counted.
@@ -206,12 +203,11 @@ type PublisherConfig struct {
 	// ToQueues publishes through the default exchange: the topic is the
 	// name of the queue the message goes to, which must exist.
 	ToQueues bool
-	// Logger receives warnings about unroutable messages. Optional.
+	// Logger. Optional; default logs nothing.
 	Logger *slog.Logger
 }
 
-// Publisher publishes to a Broker. The Watermill topic is
-// the routing key.
+// Publisher publishes to a Broker. The Watermill topic is the routing key.
 type Publisher struct {
 	broker *Broker
 	cfg    PublisherConfig
@@ -244,14 +240,10 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		var body []byte
 		if p.cfg.Marshaler != nil {
 			pub, err := p.cfg.Marshaler.Marshal(msg)
-			if err != nil {
-				p.failed.Add(1)
-				return err
+			if err == nil {
+				out, err = p.cfg.Marshaler.Unmarshal(amqp091.Delivery{Body: pub.Body, MessageId: pub.MessageId,
+					Headers: pub.Headers, RoutingKey: topic, ContentType: pub.ContentType, DeliveryMode: pub.DeliveryMode})
 			}
-			out, err = p.cfg.Marshaler.Unmarshal(amqp091.Delivery{
-				Body: pub.Body, MessageId: pub.MessageId, Headers: pub.Headers, RoutingKey: topic,
-				ContentType: pub.ContentType, DeliveryMode: pub.DeliveryMode,
-			})
 			if err != nil {
 				p.failed.Add(1)
 				return err

@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,34 +14,25 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
-// Codec is the Bloodbank v1 wire codec: a watermill-amqp Marshaler that
-// writes a message as the whole v1 envelope in the AMQP body, with the
-// properties of wire-contract section 2, and reads any delivery back into a
-// message. Give it to watermill-amqp's subscriber and publisher
-// (wamqp.Config's Marshaler) and a plain Watermill app reads and writes what
+// Codec is the Bloodbank v1 wire codec (see the package doc): a
+// watermill-amqp Marshaler, so that a plain Watermill app given it
+// (wamqp.Config's Marshaler) and amqp.TopologyBuilder reads and writes what
 // the Python services do; watermill-amqp's DefaultMarshaler would put the
-// payload alone in the body and the envelope fields nowhere a Python
-// consumer reads them. The subscriber also needs amqp.TopologyBuilder
-// (package bus/amqp) to receive anything: watermill-amqp's default topology
-// binds the queue to its own name, not to the routing keys of the events.
+// payload alone in the body.
 //
-// Unmarshal never returns an error: watermill-amqp nacks and requeues a
-// delivery whose unmarshal fails before any middleware sees it, so one bad
-// body would loop forever. A body that is not a valid envelope becomes a
-// message marked with MetaMalformed (the reason) whose Payload is the
-// original body, for the poison queue to park.
+// Unmarshal never returns an error: watermill-amqp requeues a delivery
+// whose unmarshal fails before any middleware sees it, so one bad body
+// would loop forever.
 //
-// watermill-amqp replaces the context of every message it delivers, so the
-// body a well-formed event arrived with (OriginalBody) does not reach the
-// middleware: a parked event is written as Marshal writes it, the same
-// event in bytes that may differ (a "+00:00" timestamp becomes "Z"), unless
-// the app keeps the body, as examples/watermill-amqp does.
+// watermill-amqp replaces the context of every message it delivers, so
+// OriginalBody does not reach its middleware: a parked event is written as
+// Marshal writes it (a "+00:00" timestamp becomes "Z") unless the app keeps
+// the body, as examples/watermill-amqp does.
 type Codec struct{}
 
-// Marshal writes msg as an AMQP publishing. A message marked malformed is
-// written with its original body, unchanged, so that parking or replaying it
-// does not alter it. Metadata that is not an envelope field travels as string
-// headers.
+// Marshal writes msg as an AMQP publishing. A message marked malformed (or
+// MetaRawBody) is written with its body unchanged. Metadata that is not an
+// envelope field travels as string headers.
 func (Codec) Marshal(msg *message.Message) (amqp091.Publishing, error) {
 	var body []byte
 	if _, malformed := Malformed(msg); malformed || msg.Metadata.Get(MetaRawBody) != "" {
@@ -72,11 +64,10 @@ func (Codec) Marshal(msg *message.Message) (amqp091.Publishing, error) {
 	}, nil
 }
 
-// encodeMessage writes the envelope a message carries. Middleware may have
-// changed the metadata or payload since NewMessage, so the envelope is
-// checked again: a writer never puts a body on the wire that a reader would
-// reject. Encoding checks the payload's syntax as it copies it; only when
-// that fails does Validate read it again, to say why.
+// encodeMessage writes the envelope a message carries, checked again since
+// middleware may have changed it: a writer never puts a body on the wire
+// that a reader would reject. Encoding checks the payload's syntax as it
+// copies it; only when that fails does Validate read it again, to say why.
 func encodeMessage(msg *message.Message) ([]byte, error) {
 	env, err := FromMessage(msg)
 	if err != nil {
@@ -107,13 +98,8 @@ func DecodeDelivery(body []byte, messageID, routingKey string, headers amqp091.T
 	env, err := Decode(body)
 	var msg *message.Message
 	if err != nil {
-		// Keep an id the operator can search for: the AMQP message_id if the
-		// producer set one, else a fresh one.
-		id := messageID
-		if id == "" {
-			id = uuid.NewString()
-		}
-		msg = message.NewMessage(id, body)
+		// Keep an id the operator can search for.
+		msg = message.NewMessage(cmp.Or(messageID, uuid.NewString()), body)
 		msg.Metadata[MetaMalformed] = err.Error()
 		var me *MalformedError
 		if errors.As(err, &me) {

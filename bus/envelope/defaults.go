@@ -18,16 +18,13 @@ import (
 const DefaultNow = "now"
 
 // defaults is what the `default` tags of one payload struct type ask for,
-// worked out once per type (defaultsFor). Defaults apply to the payload's
-// own fields and those of the structs it embeds; a `default` tag deeper
-// down is refused rather than silently ignored.
+// worked out once per type (defaultsFor).
 //
 // Most defaults are applied by looking at the decoded value: a nil slice,
 // map or pointer, or a zero Time, can only come from an absent or null
-// member. A default whose field has a meaningful zero (is_retryable: true,
-// status: "ok") needs the JSON itself to tell false from "absent or null";
-// for those, presence is set and UnmarshalPayload reads the payload's
-// member names a second time.
+// member. A field with a meaningful zero (is_retryable: true, status: "ok")
+// needs the JSON itself to tell false from "absent or null"; for those,
+// presence is set and UnmarshalPayload reads the member names a second time.
 type defaults struct {
 	fields   []defaultField
 	presence bool
@@ -159,20 +156,26 @@ func newDefaultField(sf reflect.StructField, index []int, name, tag string) (*de
 	return f, nil
 }
 
-// decodeTag decodes the tag into v, a pointer to a value of the field's
-// type: the text itself for a string or a pointer to one, JSON otherwise.
+// decodeTag sets v, a pointer to a value of the field's type, to the
+// default: the current time for "now", the text itself for a string or a
+// pointer to one, JSON otherwise.
 func (f *defaultField) decodeTag(v reflect.Value) error {
 	e := v.Elem()
-	if e.Kind() == reflect.Pointer && e.Type().Elem().Kind() == reflect.String {
+	if e.Kind() == reflect.Pointer && (f.now || e.Type().Elem().Kind() == reflect.String) {
 		e.Set(reflect.New(e.Type().Elem()))
 		e = e.Elem()
 	}
-	if e.Kind() == reflect.String {
+	switch {
+	case f.now && e.Type() == timeType:
+		e.Set(reflect.ValueOf(Now().Time))
+	case f.now:
+		e.Set(reflect.ValueOf(Now()))
+	case e.Kind() == reflect.String:
 		e.SetString(f.tag)
-		return nil
-	}
-	if err := jsonv2.Unmarshal([]byte(f.tag), v.Interface(), decodeOptions); err != nil {
-		return fmt.Errorf("default %q is not a JSON %s: %w", f.tag, f.typ, err)
+	default:
+		if err := jsonv2.Unmarshal([]byte(f.tag), v.Interface(), decodeOptions); err != nil {
+			return fmt.Errorf("default %q is not a JSON %s: %w", f.tag, f.typ, err)
+		}
 	}
 	return nil
 }
@@ -188,19 +191,7 @@ func nilable(t reflect.Type) bool {
 // fresh returns the default as a value of its own, so that no two payloads
 // share a slice, map or pointer.
 func (f *defaultField) fresh() reflect.Value {
-	if f.now {
-		now := reflect.ValueOf(Now())
-		if f.typ == timeType || f.typ.Kind() == reflect.Pointer && f.typ.Elem() == timeType {
-			now = reflect.ValueOf(Now().Time)
-		}
-		if f.typ.Kind() == reflect.Pointer {
-			p := reflect.New(now.Type())
-			p.Elem().Set(now)
-			return p
-		}
-		return now
-	}
-	if !nilable(f.typ) {
+	if !f.now && !nilable(f.typ) {
 		return f.value
 	}
 	v := reflect.New(f.typ)
@@ -208,9 +199,8 @@ func (f *defaultField) fresh() reflect.Value {
 	return v.Elem()
 }
 
-// unset reports whether a field value stands for "not set" when encoding,
-// and is written as the default: a nil slice, map or pointer, a zero Time
-// of a "now" default, an empty string with another default.
+// unset reports whether a field value is written as the default when
+// encoding: nil, a zero "now" Time, an empty string.
 func (f *defaultField) unset(v reflect.Value) bool {
 	switch {
 	case nilable(f.typ):
@@ -234,9 +224,8 @@ func (d *defaults) fillDecoded(v reflect.Value) {
 	}
 }
 
-// fillAbsent applies to v the defaults whose field has a meaningful zero,
-// when the payload data has no member for it, or a null one. A repeated
-// member counts as its last occurrence, as in decoding.
+// fillAbsent applies to v the defaults whose field has a meaningful zero
+// and whose member is absent or null (the last occurrence, as in decoding).
 func (d *defaults) fillAbsent(data []byte, v reflect.Value) error {
 	given := make([]bool, len(d.fields))
 	dec := jsontext.NewDecoder(bytes.NewReader(data), decodeOptions)

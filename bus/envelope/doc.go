@@ -4,33 +4,21 @@
 //
 // # The event
 //
-// An Envelope is a Bloodbank v1 event exactly as wire-contract section 3
-// writes it: an event id, the event type (which is also the routing key),
-// a timestamp, the source, the parent events (correlation_ids), an optional
-// agent context, and the payload JSON. New builds one; MarshalJSON writes
-// it as the compact JSON body, Decode reads any body the Python writers
-// produce (null or missing optionals, three timestamp forms). Time is the
-// timestamp type payloads use, and DeterministicID the uuid5 ids Python
-// computes, so a redelivered cause yields the same child ids.
+// An Envelope is a Bloodbank v1 event as wire-contract section 3 writes it.
+// New builds one; MarshalJSON writes it as the compact JSON body, Decode
+// reads any body the Python writers produce. Time is the timestamp type
+// payloads use, and DeterministicID the uuid5 ids Python computes, so a
+// redelivered cause yields the same child ids.
 //
 // # JSON
 //
-// All of it goes through one library, github.com/go-json-experiment/json
-// (encoding/json/v2, which the standard library adopts), from wire structs
-// that mirror wire-contract section 3. The options in json.go make it write
-// what the Python services and encoding/json write: compact, <, > and & as
-// they are, U+2028 and U+2029 escaped in Go strings, map keys sorted, null
-// for absent optionals, timestamps in TimestampLayout; a payload keeps its
-// bytes, whitespace aside. Reading, member names match exactly and a
-// repeated name's last value wins, as in Python. Members of a body that
-// the package does not know are kept and written back after the known
-// ones, so a relay passes on what a newer writer added (MetaUnknown
-// carries them through Watermill).
-//
-// Payloads go through MarshalPayload and UnmarshalPayload (New,
-// DecodePayload), which apply the `default` struct tags of a payload type:
-// an absent or null member decodes as its default, and an unset field is
-// written as its default, since Python rejects null there.
+// All of it goes through github.com/go-json-experiment/json
+// (encoding/json/v2), from wire structs that mirror wire-contract section 3,
+// with the options in json.go that make it write what the Python services
+// and encoding/json write. Members of a body that the package does not know
+// are kept and written back after the known ones, so a relay passes on what
+// a newer writer added. Payloads go through MarshalPayload and
+// UnmarshalPayload, which apply the `default` struct tags of a payload type.
 //
 // # The event inside a process
 //
@@ -44,15 +32,14 @@
 //
 // Codec is a watermill-amqp Marshaler: a message goes out as the whole
 // envelope in the AMQP body (persistent, application/json, utf-8,
-// message_id = event id) and comes back as a message. It never returns an
-// error: a body that is not an envelope becomes a message marked
-// MetaMalformed, with the original body as payload, for the poison queue.
+// message_id = event id) and comes back as a message; a body that is not an
+// envelope becomes a message marked MetaMalformed, with the original body
+// as payload, for the poison queue.
 //
 // # Failures and causes
 //
-// A PermanentError marks a failure that retrying cannot fix (a malformed
-// body, an invalid payload, or whatever a handler decides with Permanent);
-// the reliability middleware parks such messages at once. WithCause puts
-// the event a handler handles into its context, so that what it publishes
+// A PermanentError marks a failure that retrying cannot fix; the
+// reliability middleware parks such messages at once. WithCause puts the
+// event a handler handles into its context, so that what it publishes
 // carries correlation_ids = [that event].
 package envelope

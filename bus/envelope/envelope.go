@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -88,14 +89,11 @@ type AgentContext struct {
 	Meta           map[string]any
 }
 
-// Envelope is a Bloodbank v1 event: metadata plus a payload, exactly the JSON
-// object of wire-contract section 3. Payload holds the payload's JSON object
-// as it travels; DecodePayload turns it into a Go value.
-//
-// An envelope from Decode or FromMessage also carries the members of the
-// body that this package does not know (a field a newer Python writer
-// added, at the top level, in source, agent_context or code_state), so
-// that a service relaying it writes them back unchanged.
+// Envelope is a Bloodbank v1 event, the JSON object of wire-contract
+// section 3. Payload holds the payload's JSON object as it travels;
+// DecodePayload turns it into a Go value. An envelope from Decode or
+// FromMessage also carries the members of the body that this package does
+// not know, so that a service relaying it writes them back unchanged.
 type Envelope struct {
 	EventID        uuid.UUID
 	EventType      string
@@ -117,7 +115,7 @@ func WithSource(s Source) Option { return func(e *Envelope) { e.Source = s } }
 
 // WithCorrelationIDs sets the parent events that caused this one.
 func WithCorrelationIDs(ids ...uuid.UUID) Option {
-	return func(e *Envelope) { e.CorrelationIDs = append([]uuid.UUID(nil), ids...) }
+	return func(e *Envelope) { e.CorrelationIDs = slices.Clone(ids) }
 }
 
 // WithAgentContext sets the envelope's agent context.
@@ -128,9 +126,7 @@ func WithAgentContext(ac *AgentContext) Option { return func(e *Envelope) { e.Ag
 func WithEventID(id uuid.UUID) Option { return func(e *Envelope) { e.EventID = id } }
 
 // WithTimestamp sets the envelope's timestamp instead of now.
-func WithTimestamp(t time.Time) Option {
-	return func(e *Envelope) { e.Timestamp = t.UTC().Truncate(time.Microsecond) }
-}
+func WithTimestamp(t time.Time) Option { return func(e *Envelope) { e.Timestamp = NewTime(t).Time } }
 
 // New wraps payload (any value that encodes to a JSON object, or
 // json.RawMessage) in an envelope for eventType with a random v4 event id,
@@ -191,8 +187,8 @@ func NewScheduled(eventType string, payload any, scheduler string, opts ...Optio
 // source host or type, a payload that is not a JSON object.
 func (e Envelope) Validate() error { return e.validate(true) }
 
-// validate is Validate, with the check that the payload is valid JSON only
-// when payloadSyntax is set: encoding makes it anyway.
+// validate is Validate; payloadSyntax false skips the JSON syntax check
+// that encoding makes anyway.
 func (e Envelope) validate(payloadSyntax bool) error {
 	var problems []string
 	if e.EventID == uuid.Nil {

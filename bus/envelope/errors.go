@@ -19,16 +19,13 @@ type InvalidError struct {
 	Problems []string
 }
 
-func (e *InvalidError) Error() string {
-	return "invalid envelope: " + strings.Join(e.Problems, "; ")
-}
+func (e *InvalidError) Error() string { return "invalid envelope: " + strings.Join(e.Problems, "; ") }
 
 // PermanentError marks a failure that retrying cannot fix: a malformed or
 // invalid message, an unknown event type, or whatever a handler decides. The
 // reliability middleware parks such messages at once instead of retrying.
 type PermanentError struct {
-	// Kind classifies the failure for operators: "malformed", "invalid",
-	// "unknown_type" or "handler".
+	// Kind classifies the failure for operators: one of the Kind* constants.
 	Kind string
 	Err  error
 }

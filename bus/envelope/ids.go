@@ -16,20 +16,15 @@ import (
 	"github.com/google/uuid"
 )
 
-// Deterministic event ids (wire-contract section 5).
-//
-// A producer that may publish the same fact twice (a webhook delivered again,
-// a job re-run) gives the event an id derived from what identifies it, so
-// every consumer, Go or Python, deduplicates on event_id. The Python services
-// compute
+// Deterministic event ids (wire-contract section 5): a producer that may
+// publish the same fact twice gives the event an id derived from what
+// identifies it, so every consumer, Go or Python, deduplicates on event_id.
+// The Python services compute
 //
 //	uuid5(NAMESPACE_OID, "bloodbank:" + event_type + ":" + unique_key)
 //
 // where unique_key is "name=value" for every identifying field, sorted by
-// name and joined by "|", each value rendered by Python's str(). A Go id
-// equals the Python id only if every value renders byte for byte as str()
-// renders it, which is why a value whose rendering is not certain is an
-// error here rather than a guess.
+// name and joined by "|", each value rendered by Python's str().
 
 // IDNamespace is the UUID namespace of deterministic event ids: Python's
 // uuid.NAMESPACE_OID (6ba7b812-9dad-11d1-80b4-00c04fd430c8).
@@ -68,10 +63,9 @@ func (e *IDFieldError) Unwrap() error { return ErrIDFieldValue }
 //   - json.Number → as the int or float it spells
 //
 // Anything else (float32, time.Time, structs, slices, maps…) returns an
-// *IDFieldError: their str() depends on how the Python side typed the value,
-// and a near-miss would silently produce a different id. Convert such a value
-// to one of the types above first. No fields at all is allowed, as in Python,
-// and gives one id per event type.
+// *IDFieldError rather than a guess: their str() depends on how the Python
+// side typed the value, and a near-miss would silently produce a different
+// id. No fields at all gives one id per event type, as in Python.
 func DeterministicID(eventType string, fields map[string]any) (uuid.UUID, error) {
 	key, err := UniqueKey(fields)
 	if err != nil {
@@ -88,10 +82,9 @@ func DeterministicIDFromKey(eventType, uniqueKey string) uuid.UUID {
 	return uuid.NewSHA1(IDNamespace, []byte("bloodbank:"+eventType+":"+uniqueKey))
 }
 
-// UniqueKey renders fields as the Python services do for a deterministic id:
-// "name=value" pairs sorted by name and joined by "|". Sorting compares
+// UniqueKey renders fields as DeterministicID does. Sorting compares
 // strings bytewise, which for UTF-8 is the code-point order Python's sorted
-// uses. Values are rendered as DeterministicID documents.
+// uses.
 func UniqueKey(fields map[string]any) (string, error) {
 	pairs := make([]Field, 0, len(fields))
 	for _, name := range slices.Sorted(maps.Keys(fields)) {
@@ -106,20 +99,16 @@ func UniqueKey(fields map[string]any) (string, error) {
 
 // joinFields writes fields as "name=value" pairs joined by "|".
 func joinFields(fields []Field) string {
-	var b strings.Builder
+	pairs := make([]string, len(fields))
 	for i, f := range fields {
-		if i > 0 {
-			b.WriteByte('|')
-		}
-		b.WriteString(f.name + "=" + f.value)
+		pairs[i] = f.name + "=" + f.value
 	}
-	return b.String()
+	return strings.Join(pairs, "|")
 }
 
 // Field is one identifying field of a deterministic id, already rendered.
 // Its constructors accept only types whose rendering is exact, so
-// DeterministicIDOf cannot fail; use it where the fields are known at
-// compile time.
+// DeterministicIDOf cannot fail.
 type Field struct {
 	name, value string
 }
@@ -179,9 +168,7 @@ func pythonStr(v any) (string, bool) {
 		}
 		return "", false
 	}
-	// Strings, bools, integers, float64 and named types of them
-	// (type MeetingID string); pointers.
-	rv := reflect.ValueOf(v)
+	rv := reflect.ValueOf(v) // named types too (type MeetingID string)
 	switch rv.Kind() {
 	case reflect.Pointer:
 		if rv.IsNil() {
@@ -224,20 +211,19 @@ func pythonFloat(f float64) string {
 	case math.IsInf(f, -1):
 		return "-inf"
 	}
-	// Shortest digits in exponent form, e.g. "-1.2345e+17", "5e-324".
-	e := strconv.FormatFloat(f, 'e', -1, 64)
+	e := strconv.FormatFloat(f, 'e', -1, 64) // "-1.2345e+17", "5e-324"
 	mant, expStr, _ := strings.Cut(e, "e")
 	exp, _ := strconv.Atoi(expStr)
 	// Python's float_repr_style "short": decpt = exp+1; positional when
 	// -4 < decpt <= 16.
 	if decpt := exp + 1; decpt > -4 && decpt <= 16 {
 		s := strconv.FormatFloat(f, 'f', -1, 64)
-		if !strings.ContainsAny(s, ".") {
+		if !strings.Contains(s, ".") {
 			s += ".0"
 		}
 		return s
 	}
-	// Exponent form: Python writes "1e+16" (no ".0" in the mantissa) and a
-	// sign and at least two digits in the exponent, as Go's 'e' format does.
+	// Python writes "1e+16": no ".0" in the mantissa, a sign and at least
+	// two exponent digits, as Go's 'e' format does.
 	return mant + "e" + expStr
 }

@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"reflect"
@@ -151,24 +152,10 @@ func (e Envelope) wire(b *wireBody) *wireEnvelope {
 	for i, id := range e.CorrelationIDs {
 		ids[i] = id.String()
 	}
-	b.src = wireSource{
-		Host: e.Source.Host, Type: string(e.Source.Type), App: optString(e.Source.App),
-		Meta: e.Source.Meta, Unknown: e.unknown.source,
-	}
-	b.env = wireEnvelope{
-		EventID:        e.EventID.String(),
-		EventType:      e.EventType,
-		Timestamp:      FormatTimestamp(e.Timestamp),
-		Version:        e.Version,
-		Source:         &b.src,
-		CorrelationIDs: ids,
-		AgentContext:   e.agentContextWire(b),
-		Payload:        jsontext.Value(e.Payload),
-		Unknown:        e.unknown.top,
-	}
-	if b.env.Version == "" {
-		b.env.Version = Version
-	}
+	b.src = wireSource{Host: e.Source.Host, Type: string(e.Source.Type), App: optString(e.Source.App), Meta: e.Source.Meta, Unknown: e.unknown.source}
+	b.env = wireEnvelope{EventID: e.EventID.String(), EventType: e.EventType, Timestamp: FormatTimestamp(e.Timestamp),
+		Version: cmp.Or(e.Version, Version), Source: &b.src, CorrelationIDs: ids, AgentContext: e.agentContextWire(b),
+		Payload: jsontext.Value(e.Payload), Unknown: e.unknown.top}
 	return &b.env
 }
 
@@ -179,24 +166,12 @@ func (e Envelope) agentContextWire(b *wireBody) *wireAgentContext {
 	if ac == nil {
 		return nil
 	}
-	b.ac = wireAgentContext{
-		Type:           optString(ac.Type),
-		Name:           optString(ac.Name),
-		SystemPrompt:   optString(ac.SystemPrompt),
-		InstanceID:     optString(ac.InstanceID),
-		MCPServers:     ac.MCPServers,
-		FileReferences: ac.FileReferences,
-		URLReferences:  ac.URLReferences,
-		CheckpointID:   optString(ac.CheckpointID),
-		Meta:           ac.Meta,
-		Unknown:        e.unknown.agentContext,
-	}
+	b.ac = wireAgentContext{Type: optString(ac.Type), Name: optString(ac.Name), SystemPrompt: optString(ac.SystemPrompt),
+		InstanceID: optString(ac.InstanceID), MCPServers: ac.MCPServers, FileReferences: ac.FileReferences,
+		URLReferences: ac.URLReferences, CheckpointID: optString(ac.CheckpointID), Meta: ac.Meta, Unknown: e.unknown.agentContext}
 	if cs := ac.CodeState; cs != nil {
-		b.cs = wireCodeState{
-			RepoURL: optString(cs.RepoURL), Branch: optString(cs.Branch), WorkingDiff: optString(cs.WorkingDiff),
-			BranchDiff: optString(cs.BranchDiff), LastCommitHash: optString(cs.LastCommitHash),
-			Unknown: e.unknown.codeState,
-		}
+		b.cs = wireCodeState{RepoURL: optString(cs.RepoURL), Branch: optString(cs.Branch), WorkingDiff: optString(cs.WorkingDiff),
+			BranchDiff: optString(cs.BranchDiff), LastCommitHash: optString(cs.LastCommitHash), Unknown: e.unknown.codeState}
 		b.ac.CodeState = &b.cs
 	}
 	return &b.ac
@@ -205,23 +180,13 @@ func (e Envelope) agentContextWire(b *wireBody) *wireAgentContext {
 // agentContext reads the wire form back, with the unknown members of the
 // agent context and its code state into u.
 func (w *wireAgentContext) agentContext(u *unknownMembers) *AgentContext {
-	ac := &AgentContext{
-		Type:           AgentType(w.Type),
-		Name:           string(w.Name),
-		SystemPrompt:   string(w.SystemPrompt),
-		InstanceID:     string(w.InstanceID),
-		MCPServers:     w.MCPServers,
-		FileReferences: w.FileReferences,
-		URLReferences:  w.URLReferences,
-		CheckpointID:   string(w.CheckpointID),
-		Meta:           w.Meta,
-	}
+	ac := &AgentContext{Type: AgentType(w.Type), Name: string(w.Name), SystemPrompt: string(w.SystemPrompt),
+		InstanceID: string(w.InstanceID), MCPServers: w.MCPServers, FileReferences: w.FileReferences,
+		URLReferences: w.URLReferences, CheckpointID: string(w.CheckpointID), Meta: w.Meta}
 	u.agentContext = w.Unknown
 	if cs := w.CodeState; cs != nil {
-		ac.CodeState = &CodeState{
-			RepoURL: string(cs.RepoURL), Branch: string(cs.Branch), WorkingDiff: string(cs.WorkingDiff),
-			BranchDiff: string(cs.BranchDiff), LastCommitHash: string(cs.LastCommitHash),
-		}
+		ac.CodeState = &CodeState{RepoURL: string(cs.RepoURL), Branch: string(cs.Branch), WorkingDiff: string(cs.WorkingDiff),
+			BranchDiff: string(cs.BranchDiff), LastCommitHash: string(cs.LastCommitHash)}
 		u.codeState = cs.Unknown
 	}
 	return ac
@@ -249,11 +214,10 @@ func (e *Envelope) UnmarshalJSON(b []byte) error {
 // and NewMessage to write back. Any failure is a *MalformedError.
 func Decode(body []byte) (Envelope, error) { return decode(body, false) }
 
-// DecodeNew reads an envelope that is about to be published, such as one
+// DecodeNew is Decode for an envelope about to be published, such as one
 // posted to a gateway, as Python's EventEnvelope model builds it from a
 // request: a missing event_id becomes a new random UUID and a missing
-// timestamp the current time, beside the defaults Decode applies (version
-// 1.0.0, no correlation ids). Everything else is read as Decode reads it.
+// timestamp the current time.
 func DecodeNew(body []byte) (Envelope, error) { return decode(body, true) }
 
 func decode(body []byte, fill bool) (Envelope, error) {
@@ -290,9 +254,7 @@ func decode(body []byte, fill bool) (Envelope, error) {
 	} else {
 		env.Timestamp = ts
 	}
-	if env.Version = w.Version; env.Version == "" {
-		env.Version = Version
-	}
+	env.Version = cmp.Or(w.Version, Version)
 	if w.Source == nil {
 		problems = append(problems, "source: required")
 	} else {

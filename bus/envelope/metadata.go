@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -10,10 +11,8 @@ import (
 	"github.com/google/uuid"
 )
 
-// Inside a process a Bloodbank event is a Watermill message: UUID is the
-// event id, Payload the payload JSON, and every other envelope field lives in
-// Metadata under these keys. They are part of the API: middleware in any
-// Watermill router can read them.
+// Metadata keys of the envelope fields (see the package doc). They are part
+// of the API: middleware in any Watermill router can read them.
 const (
 	// MetaEventType holds event_type, which is also the routing key.
 	MetaEventType = "bb_event_type"
@@ -38,13 +37,10 @@ const (
 	// MetaUnknown holds, as a JSON object, the top-level members of the
 	// body that this package does not know, and under "source" those of the
 	// source object, in the order they came; absent when there are none.
-	// The codec writes them back after the known fields, so that a relay
-	// passes on what a newer writer added.
 	MetaUnknown = "bb_unknown"
 
 	// MetaMalformed is set by the codec on a message whose body was not a
-	// valid envelope; it holds the reason, and the message's Payload holds the
-	// original body unchanged. Validation middleware parks such messages.
+	// valid envelope; it holds the reason, and Payload the original body.
 	MetaMalformed = "bb_malformed"
 	// MetaRoutingKey holds the routing key a message was delivered under:
 	// its original routing key when it came back through a delay queue.
@@ -53,10 +49,9 @@ const (
 	// delay or poison queue: the routing key it was first published with,
 	// which dispatch uses when the message comes back.
 	MetaOriginalRoutingKey = "bb_original_routing_key"
-	// MetaRawBody, when set on a message, makes the codec write its Payload
-	// as the AMQP body unchanged instead of an envelope built from metadata:
-	// parking and replaying a message keep the producer's bytes. It never
-	// travels as a header.
+	// MetaRawBody, when set, makes the codec write Payload as the AMQP body
+	// unchanged, so that parking and replaying keep the producer's bytes. It
+	// never travels as a header.
 	MetaRawBody = "bb_raw_body"
 	// MetaTargetHandler, when set on a redelivered message, names the one
 	// handler of the service it is for (a retry or a replay).
@@ -91,10 +86,7 @@ func NewMessage(e Envelope) (*message.Message, error) {
 func setEnvelopeMetadata(md message.Metadata, e Envelope) error {
 	md[MetaEventType] = e.EventType
 	md[MetaTimestamp] = FormatTimestamp(e.Timestamp)
-	md[MetaVersion] = e.Version
-	if e.Version == "" {
-		md[MetaVersion] = Version
-	}
+	md[MetaVersion] = cmp.Or(e.Version, Version)
 	md[MetaSourceHost] = e.Source.Host
 	md[MetaSourceType] = string(e.Source.Type)
 	if e.Source.App != "" {
@@ -117,9 +109,7 @@ func setEnvelopeMetadata(md message.Metadata, e Envelope) error {
 		}
 		md[MetaAgentContext] = string(b)
 	}
-	if len(e.unknown.top) > 0 || len(e.unknown.source) > 0 {
-		// The wire struct with nothing but unknown members set, zero fields
-		// left out: {"trace":…,"source":{"pid":…}}.
+	if len(e.unknown.top) > 0 || len(e.unknown.source) > 0 { // {"trace":…,"source":{"pid":…}}
 		w := &wireEnvelope{Unknown: e.unknown.top}
 		if len(e.unknown.source) > 0 {
 			w.Source = &wireSource{Unknown: e.unknown.source}

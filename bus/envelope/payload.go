@@ -8,11 +8,9 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 )
 
-// MarshalPayload encodes a payload value as the bus writes it: compact
-// JSON, <, > and & as they are, map keys sorted, null for nil pointers,
-// slices and maps, and the defaults of `default` struct tags applied (see
-// UnmarshalPayload). New encodes payloads with it; use it wherever a
-// payload is encoded outside New, so that both write the same bytes.
+// MarshalPayload encodes a payload value as New does (see the package doc's
+// JSON section), with the defaults of `default` struct tags applied (see
+// UnmarshalPayload). Use it wherever a payload is encoded outside New.
 func MarshalPayload(v any) ([]byte, error) {
 	rv := reflect.ValueOf(v)
 	for rv.Kind() == reflect.Pointer && !rv.IsNil() {
@@ -41,15 +39,11 @@ func MarshalPayload(v any) ([]byte, error) {
 //	`default:"ok"`                      the text itself, for a string field
 //	`default:"now"`                     the time of decoding, for a Time
 //
-// Encoding (MarshalPayload, New) writes a nil slice or map of a defaulted
-// field as its default, an empty string as its default, and a zero Time
-// with default "now" as the time of encoding, since Python rejects null
-// for a defaulted field. Defaults apply to the payload struct's own fields
-// and those of structs it embeds; a type with a `default` tag further down
-// is refused with an error.
-//
-// Member names match exactly, as in Python; a repeated name is accepted
-// and the last one wins.
+// Encoding (MarshalPayload, New) writes an unset defaulted field (nil, an
+// empty string, a zero Time) as its default, since Python rejects null
+// there. Defaults apply to the payload struct's own fields and those of
+// structs it embeds; a `default` tag further down is refused with an error.
+// Member names match exactly; a repeated name's last value wins.
 func UnmarshalPayload(data []byte, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {

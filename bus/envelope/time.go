@@ -22,30 +22,20 @@ func ParseTimestamp(in string) (time.Time, error) {
 	if len(s) >= 11 && s[10] == ' ' {
 		s = s[:10] + "T" + s[11:]
 	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UTC(), nil
-	}
-	// A naive timestamp: no zone designator after the time part.
-	if t, err := time.Parse("2006-01-02T15:04:05.999999999", s); err == nil {
-		return t.UTC(), nil
-	}
-	// A date alone, as Python's date.isoformat writes it.
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t.UTC(), nil
+	// With an offset, naive (no zone designator), a date alone (Python's date.isoformat).
+	for _, layout := range [...]string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", time.DateOnly} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
 	}
 	return time.Time{}, fmt.Errorf("invalid timestamp %q: want ISO-8601 such as 2026-01-29T10:00:00.123456Z", truncate(in, 64))
 }
 
-// FormatTimestamp writes t the way Bloodbank writes every timestamp
-// (TimestampLayout): UTC, microseconds.
-func FormatTimestamp(t time.Time) string {
-	return t.UTC().Format(TimestampLayout)
-}
+// FormatTimestamp writes t in TimestampLayout.
+func FormatTimestamp(t time.Time) string { return t.UTC().Format(TimestampLayout) }
 
-// Time is a time.Time that reads every timestamp form of the wire contract
-// and writes TimestampLayout. Payload types use it for their date-time
-// fields so that payloads written by Python (naive or offset timestamps)
-// decode, and payloads written by Go are read back by Python unchanged.
+// Time is a time.Time that reads every timestamp form of ParseTimestamp and
+// writes TimestampLayout, for the date-time fields of payload types.
 type Time struct{ time.Time }
 
 // NewTime returns t truncated to microseconds (the precision Python keeps),

@@ -5,11 +5,9 @@ import (
 	"strings"
 )
 
-// Pattern is an AMQP topic binding pattern: words separated by ".", where
-// "*" matches exactly one word and "#" matches zero or more words. Matching
-// follows RabbitMQ's topic exchange, so the embedded transport routes exactly
-// as the broker does: empty words are words ("a..b" has three), and the empty
-// routing key has no words (only "" and "#" match it).
+// Pattern is a compiled binding pattern (see the package doc). As in
+// RabbitMQ, empty words are words ("a..b" has three), and the empty routing
+// key has no words (only "" and "#" match it).
 type Pattern struct {
 	raw      string
 	words    []string
@@ -61,9 +59,7 @@ func Match(pattern, key string) bool { return compile(pattern).Match(key) }
 // exponential, however many "#" a pattern has. Key words are walked in place
 // so matching does not allocate.
 func matchWords(pattern []string, key string) bool {
-	// Key positions are byte offsets of word starts; a key with no words
-	// (the empty key) is handled by the end condition.
-	nWords := 0
+	nWords := 0 // the empty key has no words
 	if key != "" {
 		nWords = strings.Count(key, ".") + 1
 	}

@@ -44,10 +44,9 @@ type Subscriber struct {
 	closed    bool
 }
 
-// NewSubscriber returns a subscriber that calls declare before each
-// Subscribe (to declare the queue and bind it to the pattern) and newSource
-// to start consuming a queue once every expected pattern is subscribed. The
-// source stops yielding deliveries when stop is closed.
+// NewSubscriber returns a subscriber that calls declare in each Subscribe
+// (to declare the queue and bind it to the pattern) and newSource to start
+// consuming a queue once every expected pattern is subscribed.
 func NewSubscriber(cfg SubscriberConfig, declare func(ctx context.Context, queue, pattern string) error, newSource func(queue string, stop <-chan struct{}) (Source, error)) *Subscriber {
 	cfg.setDefaults()
 	return &Subscriber{cfg: cfg, declare: declare, newSource: newSource, consumers: map[string]*queueConsumer{}}
@@ -124,10 +123,8 @@ type subscription struct {
 	sending sync.WaitGroup // messages being handed to out or handled
 }
 
-// queueConsumer runs the workers of one queue and fans each delivery out to
-// every subscription whose pattern matches its routing key. A delivery is
-// acked when every copy was acked, and requeued when any copy was nacked or
-// could not be handed over.
+// queueConsumer runs the workers of one queue and fans each delivery out as
+// the package doc says; a copy that could not be handed over counts as a nack.
 type queueConsumer struct {
 	s     *Subscriber
 	queue string
@@ -292,9 +289,8 @@ func (qc *queueConsumer) dispatch(d Delivery) bool {
 
 // targets lists the subscriptions whose pattern matches a delivery's
 // routing key, counting the delivery in each one's sending. A redelivery
-// addressed to one handler (a retry, a replay) goes to that handler alone
-// while it is here, so that the others do not run twice. anyone is false
-// when the queue has no subscription left.
+// addressed to one handler goes to it alone, so that the others do not run
+// twice. anyone is false when the queue has no subscription left.
 func (qc *queueConsumer) targets(d Delivery) (targets []*subscription, anyone bool) {
 	handler := d.Msg.Metadata.Get(envelope.MetaTargetHandler)
 	var addressed []*subscription
@@ -321,8 +317,7 @@ type handlerKey struct{}
 
 // WithHandlerName marks a Subscribe context with the router handler that
 // will consume the subscription, so that redeliveries addressed to one
-// handler (envelope.MetaTargetHandler) reach only it. Service does this for
-// its handlers.
+// handler (envelope.MetaTargetHandler) reach only it.
 func WithHandlerName(ctx context.Context, name string) context.Context {
 	return context.WithValue(ctx, handlerKey{}, name)
 }
@@ -340,8 +335,7 @@ func (qc *queueConsumer) end(sub *subscription) {
 
 // close stops intake, waits up to the drain timeout for in-flight deliveries
 // to be settled by their handlers, requeues what is left, then ends every
-// subscription. watermill-amqp nacks in-flight messages as soon as its
-// subscriber closes; draining first is what lets a SIGTERM lose no work.
+// subscription, so that a SIGTERM loses no work.
 func (qc *queueConsumer) close() {
 	qc.closeOnce.Do(func() {
 		// Under mu, so that add either sees stop closed or has started its
@@ -386,9 +380,8 @@ func waitFor(wg *sync.WaitGroup, timeout time.Duration) bool {
 // SubscriberConfig configures a subscriber on either transport.
 type SubscriberConfig struct {
 	// QueueName maps a Watermill topic (a binding pattern) to the queue it is
-	// consumed from. Optional; by default each topic gets its own queue named
-	// after it. A service sets it to a constant, its service queue
-	// (ServiceQueueName), so all its handlers share one queue.
+	// consumed from. Optional; by default the topic itself. A service maps
+	// every topic to its service queue.
 	QueueName func(topic string) string
 	// Patterns lists every pattern that will be subscribed on a shared queue.
 	// Optional: when set, consumption starts only once each has a
