@@ -137,7 +137,9 @@ func run(ctx context.Context, cfg bus.Config, logger *slog.Logger, out io.Writer
 
 	// An invalid event, as a producer that skips validation sends it: the
 	// bus carries any JSON object; the consumer's validation refuses it.
-	bad := json.RawMessage(`{"invoice_id":"INV-2026-001","amount":"49.90","currency":"EURO","paid_at":"yesterday","tags":null}`)
+	// ("49.90" as a string would pass: validation converts what Python's
+	// Pydantic models convert, unless BB_STRICT_TYPES is set.)
+	bad := json.RawMessage(`{"invoice_id":"INV-2026-001","amount":"about fifty","currency":"EURO","paid_at":"yesterday","tags":null}`)
 	if err := publish(ctx, b, bad); err != nil {
 		return err
 	}
