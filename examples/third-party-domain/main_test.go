@@ -13,7 +13,7 @@ import (
 // the invalid one is rejected with every problem and its JSON path.
 const wantOutput = `registered billing.invoice.paid as billing.InvoicePaid (domain billing/invoice, fact)
 handled invoice 9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a: 49.90 EUR paid at 2026-01-29T10:00:00.000000Z, note "January subscription", tags []
-rejected 2f2cff3e-7935-5214-8bcb-451e0a114e3d (invalid):
+rejected 31fcacfc-97ac-5ac9-82f5-fa7df8ce5048 (invalid):
   payload.invoice_id: expected a UUID, got "INV-2026-001"
   payload.amount: expected number, got string
   payload.currency: expected one of "EUR", "USD", "GBP", got "EURO"
