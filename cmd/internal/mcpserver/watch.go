@@ -104,6 +104,9 @@ func watchPatterns(in []string) ([]string, error) {
 	var out []string
 	for _, p := range in {
 		p = strings.TrimSpace(p)
+		if p == "" {
+			return nil, toolError("a pattern is empty: give words separated by dots, e.g. agent.thread.* or fireflies.#")
+		}
 		if _, err := topic.Compile(p); err != nil {
 			return nil, toolError("pattern %q: %v (e.g. agent.thread.* or fireflies.#)", p, err)
 		}
