@@ -98,7 +98,8 @@ Exit codes:
   bb id fireflies.transcript.upload meeting_id=abc123
   bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11
   bb dlq list --service command_processor
-  bb serve`,
+  bb serve
+  bb mcp`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          cobra.NoArgs,
@@ -127,6 +128,7 @@ Exit codes:
 		a.showCommand(),
 		a.dlqCommand(),
 		a.serveCommand(),
+		a.mcpCommand(),
 	)
 	return root
 }

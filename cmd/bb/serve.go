@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
+	"github.com/33god/bloodbank-go/cmd/internal/mcpserver"
 	"github.com/33god/bloodbank-go/cmd/internal/telemetry"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/domains/catalog"
@@ -37,9 +38,11 @@ the Python HTTP publisher.
   GET  /schemas, /schemas/{name}       the catalogue: JSON Schema and example
   GET  /events/{event_id}/correlation  the event's correlation trace, from Redis
   GET  /metrics                        Prometheus counters
+  POST, GET, DELETE /mcp               the MCP server of 'bb mcp', over streamable HTTP
+                                       (list_parked and replay_parked only with HTTP_TOKEN)
 
-With HTTP_TOKEN set, every POST needs "Authorization: Bearer <token>" (401
-otherwise). Links of published events with correlation_ids are recorded in
+With HTTP_TOKEN set, every POST, and every request to /mcp, needs
+"Authorization: Bearer <token>" (401 otherwise). Links of published events with correlation_ids are recorded in
 the Redis of REDIS_* as the Python publisher records them; a Redis that is
 down fails no publish. BB_TRACING=stdout writes a span per publish to stdout.
 Needs RABBIT_URL (exit 2 without it). An HTTP address that cannot be bound
@@ -107,12 +110,19 @@ func (a *app) runServe(ctx context.Context) error {
 	b.DecoratePublisher(tr.DecoratePublisher)
 	b.DecoratePublisher(metrics.DecoratePublisher)
 
+	agents, err := mcpserver.New(mcpserver.Config{Admin: cfg.HTTP.Token != "", ServiceName: cfg.Bus.ServiceName,
+		StrictTypes: cfg.Bus.StrictTypes, Logger: logger}, mcpserver.Deps{Bus: b, Events: events, Correlation: store})
+	if err != nil {
+		return err
+	}
+	defer agents.Close()
 	gw, err := gateway.New(gateway.Config{ServiceName: cfg.Bus.ServiceName, StrictTypes: cfg.Bus.StrictTypes, Token: cfg.HTTP.Token, Logger: logger}, gateway.Deps{
 		Publisher:   b,
 		Events:      events,
 		Correlation: store,
 		Checks:      []gateway.Check{gateway.BrokerCheck(b), gateway.RedisCheck(client)},
 		Metrics:     metrics,
+		MCP:         agents.HTTPHandler(),
 	})
 	if err != nil {
 		return err

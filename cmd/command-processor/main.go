@@ -57,6 +57,7 @@ import (
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
+	"github.com/33god/bloodbank-go/cmd/internal/mcpserver"
 	"github.com/33god/bloodbank-go/cmd/internal/telemetry"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/cqrs"
@@ -181,6 +182,15 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return err
 	}
 
+	// Admin tools over HTTP only behind the token: replaying parked
+	// messages writes to a service's queue.
+	agents, err := mcpserver.New(mcpserver.Config{Admin: conf.HTTP.Token != "", ServiceName: conf.Bus.ServiceName,
+		StrictTypes: conf.Bus.StrictTypes, Logger: logger}, mcpserver.Deps{Bus: b, Events: reg, Correlation: graph.store})
+	if err != nil {
+		return err
+	}
+	defer agents.Close()
+
 	var stopping atomic.Bool
 	gw, err := gateway.New(gateway.Config{ServiceName: conf.Bus.ServiceName, StrictTypes: conf.Bus.StrictTypes, Token: conf.HTTP.Token, Logger: logger}, gateway.Deps{
 		Publisher:   b,
@@ -188,6 +198,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		Correlation: graph.store,
 		Checks:      []gateway.Check{gateway.BrokerCheck(b), gateway.RedisCheck(graph.client), consumingCheck(svc.Running(), &stopping)},
 		Metrics:     st.metrics,
+		MCP:         agents.HTTPHandler(),
 	})
 	if err != nil {
 		return err

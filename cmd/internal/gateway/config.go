@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -238,6 +239,12 @@ type Deps struct {
 	// Optional; default NewMetrics(MetricsConfig{Events: Events}), which has
 	// no publisher or middleware sources.
 	Metrics *Metrics
+	// MCP serves the Model Context Protocol (streamable HTTP) at /mcp, for
+	// AI agents; usually mcpserver.Server.HTTPHandler. With Config.Token
+	// set, every /mcp request, GET and DELETE included, needs the token:
+	// its sessions publish and read the bus. Optional; without it /mcp is a
+	// 404.
+	MCP http.Handler
 }
 
 // Validate reports every missing dependency at once.

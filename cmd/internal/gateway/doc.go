@@ -15,6 +15,7 @@
 //	GET  /schemas/{name}               one type: JSON Schema and example (name: routing key, template or Go name)
 //	GET  /events/{event_id}/correlation  the correlation debug dump (correlation.Dump)
 //	GET  /metrics                      Prometheus text format
+//	POST, GET, DELETE /mcp             the MCP server (streamable HTTP), when Deps.MCP is set
 //
 // A publish answers 200 as the Python endpoints do: POST
 // /events/agent/thread/prompt with the envelope it published, the others
@@ -65,6 +66,8 @@
 // "Authorization: Bearer <token>". The comparison is constant-time (SHA-256
 // of both sides, then crypto/subtle), and the token is never logged. GET
 // endpoints stay open: health and metrics are scraped without credentials.
+// /mcp is the exception: every method there needs the token, since an MCP
+// session publishes and reads the bus.
 //
 // # Metrics
 //

@@ -14,6 +14,9 @@ import (
 	"time"
 )
 
+// mcpPath is where Deps.MCP is served.
+const mcpPath = "/mcp"
+
 // Server is the HTTP gateway: an http.Handler, and helpers that serve it
 // with timeouts and shut it down gracefully.
 type Server struct {
@@ -55,6 +58,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.handle("GET /events/{event_id}/correlation", s.correlationDump)
 	s.handle("GET /schemas", s.listSchemas)
 	s.handle("GET /schemas/{name}", s.showSchema)
+	if deps.MCP != nil {
+		// Every method: the transport POSTs messages, GETs its event stream
+		// and DELETEs its session.
+		s.mux.Handle(mcpPath, deps.MCP)
+		s.routes[mcpPath] = true
+		s.patterns = append(s.patterns, mcpPath)
+	}
 	s.mux.Handle("GET /metrics", s.metrics.Handler())
 	s.routes["GET /metrics"] = true
 	s.patterns = append(s.patterns, "GET /metrics")
@@ -96,7 +106,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.routes[pattern] {
 		route = pattern
 	}
-	if r.Method == http.MethodPost && s.cfg.Token != "" && !s.authorized(r) {
+	if (r.Method == http.MethodPost || route == mcpPath) && s.cfg.Token != "" && !s.authorized(r) {
 		sw.Header().Set("WWW-Authenticate", `Bearer realm="bloodbank"`)
 		writeError(sw, http.StatusUnauthorized,
 			"missing or wrong bearer token: send the header \"Authorization: Bearer <HTTP_TOKEN>\"", nil)
