@@ -36,6 +36,7 @@ the Python HTTP publisher.
   POST /events/agent/thread/prompt     an agent.thread.prompt payload, wrapped in an envelope
   POST /events/{routing_key}           a payload of that type, validated (422 naming each JSON path)
   GET  /schemas, /schemas/{name}       the catalogue: JSON Schema and example
+  GET  /asyncapi.json                  the catalogue as an AsyncAPI 3.0 document (bb asyncapi)
   GET  /events/{event_id}/correlation  the event's correlation trace, from Redis
   GET  /metrics                        Prometheus counters
   POST, GET, DELETE /mcp               the MCP server of 'bb mcp', over streamable HTTP
@@ -116,7 +117,8 @@ func (a *app) runServe(ctx context.Context) error {
 		return err
 	}
 	defer agents.Close()
-	gw, err := gateway.New(gateway.Config{ServiceName: cfg.Bus.ServiceName, StrictTypes: cfg.Bus.StrictTypes, Token: cfg.HTTP.Token, Logger: logger}, gateway.Deps{
+	gw, err := gateway.New(gateway.Config{ServiceName: cfg.Bus.ServiceName, StrictTypes: cfg.Bus.StrictTypes, Token: cfg.HTTP.Token,
+		ExchangeName: cfg.Bus.ExchangeName, BrokerURL: cfg.Bus.RabbitURL, Logger: logger}, gateway.Deps{
 		Publisher:   b,
 		Events:      events,
 		Correlation: store,

@@ -192,7 +192,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	defer agents.Close()
 
 	var stopping atomic.Bool
-	gw, err := gateway.New(gateway.Config{ServiceName: conf.Bus.ServiceName, StrictTypes: conf.Bus.StrictTypes, Token: conf.HTTP.Token, Logger: logger}, gateway.Deps{
+	gw, err := gateway.New(gateway.Config{ServiceName: conf.Bus.ServiceName, StrictTypes: conf.Bus.StrictTypes, Token: conf.HTTP.Token,
+		ExchangeName: conf.Bus.ExchangeName, BrokerURL: conf.Bus.RabbitURL, Logger: logger}, gateway.Deps{
 		Publisher:   b,
 		Events:      reg,
 		Correlation: graph.store,

@@ -103,6 +103,13 @@ type Config struct {
 	// CorrelationMaxDepth bounds the ancestors and descendants of a
 	// correlation dump. Optional; default 0, the store's default (100).
 	CorrelationMaxDepth int
+	// ExchangeName is the topic exchange GET /asyncapi.json describes
+	// (EXCHANGE_NAME). Optional; default "bloodbank.events.v1".
+	ExchangeName string
+	// BrokerURL is RABBIT_URL, whose host GET /asyncapi.json names as the
+	// AMQP server; its credentials never reach the document. Optional;
+	// default a broker on localhost.
+	BrokerURL string
 	// StrictTypes refuses payloads that Python's lax mode would convert
 	// (BB_STRICT_TYPES). Optional; by default they are converted and
 	// published in canonical form, as a Python gateway would accept them.

@@ -13,6 +13,7 @@
 //	POST /events/{routing_key}         body: a payload of that routing key, validated, then wrapped likewise
 //	GET  /schemas                      the registered event types (?domain=agent&kind=command filter them)
 //	GET  /schemas/{name}               one type: JSON Schema and example (name: routing key, template or Go name)
+//	GET  /asyncapi.json                the catalogue as an AsyncAPI 3.0 document (package asyncapi)
 //	GET  /events/{event_id}/correlation  the correlation debug dump (correlation.Dump)
 //	GET  /metrics                      Prometheus text format
 //	POST, GET, DELETE /mcp             the MCP server (streamable HTTP), when Deps.MCP is set

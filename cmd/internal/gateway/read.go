@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/33god/bloodbank-go/cmd/internal/asyncapi"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/domains"
 )
@@ -109,6 +110,23 @@ func (s *Server) showSchema(w http.ResponseWriter, r *http.Request) {
 		Schema  json.RawMessage `json:"schema"`
 		Example json.RawMessage `json:"example"`
 	}{summarize(e), e.Aliases(), e.Schema(), e.Example()})
+}
+
+// asyncAPI is GET /asyncapi.json: the catalogue as an AsyncAPI 3.0
+// document. It is generated on every request, so a domain registered after
+// New appears too; the catalogue is small and the endpoint is not hot.
+func (s *Server) asyncAPI(w http.ResponseWriter, _ *http.Request) {
+	doc, err := asyncapi.Generate(s.deps.Events, asyncapi.Options{ExchangeName: s.cfg.ExchangeName, BrokerURL: s.cfg.BrokerURL})
+	if err != nil {
+		s.log.Error("cannot generate the AsyncAPI document", slog.String("error", err.Error()))
+		writeError(w, http.StatusInternalServerError, "cannot generate the AsyncAPI document: the server logged why; check RABBIT_URL", nil)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(doc)
 }
 
 // correlationDump is GET /events/{event_id}/correlation.

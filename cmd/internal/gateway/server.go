@@ -58,6 +58,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.handle("GET /events/{event_id}/correlation", s.correlationDump)
 	s.handle("GET /schemas", s.listSchemas)
 	s.handle("GET /schemas/{name}", s.showSchema)
+	s.handle("GET /asyncapi.json", s.asyncAPI)
 	if deps.MCP != nil {
 		// Every method: the transport POSTs messages, GETs its event stream
 		// and DELETEs its session.
