@@ -3,7 +3,8 @@
 // the bus, computes deterministic event ids, traces an event through the
 // correlation graph in Redis, lists, shows, replays and purges what a
 // service parked in its poison queue (dlq), and serves the HTTP gateway
-// alone (serve). It speaks the v1 wire contract, so what it publishes is
+// alone (serve), and prints the catalogue as an AsyncAPI 3.0 document
+// (asyncapi). It speaks the v1 wire contract, so what it publishes is
 // what the Python services publish.
 //
 // Settings come from the environment and a .env file in the working
@@ -18,7 +19,7 @@
 // Layout: main.go only calls run; root.go builds the command tree and maps
 // errors to exit codes (errors.go); each command lives in its own file
 // (publish.go, tail.go, id.go, trace.go, list_events.go, list_commands.go,
-// show.go, dlq.go, serve.go); what several commands share is in settings.go
+// show.go, asyncapi.go, dlq.go, serve.go); what several commands share is in settings.go
 // (settings, logger, bus), input.go (reading and checking JSON), suggest.go
 // (close matches for a misspelt event type) and tracing.go (BB_TRACING).
 //

@@ -60,7 +60,7 @@ func run(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int 
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "bb",
-		Short: "Operate a Bloodbank v1 event bus: publish, tail, trace, re-drive parked messages, serve the HTTP gateway, and browse the event catalogue",
+		Short: "Operate a Bloodbank v1 event bus: publish, tail, trace, re-drive parked messages, serve the HTTP gateway, and browse the event catalogue (also as AsyncAPI)",
 		Long: `bb is the operator's command line for Bloodbank, the typed event bus over
 RabbitMQ (with Redis as correlation store) shared by the Go and Python services.
 
@@ -93,6 +93,7 @@ Exit codes:
      RABBIT_URL is not set, or the broker did not confirm a publish`,
 		Example: `  bb list-events --domain fireflies
   bb show agent.thread.prompt
+  bb asyncapi > asyncapi.json
   bb publish agent.thread.prompt --mock --dry-run
   bb tail 'agent.#' --pretty
   bb id fireflies.transcript.upload meeting_id=abc123
@@ -126,6 +127,7 @@ Exit codes:
 		a.listEventsCommand(),
 		a.listCommandsCommand(),
 		a.showCommand(),
+		a.asyncAPICommand(),
 		a.dlqCommand(),
 		a.serveCommand(),
 		a.mcpCommand(),
