@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
+	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/bus/amqp"
 	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/bus/topic"
@@ -98,7 +99,7 @@ func (a *app) runTail(ctx context.Context, args []string, count int, pretty bool
 
 	subCtx, cancelSubs := context.WithCancel(ctx)
 	defer cancelSubs()
-	chans, err := a.subscribeAll(subCtx, sub, patterns)
+	chans, err := bus.SubscribeAll(subCtx, sub, patterns, a.timeout)
 	if err != nil {
 		return infraErrorf("cannot bind the tail queue on %s: %v\ncheck that the broker is up and that the user may declare queues and bind them to exchange %q, or raise --timeout",
 			amqp.RedactURL(cfg.Bus.RabbitURL), err, cfg.Bus.ExchangeName)
@@ -163,36 +164,6 @@ func tailPatterns(args []string) ([]string, error) {
 		}
 	}
 	return patterns, nil
-}
-
-// subscribeAll subscribes to every pattern, within --timeout: each
-// Subscribe declares the queue and its binding on the broker.
-func (a *app) subscribeAll(ctx context.Context, sub message.Subscriber, patterns []string) ([]<-chan *message.Message, error) {
-	type result struct {
-		chans []<-chan *message.Message
-		err   error
-	}
-	res := make(chan result, 1)
-	go func() {
-		var r result
-		for _, p := range patterns {
-			ch, err := sub.Subscribe(ctx, p)
-			if err != nil {
-				r.err = fmt.Errorf("pattern %q: %w", p, err)
-				break
-			}
-			r.chans = append(r.chans, ch)
-		}
-		res <- r
-	}()
-	timer, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
-	select {
-	case r := <-res:
-		return r.chans, r.err
-	case <-timer.Done():
-		return nil, fmt.Errorf("no answer within %s", a.timeout)
-	}
 }
 
 func firstMatch(patterns []string, key string) int {

@@ -3,7 +3,6 @@ package mcpserver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/bus/transport"
 )
@@ -206,7 +206,7 @@ func (s *Server) openCollector(ctx context.Context, patterns []string, keep func
 	subCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c := &collector{queue: queue, sub: sub, cancel: cancel, keep: keep, max: s.cfg.InboxSize,
 		seen: map[uuid.UUID]struct{}{}, changed: make(chan struct{})}
-	chans, err := subscribeAll(subCtx, sub, patterns, s.cfg.Timeout)
+	chans, err := bus.SubscribeAll(subCtx, sub, patterns, s.cfg.Timeout)
 	if err != nil {
 		c.close()
 		return nil, err
@@ -215,37 +215,6 @@ func (s *Server) openCollector(ctx context.Context, patterns []string, keep func
 		go c.consume(ch)
 	}
 	return c, nil
-}
-
-// subscribeAll subscribes to every pattern. Subscribe declares and binds on
-// the broker, and may not honour ctx while the broker is unreachable, so
-// the wait is bounded here.
-func subscribeAll(ctx context.Context, sub message.Subscriber, patterns []string, timeout time.Duration) ([]<-chan *message.Message, error) {
-	type result struct {
-		chans []<-chan *message.Message
-		err   error
-	}
-	res := make(chan result, 1)
-	go func() {
-		var r result
-		for _, p := range patterns {
-			ch, err := sub.Subscribe(ctx, p)
-			if err != nil {
-				r.err = fmt.Errorf("cannot bind pattern %q: %w", p, err)
-				break
-			}
-			r.chans = append(r.chans, ch)
-		}
-		res <- r
-	}()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	select {
-	case r := <-res:
-		return r.chans, r.err
-	case <-timer.C:
-		return nil, fmt.Errorf("the broker did not bind a queue within %s", timeout)
-	}
 }
 
 func (c *collector) consume(ch <-chan *message.Message) {
