@@ -9,6 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/spf13/cobra"
 
+	"github.com/33god/bloodbank-go/cmd/internal/console"
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
 	"github.com/33god/bloodbank-go/cmd/internal/mcpserver"
 	"github.com/33god/bloodbank-go/cmd/internal/telemetry"
@@ -38,6 +39,8 @@ the Python HTTP publisher.
   GET  /schemas, /schemas/{name}       the catalogue: JSON Schema and example
   GET  /events/{event_id}/correlation  the event's correlation trace, from Redis
   GET  /metrics                        Prometheus counters
+  GET  /ui/                            the web console: catalogue, causal graphs, poison queues, live tail
+  GET  /events/stream?pattern=P        the live tail as Server-Sent Events
   POST, GET, DELETE /mcp               the MCP server of 'bb mcp', over streamable HTTP
                                        (list_parked and replay_parked only with HTTP_TOKEN)
 
@@ -117,12 +120,14 @@ func (a *app) runServe(ctx context.Context) error {
 	}
 	defer agents.Close()
 	gw, err := gateway.New(gateway.Config{ServiceName: cfg.Bus.ServiceName, StrictTypes: cfg.Bus.StrictTypes, Token: cfg.HTTP.Token, Logger: logger}, gateway.Deps{
-		Publisher:   b,
-		Events:      events,
-		Correlation: store,
-		Checks:      []gateway.Check{gateway.BrokerCheck(b), gateway.RedisCheck(client)},
-		Metrics:     metrics,
-		MCP:         agents.HTTPHandler(),
+		Publisher:    b,
+		Events:       events,
+		Correlation:  store,
+		Checks:       []gateway.Check{gateway.BrokerCheck(b), gateway.RedisCheck(client)},
+		Metrics:      metrics,
+		MCP:          agents.HTTPHandler(),
+		PoisonQueues: console.PoisonQueues(b),
+		Tail:         b.TemporarySubscriber,
 	})
 	if err != nil {
 		return err
