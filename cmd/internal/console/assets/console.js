@@ -144,7 +144,7 @@ function tailSection() {
 
 // ---- causal graph ----
 
-const NODE_W = 250, NODE_H = 70, GAP_X = 24, GAP_Y = 60, PAD = 30;
+const NODE_W = 290, NODE_H = 70, GAP_X = 24, GAP_Y = 60, PAD = 30;
 
 async function graphPage(id) {
   main.replaceChildren(el("h1", {}, "Causal graph of ", el("code", {}, id)),
