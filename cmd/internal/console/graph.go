@@ -142,12 +142,9 @@ func BuildGraph(ctx context.Context, s correlation.Store, id uuid.UUID, limit in
 		}
 		up, down = nextUp, nextDown
 	}
-	g := Graph{EventID: id.String(), Nodes: make([]Node, 0, len(b.order)), Edges: []Edge{}, Truncated: b.truncated, Limit: limit}
+	g := Graph{EventID: id.String(), Nodes: make([]Node, 0, len(b.order)), Edges: append([]Edge{}, b.edgeOrder...), Truncated: b.truncated, Limit: limit}
 	for _, n := range b.order {
 		g.Nodes = append(g.Nodes, *b.nodes[n])
-	}
-	for _, e := range b.edgeOrder {
-		g.Edges = append(g.Edges, e)
 	}
 	return g, nil
 }
