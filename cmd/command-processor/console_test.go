@@ -124,7 +124,7 @@ func TestConsole_graphPageShowsEveryNodeOfAChain(t *testing.T) {
 	node := chromedp.CSS(`svg#graph a.node[data-id="` + llm.String() + `"]`)
 	href := get(t, b, chromedp.AttributeValue(node, "href")).Value
 	// SVG elements have no innerText, which chromedp.Text reads.
-	text := get(t, b, chromedp.Evaluate[string](`document.querySelector('svg#graph a.node[data-id="` + llm.String() + `"]').textContent`))
+	text := get(t, b, chromedp.Evaluate[string](`document.querySelector('svg#graph a.node[data-id="`+llm.String()+`"]').textContent`))
 	if href != "/ui/events/"+llm.String() || !strings.Contains(text, "llm.prompt") || !strings.Contains(text, "command_processor") {
 		t.Errorf("the llm.prompt node links to %q and reads %q", href, text)
 	}
