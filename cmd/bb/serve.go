@@ -9,6 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/spf13/cobra"
 
+	"github.com/33god/bloodbank-go/cmd/internal/console"
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
 	"github.com/33god/bloodbank-go/cmd/internal/mcpserver"
 	"github.com/33god/bloodbank-go/cmd/internal/telemetry"
@@ -39,6 +40,8 @@ the Python HTTP publisher.
   GET  /asyncapi.json                  the catalogue as an AsyncAPI 3.0 document (bb asyncapi)
   GET  /events/{event_id}/correlation  the event's correlation trace, from Redis
   GET  /metrics                        Prometheus counters
+  GET  /ui/                            the web console: catalogue, causal graphs, poison queues, live tail
+  GET  /events/stream?pattern=P        the live tail as Server-Sent Events
   POST, GET, DELETE /mcp               the MCP server of 'bb mcp', over streamable HTTP
                                        (list_parked and replay_parked only with HTTP_TOKEN)
 
@@ -119,12 +122,14 @@ func (a *app) runServe(ctx context.Context) error {
 	defer agents.Close()
 	gw, err := gateway.New(gateway.Config{ServiceName: cfg.Bus.ServiceName, StrictTypes: cfg.Bus.StrictTypes, Token: cfg.HTTP.Token,
 		ExchangeName: cfg.Bus.ExchangeName, BrokerURL: cfg.Bus.RabbitURL, Logger: logger}, gateway.Deps{
-		Publisher:   b,
-		Events:      events,
-		Correlation: store,
-		Checks:      []gateway.Check{gateway.BrokerCheck(b), gateway.RedisCheck(client)},
-		Metrics:     metrics,
-		MCP:         agents.HTTPHandler(),
+		Publisher:    b,
+		Events:       events,
+		Correlation:  store,
+		Checks:       []gateway.Check{gateway.BrokerCheck(b), gateway.RedisCheck(client)},
+		Metrics:      metrics,
+		MCP:          agents.HTTPHandler(),
+		PoisonQueues: console.PoisonQueues(b),
+		Tail:         b.TemporarySubscriber,
 	})
 	if err != nil {
 		return err

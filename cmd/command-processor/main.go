@@ -56,6 +56,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/cmd/internal/console"
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
 	"github.com/33god/bloodbank-go/cmd/internal/mcpserver"
 	"github.com/33god/bloodbank-go/cmd/internal/telemetry"
@@ -194,12 +195,14 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	var stopping atomic.Bool
 	gw, err := gateway.New(gateway.Config{ServiceName: conf.Bus.ServiceName, StrictTypes: conf.Bus.StrictTypes, Token: conf.HTTP.Token,
 		ExchangeName: conf.Bus.ExchangeName, BrokerURL: conf.Bus.RabbitURL, Logger: logger}, gateway.Deps{
-		Publisher:   b,
-		Events:      reg,
-		Correlation: graph.store,
-		Checks:      []gateway.Check{gateway.BrokerCheck(b), gateway.RedisCheck(graph.client), consumingCheck(svc.Running(), &stopping)},
-		Metrics:     st.metrics,
-		MCP:         agents.HTTPHandler(),
+		Publisher:    b,
+		Events:       reg,
+		Correlation:  graph.store,
+		Checks:       []gateway.Check{gateway.BrokerCheck(b), gateway.RedisCheck(graph.client), consumingCheck(svc.Running(), &stopping)},
+		Metrics:      st.metrics,
+		MCP:          agents.HTTPHandler(),
+		PoisonQueues: console.PoisonQueues(b),
+		Tail:         b.TemporarySubscriber,
 	})
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/cmd/internal/console"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/domains"
 	"github.com/33god/bloodbank-go/internal/settings"
@@ -252,6 +253,14 @@ type Deps struct {
 	// its sessions publish and read the bus. Optional; without it /mcp is a
 	// 404.
 	MCP http.Handler
+	// PoisonQueues opens a service's poison queue for the console's
+	// /ui/dlq; usually console.PoisonQueues(bus). Optional; without it that
+	// page says it has no access.
+	PoisonQueues console.PoisonOpener
+	// Tail subscribes GET /events/stream, the live tail; usually
+	// bus.Bus.TemporarySubscriber. Optional; without it the stream
+	// answers 501.
+	Tail console.TailSubscriber
 }
 
 // Validate reports every missing dependency at once.

@@ -16,6 +16,8 @@
 //	GET  /asyncapi.json                the catalogue as an AsyncAPI 3.0 document (package asyncapi)
 //	GET  /events/{event_id}/correlation  the correlation debug dump (correlation.Dump)
 //	GET  /metrics                      Prometheus text format
+//	GET  /ui/...                       the web console (package console): catalogue, causal graph, poison queues
+//	GET  /events/stream?pattern=P      the live tail, as Server-Sent Events
 //	POST, GET, DELETE /mcp             the MCP server (streamable HTTP), when Deps.MCP is set
 //
 // A publish answers 200 as the Python endpoints do: POST

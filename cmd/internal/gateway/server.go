@@ -28,6 +28,10 @@ type Server struct {
 	routes   map[string]bool // the patterns registered on mux
 	patterns []string        // the same, in registration order, for 404 answers
 	tokenSum [sha256.Size]byte
+	// streams ends the live tails when the server shuts down, since
+	// http.Server.Shutdown waits for every request to finish.
+	streams     context.Context
+	stopStreams context.CancelFunc
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -59,6 +63,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.handle("GET /schemas", s.listSchemas)
 	s.handle("GET /schemas/{name}", s.showSchema)
 	s.handle("GET /asyncapi.json", s.asyncAPI)
+	s.mountConsole()
 	if deps.MCP != nil {
 		// Every method: the transport POSTs messages, GETs its event stream
 		// and DELETEs its session.
@@ -183,6 +188,11 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 // Serve is ListenAndServe on a listener the caller opened; it closes l.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := s.HTTPServer(l.Addr().String())
+	srv.RegisterOnShutdown(s.stopStreams)
+	if s.cfg.Token == "" && !loopback(l.Addr()) {
+		s.log.Warn("the gateway listens beyond loopback without HTTP_TOKEN: anyone who reaches it may publish; the console is read-only",
+			slog.String("addr", l.Addr().String()))
+	}
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
