@@ -1,10 +1,8 @@
 package console
 
 import (
-	"bytes"
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -14,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/33god/bloodbank-go/bus/transport"
+	"github.com/33god/bloodbank-go/cmd/internal/httpjson"
 	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/middleware/reliability"
 )
@@ -145,26 +144,10 @@ func (c *Console) info(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
-// writeJSON answers v as JSON, as the gateway does.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		status = http.StatusInternalServerError
-		buf.Reset()
-		buf.WriteString(`{"error":"cannot encode the response"}` + "\n")
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
-}
+var writeJSON = httpjson.Write
 
 // writeError answers {"error": msg}; msg says what the caller can do.
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]any{"error": msg})
-}
+func writeError(w http.ResponseWriter, status int, msg string) { httpjson.Error(w, status, msg, nil) }
 
 // errorStatus maps a store or broker error to a status: a wrong request
 // is the caller's, anything else the server's dependencies'.

@@ -1,39 +1,17 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
+
+	"github.com/33god/bloodbank-go/cmd/internal/httpjson"
 )
 
-// writeJSON answers v as compact JSON without HTML escaping, as Python's
-// json.dumps writes it.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		status = http.StatusInternalServerError
-		buf.Reset()
-		buf.WriteString(`{"error":"cannot encode the response; the server logged nothing more"}` + "\n")
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
-}
-
-// writeError answers {"error": msg, ...details}. msg says what the caller
-// can do about it.
-func writeError(w http.ResponseWriter, status int, msg string, details map[string]any) {
-	body := make(map[string]any, len(details)+1)
-	for k, v := range details {
-		body[k] = v
-	}
-	body["error"] = msg
-	writeJSON(w, status, body)
-}
+// writeJSON and writeError are the gateway's names for the answers it
+// shares with the console.
+var (
+	writeJSON  = httpjson.Write
+	writeError = httpjson.Error
+)
 
 // statusWriter remembers the status written, for the request counter.
 type statusWriter struct {
