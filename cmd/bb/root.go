@@ -88,12 +88,14 @@ Exit codes:
      bad JSON, a payload that fails validation, a malformed UUID, an unknown
      event type (unless --permissive-validation), an invalid setting,
      a dlq --service with no poison queue or an event id not parked there,
-     a purge not confirmed, an HTTP address bb serve cannot bind
+     a purge not confirmed, an HTTP address bb serve cannot bind, a schema
+     check that finds breaking changes
   2  infrastructure: the broker or Redis is unreachable within --timeout,
      RABBIT_URL is not set, or the broker did not confirm a publish`,
 		Example: `  bb list-events --domain fireflies
   bb show agent.thread.prompt
   bb asyncapi > asyncapi.json
+  bb schema check --against domains/catalog/testdata/schemas.snapshot.json
   bb publish agent.thread.prompt --mock --dry-run
   bb tail 'agent.#' --pretty
   bb id fireflies.transcript.upload meeting_id=abc123
@@ -128,6 +130,7 @@ Exit codes:
 		a.listCommandsCommand(),
 		a.showCommand(),
 		a.asyncAPICommand(),
+		a.schemaCommand(),
 		a.dlqCommand(),
 		a.serveCommand(),
 		a.mcpCommand(),
