@@ -124,6 +124,7 @@ Exit codes:
 		a.publishCommand(),
 		a.tailCommand(),
 		a.logCommand(),
+		a.replayCommand(),
 		a.idCommand(),
 		a.traceCommand(),
 		a.listEventsCommand(),
