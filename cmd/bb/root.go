@@ -98,6 +98,7 @@ Exit codes:
   bb schema check --against domains/catalog/testdata/schemas.snapshot.json
   bb publish agent.thread.prompt --mock --dry-run
   bb tail 'agent.#' --pretty
+  bb log --since 1h --pattern 'agent.#'
   bb id fireflies.transcript.upload meeting_id=abc123
   bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11
   bb dlq list --service command_processor
@@ -124,6 +125,8 @@ Exit codes:
 	root.AddCommand(
 		a.publishCommand(),
 		a.tailCommand(),
+		a.logCommand(),
+		a.replayCommand(),
 		a.idCommand(),
 		a.traceCommand(),
 		a.listEventsCommand(),

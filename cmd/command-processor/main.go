@@ -26,6 +26,10 @@
 // consuming) and /metrics. With BB_TRACING=stdout it writes OpenTelemetry
 // spans (publish, handle, execute) to stdout.
 //
+// With BB_EVENT_LOG=on it declares the event log, the stream queue
+// "{EXCHANGE_NAME}.log" bound to "#", kept BB_EVENT_LOG_MAX_AGE (default
+// 7D) and up to BB_EVENT_LOG_MAX_BYTES (default 1 GB), which bb log reads.
+//
 // On SIGINT or SIGTERM /readyz turns 503, it stops taking deliveries, lets
 // the commands in flight finish and ack (up to BB_DRAIN_TIMEOUT), stops the
 // HTTP server once its requests finished, writes the links still queued,
@@ -54,8 +58,10 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/amqp"
 	"github.com/33god/bloodbank-go/cmd/internal/console"
 	"github.com/33god/bloodbank-go/cmd/internal/gateway"
 	"github.com/33god/bloodbank-go/cmd/internal/mcpserver"
@@ -121,6 +127,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	if b.Transport() == bus.TransportEmbedded {
 		logger.Warn("transport=embedded: no RABBIT_URL is set, so events live in this process only and the correlation graph in an embedded Redis; set RABBIT_URL (and REDIS_*) to join the bus",
 			slog.String("transport", b.Transport()))
+	}
+
+	if logCfg, on := conf.Own.eventLog(); on {
+		if err := declareEventLog(ctx, b, logCfg, logger); err != nil {
+			return err
+		}
 	}
 
 	graph, err := openCorrelation(conf.Redis, b.Transport(), logger)
@@ -291,4 +303,22 @@ func consumingCheck(running <-chan struct{}, stopping *atomic.Bool) gateway.Chec
 			return errors.New("not consuming yet")
 		}
 	}}
+}
+
+// declareEventLog declares the event log, so that the broker keeps every
+// event of the exchange for bb log and bb replay. The embedded transport
+// keeps no history: the setting is ignored there, with a warning.
+func declareEventLog(ctx context.Context, b *bus.Bus, cfg amqp.EventLogConfig, logger *slog.Logger) error {
+	exchange := b.Config().ExchangeName
+	if b.Transport() == bus.TransportEmbedded {
+		logger.Warn("BB_EVENT_LOG=on is ignored on the embedded transport: set RABBIT_URL to keep an event log")
+		return nil
+	}
+	err := b.WithChannel(ctx, func(ch *amqp091.Channel) error { return amqp.DeclareEventLog(ch, exchange, cfg) })
+	if err != nil {
+		return fmt.Errorf("%w (an existing log declared with another BB_EVENT_LOG_MAX_AGE or BB_EVENT_LOG_MAX_BYTES must be deleted, or those settings matched)", err)
+	}
+	logger.Info("event log declared", slog.String("queue", amqp.EventLogQueue(exchange)),
+		slog.String("max_age", cfg.MaxAge), slog.Int64("max_bytes", cfg.MaxBytes))
+	return nil
 }

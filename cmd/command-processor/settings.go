@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/33god/bloodbank-go/bus/amqp"
 	"github.com/33god/bloodbank-go/cmd/internal/binsettings"
 	"github.com/33god/bloodbank-go/internal/settings"
 )
@@ -28,6 +29,19 @@ type own struct {
 	EchoDelay time.Duration `env:"BB_ECHO_DELAY" envDefault:"0s"`
 	// CommandTimeout bounds one attempt at a command.
 	CommandTimeout time.Duration `env:"BB_COMMAND_TIMEOUT" envDefault:"1m"`
+	// EventLog is BB_EVENT_LOG: "on" declares the stream
+	// "{EXCHANGE_NAME}.log" that keeps every event (see
+	// amqp.DeclareEventLog); "off" (the default) leaves it alone.
+	EventLog string `env:"BB_EVENT_LOG" envDefault:"off"`
+	// EventLogMaxAge is the log's retention by age, in x-max-age syntax.
+	EventLogMaxAge string `env:"BB_EVENT_LOG_MAX_AGE" envDefault:"7D"`
+	// EventLogMaxBytes is the log's retention by size, in bytes.
+	EventLogMaxBytes int64 `env:"BB_EVENT_LOG_MAX_BYTES" envDefault:"1000000000"`
+}
+
+// eventLog is the retention the log is declared with, when it is on.
+func (o own) eventLog() (amqp.EventLogConfig, bool) {
+	return amqp.EventLogConfig{MaxAge: o.EventLogMaxAge, MaxBytes: o.EventLogMaxBytes}, o.EventLog == "on"
 }
 
 func (o own) Validate() error {
@@ -38,7 +52,20 @@ func (o own) Validate() error {
 	if o.CommandTimeout <= 0 {
 		p = append(p, fmt.Errorf("BB_COMMAND_TIMEOUT: want a positive duration, got %s", o.CommandTimeout))
 	}
+	if o.EventLog != "on" && o.EventLog != "off" {
+		p = append(p, fmt.Errorf("BB_EVENT_LOG: want on or off, got %q", o.EventLog))
+	}
+	if !validMaxAge(o.EventLogMaxAge) {
+		p = append(p, fmt.Errorf("BB_EVENT_LOG_MAX_AGE: want a number and a unit, Y, M, D, h, m or s (e.g. 7D), got %q", o.EventLogMaxAge))
+	}
+	if o.EventLogMaxBytes <= 0 {
+		p = append(p, fmt.Errorf("BB_EVENT_LOG_MAX_BYTES: want a positive number of bytes, got %d", o.EventLogMaxBytes))
+	}
 	return settings.Join(p...)
+}
+
+func validMaxAge(s string) bool {
+	return s != "" && amqp.EventLogConfig{MaxAge: s}.Validate() == nil
 }
 
 // defaultServiceName names the queue when SERVICE_NAME is set neither in
@@ -64,6 +91,8 @@ func (c config) LogValue() slog.Value {
 		slog.String("environment", c.Telemetry.Environment), slog.String("tracing", c.Telemetry.Tracing),
 		slog.Bool("demo", c.Own.Demo), slog.Duration("echo_delay", c.Own.EchoDelay),
 		slog.Duration("command_timeout", c.Own.CommandTimeout),
+		slog.String("event_log", c.Own.EventLog), slog.String("event_log_max_age", c.Own.EventLogMaxAge),
+		slog.Int64("event_log_max_bytes", c.Own.EventLogMaxBytes),
 	)
 }
 

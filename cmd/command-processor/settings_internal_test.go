@@ -73,8 +73,8 @@ func TestLoadSettings_dotenvAndEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Own != (own{CommandTimeout: time.Minute}) {
-		t.Errorf("defaults = %+v, want no demo, no delay, a 1m command timeout", cfg.Own)
+	if cfg.Own != (own{CommandTimeout: time.Minute, EventLog: "off", EventLogMaxAge: "7D", EventLogMaxBytes: 1_000_000_000}) {
+		t.Errorf("defaults = %+v, want no demo, no delay, a 1m command timeout, no event log (7D, 1 GB when on)", cfg.Own)
 	}
 }
 
@@ -89,6 +89,10 @@ func TestLoadSettings_everyProblemNamesItsVariable(t *testing.T) {
 		{".env, the bus's", nil, "BB_DRAIN_TIMEOUT=soon\n", []string{"BB_DRAIN_TIMEOUT: want a duration"}},
 		{"environment", []string{"BB_DEMO=yes please"}, "", []string{"BB_DEMO: want true or false"}},
 		{"out of range", []string{"BB_COMMAND_TIMEOUT=0s", "BB_ECHO_DELAY=-1s"}, "", []string{"BB_COMMAND_TIMEOUT: want a positive", "BB_ECHO_DELAY"}},
+		{
+			"event log", []string{"BB_EVENT_LOG=yes", "BB_EVENT_LOG_MAX_AGE=7 days", "BB_EVENT_LOG_MAX_BYTES=0"}, "",
+			[]string{"BB_EVENT_LOG: want on or off", "BB_EVENT_LOG_MAX_AGE: want a number and a unit", "BB_EVENT_LOG_MAX_BYTES: want a positive"},
+		},
 		{
 			"all at once, from every part", []string{"BB_PREFETCH=ten", "REDIS_PORT=99999", "HTTP_PORT=-1", "BB_LOG_FORMAT=xml"},
 			"BB_COMMAND_TIMEOUT=soon\nBB_QUEUE_TYPE=stream\n",

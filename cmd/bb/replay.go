@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+	"github.com/spf13/cobra"
+
+	"github.com/33god/bloodbank-go/bus/envelope"
+)
+
+// replayHeader marks a delivery bb replay sent; its value is the replay's id.
+const replayHeader = "x-bb-replay"
+
+// replayAskAbove is the number of events above which a replay asks first.
+const replayAskAbove = 100
+
+func (a *app) replayCommand() *cobra.Command {
+	var id, since, until, pattern, service string
+	var dryRun, yes bool
+	cmd := &cobra.Command{
+		Use:   "replay (--id ID | --since T [--until T] [--pattern P]) --to-service S",
+		Short: "Deliver events from the event log again, into one service's queue only",
+		Long: `Find events in the event log (see bb log) and deliver them again, body and
+properties unchanged, into the queue of one service, "{EXCHANGE_NAME}.{S}",
+through the default exchange: no other queue on the bus sees them. Each
+delivery carries the header x-bb-replay with this replay's id, which is
+printed on stdout.
+
+--id takes one event by its id; --since, --until and --pattern select as
+bb log does. --dry-run lists what would be sent. A replay of more than 100
+events asks first unless --yes; without a terminal it is refused (exit 1).
+Exit 1 for bad arguments or a service with no queue, 2 for the broker.`,
+		Example: `  bb replay --id 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11 --to-service command_processor
+  bb replay --since 2h --pattern 'agent.thread.prompt' --to-service command_processor --dry-run`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.runReplay(cmd.Context(), id, since, until, pattern, service, dryRun, yes)
+		},
+	}
+	cmd.Flags().StringVar(&id, "id", "", "replay the one event with this `ID`")
+	cmd.Flags().StringVar(&since, "since", "", "replay events from `T` on: an RFC 3339 time or a duration ago (1h)")
+	cmd.Flags().StringVar(&until, "until", "", "replay events up to `T`")
+	cmd.Flags().StringVar(&pattern, "pattern", "", "replay only events whose routing key matches `PATTERN`")
+	cmd.Flags().StringVar(&service, "to-service", "", "deliver into the queue of service `S` (required)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list the events instead of sending them")
+	cmd.Flags().BoolVar(&yes, "yes", false, "replay more than 100 events without asking")
+	return cmd
+}
+
+func (a *app) runReplay(ctx context.Context, id, since, until, pattern, service string, dryRun, yes bool) error {
+	if service == "" {
+		return usageErrorf("--to-service is required: name the service whose queue receives the events")
+	}
+	var want uuid.UUID
+	var r logRange
+	switch {
+	case id != "" && (since != "" || until != "" || pattern != ""):
+		return usageErrorf("give either --id or --since/--until/--pattern, not both")
+	case id != "":
+		var err error
+		if want, err = uuid.Parse(id); err != nil {
+			return usageErrorf("--id %q is not a UUID (e.g. 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11)", id)
+		}
+	case since == "":
+		return usageErrorf("give --id ID or --since T: replaying the whole log is never what is meant")
+	default:
+		var err error
+		if r, err = parseLogRange(since, until, pattern, 0, time.Now()); err != nil {
+			return err
+		}
+	}
+
+	var found []amqp091.Delivery
+	err := a.readLog(ctx, r, func(d amqp091.Delivery, env envelope.Envelope, decodeErr error) error {
+		if want != uuid.Nil && (decodeErr != nil || env.EventID != want) {
+			return nil
+		}
+		found = append(found, d)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(found) == 0 {
+		fmt.Fprintln(a.stderr, "bb: nothing to replay: no event in the log matches")
+		return nil
+	}
+	if dryRun {
+		for _, d := range found {
+			env, decodeErr := envelope.Decode(d.Body)
+			if err := a.printLogLine(d, env, decodeErr); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(a.stderr, "bb: dry run: %d %s would be replayed to %s\n", len(found), plural(len(found), "event", "events"), service)
+		return nil
+	}
+	if len(found) > replayAskAbove && !yes {
+		if !isTerminal(a.stdin) {
+			return usageErrorf("refusing to replay %d events without confirmation: stdin is not a terminal; pass --yes", len(found))
+		}
+		fmt.Fprintf(a.stderr, "Replay %d events into service %s? Type yes to confirm: ", len(found), service)
+		answer, _ := bufio.NewReader(a.stdin).ReadString('\n')
+		if strings.TrimSpace(answer) != "yes" {
+			return usageErrorf("replay cancelled: nothing was sent")
+		}
+	}
+	return a.deliverReplay(ctx, found, service)
+}
+
+// deliverReplay sends the deliveries into the service's queue, through
+// the default exchange, and waits for the broker's confirms.
+func (a *app) deliverReplay(ctx context.Context, found []amqp091.Delivery, service string) error {
+	cfg, logger, err := a.setup()
+	if err != nil {
+		return err
+	}
+	b, err := a.openBus(ctx, cfg.Bus, logger)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	queue := cfg.Bus.ExchangeName + "." + service
+	replayID := uuid.NewString()
+	err = b.WithChannel(ctx, func(ch *amqp091.Channel) error {
+		if _, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil); err != nil {
+			if amqpErr, ok := errors.AsType[*amqp091.Error](err); ok && amqpErr.Code == amqp091.NotFound {
+				return usageErrorf("service %q has no queue %q: check --to-service and EXCHANGE_NAME", service, queue)
+			}
+			return err
+		}
+		if err := ch.Confirm(false); err != nil {
+			return err
+		}
+		pctx, cancel := context.WithTimeout(ctx, a.timeout)
+		defer cancel()
+		confs := make([]*amqp091.DeferredConfirmation, len(found))
+		for i, d := range found {
+			confs[i], err = ch.PublishWithDeferredConfirmWithContext(pctx, "", queue, false, false, replayPublishing(d, replayID))
+			if err != nil {
+				return err
+			}
+		}
+		for _, c := range confs {
+			if ok, err := c.WaitContext(pctx); !ok || err != nil {
+				return fmt.Errorf("the broker did not confirm a replayed event: %v", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if _, classified := errors.AsType[*exitError](err); classified {
+			return err
+		}
+		return infraErrorf("cannot replay into %q: %v", queue, err)
+	}
+	fmt.Fprintf(a.stderr, "bb: replayed %d %s into %s\n", len(found), plural(len(found), "event", "events"), queue)
+	fmt.Fprintln(a.stdout, replayID)
+	return nil
+}
+
+// replayPublishing is the delivery's publishing as it was, with the
+// replay header added and the stream's own offset header left out. The
+// user id is dropped too: RabbitMQ refuses a user id other than the
+// publisher's own.
+func replayPublishing(d amqp091.Delivery, replayID string) amqp091.Publishing {
+	headers := amqp091.Table{}
+	maps.Copy(headers, d.Headers)
+	delete(headers, "x-stream-offset")
+	headers[replayHeader] = replayID
+	return amqp091.Publishing{
+		Headers: headers, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding,
+		DeliveryMode: d.DeliveryMode, Priority: d.Priority, CorrelationId: d.CorrelationId,
+		ReplyTo: d.ReplyTo, Expiration: d.Expiration, MessageId: d.MessageId, Timestamp: d.Timestamp,
+		Type: d.Type, AppId: d.AppId, Body: d.Body,
+	}
+}
