@@ -246,7 +246,7 @@ func (a *app) deliverReplay(ctx context.Context, found []amqp091.Delivery, servi
 }
 
 // replayPublishing is the delivery's publishing as it was, with the
-// replay header added and the stream's own offset header left out. The
+// replay header and the original routing key added and the stream's own offset header left out. The
 // user id is dropped too: RabbitMQ refuses a user id other than the
 // publisher's own.
 func replayPublishing(d amqp091.Delivery, replayID string) amqp091.Publishing {
@@ -254,6 +254,12 @@ func replayPublishing(d amqp091.Delivery, replayID string) amqp091.Publishing {
 	maps.Copy(headers, d.Headers)
 	delete(headers, "x-stream-offset")
 	headers[envelope.MetaReplay] = replayID
+	// Sent through the default exchange, the delivery's routing key is the
+	// queue's name: the service dispatches by this header instead, as it
+	// does for what comes back from a delay queue.
+	if _, ok := headers[envelope.MetaOriginalRoutingKey]; !ok {
+		headers[envelope.MetaOriginalRoutingKey] = d.RoutingKey
+	}
 	return amqp091.Publishing{
 		Headers: headers, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding,
 		DeliveryMode: d.DeliveryMode, Priority: d.Priority, CorrelationId: d.CorrelationId,
