@@ -14,8 +14,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/33god/bloodbank-go/internal/testenv"
 	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/internal/testenv"
 	"github.com/33god/bloodbank-go/middleware"
 )
 
