@@ -15,7 +15,8 @@ import (
 // Collector gathers the events a command causes, in order (Python's
 // EventCollector); they are published only if Execute succeeds. Each event
 // is completed as it is added, so the command sees the id it will have:
-// event_id SideEffectID(type, command id, position) unless set;
+// event_id SideEffectID(type, command id, position) unless set, or
+// ReplaySideEffectID under a replay (CommandContext.ReplayID);
 // correlation_ids led by the command id; the command's agent_context, the
 // configured source and the current time unless set; version 1.0.0.
 // A Collector belongs to one execution and is not safe for concurrent use.
@@ -23,6 +24,8 @@ type Collector struct {
 	cc     CommandContext
 	cfg    CollectorConfig
 	events []envelope.Envelope
+	// replayOf[i] is the first run's id of events[i] under a replay, else uuid.Nil.
+	replayOf []uuid.UUID
 }
 
 // CollectorConfig configures a Collector.
@@ -81,8 +84,9 @@ func (c *Collector) Add(payload any) (envelope.Envelope, error) {
 	if err != nil {
 		return envelope.Envelope{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("cannot collect %T: %w", payload, err)}
 	}
+	id, _ := c.cc.sideEffectID(key, len(c.events))
 	env, err := envelope.New(key, payload, envelope.WithSource(c.cfg.Source), envelope.WithTimestamp(c.cfg.Now()),
-		envelope.WithEventID(SideEffectID(key, c.cc.EventID, len(c.events))))
+		envelope.WithEventID(id))
 	if err != nil {
 		return envelope.Envelope{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", key, err)}
 	}
@@ -99,8 +103,12 @@ func (c *Collector) AddEnvelope(env envelope.Envelope) (envelope.Envelope, error
 	if err := c.cfg.Registry.Validate(env.EventType, env.Payload); err != nil && !errors.Is(err, domains.ErrUnknownEventType) {
 		return envelope.Envelope{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", env.EventType, err)}
 	}
+	id, replayOf := c.cc.sideEffectID(env.EventType, len(c.events))
 	if env.EventID == uuid.Nil {
-		env.EventID = SideEffectID(env.EventType, c.cc.EventID, len(c.events))
+		env.EventID = id
+	}
+	if env.EventID != id {
+		replayOf = uuid.Nil // the command chose the id: it replaces nothing known
 	}
 	if !slices.Contains(env.CorrelationIDs, c.cc.EventID) && c.cc.EventID != uuid.Nil {
 		env.CorrelationIDs = append([]uuid.UUID{c.cc.EventID}, env.CorrelationIDs...)
@@ -121,6 +129,7 @@ func (c *Collector) AddEnvelope(env envelope.Envelope) (envelope.Envelope, error
 		return envelope.Envelope{}, &envelope.PermanentError{Kind: envelope.KindInvalid, Err: fmt.Errorf("cannot collect %s: %w", env.EventType, err)}
 	}
 	c.events = append(c.events, env)
+	c.replayOf = append(c.replayOf, replayOf)
 	return env, nil
 }
 

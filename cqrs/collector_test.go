@@ -107,3 +107,28 @@ func TestSideEffectID_isPythonsGenerateEventID(t *testing.T) {
 		t.Errorf("SideEffectID = %s, want %s", got, want)
 	}
 }
+
+// Under a replay a collected event gets an id derived from the replay id,
+// other than the first run's and another replay's; without one, the ids
+// are SideEffectID's, as Python gives them.
+func TestCollector_replayDerivesNewIDs(t *testing.T) {
+	cmd := uuid.New()
+	ids := map[string]uuid.UUID{}
+	for _, replay := range []string{"", "r1", "r2"} {
+		c := newCollector(t, cqrs.CommandContext{EventID: cmd, EventType: thread.RoutingKeyPrompt, ReplayID: replay})
+		env, err := c.Add(thread.Response{Provider: "anthropic", Response: "one"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[replay] = env.EventID
+	}
+	if want := cqrs.SideEffectID(thread.RoutingKeyResponse, cmd, 0); ids[""] != want {
+		t.Errorf("first run id %s, want SideEffectID %s", ids[""], want)
+	}
+	if want := cqrs.ReplaySideEffectID(thread.RoutingKeyResponse, cmd, 0, "r1"); ids["r1"] != want {
+		t.Errorf("replay id %s, want ReplaySideEffectID %s", ids["r1"], want)
+	}
+	if ids["r1"] == ids[""] || ids["r1"] == ids["r2"] {
+		t.Errorf("ids %v: a replay's must differ from the first run's and from another replay's", ids)
+	}
+}

@@ -51,6 +51,10 @@ type CommandContext struct {
 	AgentContext *envelope.AgentContext
 	// Timestamp is when the command was issued (its envelope's timestamp).
 	Timestamp time.Time
+	// ReplayID is the id of the replay that delivered the command again
+	// (the envelope.MetaReplay header); empty in a first run. Under a
+	// replay, collected events get ReplaySideEffectID ids.
+	ReplayID string
 }
 
 // NewCommandContext is the context of the command an envelope carries.
@@ -70,4 +74,23 @@ func NewCommandContext(env envelope.Envelope) CommandContext {
 // command_id=str(command_id), position=position) gives, stable across redeliveries.
 func SideEffectID(eventType string, commandID uuid.UUID, position int) uuid.UUID {
 	return envelope.DeterministicIDOf(eventType, envelope.UUIDField("command_id", commandID), envelope.IntField("position", int64(position)))
+}
+
+// ReplaySideEffectID is the id of the event a command collects at position
+// when replay replayID delivered it again: SideEffectID's fields plus the
+// replay id, so that a replay's events differ from the first run's and from
+// another replay's, yet stay stable across the replay's redeliveries.
+func ReplaySideEffectID(eventType string, commandID uuid.UUID, position int, replayID string) uuid.UUID {
+	return envelope.DeterministicIDOf(eventType, envelope.UUIDField("command_id", commandID),
+		envelope.IntField("position", int64(position)), envelope.StrField("replay_id", replayID))
+}
+
+// sideEffectID is the id of the event collected at position for cc, and
+// under a replay the id it had in the first run (uuid.Nil otherwise).
+func (cc CommandContext) sideEffectID(eventType string, position int) (id, replayOf uuid.UUID) {
+	first := SideEffectID(eventType, cc.EventID, position)
+	if cc.ReplayID == "" {
+		return first, uuid.Nil
+	}
+	return ReplaySideEffectID(eventType, cc.EventID, position, cc.ReplayID), first
 }

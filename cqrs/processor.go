@@ -14,6 +14,7 @@ import (
 
 	wcqrs "github.com/ThreeDotsLabs/watermill/components/cqrs"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/bus/envelope"
@@ -320,7 +321,9 @@ func (h *commandHandler[C, R]) Handle(ctx context.Context, cmd any) error {
 		h.p.counters.rejected.Add(1)
 		return &envelope.PermanentError{Kind: envelope.KindMalformed, Err: err}
 	}
-	ex := &Execution{HandlerName: h.key, Command: *c, Context: NewCommandContext(env), Message: msg}
+	cc := NewCommandContext(env)
+	cc.ReplayID = msg.Metadata.Get(envelope.MetaReplay)
+	ex := &Execution{HandlerName: h.key, Command: *c, Context: cc, Message: msg}
 	return h.handle(envelope.WithCause(ctx, env.EventID), ex)
 }
 
@@ -337,8 +340,12 @@ func (p *Processor) run(ctx context.Context, ex *Execution, exec func(*Collector
 		return p.rollBack(ctx, ex, fmt.Errorf("command %s %s failed: %w", ex.Context.EventType, ex.Context.EventID, err))
 	}
 	ex.Result = result
-	for _, env := range col.Events() {
-		if err := p.eventBus.Publish(ctx, env); err != nil {
+	for i, env := range col.Events() {
+		pctx := ctx
+		if original := col.replayOf[i]; original != uuid.Nil {
+			pctx = envelope.WithReplayOf(ctx, original)
+		}
+		if err := p.eventBus.Publish(pctx, env); err != nil {
 			return p.rollBack(ctx, ex, fmt.Errorf("command %s %s: cannot publish %s %s: %w",
 				ex.Context.EventType, ex.Context.EventID, env.EventType, env.EventID, err))
 		}

@@ -66,11 +66,16 @@ type LinkMetadataParams struct {
 }
 
 // DefaultLinkMetadata is the metadata recorded with each link by default:
-// "event_type" (envelope.EventType, else the topic) and "source_app" if any.
+// "event_type" (envelope.EventType, else the topic), "source_app" if any,
+// and "replay_of" when the message's context names the event it replaces
+// (envelope.WithReplayOf).
 func DefaultLinkMetadata(p LinkMetadataParams) map[string]any {
 	md := map[string]any{"event_type": cmp.Or(envelope.EventType(p.Message), p.Topic)}
 	if app := p.Message.Metadata.Get(envelope.MetaSourceApp); app != "" {
 		md["source_app"] = app
+	}
+	if original, ok := envelope.ReplayOfFromContext(p.Message.Context()); ok {
+		md["replay_of"] = original.String()
 	}
 	return md
 }

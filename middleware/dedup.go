@@ -11,6 +11,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/33god/bloodbank-go/bus/envelope"
 )
 
 // DefaultDedupKeyPrefix comes before every key RedisDedupStore writes:
@@ -169,6 +171,9 @@ func (d *Dedup) Stats() DedupStats {
 
 // Key is the store key of a message for a handler, "{service}:{handler}:{id}",
 // so that a retry for handler B is not a duplicate of handler A's success.
+// A message with the envelope.MetaReplay header is keyed
+// "{service}:{handler}:{id}:replay:{replay id}": each replay is let through
+// once.
 func (d *Dedup) Key(handler, eventID string) string {
 	return d.cfg.Service + ":" + handler + ":" + eventID
 }
@@ -181,6 +186,10 @@ func (d *Dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		}
 		handler := message.HandlerNameFromCtx(msg.Context())
 		key := d.Key(handler, msg.UUID)
+		if replay := msg.Metadata.Get(envelope.MetaReplay); replay != "" {
+			// A replay runs the event once more, once: its own key.
+			key += ":replay:" + replay
+		}
 		seen, err := d.seen(msg.Context(), key)
 		if err != nil {
 			d.storeFailed("cannot check whether the message was processed; processing it", err,

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/internal/testenv"
 	"github.com/33god/bloodbank-go/middleware"
 )
@@ -400,5 +401,35 @@ func TestDedup_failsOpenOnRedis(t *testing.T) {
 				t.Errorf("stats = %+v, want 4 store errors", s)
 			}
 		})
+	}
+}
+
+// A replay (the x-bb-replay header) runs an event its first run handled,
+// once per replay: a second delivery of the same replay is a duplicate,
+// and another replay runs it again.
+func TestDedup_replayRunsOncePerReplay(t *testing.T) {
+	store := &memDedupStore{}
+	d := newDedup(t, middleware.DedupConfig{Store: store, Service: "billing"})
+	runs := &relIDs{}
+	rr := relRunRouter(t, []message.HandlerMiddleware{d.Middleware},
+		relHandler{"charge", func(msg *message.Message) error { runs.add(msg.UUID); return nil }})
+	id := relNewID()
+	replayed := func(replay string) *message.Message {
+		msg := message.NewMessage(id, nil)
+		msg.Metadata.Set(envelope.MetaReplay, replay)
+		return msg
+	}
+	rr.send("charge", message.NewMessage(id, nil))
+	rr.send("charge", replayed("r1"))
+	rr.send("charge", replayed("r1"))
+	rr.send("charge", replayed("r2"))
+	if n := runs.count(id); n != 3 {
+		t.Errorf("handler ran %d times, want 3: the first run, replay r1 once, replay r2 once", n)
+	}
+	if s := d.Stats(); s.Processed != 3 || s.Duplicates != 1 {
+		t.Errorf("stats = %+v, want 3 processed and 1 duplicate", s)
+	}
+	if key := d.Key("charge", id) + ":replay:r1"; !store.marked(key) {
+		t.Errorf("key %q not marked", key)
 	}
 }

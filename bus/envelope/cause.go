@@ -20,3 +20,19 @@ func CauseFromContext(ctx context.Context) (uuid.UUID, bool) {
 	id, ok := ctx.Value(causeKey{}).(uuid.UUID)
 	return id, ok
 }
+
+type replayOfKey struct{}
+
+// WithReplayOf returns a context that says: the event published with it
+// replaces, in a replay, the event original of the first run. The
+// correlation recorder writes it into the link as "replay_of".
+func WithReplayOf(ctx context.Context, original uuid.UUID) context.Context {
+	return context.WithValue(ctx, replayOfKey{}, original)
+}
+
+// ReplayOfFromContext returns the event that the one published with ctx
+// replaces, if it is a replay's.
+func ReplayOfFromContext(ctx context.Context) (uuid.UUID, bool) {
+	id, ok := ctx.Value(replayOfKey{}).(uuid.UUID)
+	return id, ok
+}

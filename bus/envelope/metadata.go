@@ -56,6 +56,10 @@ const (
 	// MetaTargetHandler, when set on a redelivered message, names the one
 	// handler of the service it is for (a retry or a replay).
 	MetaTargetHandler = "bb_target_handler"
+	// MetaReplay is the header bb replay sets on each event it delivers
+	// again; it holds the replay's id. Deduplication and a command's side
+	// effect ids take it into account, so that a replay runs once more.
+	MetaReplay = "x-bb-replay"
 )
 
 // envelopeKeys are the metadata keys that the codec writes into the body;

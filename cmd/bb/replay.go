@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,19 +16,17 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/33god/bloodbank-go/bus/envelope"
+	"github.com/33god/bloodbank-go/correlation"
 )
-
-// replayHeader marks a delivery bb replay sent; its value is the replay's id.
-const replayHeader = "x-bb-replay"
 
 // replayAskAbove is the number of events above which a replay asks first.
 const replayAskAbove = 100
 
 func (a *app) replayCommand() *cobra.Command {
-	var id, since, until, pattern, service string
+	var id, subtree, since, until, pattern, service string
 	var dryRun, yes bool
 	cmd := &cobra.Command{
-		Use:   "replay (--id ID | --since T [--until T] [--pattern P]) --to-service S",
+		Use:   "replay (--id ID | --subtree ID | --since T [--until T] [--pattern P]) --to-service S",
 		Short: "Deliver events from the event log again, into one service's queue only",
 		Long: `Find events in the event log (see bb log) and deliver them again, body and
 properties unchanged, into the queue of one service, "{EXCHANGE_NAME}.{S}",
@@ -34,18 +34,27 @@ through the default exchange: no other queue on the bus sees them. Each
 delivery carries the header x-bb-replay with this replay's id, which is
 printed on stdout.
 
---id takes one event by its id; --since, --until and --pattern select as
-bb log does. --dry-run lists what would be sent. A replay of more than 100
+--id takes one event by its id; --subtree takes an event and everything it
+caused, as the correlation graph in Redis records it, and delivers them in
+causal order, each cause before its effects; --since, --until and
+--pattern select as bb log does. --dry-run lists what would be sent. A replay of more than 100
 events asks first unless --yes; without a terminal it is refused (exit 1).
-Exit 1 for bad arguments or a service with no queue, 2 for the broker.`,
+Exit 1 for bad arguments or a service with no queue, 2 for the broker or
+Redis.
+
+The service deduplicates a replayed event apart from its first run, once
+per replay id, and a command run again under a replay gives its events new
+ids, derived from the replay id, whose correlation links record replay_of.`,
 		Example: `  bb replay --id 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11 --to-service command_processor
+  bb replay --subtree 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11 --to-service command_processor --yes
   bb replay --since 2h --pattern 'agent.thread.prompt' --to-service command_processor --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.runReplay(cmd.Context(), id, since, until, pattern, service, dryRun, yes)
+			return a.runReplay(cmd.Context(), id, subtree, since, until, pattern, service, dryRun, yes)
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "replay the one event with this `ID`")
+	cmd.Flags().StringVar(&subtree, "subtree", "", "replay the event with this `ID` and all it caused, causes first")
 	cmd.Flags().StringVar(&since, "since", "", "replay events from `T` on: an RFC 3339 time or a duration ago (1h)")
 	cmd.Flags().StringVar(&until, "until", "", "replay events up to `T`")
 	cmd.Flags().StringVar(&pattern, "pattern", "", "replay only events whose routing key matches `PATTERN`")
@@ -55,22 +64,34 @@ Exit 1 for bad arguments or a service with no queue, 2 for the broker.`,
 	return cmd
 }
 
-func (a *app) runReplay(ctx context.Context, id, since, until, pattern, service string, dryRun, yes bool) error {
+func (a *app) runReplay(ctx context.Context, id, subtree, since, until, pattern, service string, dryRun, yes bool) error {
 	if service == "" {
 		return usageErrorf("--to-service is required: name the service whose queue receives the events")
 	}
-	var want uuid.UUID
+	// order[id] is the event's place in the replay; nil selects by range.
+	var order map[uuid.UUID]int
 	var r logRange
 	switch {
-	case id != "" && (since != "" || until != "" || pattern != ""):
-		return usageErrorf("give either --id or --since/--until/--pattern, not both")
+	case id != "" && subtree != "":
+		return usageErrorf("give either --id or --subtree, not both")
+	case (id != "" || subtree != "") && (since != "" || until != "" || pattern != ""):
+		return usageErrorf("give either --id/--subtree or --since/--until/--pattern, not both")
 	case id != "":
-		var err error
-		if want, err = uuid.Parse(id); err != nil {
+		want, err := uuid.Parse(id)
+		if err != nil {
 			return usageErrorf("--id %q is not a UUID (e.g. 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11)", id)
 		}
+		order = map[uuid.UUID]int{want: 0}
+	case subtree != "":
+		root, err := uuid.Parse(subtree)
+		if err != nil {
+			return usageErrorf("--subtree %q is not a UUID (e.g. 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11)", subtree)
+		}
+		if order, err = a.subtreeOrder(ctx, root); err != nil {
+			return err
+		}
 	case since == "":
-		return usageErrorf("give --id ID or --since T: replaying the whole log is never what is meant")
+		return usageErrorf("give --id ID, --subtree ID or --since T: replaying the whole log is never what is meant")
 	default:
 		var err error
 		if r, err = parseLogRange(since, until, pattern, 0, time.Now()); err != nil {
@@ -79,15 +100,29 @@ func (a *app) runReplay(ctx context.Context, id, since, until, pattern, service 
 	}
 
 	var found []amqp091.Delivery
+	var places []int // places[i] is found[i]'s place in order
 	err := a.readLog(ctx, r, func(d amqp091.Delivery, env envelope.Envelope, decodeErr error) error {
-		if want != uuid.Nil && (decodeErr != nil || env.EventID != want) {
-			return nil
+		if order != nil {
+			place, ok := order[env.EventID]
+			if decodeErr != nil || !ok {
+				return nil
+			}
+			// An event the log keeps twice (published again) is replayed once.
+			delete(order, env.EventID)
+			places = append(places, place)
 		}
 		found = append(found, d)
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if order != nil {
+		found = inOrder(found, places)
+		if len(order) > 0 && len(found) > 0 {
+			fmt.Fprintf(a.stderr, "bb: %d %s of the selection not in the event log (expired, or never published on this exchange)\n",
+				len(order), plural(len(order), "event", "events"))
+		}
 	}
 	if len(found) == 0 {
 		fmt.Fprintln(a.stderr, "bb: nothing to replay: no event in the log matches")
@@ -114,6 +149,49 @@ func (a *app) runReplay(ctx context.Context, id, since, until, pattern, service 
 		}
 	}
 	return a.deliverReplay(ctx, found, service)
+}
+
+// subtreeOrder is the place of root and of each of its descendants in
+// causal order: the reverse of the descendants' depth-first post-order,
+// which puts every event after all that caused it within the subtree.
+func (a *app) subtreeOrder(ctx context.Context, root uuid.UUID) (map[uuid.UUID]int, error) {
+	cfg, logger, err := a.setup()
+	if err != nil {
+		return nil, err
+	}
+	client, store, err := openStore(cfg, logger, correlation.DefaultMaxDepth)
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	rctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	chain, err := correlation.CorrelationChain(rctx, store, root, correlation.TowardDescendants, 0)
+	if err != nil {
+		return nil, a.redisError(err, cfg)
+	}
+	slices.Reverse(chain)
+	order := make(map[uuid.UUID]int, len(chain))
+	for i, id := range chain {
+		order[id] = i
+	}
+	return order, nil
+}
+
+// inOrder sorts found by places, found[i] going to place places[i]. The
+// log's order is the order of publishing, which a replay must not trust
+// to be causal: effects from two services may be published out of order.
+func inOrder(found []amqp091.Delivery, places []int) []amqp091.Delivery {
+	idx := make([]int, len(found))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(places[a], places[b]) })
+	sorted := make([]amqp091.Delivery, len(found))
+	for i, j := range idx {
+		sorted[i] = found[j]
+	}
+	return sorted
 }
 
 // deliverReplay sends the deliveries into the service's queue, through
@@ -168,14 +246,20 @@ func (a *app) deliverReplay(ctx context.Context, found []amqp091.Delivery, servi
 }
 
 // replayPublishing is the delivery's publishing as it was, with the
-// replay header added and the stream's own offset header left out. The
+// replay header and the original routing key added and the stream's own offset header left out. The
 // user id is dropped too: RabbitMQ refuses a user id other than the
 // publisher's own.
 func replayPublishing(d amqp091.Delivery, replayID string) amqp091.Publishing {
 	headers := amqp091.Table{}
 	maps.Copy(headers, d.Headers)
 	delete(headers, "x-stream-offset")
-	headers[replayHeader] = replayID
+	headers[envelope.MetaReplay] = replayID
+	// Sent through the default exchange, the delivery's routing key is the
+	// queue's name: the service dispatches by this header instead, as it
+	// does for what comes back from a delay queue.
+	if _, ok := headers[envelope.MetaOriginalRoutingKey]; !ok {
+		headers[envelope.MetaOriginalRoutingKey] = d.RoutingKey
+	}
 	return amqp091.Publishing{
 		Headers: headers, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding,
 		DeliveryMode: d.DeliveryMode, Priority: d.Priority, CorrelationId: d.CorrelationId,
