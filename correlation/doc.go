@@ -20,15 +20,11 @@
 //
 // # The pieces
 //
-//   - Store is the graph; Writer is its Record half, all the bus needs.
-//   - RedisStore is the Store on a go-redis UniversalClient (standalone,
-//     Sentinel or Cluster); NewUniversalClient builds one from the REDIS_*
-//     Settings.
-//   - EmbeddedStore is the same RedisStore code on an in-process miniredis:
-//     the default when no Redis is configured, and what unit tests use.
-//   - Recorder is what the bus calls: a Writer that never fails or stalls a
-//     publish or a handler (see its guarantees).
-//   - correlationtest holds the contract suite every Store passes.
+// Store is the graph and Writer its Record half. RedisStore implements it on
+// a go-redis UniversalClient (NewUniversalClient builds one from Settings);
+// EmbeddedStore runs the same code on an in-process miniredis, the default
+// without Redis. Recorder is the Writer the bus calls, which never fails or
+// stalls a publish. correlationtest holds the contract suite.
 //
 // Record writes any number of links in one pipelined round trip (go-redis
 // splits it by Cluster node); Ancestors, Descendants and Debug make one

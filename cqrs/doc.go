@@ -43,21 +43,15 @@
 //
 // # Watermill's cqrs component
 //
-// Marshaler is a cqrs.CommandEventMarshaler on the envelope metadata; events
-// are published through a cqrs.EventBus; each registered command is a
-// cqrs.CommandHandler (Processor.Handlers) that reads the envelope with
-// cqrs.OriginalMessageFromCtx, so the handlers also run under Watermill's
-// own CommandProcessor fed by its CommandBus with this Marshaler, which is
-// how Go sends commands.
-//
-// cqrs.CommandProcessor is not used on a bus.Service: it gives each handler
-// a subscriber of its own, while a service's handlers must share the one
-// subscriber of the service queue (one delivery fanned out to every matching
-// handler, acked once all acked, drained on shutdown), which bus.Service
-// creates inside Run. AddHandlersToService does what its router handler
-// does, except that it chooses the handler by event type, so a fact or
-// another command arriving under a command's key is settled deliberately
-// instead of being acked in silence. Facts are handled by typed bus handlers
-// (bus.Handle), and the response to a command is an event linked by
+// Marshaler is a cqrs.CommandEventMarshaler on the envelope metadata, and
+// each command is a cqrs.CommandHandler (Processor.Handlers), so the
+// handlers also run under Watermill's CommandProcessor fed by its
+// CommandBus, which is how Go sends commands. A bus.Service does not use
+// CommandProcessor, which gives each handler its own subscriber, while a
+// service's handlers share the one subscriber of its queue (one delivery
+// fanned out, acked once all acked, drained on shutdown).
+// AddHandlersToService picks the handler by event type, so a fact or
+// another command under a command's key is settled deliberately rather than
+// acked in silence. A command's response is an event linked by
 // correlation_ids, as in Python, not Watermill's request-reply.
 package cqrs

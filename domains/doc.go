@@ -56,15 +56,12 @@
 //	a typed string implementing Enum           string, enum of its values
 //
 // The `default` tag holds the literal text for a string field, JSON for any
-// other ("[]", "{}", "true", "0"), and DefaultNow for a date-time that
-// defaults to the time of decoding. The same tag drives the codec, so no
-// payload type writes JSON methods: an absent or null field takes its
-// default when decoded (envelope.DecodePayload, Decode); when encoded, a nil
-// collection is written as [] or {} and a zero "now" time as the time of
-// encoding, because Python writes null for an absent optional and rejects
-// null for a defaulted field. Optional fields therefore carry no omitempty:
-// Go writes null, as Python does. Unknown properties are allowed everywhere,
-// since Python ignores them.
+// other ("[]", "{}", "true", "0"), and DefaultNow for the time of decoding.
+// The codec applies it too: an absent or null field decodes to its default,
+// and a nil collection or zero "now" time is encoded as its default, because
+// Python writes null for an absent optional and rejects null for a defaulted
+// field (so optional fields carry no omitempty). Unknown properties are
+// allowed, since Python ignores them.
 //
 // # Validation and the unknown-type policy
 //
@@ -83,20 +80,16 @@
 //
 // # Why a purpose-built validator
 //
-// The validator is compiled at registration from the very document
-// EventType.Schema returns, so `bb show` prints what is enforced; it
-// understands only the keywords the generator emits and Register refuses
-// any other. It reads the payload once with a jsontext.Decoder (accepting
-// exactly what encoding/json accepts), checking syntax and schema together
-// without decoding into maps, and locates each problem with the decoder's
-// JSON Pointer; docs/performance.md has its cost against a generic validator.
+// The validator is compiled at registration from the document
+// EventType.Schema returns, so `bb show` prints what is enforced; Register
+// refuses any keyword the generator does not emit. It reads the payload
+// once with a jsontext.Decoder, checking syntax and schema together, and
+// locates each problem by JSON Pointer.
 //
-// santhosh-tekuri/jsonschema/v6 stays the reference: a differential fuzz
-// test in domains/catalog holds both to the same verdict on every
-// registered schema. They differ only where the validator follows the
-// readers of the bus rather than the letter of JSON Schema: a date-time is
-// what envelope.ParseTimestamp reads (Z, +00:00, naive, a space for the T, a
-// date alone), a UUID what uuid.Parse reads, an integer what a Go int
-// decodes (not 2.0 or 1e3, within int64), and a name written twice in an
-// object is checked at each occurrence, as encoding/json decodes each.
+// A differential fuzz test in domains/catalog holds it to the verdict of
+// santhosh-tekuri/jsonschema/v6 on every registered schema, except where it
+// follows the bus's readers rather than JSON Schema: a date-time is what
+// envelope.ParseTimestamp reads, a UUID what uuid.Parse reads, an integer
+// what a Go int decodes (not 2.0 or 1e3), and a name repeated in an object
+// is checked at each occurrence, as encoding/json decodes each.
 package domains

@@ -5,23 +5,15 @@
 // *envelope.PermanentError, and depends on the validator and the correlation
 // recorder only through two small interfaces, Validator and LinkRecorder.
 //
-// The pieces:
-//
-//   - Validation stops a malformed or invalid message before the handler,
-//     with a permanent error.
-//   - Causation (handler side) and RecordingPublisher (publisher side) link
-//     what a handler produces to the event it handles, in the correlation
-//     graph Go and Python share. A handler gets links only if it publishes
-//     with the context it is given or returns its messages: publishing with
-//     context.Background() breaks the chain. Watermill's cqrs component is
-//     covered, since its processors pass msg.Context() to handlers.
-//   - Poison, Dedup and Retry keep a service from losing a message or
-//     looping on one; package middleware/reliability installs them on a
-//     bus.Service with its delay and poison queues.
-//   - Tracing carries OpenTelemetry traces across the bus in the W3C
-//     traceparent and tracestate headers, so a chain of Go and Python
-//     services is one trace. Decorate a publisher before anything publishes
-//     through it: a cqrs processor keeps the publisher it was built with.
+// Validation stops an invalid message before the handler with a permanent
+// error. Causation and RecordingPublisher link what a handler publishes with
+// its context (not context.Background()) or returns to the event it handles,
+// in the correlation graph Go and Python share. Poison, Dedup and Retry keep
+// a service from losing or looping on a message (package
+// middleware/reliability installs them on a bus.Service). Tracing carries
+// OpenTelemetry traces in the W3C traceparent and tracestate headers;
+// decorate a publisher before anything uses it, as a cqrs processor keeps
+// the publisher it was built with.
 //
 // # Order
 //
@@ -67,14 +59,12 @@
 //	)
 //	router.AddHandler("rag_ingest", "fireflies.transcript.ready", sub, "fireflies.transcript.processed", pub, handle)
 //
-// A plain router nacks every handler error, and most Pub/Subs redeliver at
+// A plain router nacks every handler error and most Pub/Subs redeliver at
 // once: without Poison (or bus.Service, which acks permanent errors) a
-// rejected message comes back forever. Poison rather than Watermill's
-// PoisonQueue: it keeps the producer's body byte for byte and writes the
-// headers `bb dlq` reads. Retry rather than Watermill's: it leaves permanent
-// errors alone, and each attempt gets a fresh context instead of one a
-// Timeout already ended. The runnable Example and examples/middleware-reuse
-// wire these pieces on GoChannel.
+// rejected message comes back forever. Unlike Watermill's PoisonQueue,
+// Poison keeps the body byte for byte and writes the headers `bb dlq` reads;
+// unlike Watermill's Retry, Retry leaves permanent errors alone and gives
+// each attempt a fresh context.
 //
 // # On a bus.Service
 //
@@ -94,9 +84,5 @@
 //	})
 //	b.DecoratePublisher(tr.DecoratePublisher) // before cqrs.NewProcessor(b.Publisher(), ...)
 //
-// rel.Stats() feeds the retried, parked and deduplicated counters, and
 // rel.Flush(ctx) after svc.Run returns writes the last dedup marks.
-// Handlers registered with HandleMessage get the cause from Causation and
-// publish with bus.Bus.Publish(msg.Context(), ...); bus.Handle gives typed
-// handlers that context already.
 package middleware
