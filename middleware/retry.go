@@ -185,13 +185,9 @@ type RetryStats struct {
 
 // Retry is the retry middleware: install its Middleware method inside
 // Poison and Dedup. Build it with NewRetry. It is safe for concurrent use.
-//
-// Each attempt gets a fresh context, so an attempt that timed out does not
-// doom the next; a panic becomes a *PanicError and is retried; a permanent
-// error (envelope.IsPermanent) is returned at once. Spent attempts go to
-// the Redeliverer (DispositionRedelivered), or are requeued if the broker
-// refuses; once redeliveries are spent too, the *RetryError matches
-// ErrRetriesExhausted, for Poison to park.
+// Each attempt gets a fresh context; a panic becomes a retried *PanicError;
+// a permanent error returns at once. Spent attempts go to the Redeliverer
+// (or are requeued if the broker refuses), then end in ErrRetriesExhausted.
 type Retry struct {
 	cfg RetryConfig
 

@@ -126,17 +126,11 @@ func (b *bindings) of(queue string) []string {
 	return slices.Clone(b.m[queue])
 }
 
-// TopologyBuilder is a watermill-amqp TopologyBuilder (wamqp.Config's
-// TopologyBuilder) that gives a plain watermill-amqp app the Bloodbank
-// topology: the exchange declared with the Python services' flags, and the
-// queue bound once per pattern in Patterns. watermill-amqp's
-// DefaultTopologyBuilder binds a queue to one key derived from its own
-// name, never to the routing keys the service handles, so the queue would
-// receive nothing.
-//
-// Use it on the subscriber and the publisher, with the exchange of
-// Exchange.GenerateName also in Topology.Exchange (the builder declares
-// Topology's exchange, whatever name watermill-amqp passes):
+// TopologyBuilder gives a plain watermill-amqp app the Bloodbank topology:
+// the exchange declared with the Python services' flags and the queue bound
+// once per pattern (watermill-amqp's DefaultTopologyBuilder binds a queue
+// only to its own name). Use it on subscriber and publisher, with
+// Topology.Exchange equal to the exchange name watermill-amqp generates:
 //
 //	sub, err := wamqp.NewSubscriber(wamqp.Config{
 //		Connection: wamqp.ConnectionConfig{AmqpURI: url},

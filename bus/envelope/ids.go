@@ -16,15 +16,9 @@ import (
 	"github.com/google/uuid"
 )
 
-// Deterministic event ids (wire-contract section 5): a producer that may
-// publish the same fact twice gives the event an id derived from what
-// identifies it, so every consumer, Go or Python, deduplicates on event_id.
-// The Python services compute
-//
-//	uuid5(NAMESPACE_OID, "bloodbank:" + event_type + ":" + unique_key)
-//
-// where unique_key is "name=value" for every identifying field, sorted by
-// name and joined by "|", each value rendered by Python's str().
+// Deterministic event ids (wire-contract section 5): Python computes
+// uuid5(NAMESPACE_OID, "bloodbank:" + event_type + ":" + unique_key), where
+// unique_key is the sorted "name=value" pairs, joined by "|", of str() values.
 
 // IDNamespace is the UUID namespace of deterministic event ids: Python's
 // uuid.NAMESPACE_OID (6ba7b812-9dad-11d1-80b4-00c04fd430c8).
@@ -51,21 +45,11 @@ func (e *IDFieldError) Unwrap() error { return ErrIDFieldValue }
 // generate_event_id(event_type, **fields), so that Go and Python producers of
 // the same fact publish the same event_id.
 //
-// Values are rendered as Python's str() renders the equivalent Python value:
-//   - nil (and a nil pointer) → None; a non-nil pointer → its element
-//   - bool → True / False
-//   - every signed and unsigned integer type, *big.Int → decimal
-//   - float64 → Python's repr: shortest round-trip digits, "1.0" for whole
-//     numbers, exponent form "1e+16" / "1e-05" outside 1e-4 ≤ |x| < 1e16,
-//     "inf", "-inf", "nan"
-//   - string (and types whose kind is string) → as is
-//   - uuid.UUID → the canonical lowercase hyphenated form
-//   - json.Number → as the int or float it spells
-//
-// Anything else (float32, time.Time, structs, slices, maps…) returns an
-// *IDFieldError rather than a guess: their str() depends on how the Python
-// side typed the value, and a near-miss would silently produce a different
-// id. No fields at all gives one id per event type, as in Python.
+// Values render as Python's str(): nil → None, pointers → their element,
+// bool → True/False, integers and *big.Int → decimal, float64 → repr
+// ("1.0", "1e+16", "inf"), strings as is, uuid.UUID canonical, json.Number
+// as the number it spells. Anything else (float32, time.Time, structs, ...)
+// is an *IDFieldError, not a guess that would silently change the id.
 func DeterministicID(eventType string, fields map[string]any) (uuid.UUID, error) {
 	key, err := UniqueKey(fields)
 	if err != nil {
