@@ -25,18 +25,13 @@ func ParseDirection(s string) (Direction, error) {
 	return "", fmt.Errorf("invalid direction %q: want %s or %s", s, TowardAncestors, TowardDescendants)
 }
 
-// CorrelationChain returns the chain the Python tracker's
-// get_correlation_chain returns: the events related to id in direction,
-// walked depth first and listed in post-order, id itself last. Toward
-// ancestors the root causes come first, so the list reads in causal order;
-// toward descendants each event follows what it caused. Parents are walked
-// in recorded order, children in the store's sorted order; every event
-// appears once, cycles end where they close, and the walk stops maxDepth
-// links away from id (<= 0: DefaultMaxDepth).
-//
-// It costs one round trip per event: use Store.Ancestors or
-// Store.Descendants (breadth first, without id) unless the Python order
-// matters.
+// CorrelationChain returns what the Python tracker's get_correlation_chain
+// returns: the events related to id in direction, depth first in
+// post-order, id itself last, so ancestors read in causal order. Parents
+// are walked in recorded order, children sorted; each event appears once,
+// and the walk stops maxDepth links from id (<= 0: DefaultMaxDepth). It
+// costs one round trip per event: prefer Store.Ancestors or Descendants
+// unless the Python order matters.
 func CorrelationChain(ctx context.Context, s Store, id uuid.UUID, dir Direction, maxDepth int) ([]uuid.UUID, error) {
 	if _, err := ParseDirection(string(dir)); err != nil {
 		return nil, err

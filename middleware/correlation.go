@@ -12,17 +12,13 @@ import (
 	"github.com/33god/bloodbank-go/correlation"
 )
 
-// Causation is the handler middleware that links what a handler produces to
-// the event it handles (its cause). The message's context gets
-// envelope.WithCause, so bus.Bus.Publish or a RecordingPublisher stamps
-// correlation_ids = [incoming event id] on what the handler publishes with
-// it. A returned message lacking them gets them too, and one lacking an
-// agent context (envelope.MetaAgentContext) inherits the incoming one's, as
-// the wire contract requires of an agent.thread.response to a prompt.
-//
-// A returned message that is the incoming event itself, or is marked
-// envelope.MetaRawBody (an existing event travelling unchanged), is left
-// alone; an incoming message whose UUID is not a UUID gets no cause.
+// Causation is the handler middleware that puts the handled event into the
+// message's context (envelope.WithCause), so what the handler publishes with
+// it gets correlation_ids = [incoming id]. A returned message lacking them
+// gets them too, and inherits a missing agent context
+// (envelope.MetaAgentContext), as the wire contract requires of a response.
+// The incoming event itself and envelope.MetaRawBody messages are left
+// alone; an incoming message whose UUID is not a UUID gives no cause.
 func Causation(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		cause, err := uuid.Parse(msg.UUID)
@@ -91,18 +87,14 @@ type RecordingPublisherConfig struct {
 	Logger *slog.Logger
 }
 
-// RecordingPublisher is a message.Publisher decorator that records the
-// correlation link of every message it publishes. It stamps correlation ids
-// [cause] on a message that has none when its context carries a cause
-// (envelope.CauseFromContext), publishes, and only once the publish returned
-// nil (on RabbitMQ: confirmed) records the links of the whole call in one
-// LinkRecorder.Record, so the graph never holds an event that was never
-// published (the Python publisher records before publishing). A failed
-// Publish records nothing: its error does not say which messages were sent.
-//
-// A message marked envelope.MetaRawBody (parked or replayed, its body
-// unchanged) is neither stamped nor recorded: its link was recorded when it
-// was first published. Recording never fails a publish.
+// RecordingPublisher is a message.Publisher decorator that stamps
+// correlation ids [cause] from the context (envelope.CauseFromContext) on a
+// message that has none and, only once Publish returned nil (on RabbitMQ:
+// confirmed), records the whole call's links in one LinkRecorder.Record, so
+// the graph never holds an unpublished event. A failed Publish records
+// nothing, as its error does not say what was sent. A message marked
+// envelope.MetaRawBody was recorded when first published and is left alone.
+// Recording never fails a publish.
 type RecordingPublisher struct {
 	pub message.Publisher
 	rec LinkRecorder

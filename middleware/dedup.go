@@ -132,15 +132,11 @@ type DedupStats struct {
 
 // Dedup is the idempotent-consumer middleware: install its Middleware method
 // inside Poison and outside Retry. Build it with NewDedup. It is safe for
-// concurrent use.
-//
-// A message whose Key the store has is acked without running the handler.
-// The key is marked only once the chain really handled the message
-// (DispositionHandled), so a failed attempt's retry is not lost as a
-// duplicate (Watermill's Deduplicator marks before the handler runs).
-// Dedup fails open: when the store fails or is slower than Timeout, the
-// message is processed. Deduplication narrows at-least-once delivery, no
-// more: two consumers handling one event at once may both run it.
+// concurrent use. A message whose Key the store has is acked unhandled. The
+// key is marked only once the chain handled the message, so a failed
+// attempt's retry is not lost as a duplicate (unlike Watermill's
+// Deduplicator). Dedup fails open when the store fails or exceeds Timeout;
+// two consumers handling one event at once may both run it.
 type Dedup struct {
 	cfg DedupConfig
 

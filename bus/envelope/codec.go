@@ -14,11 +14,9 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
-// Codec is the Bloodbank v1 wire codec (see the package doc): a
-// watermill-amqp Marshaler, so that a plain Watermill app given it
-// (wamqp.Config's Marshaler) and amqp.TopologyBuilder reads and writes what
-// the Python services do; watermill-amqp's DefaultMarshaler would put the
-// payload alone in the body.
+// Codec is the Bloodbank v1 wire codec (see the package doc) as a
+// watermill-amqp Marshaler; its DefaultMarshaler would put the payload
+// alone in the body.
 //
 // Unmarshal never returns an error: watermill-amqp requeues a delivery
 // whose unmarshal fails before any middleware sees it, so one bad body

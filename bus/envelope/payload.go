@@ -31,19 +31,10 @@ func MarshalPayload(v any) ([]byte, error) {
 }
 
 // UnmarshalPayload decodes a payload into v, a non-nil pointer, as Python
-// reads it, and applies the defaults that `default` struct tags declare to
-// members that are absent or null:
-//
-//	`default:"[]"`, `default:"{}"`      an empty slice or map
-//	`default:"true"`, `default:"0"`     any JSON of the field's type
-//	`default:"ok"`                      the text itself, for a string field
-//	`default:"now"`                     the time of decoding, for a Time
-//
-// Encoding (MarshalPayload, New) writes an unset defaulted field (nil, an
-// empty string, a zero Time) as its default, since Python rejects null
-// there. Defaults apply to the payload struct's own fields and those of
-// structs it embeds; a `default` tag further down is refused with an error.
-// Member names match exactly; a repeated name's last value wins.
+// reads it, applying `default` struct tags ("[]", "{}", JSON of the field's
+// type, a string's text, "now") to members that are absent or null (see the
+// domains package doc). Tags count on the payload struct and the structs it
+// embeds only; one further down is an error. A repeated name's last value wins.
 func UnmarshalPayload(data []byte, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
