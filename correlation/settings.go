@@ -22,17 +22,11 @@ import (
 // print a password: String, GoString, LogValue and the errors redact it.
 type Settings struct {
 	// URL is REDIS_URL. Optional; when set it replaces Host, Port and DB.
-	// go-redis's URL parsers read it, so their query parameters
-	// (dial_timeout, pool_size, ...) work:
-	//
-	//	redis://[user:password@]host[:port][/db]    one server; rediss:// for TLS; or unix:///path.sock?db=N
-	//	redis://host:port?addr=host:port&addr=...   Redis Cluster, database 0 only
-	//	redis://[user:pw@]host:port[/db]?addr=host:port&master_name=NAME
-	//	                                            Sentinel: addresses, user and password are the
-	//	                                            Sentinels'; the master's is the password parameter
-	//
-	// Without a password of its own (for Sentinel, the password parameter),
-	// the client authenticates with Password.
+	// go-redis's parsers read it, query parameters included: one server
+	// (redis://, rediss://, unix://), Cluster (more servers in addr=), or
+	// Sentinel (master_name=; the URL's user and password are the Sentinels',
+	// the master's is the password parameter). Without a password of its
+	// own, the client authenticates with Password.
 	URL string `env:"REDIS_URL"`
 	// Host is REDIS_HOST. Optional; default DefaultHost.
 	Host string `env:"REDIS_HOST" envDefault:"localhost"`

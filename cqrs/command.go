@@ -51,9 +51,8 @@ type CommandContext struct {
 	AgentContext *envelope.AgentContext
 	// Timestamp is when the command was issued (its envelope's timestamp).
 	Timestamp time.Time
-	// ReplayID is the id of the replay that delivered the command again
-	// (the envelope.MetaReplay header); empty in a first run. Under a
-	// replay, collected events get ReplaySideEffectID ids.
+	// ReplayID is the envelope.MetaReplay header of a replayed command;
+	// its collected events get ReplaySideEffectID ids.
 	ReplayID string
 }
 
@@ -76,17 +75,14 @@ func SideEffectID(eventType string, commandID uuid.UUID, position int) uuid.UUID
 	return envelope.DeterministicIDOf(eventType, envelope.UUIDField("command_id", commandID), envelope.IntField("position", int64(position)))
 }
 
-// ReplaySideEffectID is the id of the event a command collects at position
-// when replay replayID delivered it again: SideEffectID's fields plus the
-// replay id, so that a replay's events differ from the first run's and from
-// another replay's, yet stay stable across the replay's redeliveries.
+// ReplaySideEffectID is SideEffectID under replay replayID: new for each
+// replay, stable across that replay's redeliveries.
 func ReplaySideEffectID(eventType string, commandID uuid.UUID, position int, replayID string) uuid.UUID {
 	return envelope.DeterministicIDOf(eventType, envelope.UUIDField("command_id", commandID),
 		envelope.IntField("position", int64(position)), envelope.StrField("replay_id", replayID))
 }
 
-// sideEffectID is the id of the event collected at position for cc, and
-// under a replay the id it had in the first run (uuid.Nil otherwise).
+// sideEffectID also returns, under a replay, the first run's id.
 func (cc CommandContext) sideEffectID(eventType string, position int) (id, replayOf uuid.UUID) {
 	first := SideEffectID(eventType, cc.EventID, position)
 	if cc.ReplayID == "" {

@@ -63,8 +63,7 @@ type LinkMetadataParams struct {
 
 // DefaultLinkMetadata is the metadata recorded with each link by default:
 // "event_type" (envelope.EventType, else the topic), "source_app" if any,
-// and "replay_of" when the message's context names the event it replaces
-// (envelope.WithReplayOf).
+// and "replay_of" from envelope.WithReplayOf.
 func DefaultLinkMetadata(p LinkMetadataParams) map[string]any {
 	md := map[string]any{"event_type": cmp.Or(envelope.EventType(p.Message), p.Topic)}
 	if app := p.Message.Metadata.Get(envelope.MetaSourceApp); app != "" {

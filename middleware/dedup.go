@@ -168,8 +168,7 @@ func (d *Dedup) Stats() DedupStats {
 // Key is the store key of a message for a handler, "{service}:{handler}:{id}",
 // so that a retry for handler B is not a duplicate of handler A's success.
 // A message with the envelope.MetaReplay header is keyed
-// "{service}:{handler}:{id}:replay:{replay id}": each replay is let through
-// once.
+// "{service}:{handler}:{id}:replay:{replay id}": each replay runs once.
 func (d *Dedup) Key(handler, eventID string) string {
 	return d.cfg.Service + ":" + handler + ":" + eventID
 }
@@ -183,7 +182,6 @@ func (d *Dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		handler := message.HandlerNameFromCtx(msg.Context())
 		key := d.Key(handler, msg.UUID)
 		if replay := msg.Metadata.Get(envelope.MetaReplay); replay != "" {
-			// A replay runs the event once more, once: its own key.
 			key += ":replay:" + replay
 		}
 		seen, err := d.seen(msg.Context(), key)

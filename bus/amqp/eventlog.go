@@ -14,9 +14,8 @@ const (
 	DefaultEventLogMaxBytes = 1_000_000_000
 )
 
-// EventLogConfig is the retention of the event log. A stream discards
-// whole segments, oldest first, once either limit is passed, so the log
-// may keep somewhat more than the limits say.
+// EventLogConfig is the retention of the event log. A stream drops whole
+// segments, so it may keep somewhat more than the limits say.
 type EventLogConfig struct {
 	// MaxAge is the stream's x-max-age: a number and a unit, Y, M, D, h,
 	// m or s ("7D", "12h"). Optional; default DefaultEventLogMaxAge.
@@ -39,19 +38,15 @@ func (c EventLogConfig) Validate() error {
 	return nil
 }
 
-// EventLogQueue names the event log of exchange: "{exchange}.log". Readers
-// such as bb log find it by this name.
+// EventLogQueue names the event log of exchange: "{exchange}.log".
 func EventLogQueue(exchange string) string {
 	return cmp.Or(exchange, Topology{}.exchange()) + ".log"
 }
 
-// DeclareEventLog declares the exchange and its event log: a durable
-// stream queue bound to "#", so that the broker keeps every event
-// published on the exchange, body, properties and headers, until the
-// retention of cfg drops it. Declaring it again with the same cfg
-// succeeds, so any number of services may call it; a different cfg fails
-// with 406 PRECONDITION_FAILED, and closes ch, as RabbitMQ does for any
-// queue redeclared with other arguments.
+// DeclareEventLog declares the exchange and its event log: a durable stream
+// queue bound to "#", which keeps every event, with its properties and
+// headers, until cfg's retention drops it. Any number of services may
+// declare it with the same cfg; another cfg fails with 406 and closes ch.
 func DeclareEventLog(ch *amqp091.Channel, exchange string, cfg EventLogConfig) error {
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -23,15 +23,13 @@ func CauseFromContext(ctx context.Context) (uuid.UUID, bool) {
 
 type replayOfKey struct{}
 
-// WithReplayOf returns a context that says: the event published with it
-// replaces, in a replay, the event original of the first run. The
-// correlation recorder writes it into the link as "replay_of".
+// WithReplayOf marks what is published with ctx as the replay of original;
+// the correlation recorder writes it into the link as "replay_of".
 func WithReplayOf(ctx context.Context, original uuid.UUID) context.Context {
 	return context.WithValue(ctx, replayOfKey{}, original)
 }
 
-// ReplayOfFromContext returns the event that the one published with ctx
-// replaces, if it is a replay's.
+// ReplayOfFromContext returns what WithReplayOf set.
 func ReplayOfFromContext(ctx context.Context) (uuid.UUID, bool) {
 	id, ok := ctx.Value(replayOfKey{}).(uuid.UUID)
 	return id, ok
