@@ -139,11 +139,7 @@ func (a *app) runLog(ctx context.Context, r logRange, asJSON bool) error {
 // envelope is selected by its delivery's timestamp, and given with the
 // decoding error.
 func (a *app) readLog(ctx context.Context, r logRange, each func(d amqp091.Delivery, env envelope.Envelope, decodeErr error) error) error {
-	cfg, logger, err := a.setup()
-	if err != nil {
-		return err
-	}
-	b, err := a.openBus(ctx, cfg.Bus, logger)
+	cfg, _, b, err := a.connect(ctx)
 	if err != nil {
 		return err
 	}

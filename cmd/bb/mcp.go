@@ -50,15 +50,11 @@ Logs go to stderr; stdout carries only the protocol. Needs RABBIT_URL (exit
 }
 
 func (a *app) runMCP(ctx context.Context, admin bool) error {
-	cfg, logger, err := a.setup()
-	if err != nil {
-		return err
-	}
 	events, err := catalog.New()
 	if err != nil {
 		return err
 	}
-	b, err := a.openBus(ctx, cfg.Bus, logger)
+	cfg, logger, b, err := a.connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -197,11 +197,7 @@ func inOrder(found []amqp091.Delivery, places []int) []amqp091.Delivery {
 // deliverReplay sends the deliveries into the service's queue, through
 // the default exchange, and waits for the broker's confirms.
 func (a *app) deliverReplay(ctx context.Context, found []amqp091.Delivery, service string) error {
-	cfg, logger, err := a.setup()
-	if err != nil {
-		return err
-	}
-	b, err := a.openBus(ctx, cfg.Bus, logger)
+	cfg, _, b, err := a.connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -63,6 +63,21 @@ var errNoRabbitURL = errors.New("RABBIT_URL is not set: bb talks to a running Ra
 	"(the embedded transport lives inside one process, so it cannot reach a running service); " +
 	"set RABBIT_URL=amqp://user:password@host:5672/ in the environment or .env")
 
+// connect reads the settings, builds the logger and opens the bus: what
+// every bb command that talks to RabbitMQ does first. The caller closes
+// the bus.
+func (a *app) connect(ctx context.Context) (config, *slog.Logger, *bus.Bus, error) {
+	cfg, logger, err := a.setup()
+	if err != nil {
+		return config{}, nil, nil, err
+	}
+	b, err := a.openBus(ctx, cfg.Bus, logger)
+	if err != nil {
+		return config{}, nil, nil, err
+	}
+	return cfg, logger, b, nil
+}
+
 // openBus connects to RabbitMQ within --timeout. Every failure is exit 2.
 func (a *app) openBus(ctx context.Context, cfg bus.Config, logger *slog.Logger) (*bus.Bus, error) {
 	if cfg.RabbitURL == "" {

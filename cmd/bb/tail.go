@@ -73,11 +73,7 @@ func (a *app) runTail(ctx context.Context, args []string, count int, pretty bool
 	if err != nil {
 		return err
 	}
-	cfg, logger, err := a.setup()
-	if err != nil {
-		return err
-	}
-	b, err := a.openBus(ctx, cfg.Bus, logger)
+	cfg, logger, b, err := a.connect(ctx)
 	if err != nil {
 		return err
 	}
