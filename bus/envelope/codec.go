@@ -1,7 +1,6 @@
 package envelope
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -97,7 +96,10 @@ func DecodeDelivery(body []byte, messageID, routingKey string, headers amqp091.T
 	var msg *message.Message
 	if err != nil {
 		// Keep an id the operator can search for.
-		msg = message.NewMessage(cmp.Or(messageID, uuid.NewString()), body)
+		if messageID == "" {
+			messageID = uuid.NewString()
+		}
+		msg = message.NewMessage(messageID, body)
 		msg.Metadata[MetaMalformed] = err.Error()
 		var me *MalformedError
 		if errors.As(err, &me) {
