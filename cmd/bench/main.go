@@ -89,7 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.latencyRate, "latency-rate", 1000, "messages per second of the latency metric")
 	fs.DurationVar(&o.latencyDuration, "latency-duration", 5*time.Second, "length of one latency run")
 	fs.IntVar(&o.rssRate, "rss-rate", 5000, "messages per second of the memory run")
-	fs.DurationVar(&o.rssDuration, "rss-duration", time.Minute, "length of the memory run")
+	fs.DurationVar(&o.rssDuration, "rss-duration", rssVerdictRun, "length of the memory run (a run shorter than 3m gives no verdict)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "publish warm-up before the first round")
 	fs.BoolVar(&o.quick, "quick", false, "a run of about a minute: 3 rounds, short runs, a 10 s memory run")
 	fs.StringVar(&o.only, "only", "", "comma-separated metrics to run (default all): "+strings.Join(allMetrics, ","))
@@ -254,6 +254,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	rep.print(stdout)
+	if bad := missingSamples(rep.metrics); len(bad) > 0 {
+		fmt.Fprintln(stderr, "bench: the run failed: a metric without samples cannot be judged:\n  "+strings.Join(bad, "\n  "))
+		return 1
+	}
 	return 0
 }
 
