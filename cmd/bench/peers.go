@@ -15,6 +15,7 @@ import (
 	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/33god/bloodbank-go/bus/amqp"
 	"github.com/33god/bloodbank-go/domains/agent/thread"
 )
 
@@ -191,7 +192,9 @@ func (e *env) pythonPublish(ctx context.Context, exchange string, d time.Duratio
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return 0, fmt.Errorf("python publisher: %v: %s", err, ee.Stderr)
+			// aio-pika may print the URL it was given, password and all.
+			msg := strings.ReplaceAll(string(ee.Stderr), e.rabbitURL, amqp.RedactURL(e.rabbitURL))
+			return 0, fmt.Errorf("python publisher: %v: %s", err, msg)
 		}
 		return 0, fmt.Errorf("python publisher: %w", err)
 	}

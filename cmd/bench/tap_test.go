@@ -78,7 +78,7 @@ func (o oneByte) Read(p []byte) (int, error) {
 func TestAckTap_readClientForwardsEverythingAndCountsAcks(t *testing.T) {
 	var in bytes.Buffer
 	in.WriteString("AMQP\x00\x00\x09\x01")
-	in.Write(frame(1, 1, method(20, 10)))                // channel.open
+	in.Write(frame(1, 1, method(20, 10)))               // channel.open
 	in.Write(frame(1, 1, method(60, 20, 0, 0, 1, 'q'))) // basic.consume
 	in.Write(frame(2, 1, make([]byte, 14)))             // a content header, not read
 	in.Write(frame(1, 1, ack(2, true)))

@@ -69,6 +69,17 @@ const (
 	rssMaxMiB     = 100.0
 )
 
+// rssWord is the verdict in one word, for the bench line.
+func rssWord(duration time.Duration, flat bool) string {
+	switch {
+	case duration < rssVerdictRun:
+		return "none"
+	case flat:
+		return "flat"
+	}
+	return "NOT_FLAT"
+}
+
 // rssVerdict is "flat", or what broke the rule, or that the run was too
 // short to say.
 func rssVerdict(duration time.Duration, slope, maxMiB float64) (verdict string, flat bool) {
