@@ -211,37 +211,36 @@ func (p *processor) checkDrained(queue string, n int) error {
 	if err != nil {
 		return err
 	}
-	var stopped struct {
+	return checkStopped(b, n)
+}
+
+// checkStopped reads the processor's "command-processor stopped" line in
+// its JSON log: n commands executed, none failed or parked.
+func checkStopped(log []byte, n int) error {
+	type counts struct {
 		Msg      string `json:"msg"`
 		Executed *int   `json:"executed"`
-		Failed   *int   `json:"failed"`
-		Parked   *int   `json:"parked"`
+		Failed   int    `json:"failed"`
+		Parked   int    `json:"parked"`
 	}
-	found := false
-	sc := bufio.NewScanner(bytes.NewReader(b))
+	var stopped *counts
+	sc := bufio.NewScanner(bytes.NewReader(log))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		var line = stopped
+		var line counts
 		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "command-processor stopped" {
-			stopped, found = line, true
+			stopped = &line
 		}
 	}
 	switch {
-	case !found || stopped.Executed == nil:
+	case stopped == nil || stopped.Executed == nil:
 		return errors.New(`no "command-processor stopped" line with its counts`)
 	case *stopped.Executed != n:
 		return fmt.Errorf("executed %d commands, want %d", *stopped.Executed, n)
-	case stopped.Failed != nil && *stopped.Failed != 0, stopped.Parked != nil && *stopped.Parked != 0:
-		return fmt.Errorf("%d commands failed, %d parked", deref(stopped.Failed), deref(stopped.Parked))
+	case stopped.Failed != 0 || stopped.Parked != 0:
+		return fmt.Errorf("%d commands failed, %d parked", stopped.Failed, stopped.Parked)
 	}
 	return nil
-}
-
-func deref(p *int) int {
-	if p == nil {
-		return 0
-	}
-	return *p
 }
 
 // logTail is the end of the processor's log, for an error.
