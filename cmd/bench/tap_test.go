@@ -165,7 +165,10 @@ func TestAckTap_countsTheAcksOfARealConsumer(t *testing.T) {
 	if r, err := tap.rate(ctx, n, 10*time.Second); err != nil || r <= 0 {
 		t.Fatalf("rate = %v, %v", r, err)
 	}
-	if tap.acked != n {
-		t.Errorf("the tap counted %d acks, want %d", tap.acked, n)
+	tap.mu.Lock()
+	acked := tap.acked
+	tap.mu.Unlock()
+	if acked != n {
+		t.Errorf("the tap counted %d acks, want %d", acked, n)
 	}
 }
