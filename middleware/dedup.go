@@ -235,6 +235,12 @@ func (d *Dedup) seen(ctx context.Context, key string) (bool, error) {
 		return true, nil
 	}
 	wait := prefetched(ctx, key)
+	if wait != nil {
+		// Most often the answer is in: take it without a timer.
+		if seen, err := wait(answered); !errors.Is(err, context.Canceled) {
+			return seen, err
+		}
+	}
 	ctx, cancel := d.storeContext(ctx)
 	defer cancel()
 	if wait != nil {

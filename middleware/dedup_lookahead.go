@@ -42,6 +42,14 @@ type lookahead struct {
 
 type lookaheadKey struct{}
 
+// answered is an ended context: waiting on it for a lookup's answer returns
+// the answer if it is in, and context.Canceled at once if not.
+var answered = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
 // Prefetch starts the store lookup of a message for handler, so that its
 // round trip runs while the message travels to Dedup.Middleware, which
 // then waits for the answer instead of asking. Install it where the
