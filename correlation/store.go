@@ -25,6 +25,10 @@ type Link struct {
 	// CreatedAt is when the link was made. Optional: zero means the time of
 	// the Record call.
 	CreatedAt time.Time
+	// Cost is what Child reported spending, added once per child to the
+	// totals of its chain's root (see RedisStore.CostKey). Optional; it is
+	// not part of the stored link, and Lookup leaves it nil.
+	Cost *Cost
 }
 
 // Validate reports whether Record would accept the link, so a batching
