@@ -106,6 +106,10 @@ type Dump struct {
 	Ancestors   []uuid.UUID    `json:"ancestors"`
 	Descendants []uuid.UUID    `json:"descendants"`
 	Metadata    map[string]any `json:"metadata"`
+	// Cost is the totals of the event's root, where the caller added them
+	// (RedisStore.EventCost); Debug leaves it nil, and nil is not written,
+	// so the JSON stays Python's unless a caller asks for more.
+	Cost *CostTotals `json:"cost,omitempty"`
 }
 
 // MarshalJSON writes empty lists as [] rather than null, as Python does.
