@@ -133,13 +133,21 @@ func (s *RedisStore) queueCost(ctx context.Context, pipe redis.Pipeliner, l Link
 }
 
 // costRoots finds the root of each link with a Cost whose Root is unset.
-// A parent recorded in the same batch counts as recorded.
+// A parent recorded in the same batch counts as recorded, and siblings
+// (responses to one prompt) share one walk.
 func (s *RedisStore) costRoots(ctx context.Context, links []Link) (map[uuid.UUID]uuid.UUID, error) {
 	var batch batchReader
 	roots := map[uuid.UUID]uuid.UUID{}
+	byParent := map[uuid.UUID]uuid.UUID{}
 	for _, l := range links {
 		if l.Cost == nil || l.Cost.Root != uuid.Nil {
 			continue
+		}
+		if len(l.Parents) > 0 {
+			if root, ok := byParent[l.Parents[0]]; ok {
+				roots[l.Child] = root
+				continue
+			}
 		}
 		if batch.links == nil {
 			batch = batchReader{store: s, links: make(map[uuid.UUID]Link, len(links))}
@@ -152,6 +160,9 @@ func (s *RedisStore) costRoots(ctx context.Context, links []Link) (map[uuid.UUID
 			return nil, err
 		}
 		roots[l.Child] = root
+		if len(l.Parents) > 0 {
+			byParent[l.Parents[0]] = root
+		}
 	}
 	return roots, nil
 }

@@ -213,3 +213,29 @@ func TestRootOf_readError(t *testing.T) {
 		t.Error("RootOf with Redis away: err = nil, want the read error")
 	}
 }
+
+func TestRedisStore_costSiblingsShareOneWalk(t *testing.T) {
+	_, c := miniClient(t)
+	s := newStore(t, c, correlation.RedisConfig{})
+	ctx := testCtx(t)
+	root, prompt := uuid.New(), uuid.New()
+	if err := s.Record(ctx, correlation.Link{Child: prompt, Parents: []uuid.UUID{root}}); err != nil {
+		t.Fatal(err)
+	}
+	hook := &roundTrips{}
+	c.AddHook(hook)
+	var answers []correlation.Link
+	for range 5 {
+		answers = append(answers, correlation.Link{Child: uuid.New(), Parents: []uuid.UUID{prompt}, Cost: &correlation.Cost{TokensUsed: 2}})
+	}
+	if err := s.Record(ctx, answers...); err != nil {
+		t.Fatal(err)
+	}
+	// GET prompt (linked to root), GET root (no link), then the pipeline.
+	if n := hook.n.Load(); n != 3 {
+		t.Errorf("five answers to one prompt took %d round trips, want 3", n)
+	}
+	if n, _ := s.RootTokens(ctx, root); n != 10 {
+		t.Errorf("RootTokens(root) = %d, want 10", n)
+	}
+}

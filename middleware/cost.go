@@ -2,8 +2,9 @@ package middleware
 
 import (
 	"cmp"
-	"encoding/json"
 
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/uuid"
 
 	"github.com/33god/bloodbank-go/bus/envelope"
@@ -25,6 +26,11 @@ type reportedCost struct {
 	DurationMS *int64 `json:"duration_ms"`
 }
 
+// lenient reads what Python's json.loads reads: a repeated key's last
+// value wins, and invalid UTF-8 in a field nobody reads here is no reason
+// to lose the cost.
+var lenient = json.JoinOptions(jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+
 // DefaultLinkCost is the cost an agent.thread.response or llm.response
 // reports in tokens_used and duration_ms, charged to its source.app and to
 // the root in MetaRoot (else Record finds it): nil for other events, or
@@ -34,7 +40,7 @@ func DefaultLinkCost(p LinkMetadataParams) *correlation.Cost {
 		return nil
 	}
 	var r reportedCost
-	if err := json.Unmarshal(p.Message.Payload, &r); err != nil || r.TokensUsed == nil && r.DurationMS == nil {
+	if err := json.Unmarshal(p.Message.Payload, &r, lenient); err != nil || r.TokensUsed == nil && r.DurationMS == nil {
 		return nil
 	}
 	c := &correlation.Cost{Agent: p.Message.Metadata.Get(envelope.MetaSourceApp)}

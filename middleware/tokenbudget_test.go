@@ -16,7 +16,7 @@ import (
 	"github.com/33god/bloodbank-go/middleware"
 )
 
-func newCostStore(t *testing.T) *correlation.EmbeddedStore {
+func newCostStore(t testing.TB) *correlation.EmbeddedStore {
 	t.Helper()
 	s, err := correlation.NewEmbeddedStore(correlation.RedisConfig{})
 	if err != nil {
