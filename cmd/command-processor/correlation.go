@@ -14,6 +14,7 @@ import (
 // against: the correlation store and the client under it.
 type graph struct {
 	store  correlation.Store
+	costs  *correlation.RedisStore // the same store, for the cost rollup
 	client redis.UniversalClient
 	close  func()
 }
@@ -33,7 +34,7 @@ func openCorrelation(settings correlation.Settings, transport string, logger *sl
 		// The same in-process Redis serves deduplication, as the real
 		// one does on RabbitMQ.
 		client := redis.NewClient(&redis.Options{Addr: e.Addr()})
-		return &graph{store: e, client: client, close: func() { _ = client.Close(); _ = e.Close() }}, nil
+		return &graph{store: e, costs: e.RedisStore, client: client, close: func() { _ = client.Close(); _ = e.Close() }}, nil
 	}
 	client, err := correlation.NewUniversalClient(settings)
 	if err != nil {
@@ -45,5 +46,5 @@ func openCorrelation(settings correlation.Settings, transport string, logger *sl
 		return nil, err
 	}
 	logger.Info("correlation store: Redis", slog.Any("redis", settings))
-	return &graph{store: store, client: client, close: func() { _ = client.Close() }}, nil
+	return &graph{store: store, costs: store, client: client, close: func() { _ = client.Close() }}, nil
 }

@@ -160,6 +160,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		dedup:          middleware.NewRedisDedupStore(graph.client, ""),
 		recorder:       rec,
 		commandTimeout: conf.Own.CommandTimeout,
+		maxRootTokens:  conf.Own.MaxRootTokens,
+		costs:          graph.costs,
 		strictTypes:    conf.Bus.StrictTypes,
 		logger:         logger,
 	})
