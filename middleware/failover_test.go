@@ -26,16 +26,19 @@ type timedWriter struct {
 	mu          sync.Mutex
 	ok          []time.Time // one per successful write
 	failedLinks int
+	slowestFail time.Duration
 	written     map[uuid.UUID]time.Time // child → when its write succeeded
 }
 
 func (w *timedWriter) Record(ctx context.Context, links ...correlation.Link) error {
+	start := time.Now()
 	err := w.Writer.Record(ctx, links...)
 	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err != nil {
 		w.failedLinks += len(links)
+		w.slowestFail = max(w.slowestFail, now.Sub(start))
 		return err
 	}
 	w.ok = append(w.ok, now)
@@ -161,12 +164,13 @@ func TestDisruptive_redisSentinelFailover(t *testing.T) {
 	if resumed.IsZero() {
 		t.Fatal("no correlation write succeeded after the kill")
 	}
-	// Writes resume when the client learns of the promotion; a batch may
-	// still be waiting out its 1 s timeout against the dead master then.
+	// Writes resume when the client learns of the promotion, or one write
+	// timeout (1 s, the recorder's default) later: the batch in flight then
+	// may be spending its timeout on retries against the dead master.
 	writesBack := resumed.Sub(killedAt)
-	if writesBack > failover+time.Second {
-		t.Errorf("correlation writes resumed %s after the kill, the Sentinels promoted the replica after %s",
-			writesBack.Round(time.Millisecond), failover.Round(time.Millisecond))
+	if bound := failover + time.Second + 500*time.Millisecond; writesBack > bound {
+		t.Errorf("correlation writes resumed %s after the kill, want within %s: the Sentinels promoted the replica after %s",
+			writesBack.Round(time.Millisecond), bound.Round(time.Millisecond), failover.Round(time.Millisecond))
 	}
 	mu.Lock()
 	slices.SortFunc(handledAt, time.Time.Compare)
@@ -189,7 +193,7 @@ func TestDisruptive_redisSentinelFailover(t *testing.T) {
 	var lostAcked, checkedAfter int
 	writer.mu.Lock()
 	written := maps.Clone(writer.written)
-	failedLinks := writer.failedLinks
+	failedLinks, slowestFail := writer.failedLinks, writer.slowestFail
 	writer.mu.Unlock()
 	for child, at := range written {
 		n, err := newMaster.Exists(ctx, store.ForwardKey(child)).Result()
@@ -235,8 +239,8 @@ func TestDisruptive_redisSentinelFailover(t *testing.T) {
 	t.Logf("%d events in %s (kill at %s): all handled, longest pause in handling %s, last handled %s after publishing ended",
 		len(ids), (before + after), before, maxGap.Round(time.Millisecond), drained.Round(time.Millisecond))
 	t.Logf("the Sentinels promoted the replica %s after the SIGKILL; %d events handled meanwhile", failover.Round(time.Millisecond), duringOutage)
-	t.Logf("correlation writes back %s after the SIGKILL; %d links not written (counted by the recorder), %d acknowledged by the old master and lost with it, %d written after the failover all on the new master",
-		writesBack.Round(time.Millisecond), rec.Failed(), lostAcked, checkedAfter)
+	t.Logf("correlation writes back %s after the SIGKILL (a failed write took up to %s); %d links not written (counted by the recorder), %d acknowledged by the old master and lost with it, %d written after the failover all on the new master",
+		writesBack.Round(time.Millisecond), slowestFail.Round(time.Millisecond), rec.Failed(), lostAcked, checkedAfter)
 	t.Logf("dedup: %d store errors (failed open), %d go-redis log lines", s.Dedup.StoreErrors, redisLog.n.Load())
 }
 
