@@ -309,27 +309,38 @@ func (e *env) cleanup(ctx context.Context) error {
 		_ = e.admin.Close()
 	}
 	if e.redis != nil {
-		iter := e.redis.Scan(ctx, 0, e.redisPrefix()+"*", 1000).Iterator()
-		var batch []string
-		flush := func() {
-			if len(batch) > 0 {
-				if err := e.redis.Unlink(ctx, batch...).Err(); err != nil {
-					errs = append(errs, err)
-				}
-				batch = batch[:0]
-			}
-		}
-		for iter.Next(ctx) {
-			batch = append(batch, iter.Val())
-			if len(batch) >= 1000 {
-				flush()
-			}
-		}
-		flush()
-		if err := iter.Err(); err != nil {
+		if err := deleteKeys(ctx, e.redis, e.redisPrefix()+"*"); err != nil {
 			errs = append(errs, err)
 		}
 		_ = e.redis.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// deleteKeys deletes the keys matching pattern, on every master of a Redis
+// Cluster: there SCAN sees the keys of the node it reaches only, and a
+// multi-key UNLINK fails unless its keys share a slot, so each node is
+// scanned and its keys unlinked one per command, pipelined.
+func deleteKeys(ctx context.Context, c redis.UniversalClient, pattern string) error {
+	onNode := func(ctx context.Context, node redis.UniversalClient) error {
+		iter := node.Scan(ctx, 0, pattern, 1000).Iterator()
+		pipe := node.Pipeline()
+		for iter.Next(ctx) {
+			pipe.Unlink(ctx, iter.Val())
+			if pipe.Len() >= 1000 {
+				if _, err := pipe.Exec(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	}
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return onNode(ctx, node) })
+	}
+	return onNode(ctx, c)
 }

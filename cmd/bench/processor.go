@@ -78,21 +78,19 @@ func (p *processor) close(ctx context.Context) error {
 	defer func() { _ = os.RemoveAll(p.dir) }()
 	r := p.e.redis
 	var errs []error
-	iter := r.Scan(ctx, 0, middleware.DefaultDedupKeyPrefix+p.service+":*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	errs = append(errs, iter.Err())
+	errs = append(errs, deleteKeys(ctx, r, middleware.DefaultDedupKeyPrefix+p.service+":*"))
+	// One key per UNLINK: on a Redis Cluster the keys are in different slots.
+	pipe := r.Pipeline()
 	for _, id := range p.prompts {
-		keys = append(keys, correlation.DefaultKeyPrefix+"reverse:"+id.String(),
-			correlation.DefaultKeyPrefix+"forward:"+cqrs.SideEffectID(thread.RoutingKeyResponse, id, 0).String())
+		pipe.Unlink(ctx, correlation.DefaultKeyPrefix+"reverse:"+id.String())
+		pipe.Unlink(ctx, correlation.DefaultKeyPrefix+"forward:"+cqrs.SideEffectID(thread.RoutingKeyResponse, id, 0).String())
+		if pipe.Len() >= 1000 {
+			_, err := pipe.Exec(ctx)
+			errs = append(errs, err)
+		}
 	}
-	for len(keys) > 0 {
-		n := min(len(keys), 1000)
-		errs = append(errs, r.Unlink(ctx, keys[:n]...).Err())
-		keys = keys[n:]
-	}
+	_, err := pipe.Exec(ctx)
+	errs = append(errs, err)
 	return errors.Join(errs...)
 }
 
