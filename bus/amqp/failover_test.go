@@ -1,0 +1,217 @@
+package amqp_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/33god/bloodbank-go/bus/amqp"
+	"github.com/33god/bloodbank-go/bus/transport"
+)
+
+// cutProxy forwards TCP connections to the broker until cut, when it
+// closes its listener and every connection at once: to a client it looks
+// like a node that died. Two of them in front of one broker make a list of
+// two "nodes" without touching the broker.
+type cutProxy struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	conns  []net.Conn
+	closed bool
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln}
+	t.Cleanup(p.cut)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			if !p.track(c, up) {
+				return
+			}
+			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
+			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) track(cs ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		for _, c := range cs {
+			_ = c.Close()
+		}
+		return false
+	}
+	p.conns = append(p.conns, cs...)
+	return true
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	_ = p.ln.Close()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *cutProxy) addr() string { return p.ln.Addr().String() }
+
+// With RABBIT_URL listing two nodes, losing the first moves the connection
+// to the second; consumers resume there, and every publish whose confirm
+// was pending when the connection died is reported failed to its caller,
+// who publishes it again: every message arrives, none is dropped silently.
+func TestAMQP_failoverToNextURL(t *testing.T) {
+	r := newRabbit(t)
+	base, err := url.Parse(r.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := newCutProxy(t, base.Host), newCutProxy(t, base.Host)
+	node := func(addr string) string { u := *base; u.Host = addr; return u.String() }
+	list := node(a.addr()) + " , " + node(b.addr())
+
+	var logs syncBuffer
+	conn, err := amqp.Dial(context.Background(), amqp.ConnectionConfig{URL: list, ConnectTimeout: 5 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if !strings.Contains(conn.URL(), a.addr()) {
+		t.Fatalf("connected to %s, want the first URL (%s)", conn.URL(), a.addr())
+	}
+
+	topo := amqp.Topology{Exchange: r.exchange}
+	queue := r.queue("failover")
+	sub, err := amqp.NewSubscriber(conn, amqp.SubscriberConfig{Topology: topo, Marshaler: wamqp.DefaultMarshaler{},
+		SubscriberConfig: transport.SubscriberConfig{QueueName: func(string) string { return queue }, Consumers: 50, DrainTimeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	msgs, err := sub.Subscribe(ctx, "failover.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := amqp.NewPublisher(conn, amqp.PublisherConfig{Topology: topo, Marshaler: wamqp.DefaultMarshaler{}, ConfirmTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pub.Close() })
+
+	const n = 3000
+	received := make(chan string, 2*n)
+	go func() {
+		for m := range msgs {
+			received <- m.UUID
+			m.Ack()
+		}
+	}()
+
+	// Publish asynchronously, cut the first node a third of the way in,
+	// and publish again whatever was reported failed, as a caller would.
+	failed := 0
+	pending := make([]string, 0, n)
+	for i := range n {
+		pending = append(pending, fmt.Sprintf("msg-%05d", i))
+	}
+	for round := 0; len(pending) > 0; round++ {
+		if round > 20 {
+			t.Fatalf("%d messages still not confirmed after 20 rounds", len(pending))
+		}
+		type inflight struct {
+			id string
+			c  *amqp.Confirmation
+		}
+		var flights []inflight
+		var retry []string
+		for i, id := range pending {
+			if round == 0 && i == n/3 {
+				a.cut()
+			}
+			c, err := pub.PublishAsync(ctx, "failover.test", message.NewMessage(id, []byte(id)))
+			if err != nil {
+				retry = append(retry, id)
+				continue
+			}
+			flights = append(flights, inflight{id, c})
+		}
+		for _, f := range flights {
+			if err := f.c.Wait(ctx); err != nil {
+				if !errors.Is(err, transport.ErrNotConfirmed) {
+					t.Errorf("publish %s failed with %v, want ErrNotConfirmed", f.id, err)
+				}
+				retry = append(retry, f.id)
+			}
+		}
+		failed += len(retry)
+		pending = retry
+	}
+	t.Logf("%d publishes reported failed across the cut, all published again", failed)
+
+	seen := map[string]int{}
+	for len(seen) < n {
+		select {
+		case id := <-received:
+			seen[id]++
+		case <-ctx.Done():
+			t.Fatalf("received %d of %d distinct messages", len(seen), n)
+		}
+	}
+	if !strings.Contains(conn.URL(), b.addr()) {
+		t.Errorf("after the cut the connection is on %s, want the second URL (%s)", conn.URL(), b.addr())
+	}
+	if !strings.Contains(logs.String(), "RabbitMQ reconnected") || strings.Contains(logs.String(), ":guest@") {
+		t.Errorf("want a reconnect logged with the password masked; logs:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a strings.Builder safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
