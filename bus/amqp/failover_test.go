@@ -15,6 +15,7 @@ import (
 
 	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
 	"github.com/ThreeDotsLabs/watermill/message"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/33god/bloodbank-go/bus/amqp"
 	"github.com/33god/bloodbank-go/bus/transport"
@@ -214,4 +215,89 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// With quorum queues a message returned to its service queue
+// QuorumDeliveryLimit times goes to the poison queue, and a delay queue
+// hands its messages back to the service queue after the delay.
+func TestAMQP_quorumSafetyNets(t *testing.T) {
+	r := newRabbit(t)
+	topo := amqp.Topology{Exchange: r.exchange, QueueType: amqp.QueueQuorum}
+	service := r.queue("qsvc")
+	poison := r.queue("qsvc" + amqp.PoisonQueueSuffix)
+	delay := r.queue("qsvc.retry.200ms")
+	raw := r.raw()
+	defer raw.Close()
+	ch, err := raw.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.DeclareQueue(ch, service, "qsvc.#"); err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.DeclareParkingQueue(ch, poison); err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.DeclareDelayQueue(ch, delay, 200*time.Millisecond, service); err != nil {
+		t.Fatal(err)
+	}
+	// Declaring again with the same arguments is what every restart does.
+	if err := topo.DeclareQueue(ch, service, "qsvc.#"); err != nil {
+		t.Fatalf("redeclaring the quorum service queue: %v", err)
+	}
+
+	get := func(queue string) (amqp091.Delivery, bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			d, ok, err := ch.Get(queue, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				return d, true
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return amqp091.Delivery{}, false
+	}
+
+	// Delay queue → service queue.
+	if err := ch.PublishWithContext(context.Background(), "", delay, false, false, amqp091.Publishing{MessageId: "delayed", Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	d, ok := get(service)
+	if !ok || d.MessageId != "delayed" {
+		t.Fatalf("the delay queue did not hand its message to the service queue (got %q)", d.MessageId)
+	}
+	// Returned again and again → poison queue.
+	for i := 0; ; i++ {
+		if i > amqp.QuorumDeliveryLimit+1 {
+			t.Fatalf("still delivered after %d returns", i)
+		}
+		if err := d.Nack(false, true); err != nil {
+			t.Fatal(err)
+		}
+		next, ok, err := ch.Get(service, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			// Give the queue a moment: it may not have settled the return.
+			time.Sleep(100 * time.Millisecond)
+			if next, ok, err = ch.Get(service, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !ok {
+			t.Logf("dead-lettered after %d returns", i+1)
+			break
+		}
+		d = next
+	}
+	parked, ok := get(poison)
+	if !ok || parked.MessageId != "delayed" {
+		t.Fatalf("the message over the delivery limit is not in the poison queue")
+	}
+	_ = parked.Ack(false)
 }
