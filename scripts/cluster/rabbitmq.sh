@@ -59,6 +59,7 @@ nodes_of() { # the node numbers that have a directory under $T
 start_node() { # $1 = node number; returns once the node runs
   local i=$1
   mkdir -p "$T/n$i/mnesia" "$T/n$i/log"
+  rm -f "$(pidfile "$i")" # left by a node that was killed: wait would read a dead PID
   [ -f "$T/n$i/rabbitmq.conf" ] || cat >"$T/n$i/rabbitmq.conf" <<CONF
 listeners.tcp.1 = 127.0.0.1:$((5680 + i))
 loopback_users = none
