@@ -219,21 +219,32 @@ func waitDistinct(t *testing.T, r *clusterResponses, timeout time.Duration, want
 // batches, and publishes again whatever the broker nacked or did not
 // confirm in time: while a queue elects a new leader it may refuse.
 func publishPromptsRetrying(raw *amqp091.Connection, exchange string, ids []uuid.UUID) error {
-	ch, err := raw.Channel()
-	if err != nil {
-		return err
-	}
-	defer func() { _ = ch.Close() }()
-	if err := ch.Confirm(false); err != nil {
-		return err
-	}
+	var ch *amqp091.Channel
+	defer func() {
+		if ch != nil {
+			_ = ch.Close()
+		}
+	}()
 	pending := ids
 	for len(pending) > 0 {
+		// A fresh channel after a failed batch: a channel publishing to a
+		// quorum queue whose leader died can be left waiting for confirms
+		// the broker will never send (seen with RabbitMQ 3.10).
+		if ch == nil {
+			var err error
+			if ch, err = raw.Channel(); err != nil {
+				return err
+			}
+			if err := ch.Confirm(false); err != nil {
+				return err
+			}
+		}
 		batch := pending[:min(250, len(pending))]
 		pending = pending[len(batch):]
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		confirms := make([]*amqp091.DeferredConfirmation, len(batch))
 		for i, id := range batch {
+			var err error
 			if confirms[i], err = ch.PublishWithDeferredConfirmWithContext(ctx, exchange, thread.RoutingKeyPrompt, false, false, amqp091.Publishing{
 				ContentType: "application/json", ContentEncoding: "utf-8", DeliveryMode: amqp091.Persistent,
 				MessageId: id.String(), Body: pythonPrompt(id, "prompt"),
@@ -242,12 +253,18 @@ func publishPromptsRetrying(raw *amqp091.Connection, exchange string, ids []uuid
 				return err
 			}
 		}
+		failed := false
 		for i, c := range confirms {
 			if ok, err := c.WaitContext(ctx); !ok || err != nil {
 				pending = append(pending, batch[i])
+				failed = true
 			}
 		}
 		cancel()
+		if failed {
+			_ = ch.Close()
+			ch = nil
+		}
 	}
 	return nil
 }
