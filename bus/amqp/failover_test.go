@@ -27,6 +27,7 @@ import (
 // two "nodes" without touching the broker.
 type cutProxy struct {
 	ln     net.Listener
+	gate   sync.RWMutex // held by mute: nothing from the broker reaches the client
 	mu     sync.Mutex
 	conns  []net.Conn
 	closed bool
@@ -55,7 +56,7 @@ func newCutProxy(t *testing.T, target string) *cutProxy {
 				return
 			}
 			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
+			go func() { p.copyGated(c, up); _ = c.Close() }()
 		}
 	}()
 	return p
@@ -86,6 +87,28 @@ func (p *cutProxy) cut() {
 }
 
 func (p *cutProxy) addr() string { return p.ln.Addr().String() }
+
+// copyGated copies broker → client, holding what it read while muted.
+func (p *cutProxy) copyGated(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.gate.RLock()
+			_, werr := dst.Write(buf[:n])
+			p.gate.RUnlock()
+			if werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *cutProxy) mute()   { p.gate.Lock() }
+func (p *cutProxy) unmute() { p.gate.Unlock() }
 
 // With RABBIT_URL listing two nodes, losing the first moves the connection
 // to the second; consumers resume there, and every publish whose confirm
@@ -196,6 +219,57 @@ func TestAMQP_failoverToNextURL(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "RabbitMQ reconnected") || strings.Contains(logs.String(), ":guest@") {
 		t.Errorf("want a reconnect logged with the password masked; logs:\n%s", logs.String())
+	}
+}
+
+// A publish whose confirm does not come within ConfirmTimeout fails, and
+// its channel is replaced: the broker may have lost track of it, and the
+// next publish must not wait on the same channel again.
+func TestAMQP_confirmTimeoutReplacesTheChannel(t *testing.T) {
+	r := newRabbit(t)
+	base, err := url.Parse(r.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newCutProxy(t, base.Host)
+	u := *base
+	u.Host = px.addr()
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	conn, err := amqp.Dial(context.Background(), amqp.ConnectionConfig{URL: u.String(), ConnectTimeout: 5 * time.Second, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	topo := amqp.Topology{Exchange: r.exchange}
+	pub, err := amqp.NewPublisher(conn, amqp.PublisherConfig{Topology: topo, Marshaler: wamqp.DefaultMarshaler{},
+		Channels: 1, ConfirmTimeout: 500 * time.Millisecond, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pub.Close() })
+	if err := pub.Publish("confirm.test", message.NewMessage("warm", nil)); err != nil {
+		t.Fatal(err)
+	}
+
+	px.mute() // the confirm is held back, as a broker that lost track of it
+	err = pub.Publish("confirm.test", message.NewMessage("held", nil))
+	if err == nil {
+		t.Fatal("a publish with no confirm succeeded")
+	}
+	px.unmute()
+	if !strings.Contains(logs.String(), "replacing the channel") {
+		t.Errorf("the channel was not replaced; logs:\n%s", logs.String())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := pub.Publish("confirm.test", message.NewMessage("after", nil))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publishing after the replaced channel: %v", err)
+		}
 	}
 }
 
