@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test test-unit test-restart lint bench bench-go build
+.PHONY: run test test-unit test-restart lint bench bench-cluster bench-go build
 
 ## run: start the command processor (on the embedded transport unless RABBIT_URL is set)
 run:
@@ -31,6 +31,10 @@ lint:
 ## bench: cmd/bench against RabbitMQ and Redis, raw baselines side by side (~5 min; BENCH_FLAGS=-quick for ~1 min)
 bench:
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)
+
+## bench-cluster: the publish and consume metrics on a private three-node RabbitMQ cluster with quorum queues (scripts/cluster/rabbitmq.sh)
+bench-cluster:
+	$(GO) run ./cmd/bench -cluster -only publish_confirmed_1,publish_confirmed_16,consume_full_stack $(BENCH_FLAGS)
 
 ## bench-go: Go benchmarks of the hot paths, with allocations (broker/Redis ones skip without them)
 bench-go:

@@ -149,7 +149,7 @@ func (b *Bus) DeclareQueue(ctx context.Context, name string) error {
 	if b.embedded != nil {
 		return b.embedded.DeclareQueue(name)
 	}
-	return b.withChannel(ctx, func(ch *amqp091.Channel) error { return b.topology().DeclareQueue(ch, name) })
+	return b.withChannel(ctx, func(ch *amqp091.Channel) error { return b.topology().DeclareParkingQueue(ch, name) })
 }
 
 // DeclareDelayQueue declares a queue that holds each message for delay and

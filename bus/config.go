@@ -72,9 +72,13 @@ func (c Config) Validate() error {
 	check(c.ServiceName != "", "SERVICE_NAME: required")
 	check(c.ExchangeName != "", "EXCHANGE_NAME: required")
 	if c.RabbitURL != "" {
-		u, err := url.Parse(c.RabbitURL)
-		check(err == nil && (u.Scheme == "amqp" || u.Scheme == "amqps") && u.Host != "",
-			"RABBIT_URL: want amqp://user:password@host:5672/vhost (got %s)", amqp.RedactURL(c.RabbitURL))
+		urls := amqp.SplitURLs(c.RabbitURL)
+		check(len(urls) > 0, "RABBIT_URL: want amqp://user:password@host:5672/vhost, or several separated by commas (got %q)", c.RabbitURL)
+		for _, one := range urls {
+			u, err := url.Parse(one)
+			check(err == nil && (u.Scheme == "amqp" || u.Scheme == "amqps") && u.Host != "",
+				"RABBIT_URL: want amqp://user:password@host:5672/vhost, or several separated by commas (got %s)", amqp.RedactURL(one))
+		}
 	}
 	check(c.Prefetch >= 1 && c.Prefetch <= 65535, "BB_PREFETCH: want 1-65535, got %d", c.Prefetch)
 	check(c.Consumers >= 0, "BB_CONSUMERS: want 0 (same as BB_PREFETCH) or more, got %d", c.Consumers)

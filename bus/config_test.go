@@ -113,6 +113,30 @@ func TestConfig_logValueRedactsSecrets(t *testing.T) {
 	}
 }
 
+// A list of brokers is valid, each URL is checked, and neither the settings
+// log line nor the error of a bad entry shows any password of the list.
+func TestConfig_rabbitURLListIsCheckedAndRedacted(t *testing.T) {
+	list := "amqp://guest:pw-one@127.0.0.1:5681/, amqp://guest:pw,two@127.0.0.1:5682/"
+	cfg, err := bus.LoadConfig([]string{"RABBIT_URL=" + list}, "")
+	if err != nil {
+		t.Fatalf("a list of two URLs is refused: %v", err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("settings", slog.Any("settings", cfg))
+	if strings.Contains(buf.String(), "pw-one") || strings.Contains(buf.String(), "pw,two") || !strings.Contains(buf.String(), "5682") {
+		t.Errorf("settings log line: %s", buf.String())
+	}
+	_, err = bus.LoadConfig([]string{"RABBIT_URL=" + list + ",amqp://guest:pw%zz@/"}, "")
+	if err == nil {
+		t.Fatal("a list with a bad URL is accepted")
+	}
+	for _, pw := range []string{"pw-one", "pw,two", "pw%zz"} {
+		if strings.Contains(err.Error(), pw) {
+			t.Errorf("error %q shows a password", err)
+		}
+	}
+}
+
 // An unreachable broker at start is retried with a log line per attempt,
 // for no longer than the connect timeout, and the error names the broker
 // without its password.

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +16,9 @@ import (
 
 // ConnectionConfig configures a Connection.
 type ConnectionConfig struct {
-	// URL is the AMQP URL. Required.
+	// URL is the AMQP URL, or several separated by commas (SplitURLs): the
+	// nodes of one cluster. Dial takes the first that answers; after losing
+	// the connection it tries the next one first, round-robin. Required.
 	URL string
 	// Name is shown in the RabbitMQ management UI. Optional.
 	Name string
@@ -48,10 +48,12 @@ func (c *ConnectionConfig) setDefaults() {
 // asks it for a channel waits for the new connection.
 type Connection struct {
 	cfg      ConnectionConfig
-	redacted string
+	urls     []string
+	redacted string // every URL, for errors that concern them all
 
 	mu     sync.Mutex
 	conn   *amqp091.Connection
+	node   int           // index in urls of the broker conn is connected to
 	ready  chan struct{} // closed while connected
 	closed chan struct{}
 	once   sync.Once
@@ -65,40 +67,62 @@ func Dial(ctx context.Context, cfg ConnectionConfig) (*Connection, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("cannot connect to RabbitMQ: no URL (set RABBIT_URL)")
 	}
-	if _, err := amqp091.ParseURI(cfg.URL); err != nil {
-		return nil, fmt.Errorf("cannot connect to RabbitMQ: RABBIT_URL %s is invalid: %s", RedactURL(cfg.URL), redact(err.Error(), cfg.URL))
+	urls := SplitURLs(cfg.URL)
+	if len(urls) == 0 {
+		return nil, errors.New("cannot connect to RabbitMQ: no URL (set RABBIT_URL)")
 	}
-	c := &Connection{cfg: cfg, redacted: RedactURL(cfg.URL), ready: make(chan struct{}), closed: make(chan struct{})}
+	for _, u := range urls {
+		if _, err := amqp091.ParseURI(u); err != nil {
+			return nil, fmt.Errorf("cannot connect to RabbitMQ: RABBIT_URL %s is invalid: %s", RedactURL(u), redact(err.Error(), cfg.URL))
+		}
+	}
+	c := &Connection{cfg: cfg, urls: urls, redacted: RedactURL(cfg.URL), ready: make(chan struct{}), closed: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
-	conn, err := c.dialLoop(ctx)
+	conn, node, err := c.dialLoop(ctx, 0)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to RabbitMQ at %s within %s: %w", c.redacted, cfg.ConnectTimeout, err)
 	}
-	c.setConn(conn)
+	c.setConn(conn, node)
+	if len(urls) > 1 {
+		c.cfg.Logger.Info("RabbitMQ connected", slog.String("url", RedactURL(urls[node])), slog.String("connection", cfg.Name))
+	}
 	return c, nil
 }
 
-// dialLoop dials until it succeeds, ctx ends or the connection is closed.
-func (c *Connection) dialLoop(ctx context.Context) (*amqp091.Connection, error) {
+// dialLoop dials the URLs round-robin, from urls[first], until one
+// answers, ctx ends or the connection is closed. It backs off only after a
+// whole round failed: another node of the cluster is worth trying at once.
+// It returns the connection and the index of its URL.
+func (c *Connection) dialLoop(ctx context.Context, first int) (*amqp091.Connection, int, error) {
 	props := amqp091.NewConnectionProperties()
 	if c.cfg.Name != "" {
 		props.SetClientConnectionName(c.cfg.Name)
 	}
+	// A node that drops packets instead of refusing would hold the whole
+	// list up for amqp091's default 30s.
+	config := amqp091.Config{Heartbeat: c.cfg.Heartbeat, Properties: props, Locale: "en_US", Dial: amqp091.DefaultDial(10 * time.Second)}
 	for attempt := 0; ; attempt++ {
-		conn, err := amqp091.DialConfig(c.cfg.URL, amqp091.Config{Heartbeat: c.cfg.Heartbeat, Properties: props, Locale: "en_US"})
-		if err == nil {
-			return conn, nil
+		var err error
+		for k := range c.urls {
+			i := (first + k) % len(c.urls)
+			var conn *amqp091.Connection
+			if conn, err = amqp091.DialConfig(c.urls[i], config); err == nil {
+				return conn, i, nil
+			}
+			err = errors.New(redact(err.Error(), c.cfg.URL))
+			if len(c.urls) > 1 {
+				c.cfg.Logger.Warn("RabbitMQ node not reachable, trying the next", slog.String("url", RedactURL(c.urls[i])), slog.String("error", err.Error()))
+			}
 		}
-		err = errors.New(redact(err.Error(), c.cfg.URL))
 		wait := backoffDelay(attempt, 100*time.Millisecond, 5*time.Second)
 		c.cfg.Logger.Warn("RabbitMQ not reachable, retrying", slog.String("url", c.redacted),
 			slog.String("error", err.Error()), slog.Duration("retry_in", wait), slog.Int("attempt", attempt+1))
 		select {
 		case <-ctx.Done():
-			return nil, err
+			return nil, 0, err
 		case <-c.closed:
-			return nil, transport.ErrClosed
+			return nil, 0, transport.ErrClosed
 		case <-time.After(wait):
 		}
 	}
@@ -113,9 +137,9 @@ func backoffDelay(attempt int, base, limit time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (c *Connection) setConn(conn *amqp091.Connection) {
+func (c *Connection) setConn(conn *amqp091.Connection, node int) {
 	c.mu.Lock()
-	c.conn = conn
+	c.conn, c.node = conn, node
 	close(c.ready)
 	c.mu.Unlock()
 	notify := conn.NotifyClose(make(chan *amqp091.Error, 1))
@@ -134,6 +158,7 @@ func (c *Connection) watch(conn *amqp091.Connection, notify <-chan *amqp091.Erro
 	if c.conn == conn {
 		c.ready = make(chan struct{})
 	}
+	lost := c.node
 	c.mu.Unlock()
 	select {
 	case <-c.closed:
@@ -144,13 +169,15 @@ func (c *Connection) watch(conn *amqp091.Connection, notify <-chan *amqp091.Erro
 	if amqpErr != nil {
 		reason = amqpErr.Error()
 	}
-	c.cfg.Logger.Warn("RabbitMQ connection lost, reconnecting", slog.String("url", c.redacted), slog.String("reason", reason))
-	next, err := c.dialLoop(context.Background())
+	c.cfg.Logger.Warn("RabbitMQ connection lost, reconnecting", slog.String("url", RedactURL(c.urls[lost])),
+		slog.String("reason", redact(reason, c.cfg.URL)), slog.String("connection", c.cfg.Name))
+	// The node just lost is likely still down: start with the next one.
+	next, node, err := c.dialLoop(context.Background(), (lost+1)%len(c.urls))
 	if err != nil {
 		return // closed while reconnecting
 	}
-	c.cfg.Logger.Info("RabbitMQ reconnected", slog.String("url", c.redacted))
-	c.setConn(next)
+	c.cfg.Logger.Info("RabbitMQ reconnected", slog.String("url", RedactURL(c.urls[node])), slog.String("connection", c.cfg.Name))
+	c.setConn(next, node)
 }
 
 // Channel opens a channel, waiting for a reconnect in progress until ctx ends.
@@ -193,6 +220,14 @@ func (c *Connection) Connected() bool {
 	}
 }
 
+// URL returns the URL of the node the connection is on (or was on, while
+// it reconnects), its password redacted.
+func (c *Connection) URL() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return RedactURL(c.urls[c.node])
+}
+
 // Close closes the connection and stops reconnecting.
 func (c *Connection) Close() error {
 	var err error
@@ -206,27 +241,4 @@ func (c *Connection) Close() error {
 		}
 	})
 	return err
-}
-
-// RedactURL returns u with its password replaced, for logs and errors.
-func RedactURL(u string) string {
-	parsed, err := url.Parse(u)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return parsed.Redacted()
-}
-
-// redact removes the URL and its password from a message, in case a
-// library quoted either.
-func redact(msg, rawURL string) string {
-	parsed, err := url.Parse(rawURL)
-	if err != nil {
-		return msg
-	}
-	msg = strings.ReplaceAll(msg, rawURL, parsed.Redacted())
-	if pw, ok := parsed.User.Password(); ok && pw != "" {
-		msg = strings.ReplaceAll(msg, pw, "xxxxx")
-	}
-	return msg
 }

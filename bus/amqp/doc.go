@@ -24,4 +24,14 @@
 // Close, and after a broker restart declares its topology again and resumes
 // by itself. Connection redials with backoff; its URL's credentials never
 // appear in logs or errors (RedactURL).
+//
+// # Clusters
+//
+// The URL may list a cluster's nodes, separated by commas (SplitURLs):
+// Connection takes the first that answers and, when it loses a node, goes
+// on to the next, round-robin. Publishes pending on the lost connection
+// fail (transport.ErrNotConfirmed) rather than vanish. With QueueQuorum
+// the service, delay and poison queues are quorum queues; a service queue
+// dead-letters to its poison queue what was returned QuorumDeliveryLimit
+// times.
 package amqp

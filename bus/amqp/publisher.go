@@ -83,20 +83,40 @@ func NewPublisher(conn *Connection, cfg PublisherConfig) (*Publisher, error) {
 // Confirmation is a publish in flight; Wait blocks until the broker settled it.
 type Confirmation struct {
 	dc         *amqp091.DeferredConfirmation
+	pc         *pubChannel
+	sent       time.Time
 	id         string
 	routingKey string
 	done       chan struct{}
 	err        error
 }
 
-// Wait blocks until the publish is settled or ctx ends.
+// Wait blocks until the publish is settled or ctx ends. A confirm that
+// has not come within ConfirmTimeout will not come: the broker lost track
+// of the publish (RabbitMQ 3.10 can, for a quorum queue whose leader died),
+// so Wait closes the channel, which fails every publish still waiting on
+// it, and the next publish opens a fresh one.
 func (c *Confirmation) Wait(ctx context.Context) error {
 	select {
 	case <-c.done:
 		return c.err
 	case <-ctx.Done():
+		if time.Since(c.sent) >= c.pc.p.cfg.ConfirmTimeout {
+			c.abandon()
+		}
 		return fmt.Errorf("cannot confirm %s: %w", c.id, ctx.Err())
 	}
+}
+
+// abandon closes the channel c was published on; see Wait. In the
+// background: a close waits for the broker's answer.
+func (c *Confirmation) abandon() {
+	if c.pc.ch.IsClosed() {
+		return
+	}
+	c.pc.p.cfg.Logger.Warn("no confirm within the confirm timeout: replacing the channel, its pending publishes fail",
+		slog.String("event_id", c.id), slog.Duration("timeout", c.pc.p.cfg.ConfirmTimeout))
+	go func() { _ = c.pc.ch.Close() }()
 }
 
 func (c *Confirmation) finish(err error) {
@@ -124,6 +144,9 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	}
 	for _, c := range confs {
 		if err := c.Wait(ctx); err != nil {
+			if ctx.Err() != nil && msgs[0].Context().Err() == nil {
+				c.abandon() // ConfirmTimeout ran out, not the caller's context
+			}
 			errs = append(errs, err)
 		}
 	}
@@ -269,7 +292,7 @@ func (pc *pubChannel) publish(ctx context.Context, exchange, key string, pub amq
 	if err != nil {
 		return nil, err
 	}
-	c := &Confirmation{dc: dc, id: pub.MessageId, routingKey: key, done: make(chan struct{})}
+	c := &Confirmation{dc: dc, pc: pc, sent: time.Now(), id: pub.MessageId, routingKey: key, done: make(chan struct{})}
 	pc.mu.Lock()
 	pc.queue = append(pc.queue, c)
 	pc.mu.Unlock()

@@ -20,6 +20,19 @@ const (
 	QueueQuorum  = "quorum"
 )
 
+// QuorumDeliveryLimit is the x-delivery-limit of a quorum service queue: a
+// message returned to the queue this many times (its consumer crashed or
+// lost its connection while holding it, again and again) is dead-lettered
+// to the poison queue instead of being delivered once more. It is a safety
+// net behind middleware.Poison, which parks a failing message long before:
+// retries go through the delay queues and do not count here.
+const QuorumDeliveryLimit = 20
+
+// PoisonQueueSuffix makes the name of a service queue's poison queue
+// (reliability.PoisonQueueName), where a quorum service queue dead-letters
+// what exceeded QuorumDeliveryLimit.
+const PoisonQueueSuffix = ".poison"
+
 // Topology declares the Bloodbank exchange and queues. Its declarations
 // match the Python services' flag for flag (a durable topic exchange, not
 // auto-deleted, not internal, no arguments; durable queues), because
@@ -68,7 +81,7 @@ func (t Topology) DeclareQueue(ch *amqp091.Channel, queue string, patterns ...st
 	}
 	var args amqp091.Table
 	if t.QueueType == QueueQuorum {
-		args = amqp091.Table{"x-queue-type": QueueQuorum}
+		args = quorumArgs(amqp091.Table{"x-delivery-limit": QuorumDeliveryLimit}, queue+PoisonQueueSuffix)
 	}
 	durable, autoDelete, exclusive := !t.Temporary, t.Temporary, t.Temporary
 	if _, err := ch.QueueDeclare(queue, durable, autoDelete, exclusive, false, args); err != nil {
@@ -82,10 +95,41 @@ func (t Topology) DeclareQueue(ch *amqp091.Channel, queue string, patterns ...st
 	return nil
 }
 
+// quorumArgs adds to args what makes a queue a quorum queue that
+// dead-letters to the queue deadLetterTo, through the default exchange, at
+// least once: the message leaves the source queue only once the target
+// confirmed it, where the default (at most once) drops it if the target is
+// missing or unreachable. At-least-once requires reject-publish overflow.
+func quorumArgs(args amqp091.Table, deadLetterTo string) amqp091.Table {
+	args["x-queue-type"] = QueueQuorum
+	args["x-dead-letter-exchange"] = ""
+	args["x-dead-letter-routing-key"] = deadLetterTo
+	args["x-dead-letter-strategy"] = "at-least-once"
+	args["x-overflow"] = "reject-publish"
+	return args
+}
+
+// DeclareParkingQueue declares a durable queue with no bindings that keeps
+// messages until someone takes them, such as a poison queue. Quorum or
+// classic as the topology says; a quorum one has no delivery limit, since
+// reading it (bb dlq show) returns messages to it.
+func (t Topology) DeclareParkingQueue(ch *amqp091.Channel, name string) error {
+	var args amqp091.Table
+	if t.QueueType == QueueQuorum {
+		args = amqp091.Table{"x-queue-type": QueueQuorum}
+	}
+	if _, err := ch.QueueDeclare(name, true, false, false, false, args); err != nil {
+		return fmt.Errorf("cannot declare queue %q: %w", name, err)
+	}
+	return nil
+}
+
 // DeclareDelayQueue declares a durable queue that holds each message for
 // delay and then dead-letters it, through the default exchange, to the
 // queue deadLetterTo: a retry waits without pinning a consumer and without
-// the delayed-message plugin, which current RabbitMQ lacks.
+// the delayed-message plugin, which current RabbitMQ lacks. With quorum
+// queues (RabbitMQ 3.10 or later: message TTL) it is a quorum queue too,
+// and dead-letters at least once, so a retry survives the loss of a node.
 func (t Topology) DeclareDelayQueue(ch *amqp091.Channel, name string, delay time.Duration, deadLetterTo string) error {
 	if delay <= 0 {
 		return fmt.Errorf("cannot declare delay queue %q: delay must be positive", name)
@@ -94,6 +138,9 @@ func (t Topology) DeclareDelayQueue(ch *amqp091.Channel, name string, delay time
 		"x-message-ttl":             delay.Milliseconds(),
 		"x-dead-letter-exchange":    "",
 		"x-dead-letter-routing-key": deadLetterTo,
+	}
+	if t.QueueType == QueueQuorum {
+		args = quorumArgs(args, deadLetterTo)
 	}
 	if _, err := ch.QueueDeclare(name, true, false, false, false, args); err != nil {
 		return fmt.Errorf("cannot declare delay queue %q: %w", name, err)

@@ -44,7 +44,7 @@ func (a *app) settings() (config, error) {
 		return config{}, usageErrorf("%v (fix the environment or .env)", err)
 	}
 	a.secrets = append(a.secrets, c.Redis.Password, c.HTTP.Token)
-	for _, raw := range []string{c.Bus.RabbitURL, c.Redis.URL} {
+	for _, raw := range append(amqp.SplitURLs(c.Bus.RabbitURL), c.Redis.URL) {
 		if u, err := url.Parse(raw); err == nil {
 			a.secrets = append(a.secrets, u.Query()["password"]...)
 			if pw, ok := u.User.Password(); ok {

@@ -207,18 +207,8 @@ func (e *env) withChannel(fn func(ch *amqp091.Channel) error) error {
 func (e *env) declare(exchange, queue string, keys ...string) error {
 	e.track(exchange, queue)
 	return e.withChannel(func(ch *amqp091.Channel) error {
-		if err := ch.ExchangeDeclare(exchange, amqp091.ExchangeTopic, true, false, false, false, nil); err != nil {
-			return err
-		}
-		if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if err := ch.QueueBind(queue, k, exchange, false, nil); err != nil {
-				return err
-			}
-		}
-		return nil
+		// The project's topology, queue type included (-cluster: quorum).
+		return amqp.Topology{Exchange: exchange, QueueType: e.cfg.QueueType}.DeclareQueue(ch, queue, keys...)
 	})
 }
 

@@ -74,6 +74,7 @@ type options struct {
 	verbose         bool
 	stack           string
 	cleanupRun      string
+	cluster         bool
 
 	// child mode: run one project path alone and report on stdout.
 	child   string
@@ -105,6 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.verbose, "v", false, "log the project's warnings, and each run with the CPU it used")
 	fs.StringVar(&o.stack, "stack", "full", "project middleware, for diagnosis: full, nodedup (full without deduplication) or bare (no middleware)")
 	fs.StringVar(&o.cleanupRun, "cleanup", "", "delete the queues, exchanges and Redis keys of the run with this id (one that was interrupted while the broker was away), and exit")
+	fs.BoolVar(&o.cluster, "cluster", false, "run on a private three-node RabbitMQ cluster with quorum queues (scripts/cluster/rabbitmq.sh; see cluster.go)")
 	fs.StringVar(&o.child, "child", "", "internal: run one path alone (rss)")
 	fs.StringVar(&o.runID, "run-id", "", "internal: the run id of the parent")
 	fs.StringVar(&o.childEx, "exchange", "", "internal: the exchange of the child run")
@@ -233,6 +235,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}()
 	}
 
+	if o.cluster {
+		stopCluster, err := startCluster(stdout)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		defer stopCluster()
+	}
 	e, err := newEnv(ctx, o, "", logger)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)

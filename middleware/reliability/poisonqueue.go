@@ -12,6 +12,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/33god/bloodbank-go/bus"
+	"github.com/33god/bloodbank-go/bus/amqp"
 	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/bus/topic"
 	"github.com/33god/bloodbank-go/middleware"
@@ -32,7 +33,7 @@ var ErrNotParked = errors.New("no parked message with this event id")
 // PoisonQueueName names the poison queue of a service queue:
 // "{serviceQueue}.poison". The name is part of the contract: `bb dlq` reads
 // it, and renaming it strands what was parked.
-func PoisonQueueName(serviceQueue string) string { return serviceQueue + ".poison" }
+func PoisonQueueName(serviceQueue string) string { return serviceQueue + amqp.PoisonQueueSuffix }
 
 // QueueDeclarer declares a durable queue with no bindings, as *bus.Bus does.
 type QueueDeclarer interface {

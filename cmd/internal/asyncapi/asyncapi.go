@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/33god/bloodbank-go/bus/amqp"
 	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/domains"
 )
@@ -168,6 +169,10 @@ func brokerServer(rawURL string) (name string, s server, vhost string, err error
 	vhost = "/"
 	if rawURL == "" {
 		return "localhost", s, vhost, nil
+	}
+	// A RABBIT_URL listing the nodes of a cluster is described by its first.
+	if urls := amqp.SplitURLs(rawURL); len(urls) > 0 {
+		rawURL = urls[0]
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Host == "" {
