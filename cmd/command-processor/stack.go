@@ -20,6 +20,8 @@ type stackConfig struct {
 	events         *domains.Registry
 	tracing        *middleware.Tracing
 	dedup          middleware.DedupStore
+	guardLinks     middleware.LinkReader
+	guardCounter   middleware.DescendantCounter
 	recorder       *correlation.Recorder
 	commandTimeout time.Duration
 	strictTypes    bool
@@ -37,14 +39,15 @@ type stack struct {
 // installStack installs the architecture's middleware on svc, outermost
 // first:
 //
-//	recover · metrics · trace · poison · dedup · retry · validate · correlation · timeout
+//	recover · metrics · trace · poison · dedup · guard · retry · validate · correlation · timeout
 //
 // Recover and metrics are router middleware (they run before bus.Service's
 // own guard, which only acts when no poison queue is installed); the rest
 // go through svc.Use in order. Poison, dedup and retry come from
 // reliability.Use: the poison queue "{queue}.poison", the delay
 // queues "{queue}.retry.{1s,10s,1m}" and dedup keys in the correlation
-// Redis. Validation sits inside retry so that its permanent errors are
+// Redis; so does the runaway guard, which places Python's events through
+// the correlation graph and counts descendants per root there. Validation sits inside retry so that its permanent errors are
 // parked at once instead of retried, and the timeout innermost, so that
 // each attempt gets its own.
 //
@@ -66,7 +69,13 @@ func installStack(ctx context.Context, b *bus.Bus, svc *bus.Service, cfg stackCo
 		Parked:                  func() float64 { return float64(s.reliability.Poison.Stats().Parked) },
 		Deduplicated:            func() float64 { return float64(s.reliability.Dedup.Stats().Duplicates) },
 		CorrelationWritesFailed: func() float64 { return float64(cfg.recorder.Failed()) },
-		Logger:                  cfg.logger,
+		RunawayParked: func(rule string) float64 {
+			if s.reliability.Guard == nil {
+				return 0
+			}
+			return float64(s.reliability.Guard.Stats().Parked(rule))
+		},
+		Logger: cfg.logger,
 	}); err != nil {
 		return nil, err
 	}
@@ -78,6 +87,8 @@ func installStack(ctx context.Context, b *bus.Bus, svc *bus.Service, cfg stackCo
 	if s.reliability, err = reliability.Use(ctx, b, svc, reliability.Config{
 		DedupStore:            cfg.dedup,
 		DedupMarkInBackground: true, // flushed on shutdown
+		GuardLinks:            cfg.guardLinks,
+		GuardCounter:          cfg.guardCounter,
 		Logger:                cfg.logger,
 	}); err != nil {
 		return nil, err

@@ -1,0 +1,61 @@
+package middleware
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultDescendantsKeyPrefix comes before every key RedisDescendantCounter
+// writes: "bloodbank:runaway:descendants:{root event id}".
+const DefaultDescendantsKeyPrefix = "bloodbank:runaway:descendants:"
+
+// DefaultDescendantsTTL is how long a root's count lives after its last
+// event: a chain quiet for a day starts over.
+const DefaultDescendantsTTL = 24 * time.Hour
+
+// RedisDescendantCounter is the DescendantCounter on a go-redis
+// UniversalClient: per root an INCRBY and an EXPIRE of one key, all roots of
+// a call in one pipeline without a transaction, so it works on Redis
+// Cluster. The caller owns the client.
+type RedisDescendantCounter struct {
+	client redis.UniversalClient
+	prefix string
+	ttl    time.Duration
+}
+
+var _ DescendantCounter = (*RedisDescendantCounter)(nil)
+
+// NewRedisDescendantCounter returns a counter whose keys start with prefix
+// (DefaultDescendantsKeyPrefix when empty) and live ttl after their last
+// increment (DefaultDescendantsTTL when 0).
+func NewRedisDescendantCounter(client redis.UniversalClient, prefix string, ttl time.Duration) *RedisDescendantCounter {
+	return &RedisDescendantCounter{client: client, prefix: cmp.Or(prefix, DefaultDescendantsKeyPrefix), ttl: cmp.Or(ttl, DefaultDescendantsTTL)}
+}
+
+// Key is the counter key of a root.
+func (c *RedisDescendantCounter) Key(root uuid.UUID) string { return c.prefix + root.String() }
+
+// AddDescendants adds each count to its root's key and returns the totals.
+func (c *RedisDescendantCounter) AddDescendants(ctx context.Context, add map[uuid.UUID]int64) (map[uuid.UUID]int64, error) {
+	cmds := make(map[uuid.UUID]*redis.IntCmd, len(add))
+	_, err := c.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for root, n := range add {
+			cmds[root] = pipe.IncrBy(ctx, c.Key(root), n)
+			pipe.Expire(ctx, c.Key(root), c.ttl)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot count the descendants of %d root(s): %w", len(add), err)
+	}
+	out := make(map[uuid.UUID]int64, len(cmds))
+	for root, cmd := range cmds {
+		out[root] = cmd.Val()
+	}
+	return out, nil
+}
