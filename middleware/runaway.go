@@ -58,7 +58,8 @@ type GuardConfig struct {
 	// carry no depth either.
 	Links LinkReader
 	// Counter counts each root's descendants. Optional; without it the
-	// descendants rule is off.
+	// descendants rule is off. If it is a ParkNoter too, each event parked
+	// is noted with its reason, in the background, for bb trace.
 	Counter DescendantCounter
 	// LookupTimeout bounds the resolution of one event through Links, and
 	// one batch of counter updates. Optional; default 500ms.
@@ -208,7 +209,19 @@ func (g *Guard) check(msg *message.Message, l envelope.Lineage) error {
 		return nil
 	}
 	re.Root, re.EventID = l.Root, msg.UUID
-	return &envelope.PermanentError{Kind: envelope.KindRunaway, Err: re}
+	err := &envelope.PermanentError{Kind: envelope.KindRunaway, Err: re}
+	if n, ok := g.cfg.Counter.(ParkNoter); ok {
+		// Off the delivery's path: a note for tools, not for the bus.
+		id, reason := msg.UUID, re.Error()
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.LookupTimeout)
+			defer cancel()
+			if nerr := n.NoteParked(ctx, id, reason); nerr != nil {
+				g.redisFailed("cannot note a parked event", nerr, slog.String("event_id", id))
+			}
+		}()
+	}
+	return err
 }
 
 // lineage places msg in its chain; ok is false when it cannot be placed.

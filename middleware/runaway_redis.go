@@ -3,6 +3,7 @@ package middleware
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -56,6 +57,53 @@ func (c *RedisDescendantCounter) AddDescendants(ctx context.Context, add map[uui
 	out := make(map[uuid.UUID]int64, len(cmds))
 	for root, cmd := range cmds {
 		out[root] = cmd.Val()
+	}
+	return out, nil
+}
+
+// DefaultParkedKeyPrefix comes before the key that notes why the guard
+// parked an event: "bloodbank:runaway:parked:{event id}", a string holding
+// the reason, kept as long as a root's count. bb trace reads it.
+const DefaultParkedKeyPrefix = "bloodbank:runaway:parked:"
+
+// ParkNoter notes that the guard parked an event, so tools that walk the
+// graph can mark it. RedisDescendantCounter is one.
+type ParkNoter interface {
+	NoteParked(ctx context.Context, eventID, reason string) error
+}
+
+var _ ParkNoter = (*RedisDescendantCounter)(nil)
+
+// NoteParked is a SET of DefaultParkedKeyPrefix+eventID with the counter's TTL.
+func (c *RedisDescendantCounter) NoteParked(ctx context.Context, eventID, reason string) error {
+	if err := c.client.Set(ctx, DefaultParkedKeyPrefix+eventID, reason, c.ttl).Err(); err != nil {
+		return fmt.Errorf("cannot note that %s was parked: %w", eventID, err)
+	}
+	return nil
+}
+
+// ParkedNotes reads the reasons noted for ids, in one pipeline of
+// single-key GETs; ids never parked by a guard are absent.
+func ParkedNotes(ctx context.Context, client redis.UniversalClient, ids []uuid.UUID) (map[uuid.UUID]string, error) {
+	out := map[uuid.UUID]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.StringCmd, len(ids))
+	pipe := client.Pipeline()
+	for i, id := range ids {
+		cmds[i] = pipe.Get(ctx, DefaultParkedKeyPrefix+id.String())
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, id := range ids {
+		v, err := cmds[i].Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cannot read the parked notes of %d event(s): %w", len(ids), err)
+		}
+		out[id] = v
 	}
 	return out, nil
 }
