@@ -128,6 +128,26 @@ func TestGuard_rabbit_pingPongAgentsStopWithinBudget(t *testing.T) {
 	if m.Headers[envelope.MetaRoot] != first.EventID.String() || m.Headers[envelope.MetaDepth] == "" {
 		t.Errorf("parked headers %v, want its depth and root %s", m.Headers, first.EventID)
 	}
+
+	// Re-driven on purpose: the parked event starts a chain of its own with
+	// a fresh budget, which runs away in its turn and is parked again,
+	// under itself as the root.
+	q := reliability.NewPoisonQueue(r.bus, m.Service)
+	if done, err := q.Replay(context.Background(), reliability.PoisonFilter{Kind: envelope.KindRunaway}); err != nil || len(done) != 1 {
+		t.Fatalf("Replay = %d, %v; want the runaway replayed", len(done), err)
+	}
+	relEventually(t, 20*time.Second, "the re-driven chain parked", func() bool { return parked() == 2 })
+	var again []reliability.ParkedMessage
+	for _, svc := range []string{r.service, other} {
+		ms, err := reliability.NewPoisonQueue(r.bus, svc).List(context.Background(), reliability.PoisonFilter{Kind: envelope.KindRunaway})
+		if err != nil {
+			t.Fatal(err)
+		}
+		again = append(again, ms...)
+	}
+	if len(again) != 1 || again[0].Headers[envelope.MetaRoot] != m.EventID || handled.Load() <= stopped {
+		t.Errorf("after the replay: %d parked (root %v), %d handled; want the replayed event as the new root", len(again), again, handled.Load())
+	}
 }
 
 // TestGuard_rabbit_pythonChain40Deep_nextEventParkedByDepth writes a chain
