@@ -47,6 +47,7 @@ type Service struct {
 	logger     *slog.Logger
 	handlers   []serviceHandler
 	middleware []message.HandlerMiddleware
+	prepare    []func(msg *message.Message, handler string)
 }
 
 type serviceHandler struct {
@@ -82,6 +83,13 @@ func (s *Service) Router() *message.Router { return s.router }
 
 // Use adds router-level middleware, outermost first, to every handler.
 func (s *Service) Use(m ...message.HandlerMiddleware) { s.middleware = append(s.middleware, m...) }
+
+// Prepare adds f to what runs on each delivery just before it is handed to
+// its handler's middleware chain (transport.SubscriberConfig.Prepare), in
+// the order added. Call it before Run.
+func (s *Service) Prepare(f func(msg *message.Message, handler string)) {
+	s.prepare = append(s.prepare, f)
+}
 
 // HandleMessage registers an untyped handler for a routing-key pattern.
 func (s *Service) HandleMessage(name, pattern string, fn message.NoPublishHandlerFunc) error {
@@ -167,6 +175,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Prefetch:     s.bus.cfg.Prefetch,
 		DrainTimeout: s.bus.cfg.DrainTimeout,
 		Logger:       s.logger,
+		Prepare:      s.prepareAll(),
 	})
 	if err != nil {
 		return err
@@ -186,6 +195,21 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.logger.Info("service stopped")
 	return err
+}
+
+func (s *Service) prepareAll() func(*message.Message, string) {
+	switch fs := s.prepare; len(fs) {
+	case 0:
+		return nil
+	case 1:
+		return fs[0]
+	default:
+		return func(msg *message.Message, handler string) {
+			for _, f := range fs {
+				f(msg, handler)
+			}
+		}
+	}
 }
 
 // namedSubscriber tells the shared subscriber which handler each

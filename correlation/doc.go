@@ -34,6 +34,18 @@
 // writing a link again repairs a half-written one, and readers tolerate a
 // child whose forward key is gone.
 //
+// # Cost along the chain
+//
+// A link may carry the Cost its child reported (tokens_used, duration_ms).
+// Record adds it to the hash {prefix}cost:{root} beside the links, in the
+// same pipeline: totals and a share per agent (source.app), each event
+// counted once however often its link is written, the hash kept as long as
+// the links. The root comes with the Cost (the x-bb-root header) or is
+// found by RootOf, walking first parents up to an event without a link, as
+// a Python root has none. Every command touches one key, so the layout
+// works on Redis Cluster, and a read is one HGETALL (Cost) or one HGET
+// (RootTokens). The Python tracker's keys are unchanged.
+//
 // # Order of results
 //
 // Parents are in recorded order (the envelope's correlation_ids); Children

@@ -112,13 +112,19 @@ func (s *RedisStore) ForwardKey(child uuid.UUID) string { return s.fwd + child.S
 func (s *RedisStore) ReverseKey(parent uuid.UUID) string { return s.rev + parent.String() }
 
 // Record writes every link in one pipeline, bounded by WriteTimeout: per
-// link a SET with the TTL, per distinct parent one SADD and one EXPIRE.
+// link a SET with the TTL, per distinct parent one SADD and one EXPIRE, and
+// per link with a Cost one script on its root's cost hash. A Cost without
+// its Root costs a Lookup per link up to the root first (RootOf).
 func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 	if len(links) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
+	roots, err := s.costRoots(ctx, links)
+	if err != nil {
+		return fmt.Errorf("cannot record correlation links: %w", err)
+	}
 	// Nothing is sent before Exec, so an invalid link writes nothing.
 	pipe := s.client.Pipeline()
 	now := s.cfg.Now()
@@ -130,6 +136,9 @@ func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 			return fmt.Errorf("cannot record correlation links: %w", err)
 		}
 		pipe.Set(ctx, s.ForwardKey(l.Child), v, s.cfg.TTL)
+		if l.Cost != nil {
+			s.queueCost(ctx, pipe, l, cmp.Or(l.Cost.Root, roots[l.Child]))
+		}
 		for _, p := range l.Parents {
 			if _, ok := members[p]; !ok {
 				order = append(order, p)

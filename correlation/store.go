@@ -25,6 +25,10 @@ type Link struct {
 	// CreatedAt is when the link was made. Optional: zero means the time of
 	// the Record call.
 	CreatedAt time.Time
+	// Cost is what Child reported spending, added once per child to the
+	// totals of its chain's root (see RedisStore.CostKey). Optional; it is
+	// not part of the stored link, and Lookup leaves it nil.
+	Cost *Cost
 }
 
 // Validate reports whether Record would accept the link, so a batching
@@ -102,6 +106,10 @@ type Dump struct {
 	Ancestors   []uuid.UUID    `json:"ancestors"`
 	Descendants []uuid.UUID    `json:"descendants"`
 	Metadata    map[string]any `json:"metadata"`
+	// Cost is the totals of the event's root, where the caller added them
+	// (RedisStore.EventCost); Debug leaves it nil, and nil is not written,
+	// so the JSON stays Python's unless a caller asks for more.
+	Cost *CostTotals `json:"cost,omitempty"`
 }
 
 // MarshalJSON writes empty lists as [] rather than null, as Python does.

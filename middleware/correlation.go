@@ -99,6 +99,9 @@ type RecordingPublisherConfig struct {
 	// LinkMetadata returns the metadata recorded with a message's link (a
 	// JSON object; nil is {}). Optional; default DefaultLinkMetadata.
 	LinkMetadata func(LinkMetadataParams) map[string]any
+	// LinkCost returns the cost a message reports, rolled up on the root of
+	// its chain with its link, or nil. Optional; default DefaultLinkCost.
+	LinkCost func(LinkMetadataParams) *correlation.Cost
 	// Logger receives a debug line for a message whose UUID is not a UUID,
 	// so its link cannot be recorded. Optional; default logs nothing.
 	Logger *slog.Logger
@@ -131,6 +134,9 @@ func NewRecordingPublisher(pub message.Publisher, rec LinkRecorder, cfg ...Recor
 	}
 	if c.LinkMetadata == nil {
 		c.LinkMetadata = DefaultLinkMetadata
+	}
+	if c.LinkCost == nil {
+		c.LinkCost = DefaultLinkCost
 	}
 	c.Logger = cmp.Or(c.Logger, discardLogger)
 	return &RecordingPublisher{pub: pub, rec: rec, cfg: c}
@@ -178,7 +184,9 @@ func (p *RecordingPublisher) Publish(topic string, msgs ...*message.Message) err
 		return err
 	}
 	for i, msg := range linked {
-		links[i].Metadata = p.cfg.LinkMetadata(LinkMetadataParams{Topic: topic, Message: msg})
+		params := LinkMetadataParams{Topic: topic, Message: msg}
+		links[i].Metadata = p.cfg.LinkMetadata(params)
+		links[i].Cost = p.cfg.LinkCost(params)
 	}
 	p.rec.Record(linked[0].Context(), links...)
 	return nil

@@ -135,8 +135,11 @@ type DedupStats struct {
 // concurrent use. A message whose Key the store has is acked unhandled. The
 // key is marked only once the chain handled the message, so a failed
 // attempt's retry is not lost as a duplicate (unlike Watermill's
-// Deduplicator). Dedup fails open when the store fails or exceeds Timeout;
-// two consumers handling one event at once may both run it.
+// Deduplicator). Dedup fails open when the store fails or exceeds Timeout.
+// Copies of one event that one Dedup sees at once are handled one after
+// the other, so the later ones find the first's mark; two replicas
+// handling one event at once may both run it. Prefetch starts the store
+// lookup before the message reaches the middleware.
 type Dedup struct {
 	cfg DedupConfig
 
@@ -144,7 +147,8 @@ type Dedup struct {
 	lastWarn                           atomic.Int64
 	suppressed                         atomic.Uint64
 
-	marks *markWriter // nil without MarkInBackground
+	marks    *markWriter // nil without MarkInBackground
+	inflight inflight
 }
 
 // NewDedup returns the deduplication middleware.
@@ -153,7 +157,7 @@ func NewDedup(cfg DedupConfig) (*Dedup, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	d := &Dedup{cfg: cfg}
+	d := &Dedup{cfg: cfg, inflight: inflight{window: cfg.Window}}
 	if store, ok := cfg.Store.(BatchMarker); ok && cfg.MarkInBackground {
 		d.marks = &markWriter{d: d, store: store, pending: map[string]int{}}
 	}
@@ -180,15 +184,21 @@ func (d *Dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			return h(msg)
 		}
 		handler := message.HandlerNameFromCtx(msg.Context())
-		key := d.Key(handler, msg.UUID)
-		if replay := msg.Metadata.Get(envelope.MetaReplay); replay != "" {
-			key += ":replay:" + replay
+		key := d.messageKey(handler, msg)
+		release, recent := d.inflight.acquire(key)
+		ok := false
+		if release != nil {
+			defer func() { release(ok) }() // also when the handler panics
 		}
-		seen, err := d.seen(msg.Context(), key)
+		var seen bool
+		var err error
+		if !recent {
+			seen, err = d.seen(msg.Context(), key)
+		}
 		if err != nil {
 			d.storeFailed("cannot check whether the message was processed; processing it", err,
 				slog.String("event_id", msg.UUID), slog.String("handler", handler))
-		} else if seen {
+		} else if seen || recent {
 			d.duplicates.Add(1)
 			d.cfg.Logger.Debug("duplicate message skipped", slog.String("event_id", msg.UUID),
 				slog.String("handler", handler), slog.String("service", d.cfg.Service))
@@ -204,16 +214,38 @@ func (d *Dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			d.storeFailed("cannot mark the message processed; a redelivery would run it again", err,
 				slog.String("event_id", msg.UUID), slog.String("handler", handler))
 		}
+		ok = true
 		return out, nil
 	}
 }
 
+// messageKey is Key for a message, with the replay suffix when it has one.
+func (d *Dedup) messageKey(handler string, msg *message.Message) string {
+	key := d.Key(handler, msg.UUID)
+	if replay := msg.Metadata.Get(envelope.MetaReplay); replay != "" {
+		key += ":replay:" + replay
+	}
+	return key
+}
+
+// seen asks the store about key, or waits for the answer to the lookup
+// Prefetch started.
 func (d *Dedup) seen(ctx context.Context, key string) (bool, error) {
 	if d.marks != nil && d.marks.has(key) {
 		return true, nil
 	}
+	wait := prefetched(ctx, key)
+	if wait != nil {
+		// Most often the answer is in: take it without a timer.
+		if seen, err := wait(answered); !errors.Is(err, context.Canceled) {
+			return seen, err
+		}
+	}
 	ctx, cancel := d.storeContext(ctx)
 	defer cancel()
+	if wait != nil {
+		return wait(ctx)
+	}
 	return d.cfg.Store.Seen(ctx, key)
 }
 

@@ -150,3 +150,51 @@ func (c *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 var benchParallelism = 8
 
 func benchProcs() int { return max(1, runtime.GOMAXPROCS(0)) }
+
+// BenchmarkDedup_lookahead is the time from a delivery's arrival to the
+// start of its handler, one delivery at a time on the real Redis, when the
+// lookup starts on arrival (Dedup.Prefetch) and the delivery then crosses
+// two goroutine hand-offs on its way to Dedup, as it does in a service (the
+// router's goroutine, the warm pool's).
+func BenchmarkDedup_lookahead(b *testing.B) { benchDedupLookahead(b, true) }
+
+// BenchmarkDedup_lookaheadOff is BenchmarkDedup_lookahead with the lookup
+// sent by Dedup itself, after the hand-offs.
+func BenchmarkDedup_lookaheadOff(b *testing.B) { benchDedupLookahead(b, false) }
+
+func benchDedupLookahead(b *testing.B, ahead bool) {
+	client := redis.NewClient(&redis.Options{Addr: testenv.Redis(b)})
+	b.Cleanup(func() { _ = client.Close() })
+	prefix := "bbbench:dedup:" + uuid.NewString()[:8] + ":"
+	d, err := middleware.NewDedup(middleware.DedupConfig{Store: middleware.NewRedisDedupStore(client, prefix), Service: "bench",
+		Window: time.Second, MarkInBackground: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	started := make(chan struct{})
+	h := d.Middleware(func(*message.Message) ([]*message.Message, error) { started <- struct{}{}; return nil, nil })
+	hop1, hop2 := make(chan *message.Message), make(chan *message.Message)
+	go func() {
+		for m := range hop1 {
+			hop2 <- m
+		}
+		close(hop2)
+	}()
+	go func() {
+		for m := range hop2 {
+			_, _ = h(m)
+		}
+	}()
+	b.ResetTimer()
+	for range b.N {
+		msg := message.NewMessage(uuid.NewString(), nil)
+		if ahead {
+			d.Prefetch(msg, "")
+		}
+		hop1 <- msg
+		<-started
+	}
+	b.StopTimer()
+	close(hop1)
+	_ = d.Flush(context.Background())
+}

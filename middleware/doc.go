@@ -18,6 +18,11 @@
 // decorate a publisher before anything uses it, as a cqrs processor keeps
 // the publisher it was built with.
 //
+// RecordingPublisher also charges the cost a response reports
+// (DefaultLinkCost) to the root of its chain, with its link. TokenBudget
+// parks, with kind "runaway", the messages of a root that has spent its
+// token budget; install it inside Poison and Retry, after validation.
+//
 // # Order
 //
 // The architecture's order, outermost first:

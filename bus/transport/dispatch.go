@@ -255,6 +255,9 @@ func (qc *queueConsumer) dispatch(d Delivery) bool {
 			ctx = envelope.WithOriginalBody(ctx, d.Body)
 		}
 		m.SetContext(ctx)
+		if qc.s.cfg.Prepare != nil {
+			qc.s.cfg.Prepare(m, s.handler)
+		}
 		// If s ends or intake stops first, nothing is left to drain, and
 		// the delivery is requeued at once.
 		select {
@@ -398,6 +401,13 @@ type SubscriberConfig struct {
 	DrainTimeout time.Duration
 	// Logger. Optional; default logs nothing.
 	Logger *slog.Logger
+	// Prepare, when set, is called with each message and the name of the
+	// handler it is for (empty when the subscription has none) just before
+	// the message is handed over; it may replace the message's context. It
+	// lets a middleware start work its handler chain will wait on, so that
+	// the work overlaps the hand-offs to the handler: Dedup starts its
+	// store lookup there. Optional.
+	Prepare func(msg *message.Message, handler string)
 }
 
 func (c *SubscriberConfig) setDefaults() {

@@ -2,15 +2,19 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -26,6 +30,7 @@ func (a *app) traceCommand() *cobra.Command {
 	var depth int
 	var asJSON bool
 	var chain string
+	var cost bool
 	cmd := &cobra.Command{
 		Use:   "trace EVENT_ID",
 		Short: "Show what caused an event and what it caused, from the correlation store in Redis",
@@ -43,18 +48,31 @@ recorded with its link.
 depth first, in post-order, the event itself last; for ancestors the root
 causes come first.
 
+--cost prints the cost rolled up on the root of the event's chain instead:
+the tokens_used and duration_ms its agent.thread.response and llm.response
+events reported, in total and per agent (source.app); --json prints them as
+{"root", "tokens_used", "duration_ms", "events", "by_agent"}.
+
 An event nobody recorded links for is not an error: its lists are empty.
 Links expire after CORRELATION_TTL_DAYS (30 by default).`,
 		Example: `  bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11
   bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11 --depth 3 --json | jq .descendants
-  bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11 --chain ancestors`,
+  bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11 --chain ancestors
+  bb trace 0b6f1c9e-3d55-4a57-9c57-2f7d0f0e6a11 --cost`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cost {
+				if chain != "" {
+					return usageErrorf("--cost and --chain print different things: give one")
+				}
+				return a.runTraceCost(cmd.Context(), args[0], asJSON)
+			}
 			return a.runTrace(cmd.Context(), args[0], depth, asJSON, chain)
 		},
 	}
 	cmd.Flags().IntVar(&depth, "depth", correlation.DefaultMaxDepth, "follow ancestors and descendants at most `N` links away")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the debug dump as JSON")
+	cmd.Flags().BoolVar(&cost, "cost", false, "print the tokens and time spent under the event's root, in total and per agent")
 	cmd.Flags().StringVar(&chain, "chain", "", "print the Python tracker's correlation chain toward `ancestors or descendants` instead")
 	return cmd
 }
@@ -140,6 +158,58 @@ func nodeNotes(ctx context.Context, client redis.UniversalClient, store *correla
 		}
 	}
 	return notes
+}
+
+// runTraceCost prints the cost totals of the root of arg's chain.
+func (a *app) runTraceCost(ctx context.Context, arg string, asJSON bool) error {
+	id, err := parseUUID("EVENT_ID", arg)
+	if err != nil {
+		return err
+	}
+	cfg, logger, err := a.setup()
+	if err != nil {
+		return err
+	}
+	client, store, err := openStore(cfg, logger, correlation.DefaultMaxDepth)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	totals, err := store.EventCost(ctx, id)
+	if err != nil {
+		return a.redisError(err, cfg)
+	}
+	if asJSON {
+		return writeIndentedJSON(a.stdout, totals)
+	}
+	printCost(a.stdout, id, totals)
+	return nil
+}
+
+// printCost writes a root's totals, then one line per agent, the most
+// tokens first.
+func printCost(w io.Writer, id uuid.UUID, t correlation.CostTotals) {
+	if t.Root == id {
+		fmt.Fprintf(w, "root %s\n", t.Root)
+	} else {
+		fmt.Fprintf(w, "root %s (of event %s)\n", t.Root, id)
+	}
+	fmt.Fprintf(w, "total  tokens %d  duration %s  events %d\n", t.TokensUsed, time.Duration(t.DurationMS)*time.Millisecond, t.Events)
+	if t.Events == 0 {
+		fmt.Fprintln(w, "no cost reported under this root (agent.thread.response and llm.response report tokens_used and duration_ms)")
+		return
+	}
+	agents := slices.Sorted(maps.Keys(t.ByAgent))
+	slices.SortStableFunc(agents, func(a, b string) int { return cmp.Compare(t.ByAgent[b].TokensUsed, t.ByAgent[a].TokensUsed) })
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "agent (source.app)\ttokens\tduration\tevents")
+	for _, name := range agents {
+		c := t.ByAgent[name]
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", cmp.Or(name, "(none)"), c.TokensUsed, time.Duration(c.DurationMS)*time.Millisecond, c.Events)
+	}
+	_ = tw.Flush()
 }
 
 // redisError explains a failed read: stored data in an unknown layout, or

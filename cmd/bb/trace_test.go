@@ -189,3 +189,46 @@ func TestTrace_unreachableRedisExits2WithinTimeout(t *testing.T) {
 		}
 	}
 }
+
+func TestTrace_costTotalsPerRootAndAgent(t *testing.T) {
+	g := recordGraph(t)
+	client := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { _ = client.Close() })
+	store, err := correlation.NewRedisStore(client, correlation.RedisConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := uuid.New(), uuid.New()
+	t.Cleanup(func() {
+		client.Del(context.Background(), store.CostKey(g.grandparent), store.ForwardKey(a), store.ForwardKey(b), store.ReverseKey(g.child))
+	})
+	// Two agents answer under the child; their cost is charged to the grandparent, the root.
+	err = store.Record(t.Context(),
+		correlation.Link{Child: a, Parents: []uuid.UUID{g.child}, Cost: &correlation.Cost{Agent: "planner", TokensUsed: 1000, DurationMS: 2500}},
+		correlation.Link{Child: b, Parents: []uuid.UUID{g.child}, Cost: &correlation.Cost{Agent: "coder", TokensUsed: 3000, DurationMS: 500}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := mustSucceed(t, run{env: g.env}, "trace", "--cost", a.String())
+	want := []string{
+		"root " + g.grandparent.String() + " (of event " + a.String() + ")",
+		"total  tokens 4000  duration 3s  events 2",
+		"agent (source.app)  tokens  duration  events",
+		"coder               3000    500ms     1",
+		"planner             1000    2.5s      1",
+	}
+	if got := lines(res.stdout); !slices.Equal(got, want) {
+		t.Errorf("trace --cost printed\n%s\nwant\n%s", res.stdout, strings.Join(want, "\n"))
+	}
+	res = mustSucceed(t, run{env: g.env}, "trace", "--cost", "--json", g.grandparent.String())
+	var totals correlation.CostTotals
+	if err := json.Unmarshal([]byte(res.stdout), &totals); err != nil {
+		t.Fatalf("--cost --json is not the totals: %v\n%s", err, res)
+	}
+	if totals.Root != g.grandparent || totals.TokensUsed != 4000 || totals.ByAgent["coder"].DurationMS != 500 {
+		t.Errorf("--cost --json = %+v", totals)
+	}
+	if bad := bb(t, run{env: g.env}, "trace", "--cost", "--chain", "ancestors", a.String()); bad.code != 1 {
+		t.Errorf("--cost with --chain: want exit 1\n%s", bad)
+	}
+}

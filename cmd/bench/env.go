@@ -112,6 +112,10 @@ type topo struct {
 	cmdRaw, cmdRawQ, cmdRawSink                   string
 	cmdBB, cmdBBQ, cmdBBSink                      string
 	latRaw, latRawQ, latBB, latBBQ, rss, rssQueue string
+	procBB, procBBQ, procBBSink                   string // the command-processor child
+	allocRaw, allocRawQ, allocBB, allocBBQ        string
+	wmPub, wmPubSink, pyPub, pyPubSink            string // the peers' publishing
+	wmCons, wmConsQ, bareBB, bareBBQ              string // the peers' consuming
 }
 
 func (e *env) topo() topo {
@@ -122,8 +126,16 @@ func (e *env) topo() topo {
 		cmdRaw: e.name("cmd", "raw"), cmdRawQ: e.name("cmd", "raw", "q"), cmdRawSink: e.name("cmd", "raw", "responses"),
 		cmdBB: e.name("cmd", "bb"), cmdBBSink: e.name("cmd", "bb", "responses"),
 		latRaw: e.name("lat", "raw"), latRawQ: e.name("lat", "raw", "q"), latBB: e.name("lat", "bb"),
-		rss: e.name("rss"),
+		rss:    e.name("rss"),
+		procBB: e.name("proc", "bb"), procBBSink: e.name("proc", "bb", "responses"),
+		allocRaw: e.name("alloc", "raw"), allocRawQ: e.name("alloc", "raw", "q"), allocBB: e.name("alloc", "bb"),
+		wmPub: e.name("peer", "wm", "pub"), wmPubSink: e.name("peer", "wm", "pub", "sink"),
+		pyPub: e.name("peer", "py", "pub"), pyPubSink: e.name("peer", "py", "pub", "sink"),
+		wmCons: e.name("peer", "wm", "consume"), wmConsQ: e.name("peer", "wm", "consume", "q"), bareBB: e.name("peer", "bb", "consume"),
 	}
+	t.procBBQ = bus.ServiceQueueName(t.procBB, processorService(e.runID))
+	t.allocBBQ = bus.ServiceQueueName(t.allocBB, "consume")
+	t.bareBBQ = bus.ServiceQueueName(t.bareBB, "consume")
 	t.consBBQ = bus.ServiceQueueName(t.consBB, "consume")
 	t.cmdBBQ = bus.ServiceQueueName(t.cmdBB, "command")
 	t.latBBQ = bus.ServiceQueueName(t.latBB, "latency")
@@ -144,6 +156,14 @@ func (e *env) trackAll() {
 	e.trackService(t.cmdBB, t.cmdBBQ)
 	e.trackService(t.latBB, t.latBBQ)
 	e.trackService(t.rss, t.rssQueue)
+	e.track(t.procBB, t.procBBSink)
+	e.trackService(t.procBB, t.procBBQ)
+	e.track(t.allocRaw, t.allocRawQ)
+	e.trackService(t.allocBB, t.allocBBQ)
+	e.track(t.wmPub, t.wmPubSink)
+	e.track(t.pyPub, t.pyPubSink)
+	e.track(t.wmCons, t.wmConsQ)
+	e.trackService(t.bareBB, t.bareBBQ)
 }
 
 // redisPrefix starts every Redis key of this run.
@@ -289,27 +309,38 @@ func (e *env) cleanup(ctx context.Context) error {
 		_ = e.admin.Close()
 	}
 	if e.redis != nil {
-		iter := e.redis.Scan(ctx, 0, e.redisPrefix()+"*", 1000).Iterator()
-		var batch []string
-		flush := func() {
-			if len(batch) > 0 {
-				if err := e.redis.Unlink(ctx, batch...).Err(); err != nil {
-					errs = append(errs, err)
-				}
-				batch = batch[:0]
-			}
-		}
-		for iter.Next(ctx) {
-			batch = append(batch, iter.Val())
-			if len(batch) >= 1000 {
-				flush()
-			}
-		}
-		flush()
-		if err := iter.Err(); err != nil {
+		if err := deleteKeys(ctx, e.redis, e.redisPrefix()+"*"); err != nil {
 			errs = append(errs, err)
 		}
 		_ = e.redis.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// deleteKeys deletes the keys matching pattern, on every master of a Redis
+// Cluster: there SCAN sees the keys of the node it reaches only, and a
+// multi-key UNLINK fails unless its keys share a slot, so each node is
+// scanned and its keys unlinked one per command, pipelined.
+func deleteKeys(ctx context.Context, c redis.UniversalClient, pattern string) error {
+	onNode := func(ctx context.Context, node redis.UniversalClient) error {
+		iter := node.Scan(ctx, 0, pattern, 1000).Iterator()
+		pipe := node.Pipeline()
+		for iter.Next(ctx) {
+			pipe.Unlink(ctx, iter.Val())
+			if pipe.Len() >= 1000 {
+				if _, err := pipe.Exec(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	}
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return onNode(ctx, node) })
+	}
+	return onNode(ctx, c)
 }

@@ -10,13 +10,20 @@
 // rounds. Ratios compare medians measured in the same run; absolute numbers
 // move from machine to machine. Memory (rss_mib) is one run of the project
 // path alone, in a child process, so that nothing else shares its heap.
+// command_path runs the command-processor binary as deployed, in a child
+// process (processor.go); consuming rates end at the last ack the broker
+// receives (tap.go); the peers run beside the project (peers.go).
+//
+// A metric without samples fails the run (exit status 1) and is named;
+// memory is flat only by the rule of verdict.go.
 //
 // Everything the command creates is named bbbench.<random>: exchanges and
 // queues are deleted at the end, and on SIGINT or SIGTERM; Redis keys start
 // with bbbench:<random>: and are deleted too (they also expire within an
 // hour).
 //
-// The last lines of the output have this form, one per target of issue 8:
+// The last lines of the output have this form, one per target of issues 8
+// and 19:
 //
 //	bench <name> project=<value> baseline=<value> ratio=<project/baseline>
 //
@@ -24,8 +31,8 @@
 //
 // Usage:
 //
-//	go run ./cmd/bench            # the full run, about 5 minutes
-//	go run ./cmd/bench -quick     # about a minute
+//	go run ./cmd/bench            # the full run
+//	go run ./cmd/bench -quick     # short runs; the memory run gives no verdict
 //	go run ./cmd/bench -only consume_full_stack -rounds 3 -cpuprofile cpu.out
 package main
 
@@ -89,7 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.latencyRate, "latency-rate", 1000, "messages per second of the latency metric")
 	fs.DurationVar(&o.latencyDuration, "latency-duration", 5*time.Second, "length of one latency run")
 	fs.IntVar(&o.rssRate, "rss-rate", 5000, "messages per second of the memory run")
-	fs.DurationVar(&o.rssDuration, "rss-duration", time.Minute, "length of the memory run")
+	fs.DurationVar(&o.rssDuration, "rss-duration", rssVerdictRun, "length of the memory run (a run shorter than 3m gives no verdict)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "publish warm-up before the first round")
 	fs.BoolVar(&o.quick, "quick", false, "a run of about a minute: 3 rounds, short runs, a 10 s memory run")
 	fs.StringVar(&o.only, "only", "", "comma-separated metrics to run (default all): "+strings.Join(allMetrics, ","))
@@ -254,6 +261,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	rep.print(stdout)
+	if bad := missingSamples(rep.metrics); len(bad) > 0 {
+		fmt.Fprintln(stderr, "bench: the run failed: a metric without samples cannot be judged:\n  "+strings.Join(bad, "\n  "))
+		return 1
+	}
 	return 0
 }
 

@@ -42,7 +42,13 @@ type stack struct {
 // publishes with a handler's context is linked and recorded (the
 // correlation publisher decorator).
 func (e *env) openStack(ctx context.Context, exchange string, recordPublished bool) (*stack, error) {
+	return e.openStackAt(ctx, e.rabbitURL, exchange, recordPublished)
+}
+
+// openStackAt is openStack on the broker at rabbitURL (an ack tap's).
+func (e *env) openStackAt(ctx context.Context, rabbitURL, exchange string, recordPublished bool) (*stack, error) {
 	cfg := e.cfg
+	cfg.RabbitURL = rabbitURL
 	cfg.ExchangeName = exchange
 	b, err := bus.Open(ctx, cfg, e.logger)
 	if err != nil {
@@ -111,13 +117,12 @@ func (s *stack) summary(name string) string {
 // (with delay queues), validation against the catalogue, causation; and,
 // with recordReceived, the recording of each handled event's own link.
 func (s *stack) newService(ctx context.Context, name string, recordIncoming bool) (*bus.Service, error) {
-	svc, err := s.b.NewService(name)
+	if s.e.o.stack == "bare" {
+		return s.newBareService(name)
+	}
+	svc, err := s.newBareService(name)
 	if err != nil {
 		return nil, err
-	}
-	s.e.trackService(s.b.Config().ExchangeName, svc.QueueName())
-	if s.e.o.stack == "bare" {
-		return svc, nil
 	}
 	rcfg := reliability.Config{DedupStore: s.dedup, DedupMarkInBackground: true, Logger: s.e.logger}
 	if s.e.o.stack == "nodedup" {
@@ -158,6 +163,16 @@ func recordReceived(rec *correlation.Recorder) message.HandlerMiddleware {
 	}
 }
 
+// newBareService is a service without middleware.
+func (s *stack) newBareService(name string) (*bus.Service, error) {
+	svc, err := s.b.NewService(name)
+	if err != nil {
+		return nil, err
+	}
+	s.e.trackService(s.b.Config().ExchangeName, svc.QueueName())
+	return svc, nil
+}
+
 // runService runs svc until stop is called; stop returns Run's error.
 func runService(ctx context.Context, svc *bus.Service) (stop func() error, err error) {
 	rctx, cancel := context.WithCancel(ctx)
@@ -178,41 +193,40 @@ func runService(ctx context.Context, svc *bus.Service) (stop func() error, err e
 	}, nil
 }
 
-// runCounted runs svc until p has counted all its messages (at most two
-// minutes), stops it, and returns p's rate.
-func runCounted(ctx context.Context, svc *bus.Service, p *progress) (float64, error) {
+// runCounted runs svc until its handlers counted all p's messages and, with
+// a tap, until the tap counted as many acks (at most two minutes), and
+// stops it. It returns the tap's rate, from the service's basic.consume to
+// its last ack; without a tap, 0 once the service stopped, every ack sent.
+func runCounted(ctx context.Context, svc *bus.Service, p *progress, tap *ackTap) (float64, error) {
+	if tap != nil {
+		tap.reset()
+	}
 	stop, err := runService(ctx, svc)
 	if err != nil {
 		return 0, err
 	}
 	werr := p.wait(ctx, 2*time.Minute)
+	var rate float64
+	if werr == nil && tap != nil {
+		rate, werr = tap.rate(ctx, int(p.n), 2*time.Minute)
+	}
 	if err := stop(); err != nil && werr == nil {
 		werr = err
 	}
-	if werr != nil {
-		return 0, werr
-	}
-	return p.rate(), nil
+	return rate, werr
 }
 
-// progress counts handled messages and times the first and the n-th.
+// progress counts handled messages; the rates come from the ack taps.
 type progress struct {
-	n      int64
-	count  atomic.Int64
-	t0, t1 atomic.Int64
-	done   chan struct{}
+	n     int64
+	count atomic.Int64
+	done  chan struct{}
 }
 
 func newProgress(n int) *progress { return &progress{n: int64(n), done: make(chan struct{})} }
 
 func (p *progress) add() {
-	c := p.count.Add(1)
-	now := time.Now().UnixNano()
-	if c == 1 {
-		p.t0.Store(now)
-	}
-	if c == p.n {
-		p.t1.Store(now)
+	if p.count.Add(1) == p.n {
 		close(p.done)
 	}
 }
@@ -226,10 +240,6 @@ func (p *progress) wait(ctx context.Context, timeout time.Duration) error {
 	case <-time.After(timeout):
 		return fmt.Errorf("handled %d of %d messages within %s", p.count.Load(), p.n, timeout)
 	}
-}
-
-func (p *progress) rate() float64 {
-	return float64(p.n-1) / (float64(p.t1.Load()-p.t0.Load()) / 1e9)
 }
 
 // projectPublish1 is publish_confirmed_1: one goroutine builds each
@@ -316,10 +326,17 @@ func (e *env) projectPublish16(ctx context.Context, b *bus.Bus, d time.Duration)
 }
 
 // projectConsume is consume_full_stack: a bus.Service with the default
-// middleware and a typed handler that decodes the prompt, on a queue
-// prefilled with n distinct events.
-func (e *env) projectConsume(ctx context.Context, s *stack, n int) (float64, error) {
-	svc, err := s.newService(ctx, "consume", true)
+// middleware (or none, with bare) and a typed handler that decodes the
+// prompt, on a queue prefilled with n distinct events, timed by tap (see
+// runCounted).
+func (e *env) projectConsume(ctx context.Context, s *stack, n int, tap *ackTap, bare bool) (float64, error) {
+	var svc *bus.Service
+	var err error
+	if bare {
+		svc, err = s.newBareService("consume")
+	} else {
+		svc, err = s.newService(ctx, "consume", true)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -333,7 +350,7 @@ func (e *env) projectConsume(ctx context.Context, s *stack, n int) (float64, err
 	}); err != nil {
 		return 0, err
 	}
-	return runCounted(ctx, svc, p)
+	return runCounted(ctx, svc, p, tap)
 }
 
 // projectCommand is command_path: the command processor as
@@ -343,7 +360,7 @@ func (e *env) projectConsume(ctx context.Context, s *stack, n int) (float64, err
 // agent.thread.prompt is validated, decoded, executed, its
 // agent.thread.response published and confirmed, its link recorded, and
 // the prompt acked.
-func (e *env) projectCommand(ctx context.Context, s *stack, n int) (float64, error) {
+func (e *env) projectCommand(ctx context.Context, s *stack, n int, tap *ackTap) (float64, error) {
 	svc, err := s.newService(ctx, "command", false)
 	if err != nil {
 		return 0, err
@@ -372,7 +389,7 @@ func (e *env) projectCommand(ctx context.Context, s *stack, n int) (float64, err
 	if err := proc.AddHandlersToService(svc); err != nil {
 		return 0, err
 	}
-	return runCounted(ctx, svc, p)
+	return runCounted(ctx, svc, p, tap)
 }
 
 // publishPaced publishes total prompt envelopes at rate with PublishAsync,

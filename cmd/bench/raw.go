@@ -22,12 +22,15 @@ type rawConns struct {
 	pub, sub *amqp091.Connection
 }
 
-func (e *env) dialRaw() (*rawConns, error) {
-	pub, err := amqp091.Dial(e.rabbitURL)
+func (e *env) dialRaw() (*rawConns, error) { return dialRawAt(e.rabbitURL) }
+
+// dialRawAt is dialRaw to the broker at url (an ack tap's).
+func dialRawAt(url string) (*rawConns, error) {
+	pub, err := amqp091.Dial(url)
 	if err != nil {
 		return nil, err
 	}
-	sub, err := amqp091.Dial(e.rabbitURL)
+	sub, err := amqp091.Dial(url)
 	if err != nil {
 		_ = pub.Close()
 		return nil, err
@@ -226,10 +229,13 @@ func syncPublishers(ctx context.Context, workers int, d time.Duration, open func
 }
 
 // rawConsume is the baseline of consume_full_stack: one consumer with the
-// same prefetch, acking each delivery; the rate runs from the first
-// delivery to the last ack.
-func (e *env) rawConsume(ctx context.Context, rc *rawConns, queue string, n int) (float64, error) {
-	ch, err := rc.sub.Channel()
+// same prefetch, acking each delivery, on conn (through tap, which times
+// it from its basic.consume to its last ack; without a tap it returns 0).
+func (e *env) rawConsume(ctx context.Context, conn *amqp091.Connection, tap *ackTap, queue string, n int) (float64, error) {
+	if tap != nil {
+		tap.reset()
+	}
+	ch, err := conn.Channel()
 	if err != nil {
 		return 0, err
 	}
@@ -241,15 +247,11 @@ func (e *env) rawConsume(ctx context.Context, rc *rawConns, queue string, n int)
 	if err != nil {
 		return 0, err
 	}
-	var t0 time.Time
 	for i := 0; i < n; i++ {
 		select {
 		case d, ok := <-dels:
 			if !ok {
 				return 0, fmt.Errorf("consumer of %s closed after %d deliveries", queue, i)
-			}
-			if i == 0 {
-				t0 = time.Now()
 			}
 			if err := d.Ack(false); err != nil {
 				return 0, err
@@ -258,15 +260,20 @@ func (e *env) rawConsume(ctx context.Context, rc *rawConns, queue string, n int)
 			return 0, ctx.Err()
 		}
 	}
-	return float64(n-1) / time.Since(t0).Seconds(), nil
+	if tap == nil {
+		return 0, nil
+	}
+	return tap.rate(ctx, n, 30*time.Second)
 }
 
 // rawCommand is the baseline of command_path: consume a command (same
 // prefetch), publish a response of the same size with a confirm, and ack
 // the command once the response is confirmed. Confirms are pipelined: the
 // consuming goroutine never waits; a second goroutine acks in order as
-// confirms arrive.
-func (e *env) rawCommand(ctx context.Context, rc *rawConns, queue, exchange string, n int) (float64, error) {
+// confirms arrive. Its connections go through tap, which times it from its
+// basic.consume to its last ack.
+func (e *env) rawCommand(ctx context.Context, rc *rawConns, tap *ackTap, queue, exchange string, n int) (float64, error) {
+	tap.reset()
 	sub, err := rc.sub.Channel()
 	if err != nil {
 		return 0, err
@@ -290,7 +297,6 @@ func (e *env) rawCommand(ctx context.Context, rc *rawConns, queue, exchange stri
 	}
 	queueCh := make(chan pending, e.o.prefetch)
 	ackErr := make(chan error, 1)
-	var t1 time.Time
 	go func() {
 		defer close(ackErr)
 		for i := 0; i < n; i++ {
@@ -308,9 +314,7 @@ func (e *env) rawCommand(ctx context.Context, rc *rawConns, queue, exchange stri
 				return
 			}
 		}
-		t1 = time.Now()
 	}()
-	var t0 time.Time
 	body := e.tmpl.response
 	for i := 0; i < n; i++ {
 		var d amqp091.Delivery
@@ -325,9 +329,6 @@ func (e *env) rawCommand(ctx context.Context, rc *rawConns, queue, exchange stri
 			close(queueCh)
 			return 0, fmt.Errorf("consumer of %s closed after %d deliveries", queue, i)
 		}
-		if i == 0 {
-			t0 = time.Now()
-		}
 		dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, exchange, "agent.thread.response", false, false, rawPublishing(body))
 		if err != nil {
 			close(queueCh)
@@ -338,7 +339,7 @@ func (e *env) rawCommand(ctx context.Context, rc *rawConns, queue, exchange stri
 	if err := <-ackErr; err != nil {
 		return 0, err
 	}
-	return float64(n-1) / t1.Sub(t0).Seconds(), nil
+	return tap.rate(ctx, n, 30*time.Second)
 }
 
 // pace calls fn total times at a steady rate: the i-th call is due at

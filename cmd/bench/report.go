@@ -89,7 +89,8 @@ type rssResult struct {
 	midMaxMiB  float64 // max over the middle third of the load
 	lastMaxMiB float64 // max over the last third
 	slope      float64 // MiB per minute, least squares over the last two thirds
-	grew       bool
+	verdict    string  // rssVerdict's
+	flat       bool
 	handled    int64
 	published  int64
 	maxBacklog int64 // most messages published and not yet handled, in a sample
@@ -105,6 +106,7 @@ type rssSample struct {
 type report struct {
 	metrics []*metric
 	info    []string
+	skipped []string // metrics that cannot run here, and why
 	rss     *rssResult
 }
 
@@ -134,22 +136,12 @@ func span(v []float64, unit string) string {
 }
 
 func (r *report) print(w io.Writer) {
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "metric\tunit\tbaseline median\t(min–max)\tproject median\t(min–max)\tratio\ttarget\t")
-	for _, m := range r.metrics {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t(%s)\t%s\t(%s)\t%.3f\t%s\t\n", m.name, m.unit,
-			format(median(m.base), m.unit), span(m.base, m.unit),
-			format(median(m.proj), m.unit), span(m.proj, m.unit), m.ratio(), m.target)
+	if len(r.metrics) > 0 {
+		r.printTable(w)
 	}
-	_ = tw.Flush()
 	if rs := r.rss; rs != nil {
-		verdict := "flat"
-		if rs.grew {
-			verdict = "GREW"
-		}
 		fmt.Fprintf(w, "\nrss: project path at %d msg/s for %s in a child process: max %.1f MiB (idle %.1f), middle-third max %.1f, last-third max %.1f, slope %+.2f MiB/min: %s; handled %d of %d published, at most %d behind\n",
-			rs.rate, rs.duration, rs.maxMiB, rs.idleMiB, rs.midMaxMiB, rs.lastMaxMiB, rs.slope, verdict, rs.handled, rs.published, rs.maxBacklog)
+			rs.rate, rs.duration, rs.maxMiB, rs.idleMiB, rs.midMaxMiB, rs.lastMaxMiB, rs.slope, rs.verdict, rs.handled, rs.published, rs.maxBacklog)
 	}
 	if len(r.info) > 0 {
 		fmt.Fprintln(w)
@@ -165,8 +157,38 @@ func (r *report) print(w io.Writer) {
 		}
 	}
 	if rs := r.rss; rs != nil {
-		fmt.Fprintf(w, "bench rss_mib project=%.1f baseline=100 ratio=%.3f\n", rs.maxMiB, rs.maxMiB/100)
+		fmt.Fprintf(w, "bench rss_mib project=%.1f baseline=100 ratio=%.3f slope=%+.2f verdict=%s\n", rs.maxMiB, rs.maxMiB/100, rs.slope, rssWord(rs.duration, rs.flat))
 	}
+	for _, s := range r.skipped {
+		fmt.Fprintf(w, "bench %s\n", s)
+	}
+}
+
+func (r *report) printTable(w io.Writer) {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "metric\tunit\tbaseline median\t(min–max)\tproject median\t(min–max)\tratio\ttarget\tverdict\t")
+	for _, m := range r.metrics {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t(%s)\t%s\t(%s)\t%.3f\t%s\t%s\t\n", m.name, m.unit,
+			format(median(m.base), m.unit), span(m.base, m.unit),
+			format(median(m.proj), m.unit), span(m.proj, m.unit), m.ratio(), m.target, m.verdict())
+	}
+	_ = tw.Flush()
+}
+
+// verdict is the table's last column: whether the ratio meets the target.
+func (m *metric) verdict() string {
+	if m.sampleProblem() != "" {
+		return "NO SAMPLES"
+	}
+	met, ok := m.met()
+	switch {
+	case !ok:
+		return "-"
+	case met:
+		return "met"
+	}
+	return "MISSED"
 }
 
 func roundLine(name string, round int, projectFirst bool, base, proj float64, unit string) string {

@@ -94,10 +94,9 @@ func (e *env) runRSS(ctx context.Context) (*rssResult, error) {
 	return rs, nil
 }
 
-// summarize computes the max, and whether memory grew: the load's first
-// third is warm-up; the max of the last third is compared with the max of
-// the middle third (it grew when it is higher by more than 5 MiB and 5%),
-// and a least-squares slope over both is reported.
+// summarize computes the max and the verdict (rssVerdict): the load's
+// first third is warm-up; the slope is a least-squares fit over the other
+// two, whose maxima are reported too.
 func (rs *rssResult) summarize() {
 	last := rs.samples[len(rs.samples)-1]
 	rs.handled, rs.published = last.handled, last.published
@@ -120,8 +119,7 @@ func (rs *rssResult) summarize() {
 		}
 	}
 	rs.slope = slope(xs, ys)
-	d := rs.lastMaxMiB - rs.midMaxMiB
-	rs.grew = d > 5 && d > 0.05*rs.midMaxMiB
+	rs.verdict, rs.flat = rssVerdict(rs.duration, rs.slope, rs.maxMiB)
 }
 
 func slope(xs, ys []float64) float64 {

@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-var allMetrics = []string{"publish_confirmed_1", "publish_confirmed_16", "consume_full_stack", "command_path", "latency_p99_ms", "rss_mib"}
+var allMetrics = []string{"publish_confirmed_1", "publish_confirmed_16", "consume_full_stack", "command_path", "command_path_inprocess",
+	"latency_p99_ms", "allocs_per_message", "peer_watermill_publish", "peer_watermill_consume", "peer_python_publish", "rss_mib"}
 
 // pair is one metric's two runs in a round.
 type pair struct {
@@ -57,17 +58,51 @@ func runAll(ctx context.Context, e *env, out io.Writer) (*report, error) {
 		}
 		return nil
 	}
-	// openStack opens the project stack of metric name on exchange xb; it is
-	// closed with the rest, and its counters are reported under name.
-	openStack := func(name, xb string, recordPublished bool) (*stack, error) {
-		st, err := e.openStack(ctx, xb, recordPublished)
+	// openStackAt opens the project stack of metric name on exchange xb, on
+	// the broker at url; it is closed with the rest, and its counters are
+	// reported under name (unless name is empty).
+	openStackAt := func(name, url, xb string, recordPublished bool) (*stack, error) {
+		st, err := e.openStackAt(ctx, url, xb, recordPublished)
 		if err != nil {
 			return nil, err
 		}
 		closers = append(closers, st.close)
-		stacks = append(stacks, namedStack{name, st})
+		if name != "" {
+			stacks = append(stacks, namedStack{name, st})
+		}
 		return st, nil
 	}
+	openStack := func(name, xb string, recordPublished bool) (*stack, error) {
+		return openStackAt(name, e.rabbitURL, xb, recordPublished)
+	}
+	// taps are an ack tap for each side of a consuming metric, and a raw
+	// connection pair through the baseline's.
+	taps := func() (raw, proj *ackTap, rcTap *rawConns, err error) {
+		if raw, err = newAckTap(e.rabbitURL); err != nil {
+			return nil, nil, nil, err
+		}
+		closers = append(closers, raw.close)
+		if proj, err = newAckTap(e.rabbitURL); err != nil {
+			return nil, nil, nil, err
+		}
+		closers = append(closers, proj.close)
+		if rcTap, err = dialRawAt(raw.url(e.rabbitURL)); err != nil {
+			return nil, nil, nil, err
+		}
+		closers = append(closers, rcTap.close)
+		return raw, proj, rcTap, nil
+	}
+	// purged empties q after fn, a publishing run into it.
+	purged := func(q string, fn func(ctx context.Context) (float64, error)) func(ctx context.Context) (float64, error) {
+		return func(ctx context.Context) (float64, error) {
+			v, err := fn(ctx)
+			if perr := e.purge(q); err == nil {
+				err = perr
+			}
+			return v, err
+		}
+	}
+	n := e.o.messages
 
 	// Publishing: each side publishes to its own exchange, bound to a
 	// durable queue that nobody consumes and that is purged after each run.
@@ -81,18 +116,9 @@ func runAll(ctx context.Context, e *env, out io.Writer) (*report, error) {
 			return nil, err
 		}
 		closers = append(closers, func() { _ = pub.Close(); _ = conn.Close() })
-		st, err := openStack("publish_confirmed_16", xb, false)
+		st, err := openStack("", xb, false)
 		if err != nil {
 			return nil, err
-		}
-		purged := func(q string, fn func(ctx context.Context) (float64, error)) func(ctx context.Context) (float64, error) {
-			return func(ctx context.Context) (float64, error) {
-				v, err := fn(ctx)
-				if perr := e.purge(q); err == nil {
-					err = perr
-				}
-				return v, err
-			}
 		}
 		if e.o.warmup > 0 {
 			if _, err := purged(qr, func(ctx context.Context) (float64, error) { return e.rawPublish1(ctx, rc, xr, e.o.warmup) })(ctx); err != nil {
@@ -119,58 +145,89 @@ func runAll(ctx context.Context, e *env, out io.Writer) (*report, error) {
 	}
 
 	// Consuming: each side consumes a queue prefilled (untimed) with the
-	// same number of distinct prompt envelopes.
+	// same number of distinct prompt envelopes, timed by its ack tap.
 	if want("consume_full_stack") {
 		xr, qr, xb, qb := t.consRaw, t.consRawQ, t.consBB, t.consBBQ
 		if err := declare([3]string{xr, qr, prompt}, [3]string{xb, qb, prompt}); err != nil {
 			return nil, err
 		}
-		st, err := openStack("consume_full_stack", xb, false)
+		rawTap, projTap, rcTap, err := taps()
 		if err != nil {
 			return nil, err
 		}
-		n := e.o.messages
+		st, err := openStackAt("consume_full_stack", projTap.url(e.rabbitURL), xb, false)
+		if err != nil {
+			return nil, err
+		}
 		rep.metrics = append(rep.metrics, &metric{name: "consume_full_stack", unit: "msg/s", target: "≥ 0.70", line: true})
 		pairs = append(pairs, pair{name: "consume_full_stack",
 			prepBase: func(ctx context.Context) error { return e.prefill(ctx, rc.pub, xr, qr, n) },
 			prepProj: func(ctx context.Context) error { return e.prefill(ctx, rc.pub, xb, qb, n) },
-			base:     func(ctx context.Context) (float64, error) { return e.rawConsume(ctx, rc, qr, n) },
-			proj:     func(ctx context.Context) (float64, error) { return e.projectConsume(ctx, st, n) },
+			base:     func(ctx context.Context) (float64, error) { return e.rawConsume(ctx, rcTap.sub, rawTap, qr, n) },
+			proj:     func(ctx context.Context) (float64, error) { return e.projectConsume(ctx, st, n, projTap, false) },
 		})
 	}
 
 	// The command path: commands prefilled as above; responses go to a
 	// durable queue bound to agent.thread.response, purged after each run.
-	if want("command_path") {
+	// The project is cmd/command-processor in a child process (processor.go).
+	if want("command_path") || want("command_path_inprocess") {
 		xr, qr, sr := t.cmdRaw, t.cmdRawQ, t.cmdRawSink
-		xb, qb, sb := t.cmdBB, t.cmdBBQ, t.cmdBBSink
-		if err := declare([3]string{xr, qr, prompt}, [3]string{xr, sr, response}, [3]string{xb, qb, prompt}, [3]string{xb, sb, response}); err != nil {
+		if err := declare([3]string{xr, qr, prompt}, [3]string{xr, sr, response}); err != nil {
 			return nil, err
 		}
-		st, err := openStack("command_path", xb, true)
+		rawTap, projTap, rcTap, err := taps()
 		if err != nil {
 			return nil, err
 		}
-		n := e.o.messages
-		rep.metrics = append(rep.metrics, &metric{name: "command_path", unit: "msg/s", target: "≥ 0.60", line: true})
-		pairs = append(pairs, pair{name: "command_path",
-			prepBase: func(ctx context.Context) error { return e.prefill(ctx, rc.pub, xr, qr, n) },
-			prepProj: func(ctx context.Context) error { return e.prefill(ctx, rc.pub, xb, qb, n) },
-			base: func(ctx context.Context) (float64, error) {
-				v, err := e.rawCommand(ctx, rc, qr, xr, n)
-				if perr := e.purge(sr); err == nil {
-					err = perr
+		base := purged(sr, func(ctx context.Context) (float64, error) { return e.rawCommand(ctx, rcTap, rawTap, qr, xr, n) })
+		prepBase := func(ctx context.Context) error { return e.prefill(ctx, rc.pub, xr, qr, n) }
+		if want("command_path") {
+			xp, qp, sp := t.procBB, t.procBBQ, t.procBBSink
+			if err := declare([3]string{xp, qp, prompt}, [3]string{xp, sp, response}); err != nil {
+				return nil, err
+			}
+			e.trackService(xp, qp)
+			proc, err := e.buildProcessor(ctx)
+			if err != nil {
+				return nil, err
+			}
+			closers = append(closers, func() {
+				cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := proc.close(cctx); err != nil {
+					fmt.Fprintln(out, "command_path: cannot delete the processor's Redis keys:", err)
 				}
-				return v, err
-			},
-			proj: func(ctx context.Context) (float64, error) {
-				v, err := e.projectCommand(ctx, st, n)
-				if perr := e.purge(sb); err == nil {
-					err = perr
-				}
-				return v, err
-			},
-		})
+			})
+			rep.metrics = append(rep.metrics, &metric{name: "command_path", unit: "msg/s", target: "≥ 0.60", line: true})
+			pairs = append(pairs, pair{name: "command_path", base: base, prepBase: prepBase,
+				prepProj: func(ctx context.Context) error { return proc.prefill(ctx, rc.pub, xp, qp, n) },
+				proj:     purged(sp, func(ctx context.Context) (float64, error) { return proc.run(ctx, projTap, xp, qp, n) }),
+			})
+		}
+		// The diagnostic: the same processor and middleware, built in this
+		// process as cmd/command-processor builds them before issue 19,
+		// without the Recoverer, metrics, tracing and timeout.
+		if want("command_path_inprocess") {
+			xb, qb, sb := t.cmdBB, t.cmdBBQ, t.cmdBBSink
+			if err := declare([3]string{xb, qb, prompt}, [3]string{xb, sb, response}); err != nil {
+				return nil, err
+			}
+			inTap, err := newAckTap(e.rabbitURL)
+			if err != nil {
+				return nil, err
+			}
+			closers = append(closers, inTap.close)
+			st, err := openStackAt("command_path_inprocess", inTap.url(e.rabbitURL), xb, true)
+			if err != nil {
+				return nil, err
+			}
+			rep.metrics = append(rep.metrics, &metric{name: "command_path_inprocess", unit: "msg/s", target: "(info)"})
+			pairs = append(pairs, pair{name: "command_path_inprocess", base: base, prepBase: prepBase,
+				prepProj: func(ctx context.Context) error { return e.prefill(ctx, rc.pub, xb, qb, n) },
+				proj:     purged(sb, func(ctx context.Context) (float64, error) { return e.projectCommand(ctx, st, n, inTap) }),
+			})
+		}
 	}
 
 	// Latency at a steady rate, publisher and consumer running together.
@@ -208,11 +265,90 @@ func runAll(ctx context.Context, e *env, out io.Writer) (*report, error) {
 				if err != nil {
 					return 0, 0, err
 				}
+				if len(raw) == 0 || len(proj) == 0 {
+					return 0, 0, fmt.Errorf("no latency samples (baseline %d, project %d)", len(raw), len(proj))
+				}
 				e.describeLatency(out, "baseline", raw)
 				e.describeLatency(out, "project", proj)
 				p50.add(ms(percentile(raw, 50)), ms(percentile(proj, 50)))
 				return ms(percentile(raw, 99)), ms(percentile(proj, 99)), nil
 			},
+		})
+	}
+
+	// Allocations per consumed message, in this process (allocs.go).
+	if want("allocs_per_message") {
+		xr, qr, xb, qb := t.allocRaw, t.allocRawQ, t.allocBB, t.allocBBQ
+		if err := declare([3]string{xr, qr, prompt}, [3]string{xb, qb, prompt}); err != nil {
+			return nil, err
+		}
+		st, err := openStack("allocs_per_message", xb, false)
+		if err != nil {
+			return nil, err
+		}
+		objects := &metric{name: "allocs_objects_per_message", unit: "objects/msg", target: "(info)", line: true}
+		rep.metrics = append(rep.metrics, &metric{name: "allocs_per_message", unit: "KiB/msg", target: "≤ 2.0", line: true}, objects)
+		pairs = append(pairs, pair{name: "allocs_per_message",
+			joint: func(ctx context.Context, projectFirst bool) (float64, float64, error) {
+				raw, proj, err := e.allocRound(ctx, rc, st, xr, qr, xb, qb, projectFirst)
+				if err != nil {
+					return 0, 0, err
+				}
+				objects.add(raw.objects, proj.objects)
+				return raw.kib, proj.kib, nil
+			},
+		})
+	}
+
+	// The peers (peers.go): the project first, so that the ratio says how
+	// many times faster it is.
+	if want("peer_watermill_publish") || want("peer_python_publish") {
+		xb, sb := t.pubBB, t.pubBBSink
+		if err := declare([3]string{xb, sb, "#"}, [3]string{t.wmPub, t.wmPubSink, "#"}, [3]string{t.pyPub, t.pyPubSink, "#"}); err != nil {
+			return nil, err
+		}
+		conn, pub, err := e.newProjectPublisher(ctx, xb)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() { _ = pub.Close(); _ = conn.Close() })
+		proj := purged(sb, func(ctx context.Context) (float64, error) { return e.projectPublish1(ctx, pub, e.o.duration) })
+		if want("peer_watermill_publish") {
+			rep.metrics = append(rep.metrics, &metric{name: "peer_watermill_publish", unit: "msg/s", target: "≥ 2.0", line: true})
+			pairs = append(pairs, pair{name: "peer_watermill_publish", proj: proj,
+				base: purged(t.wmPubSink, func(ctx context.Context) (float64, error) { return e.watermillPublish(ctx, t.wmPub, e.o.duration) }),
+			})
+		}
+		if want("peer_python_publish") {
+			if why := pythonPeer(); why != "" {
+				rep.skipped = append(rep.skipped, "peer_python_publish skipped: "+why)
+			} else {
+				rep.metrics = append(rep.metrics, &metric{name: "peer_python_publish", unit: "msg/s", target: "(info)", line: true})
+				pairs = append(pairs, pair{name: "peer_python_publish", proj: proj,
+					base: purged(t.pyPubSink, func(ctx context.Context) (float64, error) { return e.pythonPublish(ctx, t.pyPub, e.o.duration) }),
+				})
+			}
+		}
+	}
+	if want("peer_watermill_consume") {
+		xw, qw, xb, qb := t.wmCons, t.wmConsQ, t.bareBB, t.bareBBQ
+		if err := declare([3]string{xw, qw, prompt}, [3]string{xb, qb, prompt}); err != nil {
+			return nil, err
+		}
+		wmTap, projTap, _, err := taps()
+		if err != nil {
+			return nil, err
+		}
+		st, err := openStackAt("", projTap.url(e.rabbitURL), xb, false)
+		if err != nil {
+			return nil, err
+		}
+		rep.metrics = append(rep.metrics, &metric{name: "peer_watermill_consume", unit: "msg/s", target: "≥ 1.0", line: true})
+		pairs = append(pairs, pair{name: "peer_watermill_consume",
+			prepBase: func(ctx context.Context) error { return e.prefill(ctx, rc.pub, xw, qw, n) },
+			prepProj: func(ctx context.Context) error { return e.prefill(ctx, rc.pub, xb, qb, n) },
+			base:     func(ctx context.Context) (float64, error) { return e.watermillConsume(ctx, wmTap, qw, n) },
+			proj:     func(ctx context.Context) (float64, error) { return e.projectConsume(ctx, st, n, projTap, true) },
 		})
 	}
 
@@ -278,7 +414,7 @@ func runAll(ctx context.Context, e *env, out io.Writer) (*report, error) {
 	}
 	closeAll()
 	for _, ns := range stacks {
-		if ns.name != "publish_confirmed_16" && want(ns.name) {
+		if want(ns.name) {
 			rep.info = append(rep.info, ns.st.summary(ns.name))
 		}
 	}

@@ -15,6 +15,7 @@ import (
 // against: the correlation store and the client under it.
 type graph struct {
 	store  correlation.Store
+	costs  *correlation.RedisStore // the same store, for the cost rollup
 	client redis.UniversalClient
 	close  func()
 }
@@ -34,7 +35,7 @@ func openCorrelation(settings correlation.Settings, transport string, logger *sl
 		// The same in-process Redis serves deduplication, as the real
 		// one does on RabbitMQ.
 		client := redis.NewClient(&redis.Options{Addr: e.Addr()})
-		return &graph{store: e, client: client, close: func() { _ = client.Close(); _ = e.Close() }}, nil
+		return &graph{store: e, costs: e.RedisStore, client: client, close: func() { _ = client.Close(); _ = e.Close() }}, nil
 	}
 	client, err := correlation.NewUniversalClient(settings)
 	if err != nil {
@@ -46,7 +47,7 @@ func openCorrelation(settings correlation.Settings, transport string, logger *sl
 		return nil, err
 	}
 	logger.Info("correlation store: Redis", slog.Any("redis", settings))
-	return &graph{store: store, client: client, close: func() { _ = client.Close() }}, nil
+	return &graph{store: store, costs: store, client: client, close: func() { _ = client.Close() }}, nil
 }
 
 // linkReader is the store as the runaway guard reads it, or nil for a

@@ -162,6 +162,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		guardCounter:   middleware.NewRedisDescendantCounter(graph.client, "", 0),
 		recorder:       rec,
 		commandTimeout: conf.Own.CommandTimeout,
+		maxRootTokens:  conf.Own.MaxRootTokens,
+		costs:          graph.costs,
 		strictTypes:    conf.Bus.StrictTypes,
 		logger:         logger,
 	})

@@ -37,6 +37,9 @@ type own struct {
 	EventLogMaxAge string `env:"BB_EVENT_LOG_MAX_AGE" envDefault:"7D"`
 	// EventLogMaxBytes is the log's retention by size, in bytes.
 	EventLogMaxBytes int64 `env:"BB_EVENT_LOG_MAX_BYTES" envDefault:"1000000000"`
+	// MaxRootTokens parks the commands of a chain whose root has been
+	// charged this many tokens; 0 installs no guard.
+	MaxRootTokens int64 `env:"BB_MAX_ROOT_TOKENS" envDefault:"0"`
 }
 
 // eventLog is the retention the log is declared with, when it is on.
@@ -51,6 +54,9 @@ func (o own) Validate() error {
 	}
 	if o.CommandTimeout <= 0 {
 		p = append(p, fmt.Errorf("BB_COMMAND_TIMEOUT: want a positive duration, got %s", o.CommandTimeout))
+	}
+	if o.MaxRootTokens < 0 {
+		p = append(p, fmt.Errorf("BB_MAX_ROOT_TOKENS: want 0 (off) or a positive number of tokens, got %d", o.MaxRootTokens))
 	}
 	if o.EventLog != "on" && o.EventLog != "off" {
 		p = append(p, fmt.Errorf("BB_EVENT_LOG: want on or off, got %q", o.EventLog))
@@ -92,7 +98,7 @@ func (c config) LogValue() slog.Value {
 		slog.Bool("demo", c.Own.Demo), slog.Duration("echo_delay", c.Own.EchoDelay),
 		slog.Duration("command_timeout", c.Own.CommandTimeout),
 		slog.String("event_log", c.Own.EventLog), slog.String("event_log_max_age", c.Own.EventLogMaxAge),
-		slog.Int64("event_log_max_bytes", c.Own.EventLogMaxBytes),
+		slog.Int64("event_log_max_bytes", c.Own.EventLogMaxBytes), slog.Int64("max_root_tokens", c.Own.MaxRootTokens),
 	)
 }
 

@@ -88,7 +88,7 @@ func TestLoadSettings_everyProblemNamesItsVariable(t *testing.T) {
 		{".env, own", nil, "BB_COMMAND_TIMEOUT=soon\n", []string{"BB_COMMAND_TIMEOUT: want a duration"}},
 		{".env, the bus's", nil, "BB_DRAIN_TIMEOUT=soon\n", []string{"BB_DRAIN_TIMEOUT: want a duration"}},
 		{"environment", []string{"BB_DEMO=yes please"}, "", []string{"BB_DEMO: want true or false"}},
-		{"out of range", []string{"BB_COMMAND_TIMEOUT=0s", "BB_ECHO_DELAY=-1s"}, "", []string{"BB_COMMAND_TIMEOUT: want a positive", "BB_ECHO_DELAY"}},
+		{"out of range", []string{"BB_COMMAND_TIMEOUT=0s", "BB_ECHO_DELAY=-1s", "BB_MAX_ROOT_TOKENS=-5"}, "", []string{"BB_COMMAND_TIMEOUT: want a positive", "BB_ECHO_DELAY", "BB_MAX_ROOT_TOKENS: want 0 (off)"}},
 		{
 			"event log", []string{"BB_EVENT_LOG=yes", "BB_EVENT_LOG_MAX_AGE=7 days", "BB_EVENT_LOG_MAX_BYTES=0"}, "",
 			[]string{"BB_EVENT_LOG: want on or off", "BB_EVENT_LOG_MAX_AGE: want a number and a unit", "BB_EVENT_LOG_MAX_BYTES: want a positive"},

@@ -24,6 +24,8 @@ type stackConfig struct {
 	guardCounter   middleware.DescendantCounter
 	recorder       *correlation.Recorder
 	commandTimeout time.Duration
+	maxRootTokens  int64                       // BB_MAX_ROOT_TOKENS; 0: no token budget
+	costs          middleware.TokenBudgetStore // read by the token budget
 	strictTypes    bool
 	logger         *slog.Logger
 }
@@ -39,7 +41,7 @@ type stack struct {
 // installStack installs the architecture's middleware on svc, outermost
 // first:
 //
-//	recover · metrics · trace · poison · dedup · guard · retry · validate · correlation · timeout
+//	recover · metrics · trace · poison · dedup · guard · retry · validate · [token budget] · correlation · timeout
 //
 // Recover and metrics are router middleware (they run before bus.Service's
 // own guard, which only acts when no poison queue is installed); the rest
@@ -49,7 +51,9 @@ type stack struct {
 // Redis; so does the runaway guard, which places Python's events through
 // the correlation graph and counts descendants per root there. Validation sits inside retry so that its permanent errors are
 // parked at once instead of retried, and the timeout innermost, so that
-// each attempt gets its own.
+// each attempt gets its own. The token budget (BB_MAX_ROOT_TOKENS) is
+// installed only when set, after validation so that a bad command is parked
+// for what it is.
 //
 // The metrics read every counter at scrape time: the publisher's, the
 // handler calls the metrics middleware sees (consumed, handler duration),
@@ -96,6 +100,14 @@ func installStack(ctx context.Context, b *bus.Bus, svc *bus.Service, cfg stackCo
 	if s.validation, err = middleware.NewValidation(middleware.ValidationConfig{Validator: cfg.events, StrictTypes: cfg.strictTypes, Logger: cfg.logger}); err != nil {
 		return nil, err
 	}
-	svc.Use(s.validation.Middleware, middleware.Causation, wmmiddleware.Timeout(cfg.commandTimeout))
+	svc.Use(s.validation.Middleware)
+	if cfg.maxRootTokens > 0 { // off, it costs no Redis read per command
+		budget, err := middleware.NewTokenBudget(middleware.TokenBudgetConfig{Store: cfg.costs, MaxRootTokens: cfg.maxRootTokens, Logger: cfg.logger})
+		if err != nil {
+			return nil, err
+		}
+		svc.Use(budget.Middleware)
+	}
+	svc.Use(middleware.Causation, wmmiddleware.Timeout(cfg.commandTimeout))
 	return s, nil
 }

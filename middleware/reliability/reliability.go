@@ -118,6 +118,9 @@ func Use(ctx context.Context, b *bus.Bus, svc *bus.Service, cfg Config) (*Stack,
 		return nil, err
 	}
 	svc.Use(r.Middleware()...)
+	if r.Dedup != nil {
+		svc.Prepare(r.Dedup.Prefetch)
+	}
 	return r, nil
 }
 

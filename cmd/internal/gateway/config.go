@@ -208,6 +208,14 @@ type Tracer interface {
 	Debug(ctx context.Context, id uuid.UUID, maxDepth int) (correlation.Dump, error)
 }
 
+// CostTracer is a Tracer that also knows the cost rolled up on the root of
+// an event's chain; *correlation.RedisStore is one. With it, GET
+// /events/{event_id}/correlation adds "cost" to its answer.
+type CostTracer interface {
+	Tracer
+	EventCost(ctx context.Context, id uuid.UUID) (correlation.CostTotals, error)
+}
+
 // Check is one thing GET /readyz verifies. Func returns nil when the
 // dependency is reachable, or an error saying why not; it must honour ctx.
 type Check struct {

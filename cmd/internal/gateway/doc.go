@@ -14,7 +14,8 @@
 //	GET  /schemas                      the registered event types (?domain=agent&kind=command filter them)
 //	GET  /schemas/{name}               one type: JSON Schema and example (name: routing key, template or Go name)
 //	GET  /asyncapi.json                the catalogue as an AsyncAPI 3.0 document (package asyncapi)
-//	GET  /events/{event_id}/correlation  the correlation debug dump (correlation.Dump)
+//	GET  /events/{event_id}/correlation  the correlation debug dump (correlation.Dump), with the
+//	                                     cost totals of the event's root when Deps.Correlation is a CostTracer
 //	GET  /metrics                      Prometheus text format
 //	GET  /ui/...                       the web console (package console): catalogue, causal graph, poison queues
 //	GET  /events/stream?pattern=P      the live tail, as Server-Sent Events

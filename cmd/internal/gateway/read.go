@@ -159,6 +159,14 @@ func (s *Server) correlationDump(w http.ResponseWriter, r *http.Request) {
 			map[string]any{"event_id": id.String(), "cause": err.Error(), "retry_after_seconds": s.retryAfterSeconds()})
 		return
 	}
+	if ct, ok := s.deps.Correlation.(CostTracer); ok {
+		// The trace is still worth answering without its totals.
+		if totals, err := ct.EventCost(ctx, id); err == nil {
+			dump.Cost = &totals
+		} else {
+			s.log.Warn("correlation cost read failed", slog.String("event_id", id.String()), slog.String("error", err.Error()))
+		}
+	}
 	writeJSON(w, http.StatusOK, dump)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -165,9 +166,30 @@ func TestCorrelation(t *testing.T) {
 		f := newFixture(t)
 		rec := f.do(get("/events/" + parent.String() + "/correlation"))
 		answer(t, rec, http.StatusOK)
-		want := `{"event_id":"` + parent.String() + `","parents":[],"children":[],"ancestors":[],"descendants":[],"metadata":null}` + "\n"
+		want := `{"event_id":"` + parent.String() + `","parents":[],"children":[],"ancestors":[],"descendants":[],"metadata":null,` +
+			`"cost":{"root":"` + parent.String() + `","tokens_used":0,"duration_ms":0,"events":0,"by_agent":{}}}` + "\n"
 		if rec.Body.String() != want {
 			t.Errorf("body = %s, want %s", rec.Body, want)
+		}
+	})
+	t.Run("cost of the root", func(t *testing.T) {
+		f := newFixture(t)
+		tokens := &correlation.Cost{Agent: "planner", TokensUsed: 120, DurationMS: 900}
+		if err := f.store.Record(context.Background(),
+			correlation.Link{Child: child, Parents: []uuid.UUID{parent}},
+			correlation.Link{Child: grandchild, Parents: []uuid.UUID{child}, Cost: tokens}); err != nil {
+			t.Fatal(err)
+		}
+		rec := f.do(get("/events/" + grandchild.String() + "/correlation"))
+		answer(t, rec, http.StatusOK)
+		var dump correlation.Dump
+		if err := json.Unmarshal(rec.Body.Bytes(), &dump); err != nil {
+			t.Fatal(err)
+		}
+		want := correlation.CostTotals{Root: parent, TokensUsed: 120, DurationMS: 900, Events: 1,
+			ByAgent: map[string]correlation.AgentCost{"planner": {TokensUsed: 120, DurationMS: 900, Events: 1}}}
+		if dump.Cost == nil || !reflect.DeepEqual(*dump.Cost, want) || dump.EventID != grandchild {
+			t.Errorf("cost = %+v, want %+v beside the dump", dump.Cost, want)
 		}
 	})
 	t.Run("malformed id", func(t *testing.T) {
