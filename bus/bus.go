@@ -117,7 +117,11 @@ func (b *Bus) DecoratePublisher(decorate func(message.Publisher) message.Publish
 
 // Publish publishes envelopes under their event types and returns once the
 // broker has confirmed every one. An envelope with no correlation ids is
-// linked to the event ctx's handler handles (envelope.WithCause).
+// linked to the event ctx's handler handles (envelope.WithCause), and gets
+// the child's depth and root (envelope.WithLineage). A child deeper than
+// BB_MAX_DEPTH is not published: its error is a permanent
+// *envelope.RunawayError matching envelope.ErrDepthExceeded, so the handler
+// that would continue a runaway chain learns it at once.
 func (b *Bus) Publish(ctx context.Context, envs ...envelope.Envelope) error {
 	var errs []error
 	for _, env := range envs {
@@ -130,6 +134,12 @@ func (b *Bus) Publish(ctx context.Context, envs ...envelope.Envelope) error {
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if l, ok := envelope.StampChild(ctx, msg); ok {
+			if err := envelope.CheckDepth(l, b.cfg.MaxDepth, msg.UUID); err != nil {
+				errs = append(errs, fmt.Errorf("cannot publish %s %s: %w", env.EventType, env.EventID, err))
+				continue
+			}
 		}
 		msg.SetContext(ctx)
 		if err := b.publisher.Publish(env.EventType, msg); err != nil {

@@ -47,6 +47,18 @@ type Config struct {
 	// wrong JSON type that Python's Pydantic models convert in their lax
 	// mode (domains.Registry.Normalize).
 	StrictTypes bool `env:"BB_STRICT_TYPES" envDefault:"false"`
+
+	// MaxDepth is the causal depth budget of a chain: an event deeper than
+	// this is parked by the runaway guard, and Bus.Publish refuses such a
+	// child at once (envelope.ErrDepthExceeded). 0 turns the rule off.
+	MaxDepth int `env:"BB_MAX_DEPTH" envDefault:"32"`
+	// MaxRepeats parks an event whose ancestors hold one (event_type,
+	// source.app) pair more often than this: a loop between agents. 0 turns
+	// the rule off.
+	MaxRepeats int `env:"BB_MAX_REPEATS" envDefault:"8"`
+	// MaxDescendants parks the events of a root that caused more than this
+	// many, counted in Redis per root across replicas. 0 turns the rule off.
+	MaxDescendants int `env:"BB_MAX_DESCENDANTS" envDefault:"10000"`
 }
 
 // LoadConfig reads the settings from environ (as os.Environ gives it) and
@@ -84,6 +96,9 @@ func (c Config) Validate() error {
 	check(c.Consumers >= 0, "BB_CONSUMERS: want 0 (same as BB_PREFETCH) or more, got %d", c.Consumers)
 	check(c.QueueType == amqp.QueueClassic || c.QueueType == amqp.QueueQuorum, "BB_QUEUE_TYPE: want classic or quorum, got %q", c.QueueType)
 	check(c.PublisherChannels >= 1, "BB_PUBLISHER_CHANNELS: want 1 or more, got %d", c.PublisherChannels)
+	for name, n := range map[string]int{"BB_MAX_DEPTH": c.MaxDepth, "BB_MAX_REPEATS": c.MaxRepeats, "BB_MAX_DESCENDANTS": c.MaxDescendants} {
+		check(n >= 0, "%s: want 0 (off) or more, got %d", name, n)
+	}
 	for name, d := range map[string]time.Duration{"BB_CONNECT_TIMEOUT": c.ConnectTimeout, "BB_PUBLISH_TIMEOUT": c.PublishTimeout, "BB_DRAIN_TIMEOUT": c.DrainTimeout} {
 		check(d > 0, "%s: want a positive duration, got %s", name, d)
 	}

@@ -110,7 +110,7 @@ func (s *Service) HandleMessage(name, pattern string, fn message.NoPublishHandle
 
 // Handle registers a typed handler: each event whose routing key matches
 // pattern is decoded into T and passed to fn with a context that links what
-// fn publishes to the event. A message that is not a valid envelope, or
+// fn publishes to the event and gives it its depth and root in the chain. A message that is not a valid envelope, or
 // whose payload does not decode into T, is a permanent failure.
 func Handle[T any](s *Service, name, pattern string, fn HandlerFunc[T]) error {
 	return s.HandleMessage(name, pattern, func(msg *message.Message) error {
@@ -118,7 +118,15 @@ func Handle[T any](s *Service, name, pattern string, fn HandlerFunc[T]) error {
 		if err != nil {
 			return err
 		}
-		return fn(envelope.WithCause(msg.Context(), ev.Envelope.EventID), ev)
+		ctx := envelope.WithCause(msg.Context(), ev.Envelope.EventID)
+		if _, ok := envelope.LineageFromContext(ctx); !ok {
+			// No runaway guard ahead: the headers, or a root, still place
+			// what fn publishes.
+			if l, ok := envelope.KnownLineage(msg); ok {
+				ctx = envelope.WithLineage(ctx, l)
+			}
+		}
+		return fn(ctx, ev)
 	})
 }
 

@@ -413,3 +413,35 @@ func parseMembers(key string, members []string) ([]uuid.UUID, error) {
 func sortIDs(ids []uuid.UUID) {
 	slices.SortFunc(ids, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
 }
+
+// LookupMany returns the links recorded for ids, fetched in one pipeline of
+// single-key GETs (so it works on Redis Cluster too). An id with no link is
+// absent from the map; a malformed value fails the call.
+func (s *RedisStore) LookupMany(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]Link, error) {
+	out := make(map[uuid.UUID]Link, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	pipe := s.client.Pipeline()
+	gets := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		gets[i] = pipe.Get(ctx, s.ForwardKey(id))
+	}
+	// A missing key fails its GET with redis.Nil: judge each command.
+	_, _ = pipe.Exec(ctx)
+	for i, id := range ids {
+		raw, err := gets[i].Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cannot look up correlation of %d event(s): %w", len(ids), err)
+		}
+		l, err := decodeForward(s.ForwardKey(id), id, raw)
+		if err != nil {
+			return nil, err
+		}
+		out[id] = l
+	}
+	return out, nil
+}

@@ -15,7 +15,9 @@ import (
 // Causation is the handler middleware that puts the handled event into the
 // message's context (envelope.WithCause), so what the handler publishes with
 // it gets correlation_ids = [incoming id]. A returned message lacking them
-// gets them too, and inherits a missing agent context
+// gets them too, and the child's depth and root (envelope.StampChild) when
+// the handled event's are known (from Guard, its headers, or because it is
+// a root), and inherits a missing agent context
 // (envelope.MetaAgentContext), as the wire contract requires of a response.
 // The incoming event itself and envelope.MetaRawBody messages are left
 // alone; an incoming message whose UUID is not a UUID gives no cause.
@@ -26,6 +28,12 @@ func Causation(h message.HandlerFunc) message.HandlerFunc {
 			return h(msg)
 		}
 		msg.SetContext(envelope.WithCause(msg.Context(), cause))
+		if _, ok := envelope.LineageFromContext(msg.Context()); !ok {
+			// No guard ahead: the headers, or a root, still tell the children.
+			if l, ok := envelope.KnownLineage(msg); ok {
+				msg.SetContext(envelope.WithLineage(msg.Context(), l))
+			}
+		}
 		produced, err := h(msg)
 		agentContext := msg.Metadata.Get(envelope.MetaAgentContext)
 		for _, out := range produced {
@@ -35,6 +43,7 @@ func Causation(h message.HandlerFunc) message.HandlerFunc {
 			if out.Metadata.Get(envelope.MetaCorrelationIDs) == "" {
 				envelope.SetCorrelationIDs(out, cause)
 			}
+			envelope.StampChild(msg.Context(), out)
 			if agentContext != "" && out.Metadata.Get(envelope.MetaAgentContext) == "" {
 				out.Metadata.Set(envelope.MetaAgentContext, agentContext)
 			}
@@ -63,11 +72,20 @@ type LinkMetadataParams struct {
 
 // DefaultLinkMetadata is the metadata recorded with each link by default:
 // "event_type" (envelope.EventType, else the topic), "source_app" if any,
-// and "replay_of" from envelope.WithReplayOf.
+// "replay_of" from envelope.WithReplayOf, and the event's place in its
+// chain (envelope.MetaDepth and friends) as "depth", "root" and "repeats",
+// so that the runaway guard resolves a child published without those
+// headers (by Python) in one round trip.
 func DefaultLinkMetadata(p LinkMetadataParams) map[string]any {
 	md := map[string]any{"event_type": cmp.Or(envelope.EventType(p.Message), p.Topic)}
 	if app := p.Message.Metadata.Get(envelope.MetaSourceApp); app != "" {
 		md["source_app"] = app
+	}
+	if l, ok := envelope.LineageOf(p.Message); ok {
+		md[LinkMetaDepth], md[LinkMetaRoot] = l.Depth, l.Root.String()
+		if rep := p.Message.Metadata.Get(envelope.MetaRepeats); rep != "" {
+			md[LinkMetaRepeats] = rep
+		}
 	}
 	if original, ok := envelope.ReplayOfFromContext(p.Message.Context()); ok {
 		md["replay_of"] = original.String()
@@ -91,7 +109,8 @@ type RecordingPublisherConfig struct {
 
 // RecordingPublisher is a message.Publisher decorator that stamps
 // correlation ids [cause] from the context (envelope.CauseFromContext) on a
-// message that has none and, only once Publish returned nil (on RabbitMQ:
+// message that has none, and the child's depth and root
+// (envelope.StampChild) on one that has no such headers, and, only once Publish returned nil (on RabbitMQ:
 // confirmed), records the whole call's links in one LinkRecorder.Record, so
 // the graph never holds an unpublished event. A failed Publish records
 // nothing, as its error does not say what was sent. A message marked
@@ -146,6 +165,9 @@ func (p *RecordingPublisher) Publish(topic string, msgs ...*message.Message) err
 				envelope.SetCorrelationIDs(msg, cause)
 			}
 		}
+		if cause, ok := envelope.CauseFromContext(msg.Context()); ok && !causeIsSelf(msg, cause) {
+			envelope.StampChild(msg.Context(), msg)
+		}
 		if len(ids) == 0 || p.rec == nil {
 			continue
 		}
@@ -169,6 +191,14 @@ func (p *RecordingPublisher) Publish(topic string, msgs ...*message.Message) err
 	p.rec.Record(linked[0].Context(), links...)
 	return nil
 }
+
+// Keys of the link metadata DefaultLinkMetadata writes for the event's
+// place in its chain; Guard reads them.
+const (
+	LinkMetaDepth   = "depth"
+	LinkMetaRoot    = "root"
+	LinkMetaRepeats = "repeats"
+)
 
 // causeIsSelf reports whether msg is the event id: a handler forwarding or
 // parking the message it handles publishes with that message's own cause.

@@ -12,8 +12,9 @@ import (
 )
 
 // MetaRoot is the metadata key (and AMQP header) naming the root event of
-// a message's chain, x-bb-root; without it the root is found in Redis.
-const MetaRoot = "x-bb-root"
+// a message's chain, x-bb-root (envelope.MetaRoot, which the runaway guard
+// and the publishers set); without it the root is found in Redis.
+const MetaRoot = envelope.MetaRoot
 
 // costReporters are the routing keys whose payloads report tokens_used and
 // duration_ms (wire contract, section 6). theboard's events carry

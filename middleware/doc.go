@@ -6,7 +6,10 @@
 // recorder only through two small interfaces, Validator and LinkRecorder.
 //
 // Validation stops an invalid message before the handler with a permanent
-// error. Causation and RecordingPublisher link what a handler publishes with
+// error. Guard stops a runaway causal chain (too deep, agents answering each
+// other, too many descendants of one root) with a permanent error of kind
+// envelope.KindRunaway; it sits inside Poison, which parks it, and outside
+// Causation, which hands each event's depth and root on to what it causes. Causation and RecordingPublisher link what a handler publishes with
 // its context (not context.Background()) or returns to the event it handles,
 // in the correlation graph Go and Python share. Poison, Dedup and Retry keep
 // a service from losing or looping on a message (package
@@ -24,7 +27,7 @@
 //
 // The architecture's order, outermost first:
 //
-//	recover · metrics/trace · poison · dedup · retry · validate · correlation · timeout
+//	recover · metrics/trace · poison · dedup · guard · retry · validate · correlation · timeout
 //
 // Metrics and tracing sit outside the reliability middleware, so that one
 // measurement and one span cover a delivery with its retries and parking.
@@ -81,7 +84,7 @@
 //	rel, _ := reliability.Use(ctx, b, svc, reliability.Config{
 //		DedupStore:            middleware.NewRedisDedupStore(redisClient, ""), // the correlation Redis
 //		DedupMarkInBackground: true,
-//	}) // poison · dedup · retry, with the service's poison and delay queues
+//	}) // poison · dedup · guard · retry, with the service's poison and delay queues
 //	svc.Use(validation.Middleware, middleware.Causation, wmmiddleware.Timeout(time.Minute))
 //
 //	b.DecoratePublisher(func(p message.Publisher) message.Publisher {

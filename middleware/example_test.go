@@ -111,7 +111,7 @@ func Example() {
 	// parked 00000000-0000-4000-8000-00000000000b: permanent invalid failure: payload.tags: expected array, got string
 	// answer 22222222-2222-4222-8222-222222222222 correlation_ids [11111111-1111-4111-8111-111111111111]
 	// recorded parents [11111111-1111-4111-8111-111111111111]
-	// recorded metadata map[event_type:agent.thread.response]
+	// recorded metadata map[depth:1 event_type:agent.thread.response repeats:agent.thread.prompt%7C=1 root:11111111-1111-4111-8111-111111111111]
 	// {Valid:1 Invalid:1 Malformed:0 Unknown:0}
 }
 

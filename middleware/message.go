@@ -47,6 +47,10 @@ func InternalHeader(k string) bool {
 	switch k {
 	case envelope.MetaRoutingKey, envelope.MetaMalformed, envelope.MetaRawBody, envelope.MetaTargetHandler, envelope.MetaOriginalRoutingKey:
 		return true
+	case envelope.MetaDepth, envelope.MetaRoot, envelope.MetaRepeats, envelope.MetaBudgetReset:
+		// The event's place in its chain stays with it through delay and
+		// poison queues; a replay with a fresh budget clears it on purpose.
+		return false
 	}
 	return strings.HasPrefix(k, "x-") || strings.HasPrefix(k, "bb_poison_") || retryHeaders[k]
 }

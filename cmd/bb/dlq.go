@@ -29,7 +29,7 @@ import (
 )
 
 // dlqKinds are the failure kinds a parked message can have, for --kind.
-var dlqKinds = []string{envelope.KindMalformed, envelope.KindInvalid, envelope.KindUnknownType, envelope.KindHandler, middleware.KindPanic}
+var dlqKinds = []string{envelope.KindMalformed, envelope.KindInvalid, envelope.KindUnknownType, envelope.KindHandler, middleware.KindPanic, envelope.KindRunaway}
 
 // dlqReasonWidth is how much of a reason `bb dlq list` shows.
 const dlqReasonWidth = 80
@@ -51,7 +51,7 @@ headers say why, by which handler, after how many attempts and when.
 the command processor's is command_processor). Filters narrow list, replay
 and purge:
   --routing-key PATTERN   original routing key, AMQP topic syntax ('agent.#')
-  --kind KIND             malformed, invalid, unknown_type, handler or panic
+  --kind KIND             malformed, invalid, unknown_type, handler, panic or runaway
   --handler NAME          the handler that failed
   --since, --until WHEN   last failure at or after / before WHEN: an RFC 3339
                           time (2026-01-29T10:00:00Z) or a duration ago (90m, 1h, 7d)
@@ -338,7 +338,9 @@ func (a *app) dlqReplayCommand(service *string) *cobra.Command {
 		Short: "Send parked messages back to their service, to the handler that failed",
 		Long: `Send parked messages back to the service queue, each under its original routing
 key, to the handler that failed on it, with the same event id and body and
-its attempt count reset. A message leaves the poison queue only once the
+its attempt count reset. A message parked as runaway goes back with a fresh
+budget: it starts a new chain (depth 0, its own root), and the output says
+so. A message leaves the poison queue only once the
 broker confirmed its replay. Prints one line per message replayed.
 
 Name the messages by event id, or pass --all for every parked message;
@@ -382,6 +384,9 @@ func (a *app) dlqReplay(ctx context.Context, q *reliability.PoisonQueue, filter 
 	for _, m := range done {
 		replayed[m.EventID] = true
 		fmt.Fprintf(a.stdout, "replayed %s %s (%s, handler %s) to %s\n", orDash(m.EventID), orDash(m.RoutingKey), orDash(m.Kind), orDash(m.Handler), q.ServiceQueue())
+		if m.Kind == envelope.KindRunaway {
+			fmt.Fprintf(a.stdout, "  %s was parked by a runaway-chain guard: it goes back with a fresh budget (depth 0, a new root), on purpose\n", m.EventID)
+		}
 	}
 	fmt.Fprintf(a.stderr, "bb: replayed %d %s from %s to %s\n", len(done), plural(len(done), "message", "messages"), q.Name(), q.ServiceQueue())
 	if err != nil {

@@ -12,15 +12,18 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/33god/bloodbank-go/bus/amqp"
 	"github.com/33god/bloodbank-go/bus/envelope"
 	"github.com/33god/bloodbank-go/correlation"
+	"github.com/33god/bloodbank-go/middleware"
 )
 
 func (a *app) traceCommand() *cobra.Command {
@@ -126,8 +129,35 @@ func (a *app) runTrace(ctx context.Context, arg string, depth int, asJSON bool, 
 	} else if !errors.Is(err, correlation.ErrNotFound) {
 		return a.redisError(err, cfg)
 	}
-	printTrace(a.stdout, dump, link, depth)
+	printTrace(a.stdout, dump, link, depth, nodeNotes(ctx, client, store, dump))
 	return nil
+}
+
+// nodeNotes says, per event of the dump, its depth in its chain (as its
+// link records it) and whether a runaway guard parked it. It is best
+// effort: what cannot be read is left out.
+func nodeNotes(ctx context.Context, client redis.UniversalClient, store *correlation.RedisStore, d correlation.Dump) map[uuid.UUID]string {
+	ids := slices.Concat([]uuid.UUID{d.EventID}, d.Parents, d.Children, d.Ancestors, d.Descendants)
+	links, _ := store.LookupMany(ctx, ids)
+	parked, _ := middleware.ParkedNotes(ctx, client, ids)
+	notes := map[uuid.UUID]string{}
+	for _, id := range ids {
+		var parts []string
+		if l, ok := links[id]; ok {
+			if dep, ok := l.Metadata[middleware.LinkMetaDepth]; ok {
+				parts = append(parts, fmt.Sprintf("depth %v", dep))
+			}
+		} else {
+			parts = append(parts, "depth 0")
+		}
+		if reason, ok := parked[id]; ok {
+			parts = append(parts, "PARKED: "+reason)
+		}
+		if len(parts) > 0 {
+			notes[id] = "  [" + strings.Join(parts, "; ") + "]"
+		}
+	}
+	return notes
 }
 
 // runTraceCost prints the cost totals of the root of arg's chain.
@@ -217,8 +247,10 @@ func writeIndentedJSON(w io.Writer, v any) error {
 }
 
 // printTrace writes the readable tree of one event's correlations.
-func printTrace(w io.Writer, d correlation.Dump, link *correlation.Link, depth int) {
-	fmt.Fprintf(w, "event %s\n", d.EventID)
+// notes, keyed by event id, follow each id: its depth, and whether it
+// was parked.
+func printTrace(w io.Writer, d correlation.Dump, link *correlation.Link, depth int, notes map[uuid.UUID]string) {
+	fmt.Fprintf(w, "event %s%s\n", d.EventID, notes[d.EventID])
 	if link != nil {
 		fmt.Fprintf(w, "│ recorded  %s\n", envelope.FormatTimestamp(link.CreatedAt))
 	}
@@ -253,7 +285,7 @@ func printTrace(w io.Writer, d correlation.Dump, link *correlation.Link, depth i
 			if j == len(s.ids)-1 {
 				leaf = "└─"
 			}
-			fmt.Fprintf(w, "%s%s %s\n", indent, leaf, id)
+			fmt.Fprintf(w, "%s%s %s%s\n", indent, leaf, id, notes[id])
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/33god/bloodbank-go/bus"
 	"github.com/33god/bloodbank-go/correlation"
+	"github.com/33god/bloodbank-go/middleware"
 )
 
 // graph is the Redis the processor records links in and deduplicates
@@ -47,4 +48,13 @@ func openCorrelation(settings correlation.Settings, transport string, logger *sl
 	}
 	logger.Info("correlation store: Redis", slog.Any("redis", settings))
 	return &graph{store: store, costs: store, client: client, close: func() { _ = client.Close() }}, nil
+}
+
+// linkReader is the store as the runaway guard reads it, or nil for a
+// store that cannot read many links at once.
+func linkReader(store correlation.Store) middleware.LinkReader {
+	if lr, ok := store.(middleware.LinkReader); ok {
+		return lr
+	}
+	return nil
 }

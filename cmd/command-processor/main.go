@@ -158,6 +158,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		events:         reg,
 		tracing:        tr,
 		dedup:          middleware.NewRedisDedupStore(graph.client, ""),
+		guardLinks:     linkReader(graph.store),
+		guardCounter:   middleware.NewRedisDescendantCounter(graph.client, "", 0),
 		recorder:       rec,
 		commandTimeout: conf.Own.CommandTimeout,
 		maxRootTokens:  conf.Own.MaxRootTokens,

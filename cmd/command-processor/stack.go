@@ -20,6 +20,8 @@ type stackConfig struct {
 	events         *domains.Registry
 	tracing        *middleware.Tracing
 	dedup          middleware.DedupStore
+	guardLinks     middleware.LinkReader
+	guardCounter   middleware.DescendantCounter
 	recorder       *correlation.Recorder
 	commandTimeout time.Duration
 	maxRootTokens  int64                       // BB_MAX_ROOT_TOKENS; 0: no token budget
@@ -39,14 +41,15 @@ type stack struct {
 // installStack installs the architecture's middleware on svc, outermost
 // first:
 //
-//	recover · metrics · trace · poison · dedup · retry · validate · [token budget] · correlation · timeout
+//	recover · metrics · trace · poison · dedup · guard · retry · validate · [token budget] · correlation · timeout
 //
 // Recover and metrics are router middleware (they run before bus.Service's
 // own guard, which only acts when no poison queue is installed); the rest
 // go through svc.Use in order. Poison, dedup and retry come from
 // reliability.Use: the poison queue "{queue}.poison", the delay
 // queues "{queue}.retry.{1s,10s,1m}" and dedup keys in the correlation
-// Redis. Validation sits inside retry so that its permanent errors are
+// Redis; so does the runaway guard, which places Python's events through
+// the correlation graph and counts descendants per root there. Validation sits inside retry so that its permanent errors are
 // parked at once instead of retried, and the timeout innermost, so that
 // each attempt gets its own. The token budget (BB_MAX_ROOT_TOKENS) is
 // installed only when set, after validation so that a bad command is parked
@@ -70,7 +73,13 @@ func installStack(ctx context.Context, b *bus.Bus, svc *bus.Service, cfg stackCo
 		Parked:                  func() float64 { return float64(s.reliability.Poison.Stats().Parked) },
 		Deduplicated:            func() float64 { return float64(s.reliability.Dedup.Stats().Duplicates) },
 		CorrelationWritesFailed: func() float64 { return float64(cfg.recorder.Failed()) },
-		Logger:                  cfg.logger,
+		RunawayParked: func(rule string) float64 {
+			if s.reliability.Guard == nil {
+				return 0
+			}
+			return float64(s.reliability.Guard.Stats().Parked(rule))
+		},
+		Logger: cfg.logger,
 	}); err != nil {
 		return nil, err
 	}
@@ -82,6 +91,8 @@ func installStack(ctx context.Context, b *bus.Bus, svc *bus.Service, cfg stackCo
 	if s.reliability, err = reliability.Use(ctx, b, svc, reliability.Config{
 		DedupStore:            cfg.dedup,
 		DedupMarkInBackground: true, // flushed on shutdown
+		GuardLinks:            cfg.guardLinks,
+		GuardCounter:          cfg.guardCounter,
 		Logger:                cfg.logger,
 	}); err != nil {
 		return nil, err

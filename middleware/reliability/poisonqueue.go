@@ -179,6 +179,9 @@ func (q *PoisonQueue) Show(ctx context.Context, eventID string) (ParkedMessage, 
 // Replay sends the parked messages f selects back to the service queue, to
 // the handler that failed (every handler when none is known), under the
 // original routing key, with the same event id and body and no attempts. A
+// message parked as envelope.KindRunaway goes back with a fresh budget: its
+// depth and root are cleared and envelope.MetaBudgetReset makes it a new
+// root, so the chain it continues is re-driven on purpose. A
 // parked copy is removed only once its replay is confirmed; Replay stops at
 // an error and returns the messages replayed.
 func (q *PoisonQueue) Replay(ctx context.Context, f PoisonFilter) ([]ParkedMessage, error) {
@@ -218,6 +221,12 @@ func replayMessage(m ParkedMessage) *message.Message {
 	}
 	if m.Handler != "" {
 		msg.Metadata.Set(envelope.MetaTargetHandler, m.Handler)
+	}
+	if m.Kind == envelope.KindRunaway {
+		// Re-driven on purpose: the event starts a chain of its own, with
+		// a fresh budget, instead of being parked again at once.
+		envelope.ClearLineage(msg)
+		msg.Metadata.Set(envelope.MetaBudgetReset, "true")
 	}
 	return msg
 }

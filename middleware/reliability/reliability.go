@@ -3,6 +3,7 @@ package reliability
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -33,6 +34,18 @@ type Config struct {
 	DedupMarkInBackground bool
 	// ParkAll is middleware.PoisonConfig.ParkAll. Optional.
 	ParkAll bool
+	// GuardLinks lets the runaway guard place an event that arrives
+	// without depth headers (from Python) through the correlation graph
+	// (a *correlation.RedisStore). Optional; without it such an event is
+	// let through unplaced.
+	GuardLinks middleware.LinkReader
+	// GuardCounter counts each root's descendants for BB_MAX_DESCENDANTS
+	// (middleware.NewRedisDescendantCounter). Optional; without it that
+	// rule is off.
+	GuardCounter middleware.DescendantCounter
+	// NoGuard leaves the runaway guard out. By default it is installed
+	// with the bus's BB_MAX_DEPTH, BB_MAX_REPEATS and BB_MAX_DESCENDANTS.
+	NoGuard bool
 	// Logger is given to each middleware. Optional; default the bus's.
 	Logger *slog.Logger
 }
@@ -41,6 +54,7 @@ type Config struct {
 type Stack struct {
 	Poison      *middleware.Poison
 	Dedup       *middleware.Dedup // nil without Config.DedupStore
+	Guard       *middleware.Guard // nil with Config.NoGuard
 	Retry       *middleware.Retry
 	DelayQueues *DelayQueues // nil with NoRedelivery or a Redeliverer of one's own
 	PoisonQueue string       // the name of the service's poison queue
@@ -51,6 +65,7 @@ type Stats struct {
 	Retry  middleware.RetryStats
 	Poison middleware.PoisonStats
 	Dedup  middleware.DedupStats
+	Guard  middleware.GuardStats
 }
 
 // Stats returns every counter.
@@ -59,29 +74,42 @@ func (r *Stack) Stats() Stats {
 	if r.Dedup != nil {
 		s.Dedup = r.Dedup.Stats()
 	}
+	if r.Guard != nil {
+		s.Guard = r.Guard.Stats()
+	}
 	return s
 }
 
-// Flush waits for the dedup marks written in the background, or ctx. Call
-// it after the service stopped.
+// Flush waits for the dedup marks and descendant counts written in the
+// background, or ctx. Call it after the service stopped.
 func (r *Stack) Flush(ctx context.Context) error {
-	if r.Dedup == nil {
-		return nil
+	var errs []error
+	if r.Dedup != nil {
+		errs = append(errs, r.Dedup.Flush(ctx))
 	}
-	return r.Dedup.Flush(ctx)
+	if r.Guard != nil {
+		errs = append(errs, r.Guard.Flush(ctx))
+	}
+	return errors.Join(errs...)
 }
 
-// Middleware lists the middleware outermost first.
+// Middleware lists the middleware outermost first: poison · dedup ·
+// guard · retry. The guard sits inside Poison, which parks what it stops,
+// and inside Dedup, so a duplicate is not counted twice; outside Retry, as
+// retrying cannot change its verdict.
 func (r *Stack) Middleware() []message.HandlerMiddleware {
 	m := []message.HandlerMiddleware{r.Poison.Middleware}
 	if r.Dedup != nil {
 		m = append(m, r.Dedup.Middleware)
 	}
+	if r.Guard != nil {
+		m = append(m, r.Guard.Middleware)
+	}
 	return append(m, r.Retry.Middleware)
 }
 
 // Use declares the poison queue and the delay queues of svc on b, builds
-// its Poison, Dedup and Retry, and installs them with svc.Use. Call it
+// its Poison, Dedup, runaway Guard and Retry, and installs them with svc.Use. Call it
 // before adding middleware that should run inside the retries (validation,
 // correlation, timeouts), and before Run.
 func Use(ctx context.Context, b *bus.Bus, svc *bus.Service, cfg Config) (*Stack, error) {
@@ -111,6 +139,13 @@ func New(ctx context.Context, b *bus.Bus, service, serviceQueue string, cfg Conf
 	if cfg.DedupStore != nil {
 		if r.Dedup, err = middleware.NewDedup(middleware.DedupConfig{Store: cfg.DedupStore, Service: service, Window: cfg.DedupWindow,
 			MarkInBackground: cfg.DedupMarkInBackground, Logger: logger}); err != nil {
+			return nil, err
+		}
+	}
+	if !cfg.NoGuard {
+		bc := b.Config()
+		if r.Guard, err = middleware.NewGuard(middleware.GuardConfig{MaxDepth: bc.MaxDepth, MaxRepeats: bc.MaxRepeats,
+			MaxDescendants: bc.MaxDescendants, Links: cfg.GuardLinks, Counter: cfg.GuardCounter, Logger: logger}); err != nil {
 			return nil, err
 		}
 	}

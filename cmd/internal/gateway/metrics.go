@@ -60,6 +60,10 @@ type MetricsConfig struct {
 	// CorrelationWritesFailed counts correlation links not written
 	// (correlation.Recorder.Failed).
 	CorrelationWritesFailed func() float64
+	// RunawayParked counts messages the runaway guard stopped under a rule
+	// (envelope.RuleDepth, RuleRepeats, RuleDescendants), exported as
+	// bloodbank_runaway_parked_total{rule}. Optional.
+	RunawayParked func(rule string) float64
 
 	// HandlerBuckets are the buckets of bloodbank_handler_duration_seconds.
 	// Optional; default DefaultHandlerBuckets.
@@ -126,6 +130,15 @@ func NewMetrics(cfg MetricsConfig) (*Metrics, error) {
 			cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Namespace: MetricsNamespace, Name: c.name, Help: c.help,
 			}, c.fn))
+		}
+	}
+	if cfg.RunawayParked != nil {
+		for _, rule := range []string{envelope.RuleDepth, envelope.RuleRepeats, envelope.RuleDescendants} {
+			cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Namespace: MetricsNamespace, Name: "runaway_parked_total",
+				Help:        "Messages the runaway-chain guard parked, by the rule they broke.",
+				ConstLabels: prometheus.Labels{"rule": rule},
+			}, func() float64 { return cfg.RunawayParked(rule) }))
 		}
 	}
 	if cfg.PublisherStats != nil {

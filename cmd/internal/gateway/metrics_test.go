@@ -200,3 +200,37 @@ func TestMetrics_registerCallerCollectors(t *testing.T) {
 		t.Error("registering the same collector twice was accepted")
 	}
 }
+
+func TestMetrics_runawayParkedByRule(t *testing.T) {
+	counts := map[string]float64{"depth": 2, "repeats": 5}
+	m, err := gateway.NewMetrics(gateway.MetricsConfig{OmitRuntime: true, RunawayParked: func(rule string) float64 { return counts[rule] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, fam := range fams {
+		if fam.GetName() != "bloodbank_runaway_parked_total" {
+			continue
+		}
+		for _, metric := range fam.GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if l.GetName() == "rule" {
+					got[l.GetValue()] = metric.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	want := map[string]float64{"depth": 2, "repeats": 5, "descendants": 0}
+	if len(got) != len(want) {
+		t.Fatalf("bloodbank_runaway_parked_total = %v, want %v", got, want)
+	}
+	for rule, n := range want {
+		if got[rule] != n {
+			t.Errorf("bloodbank_runaway_parked_total{rule=%q} = %v, want %v", rule, got[rule], n)
+		}
+	}
+}
