@@ -85,6 +85,7 @@ func (c RedisConfig) Validate() error {
 // package documentation), so Go and Python services share one graph.
 type RedisStore struct {
 	client   redis.UniversalClient
+	ap       *redis.AutoPipeliner // nil when the client cannot pipeline
 	cfg      RedisConfig
 	fwd, rev string // KeyPrefix + "forward:", KeyPrefix + "reverse:"
 }
@@ -102,7 +103,11 @@ func NewRedisStore(client redis.UniversalClient, cfg RedisConfig) (*RedisStore, 
 		return nil, fmt.Errorf("cannot create correlation store: %w", err)
 	}
 	cfg.setDefaults()
-	return &RedisStore{client: client, cfg: cfg, fwd: cfg.KeyPrefix + "forward:", rev: cfg.KeyPrefix + "reverse:"}, nil
+	s := &RedisStore{client: client, cfg: cfg, fwd: cfg.KeyPrefix + "forward:", rev: cfg.KeyPrefix + "reverse:"}
+	if ap, err := client.AsyncAutoPipeline(); err == nil {
+		s.ap = ap
+	}
+	return s, nil
 }
 
 // ForwardKey is the key holding child's link, a JSON string.
@@ -422,13 +427,29 @@ func (s *RedisStore) LookupMany(ctx context.Context, ids []uuid.UUID) (map[uuid.
 	if len(ids) == 0 {
 		return out, nil
 	}
-	pipe := s.client.Pipeline()
 	gets := make([]*redis.StringCmd, len(ids))
-	for i, id := range ids {
-		gets[i] = pipe.Get(ctx, s.ForwardKey(id))
+	if s.ap != nil {
+		// The runaway guard looks up the parents of every header-less
+		// delivery: through the auto-pipeliner, the lookups of concurrent
+		// deliveries share round trips.
+		waits := make([]redis.AutoFuture, len(ids))
+		for i, id := range ids {
+			gets[i] = redis.NewStringCmd(ctx, "get", s.ForwardKey(id))
+			waits[i] = s.ap.Submit(ctx, gets[i])
+		}
+		for _, w := range waits {
+			if err := w.WaitContext(ctx); err != nil && !errors.Is(err, redis.Nil) {
+				return nil, fmt.Errorf("cannot look up correlation of %d event(s): %w", len(ids), err)
+			}
+		}
+	} else {
+		pipe := s.client.Pipeline()
+		for i, id := range ids {
+			gets[i] = pipe.Get(ctx, s.ForwardKey(id))
+		}
+		// A missing key fails its GET with redis.Nil: judge each command.
+		_, _ = pipe.Exec(ctx)
 	}
-	// A missing key fails its GET with redis.Nil: judge each command.
-	_, _ = pipe.Exec(ctx)
 	for i, id := range ids {
 		raw, err := gets[i].Result()
 		if errors.Is(err, redis.Nil) {
