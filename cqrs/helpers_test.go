@@ -56,7 +56,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := slog.New(slog.NewTextHandler(newTestOutput(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	broker := embedded.New(logger)
 	t.Cleanup(func() { _ = broker.Close() })
 	b := bus.NewEmbeddedBus(cfg, broker, logger)
@@ -188,4 +188,34 @@ func promptEnvelope(t *testing.T, text string) envelope.Envelope {
 		t.Fatal(err)
 	}
 	return env
+}
+
+// testOutput is the test's output until the test's cleanups have run.
+// Watermill's router logs from goroutines that can outlive Router.Run by a
+// moment; a write to a finished test's output is a data race.
+type testOutput struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+// newTestOutput returns a writer to t's output that drops what comes after
+// t's cleanups (it is registered first, so its own cleanup runs last).
+func newTestOutput(t testing.TB) *testOutput {
+	w := &testOutput{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.done = true
+	})
+	return w
+}
+
+func (w *testOutput) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return len(p), nil
+	}
+	return w.t.Output().Write(p)
 }

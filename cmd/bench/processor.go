@@ -107,6 +107,9 @@ func (p *processor) environ(exchange, rabbitURL, httpPort string) []string {
 	if p.e.o.pubChannels > 0 {
 		env = append(env, "BB_PUBLISHER_CHANNELS="+strconv.Itoa(p.e.o.pubChannels))
 	}
+	// BENCH_CHILD_ENV adds settings to the child only, for an A/B run of one
+	// part of its stack (BENCH_CHILD_ENV='BB_MAX_DEPTH=0 BB_MAX_REPEATS=0').
+	env = append(env, strings.Fields(os.Getenv("BENCH_CHILD_ENV"))...)
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "REDIS_") {
 			env = append(env, kv)

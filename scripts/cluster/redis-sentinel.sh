@@ -27,44 +27,13 @@ readonly MASTER=6391 REPLICA=6392 NAME=bbmaster
 readonly SENTINELS=(26391 26392 26393)
 down_after=${SENTINEL_DOWN_AFTER_MS:-1000}
 
-wait_for() { # TRIES DESCRIPTION COMMAND...: retry every 0.1 s
-  local tries=$1 what=$2
-  shift 2
-  for _ in $(seq 1 "$tries"); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "redis-sentinel.sh: timed out waiting for $what" >&2
-  return 1
-}
+# shellcheck source=redis-lib.sh
+source "$(dirname "$0")/redis-lib.sh"
 
-answers() { redis-cli -p "$1" ping | grep -q PONG; }
 in_sync() { redis-cli -p $REPLICA info replication | grep -q 'master_link_status:up'; }
 sees_all() { redis-cli -p "$1" info sentinel | grep -q "slaves=1,sentinels=${#SENTINELS[@]}"; }
 
-# ours PID: a live (not zombie) redis process; a stale PID file may name
-# a process that took the number over.
-ours() {
-  local s
-  s=$(ps -o stat=,comm= -p "$1" 2>/dev/null) || return 1
-  [ "${s:0:1}" != Z ] && [[ $s == *redis* ]]
-}
-
-# stop_all stops what the PID files under DIR name: TERM, then KILL after
-# 2 s (Redis 7 would wait up to 10 s for lagging replicas; nothing here is
-# worth saving). The servers remove their PID files themselves on exit.
-stop_all() {
-  local f p pids=()
-  for f in "$T"/*.pid; do
-    p=$(cat "$f" 2>/dev/null) && ours "$p" && pids+=("$p")
-  done
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 20); do ours "$p" || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  rm -f "$T"/*.pid
-}
+stop_all() { stop_pidfiles "$T"/*.pid; }
 
 case $cmd in
 up)
