@@ -95,7 +95,7 @@ func (p *processor) close(ctx context.Context) error {
 }
 
 // environ is the child's whole environment: nothing of this process's
-// BB_* settings leaks in, only where Redis is.
+// BB_* settings leaks in, only where Redis is and the queue type.
 func (p *processor) environ(exchange, rabbitURL, httpPort string) []string {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"RABBIT_URL=" + rabbitURL, "EXCHANGE_NAME=" + exchange, "SERVICE_NAME=" + p.service,
@@ -111,7 +111,9 @@ func (p *processor) environ(exchange, rabbitURL, httpPort string) []string {
 	// part of its stack (BENCH_CHILD_ENV='BB_MAX_DEPTH=0 BB_MAX_REPEATS=0').
 	env = append(env, strings.Fields(os.Getenv("BENCH_CHILD_ENV"))...)
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "REDIS_") {
+		// -cluster sets BB_QUEUE_TYPE: the child must declare its queue as
+		// the bench prefilled it.
+		if strings.HasPrefix(kv, "REDIS_") || strings.HasPrefix(kv, "BB_QUEUE_TYPE=") {
 			env = append(env, kv)
 		}
 	}
