@@ -28,7 +28,7 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
 
-## bench: cmd/bench against RabbitMQ and Redis, raw baselines side by side (~5 min; BENCH_FLAGS=-quick for ~1 min)
+## bench: cmd/bench against RabbitMQ and Redis, raw baselines and peers side by side (~12 min; BENCH_FLAGS=-quick for a few)
 bench:
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)
 
