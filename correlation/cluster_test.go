@@ -19,11 +19,7 @@ import (
 // gives.
 func TestRedisStore_onRedisCluster(t *testing.T) {
 	rc := testcluster.RedisCluster(t)
-	client, err := correlation.NewUniversalClient(correlation.Settings{URL: rc.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Close() })
+	client := rc.Client(t)
 	if _, ok := client.(*redis.ClusterClient); !ok {
 		t.Fatalf("REDIS_URL %s gave a %T, want a *redis.ClusterClient", rc.URL, client)
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/33god/bloodbank-go/correlation"
 	"github.com/33god/bloodbank-go/internal/testcluster"
 	"github.com/33god/bloodbank-go/middleware"
 )
@@ -21,11 +20,7 @@ import (
 // keys of many slots at once.
 func TestDedup_onRedisCluster(t *testing.T) {
 	rc := testcluster.RedisCluster(t)
-	client, err := correlation.NewUniversalClient(correlation.Settings{URL: rc.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Close() })
+	client := rc.Client(t)
 	if _, ok := client.(*redis.ClusterClient); !ok {
 		t.Fatalf("REDIS_URL %s gave a %T, want a *redis.ClusterClient", rc.URL, client)
 	}

@@ -73,11 +73,7 @@ func TestDisruptive_redisSentinelFailover(t *testing.T) {
 	rs := testcluster.RedisSentinel(t)
 	redisLog := &countingRedisLog{}
 	redis.SetLogger(redisLog)
-	client, err := correlation.NewUniversalClient(correlation.Settings{URL: rs.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Close() })
+	client := rs.Client(t)
 	prefix := "bloodbank:test:" + uuid.NewString() + ":"
 	store, err := correlation.NewRedisStore(client, correlation.RedisConfig{KeyPrefix: prefix + "correlation:", TTL: time.Hour})
 	if err != nil {

@@ -17,11 +17,7 @@ import (
 // links sit on three masters.
 func TestTrace_onRedisCluster(t *testing.T) {
 	rc := testcluster.RedisCluster(t)
-	client, err := correlation.NewUniversalClient(correlation.Settings{URL: rc.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Close() })
+	client := rc.Client(t)
 	store, err := correlation.NewRedisStore(client, correlation.RedisConfig{})
 	if err != nil {
 		t.Fatal(err)

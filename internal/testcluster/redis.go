@@ -17,6 +17,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/33god/bloodbank-go/correlation"
+
 	"github.com/33god/bloodbank-go/internal/testenv"
 )
 
@@ -149,6 +151,19 @@ func (r *Redis) Master(t testing.TB) int {
 		t.Fatalf("the Sentinels report master port %q", out)
 	}
 	return port
+}
+
+// Client returns a client of the whole setup, built from its REDIS_URL as
+// the services build theirs (a ClusterClient or a Sentinel failover
+// client), closed when the test ends.
+func (r *Redis) Client(t testing.TB) redis.UniversalClient {
+	t.Helper()
+	c, err := correlation.NewUniversalClient(correlation.Settings{URL: r.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 // Node returns a plain client of the one server on port, closed when the
