@@ -91,8 +91,11 @@ func (Codec) Unmarshal(d amqp091.Delivery) (*message.Message, error) {
 // DecodeDelivery is the transport-neutral half of Unmarshal: body, AMQP
 // message_id, routing key and headers in, a message out, marked malformed
 // when the body is not a valid envelope.
+//
+// The message's payload is a slice of body, not a copy: body must not be
+// changed afterwards (a delivery's body never is).
 func DecodeDelivery(body []byte, messageID, routingKey string, headers amqp091.Table) *message.Message {
-	env, err := Decode(body)
+	env, w, err := decode(body, false, true)
 	var msg *message.Message
 	if err != nil {
 		// Keep an id the operator can search for.
@@ -106,8 +109,8 @@ func DecodeDelivery(body []byte, messageID, routingKey string, headers amqp091.T
 			msg.Metadata[MetaMalformed] = me.Reason
 		}
 	} else {
-		msg = message.NewMessage(env.EventID.String(), message.Payload(env.Payload))
-		if err := setEnvelopeMetadata(msg.Metadata, env); err != nil {
+		msg = message.NewMessage(canonicalID(w.EventID, env.EventID), message.Payload(env.Payload))
+		if err := setEnvelopeMetadata(msg.Metadata, env, w); err != nil {
 			msg = message.NewMessage(env.EventID.String(), body)
 			msg.Metadata[MetaMalformed] = err.Error()
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"math"
 	"slices"
@@ -632,5 +633,56 @@ func BenchmarkCodec_Unmarshal(b *testing.B) {
 		if _, err := codec.Unmarshal(d); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A consumer holds the body anyway (for parking), so the payload is read as
+// a slice of it rather than copied; an append to the payload must still
+// leave the body alone, and Decode, whose caller may reuse its buffer, must
+// copy.
+func TestDecodeDelivery_payloadIsSliceOfBody(t *testing.T) {
+	body := []byte(bbtPythonBody)
+	msg := envelope.DecodeDelivery(body, "", "agent.thread.prompt", nil)
+	if reason, bad := envelope.Malformed(msg); bad {
+		t.Fatalf("malformed: %s", reason)
+	}
+	start := bytes.Index(body, []byte(bbtPythonPayload))
+	if start < 0 || len(msg.Payload) == 0 || &msg.Payload[0] != &body[start] {
+		t.Fatalf("payload %q is not the body's own bytes", msg.Payload)
+	}
+	before := string(body)
+	_ = append(msg.Payload, "garbage"...)
+	if string(body) != before {
+		t.Fatalf("appending to the payload changed the body:\n%s", body)
+	}
+
+	env, err := envelope.Decode(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &env.Payload[0] == &body[start] {
+		t.Fatal("Decode's payload shares the caller's buffer")
+	}
+}
+
+// Metadata written from a decoded body is the canonical text whether or
+// not the body's ids and timestamp were in canonical form.
+func TestDecodeDelivery_canonicalMetadata(t *testing.T) {
+	id, parent := uuid.New(), uuid.New()
+	body := fmt.Sprintf(`{"event_id":%q,"event_type":"t.x","timestamp":"2026-01-29T10:00:00.5+00:00","version":"1.0.0",`+
+		`"source":{"host":"h","type":"manual","app":null,"meta":null},"correlation_ids":[%q,%q],"agent_context":null,"payload":{}}`,
+		strings.ToUpper(id.String()), parent.String(), "{"+strings.ToUpper(parent.String())+"}")
+	msg := envelope.DecodeDelivery([]byte(body), "", "", nil)
+	if reason, bad := envelope.Malformed(msg); bad {
+		t.Fatalf("malformed: %s", reason)
+	}
+	if msg.UUID != id.String() {
+		t.Errorf("UUID = %q, want %s", msg.UUID, id)
+	}
+	if got, want := msg.Metadata.Get(envelope.MetaTimestamp), "2026-01-29T10:00:00.500000Z"; got != want {
+		t.Errorf("timestamp = %q, want %q", got, want)
+	}
+	if got, want := msg.Metadata.Get(envelope.MetaCorrelationIDs), parent.String()+","+parent.String(); got != want {
+		t.Errorf("correlation ids = %q, want %q", got, want)
 	}
 }

@@ -61,8 +61,35 @@ type wireEnvelope struct {
 	Source         *wireSource       `json:"source"`
 	CorrelationIDs []string          `json:"correlation_ids"`
 	AgentContext   *wireAgentContext `json:"agent_context"`
-	Payload        jsontext.Value    `json:"payload"`
+	Payload        payloadValue      `json:"payload"`
 	Unknown        jsontext.Value    `json:",embed"`
+}
+
+// payloadValue is the payload member, raw JSON. Read from a body that may
+// be kept (see DecodeDelivery), it is the member's own bytes in that body
+// rather than a copy: the payload is most of a body, and a consumer would
+// otherwise hold it twice.
+type payloadValue struct {
+	raw  jsontext.Value
+	body []byte // the body being read, when the payload may point into it
+}
+
+func (p payloadValue) MarshalJSONTo(enc *jsontext.Encoder) error { return enc.WriteValue(p.raw) }
+
+func (p *payloadValue) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	v, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	// The value read ends at the decoder's input offset; the bytes there
+	// are checked rather than assumed to be the same ones.
+	end := int(dec.InputOffset())
+	if start := end - len(v); p.body != nil && start >= 0 && end <= len(p.body) && bytes.Equal(p.body[start:end], v) {
+		p.raw = jsontext.Value(p.body[start:end:end]) // an append must not write over the body
+	} else {
+		p.raw = bytes.Clone(v)
+	}
+	return nil
 }
 
 type wireSource struct {
@@ -155,7 +182,7 @@ func (e Envelope) wire(b *wireBody) *wireEnvelope {
 	b.src = wireSource{Host: e.Source.Host, Type: string(e.Source.Type), App: optString(e.Source.App), Meta: e.Source.Meta, Unknown: e.unknown.source}
 	b.env = wireEnvelope{EventID: e.EventID.String(), EventType: e.EventType, Timestamp: FormatTimestamp(e.Timestamp),
 		Version: cmp.Or(e.Version, Version), Source: &b.src, CorrelationIDs: ids, AgentContext: e.agentContextWire(b),
-		Payload: jsontext.Value(e.Payload), Unknown: e.unknown.top}
+		Payload: payloadValue{raw: jsontext.Value(e.Payload)}, Unknown: e.unknown.top}
 	return &b.env
 }
 
@@ -212,21 +239,33 @@ func (e *Envelope) UnmarshalJSON(b []byte) error {
 // takes its default) and strict where a consumer could not act on the
 // event. Members it does not know, at any level, are kept for MarshalJSON
 // and NewMessage to write back. Any failure is a *MalformedError.
-func Decode(body []byte) (Envelope, error) { return decode(body, false) }
+func Decode(body []byte) (Envelope, error) {
+	env, _, err := decode(body, false, false)
+	return env, err
+}
 
 // DecodeNew is Decode for an envelope about to be published, such as one
 // posted to a gateway, as Python's EventEnvelope model builds it from a
 // request: a missing event_id becomes a new random UUID and a missing
 // timestamp the current time.
-func DecodeNew(body []byte) (Envelope, error) { return decode(body, true) }
+func DecodeNew(body []byte) (Envelope, error) {
+	env, _, err := decode(body, true, false)
+	return env, err
+}
 
-func decode(body []byte, fill bool) (Envelope, error) {
+// decode reads body into an envelope and returns the wire form it was read
+// from as well. With keep, the envelope's payload is a slice of body, which
+// the caller must then never change.
+func decode(body []byte, fill, keep bool) (Envelope, *wireEnvelope, error) {
 	if kind := jsonKind(body); kind != "object" {
-		return Envelope{}, &MalformedError{Reason: describeNonObject(body, kind)}
+		return Envelope{}, nil, &MalformedError{Reason: describeNonObject(body, kind)}
 	}
-	var w wireEnvelope
-	if err := json.Unmarshal(body, &w, decodeOptions); err != nil {
-		return Envelope{}, &MalformedError{Reason: describeDecodeError(body, err)}
+	w := new(wireEnvelope)
+	if keep {
+		w.Payload.body = body
+	}
+	if err := json.Unmarshal(body, w, decodeOptions); err != nil {
+		return Envelope{}, nil, &MalformedError{Reason: describeDecodeError(body, err)}
 	}
 	var env Envelope
 	var problems []string
@@ -282,9 +321,9 @@ func decode(body []byte, fill bool) (Envelope, error) {
 			problems = append(problems, "agent_context.type: required")
 		}
 	}
-	switch kind := jsonKind(w.Payload); kind {
+	switch kind := jsonKind(w.Payload.raw); kind {
 	case "object":
-		env.Payload = []byte(w.Payload)
+		env.Payload = []byte(w.Payload.raw)
 	case "missing", "null":
 		problems = append(problems, "payload: required")
 	default:
@@ -292,9 +331,9 @@ func decode(body []byte, fill bool) (Envelope, error) {
 	}
 	env.unknown.top = w.Unknown
 	if len(problems) > 0 {
-		return Envelope{}, &MalformedError{Reason: strings.Join(problems, "; ")}
+		return Envelope{}, nil, &MalformedError{Reason: strings.Join(problems, "; ")}
 	}
-	return env, nil
+	return env, w, nil
 }
 
 // jsonKind names the JSON type of a value from its first byte, which is all

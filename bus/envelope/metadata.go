@@ -75,21 +75,31 @@ var envelopeKeys = map[string]bool{
 func IsBodyKey(key string) bool { return envelopeKeys[key] }
 
 // NewMessage turns an envelope into a Watermill message. It fails only when
-// the envelope is invalid or its source or agent meta cannot be encoded.
+// the envelope is invalid or its source or agent meta cannot be encoded. A
+// payload that is an object but not valid JSON is found when the message is
+// written (Codec.Marshal fails with the reason Validate gives): reading the
+// payload here as well would make every publish read it twice.
 func NewMessage(e Envelope) (*message.Message, error) {
-	if err := e.Validate(); err != nil {
+	if err := e.validate(false); err != nil {
 		return nil, err
 	}
 	msg := message.NewMessage(e.EventID.String(), message.Payload(e.Payload))
-	if err := setEnvelopeMetadata(msg.Metadata, e); err != nil {
+	if err := setEnvelopeMetadata(msg.Metadata, e, nil); err != nil {
 		return nil, err
 	}
 	return msg, nil
 }
 
-func setEnvelopeMetadata(md message.Metadata, e Envelope) error {
+// setEnvelopeMetadata writes e's fields as metadata. w, when e was just
+// read from it, lends its strings where they already are in the form
+// written here, which spares a consumer formatting them again.
+func setEnvelopeMetadata(md message.Metadata, e Envelope, w *wireEnvelope) error {
 	md[MetaEventType] = e.EventType
-	md[MetaTimestamp] = FormatTimestamp(e.Timestamp)
+	if w != nil && isTimestampText(w.Timestamp, e.Timestamp) {
+		md[MetaTimestamp] = w.Timestamp
+	} else {
+		md[MetaTimestamp] = FormatTimestamp(e.Timestamp)
+	}
 	md[MetaVersion] = cmp.Or(e.Version, Version)
 	md[MetaSourceHost] = e.Source.Host
 	md[MetaSourceType] = string(e.Source.Type)
@@ -104,7 +114,11 @@ func setEnvelopeMetadata(md message.Metadata, e Envelope) error {
 		md[MetaSourceMeta] = string(b)
 	}
 	if len(e.CorrelationIDs) > 0 {
-		md[MetaCorrelationIDs] = JoinIDs(e.CorrelationIDs)
+		if w != nil && len(w.CorrelationIDs) == len(e.CorrelationIDs) && allCanonicalIDs(w.CorrelationIDs) {
+			md[MetaCorrelationIDs] = strings.Join(w.CorrelationIDs, ",")
+		} else {
+			md[MetaCorrelationIDs] = JoinIDs(e.CorrelationIDs)
+		}
 	}
 	if e.AgentContext != nil {
 		b, err := json.Marshal(e.agentContextWire(new(wireBody)), verbatimOptions)
@@ -247,4 +261,42 @@ func ParseIDs(s string) ([]uuid.UUID, error) {
 		return ids, fmt.Errorf("not UUIDs: %s", strings.Join(bad, ", "))
 	}
 	return ids, nil
+}
+
+// canonicalID is id's text: s, the text it was read from, when s is
+// already the canonical form (lower case, no braces or urn: prefix).
+func canonicalID(s string, id uuid.UUID) string {
+	if isCanonicalID(s) {
+		return s
+	}
+	return id.String()
+}
+
+// isCanonicalID reports whether s, a string uuid.Parse accepted, is in the
+// form uuid.UUID.String writes.
+func isCanonicalID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'F' {
+			return false
+		}
+	}
+	return true
+}
+
+func allCanonicalIDs(ids []string) bool {
+	for _, s := range ids {
+		if !isCanonicalID(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// isTimestampText reports whether s is t as FormatTimestamp writes it.
+func isTimestampText(s string, t time.Time) bool {
+	var buf [len(TimestampLayout) + 8]byte
+	return string(t.UTC().AppendFormat(buf[:0], TimestampLayout)) == s
 }
