@@ -149,7 +149,13 @@ func New(eventType string, payload any, opts ...Option) (Envelope, error) {
 	for _, opt := range opts {
 		opt(&env)
 	}
-	if err := env.Validate(); err != nil {
+	// A payload the encoder wrote is valid JSON; only raw bytes from the
+	// caller need reading again.
+	_, isRaw := payload.(json.RawMessage)
+	if _, isBytes := payload.([]byte); isBytes {
+		isRaw = true
+	}
+	if err := env.validate(isRaw); err != nil {
 		return Envelope{}, err
 	}
 	return env, nil
