@@ -425,6 +425,16 @@ func runAll(ctx context.Context, e *env, out io.Writer) (*report, error) {
 		}
 	}
 
+	// The project's side of peer_watermill_publish is publish_confirmed_1's
+	// path, so the raw pipelined publisher bounds it: the raw rate over the
+	// Watermill peer's is the highest ratio the project could show here.
+	if m := rep.metric("peer_watermill_publish"); m != nil {
+		if one := rep.metric("publish_confirmed_1"); one != nil && median(m.base) > 0 {
+			rep.info = append(rep.info, fmt.Sprintf("peer_watermill_publish ceiling: raw pipelined %s / watermill-amqp %s = %.3f (the ratio if the project published as fast as raw)",
+				format(median(one.base), "msg/s"), format(median(m.base), "msg/s"), median(one.base)/median(m.base)))
+		}
+	}
+
 	if want("rss_mib") {
 		start := time.Now()
 		rs, err := e.runRSS(ctx)
