@@ -174,7 +174,16 @@ func (d *Dedup) Stats() DedupStats {
 // A message with the envelope.MetaReplay header is keyed
 // "{service}:{handler}:{id}:replay:{replay id}": each replay runs once.
 func (d *Dedup) Key(handler, eventID string) string {
-	return d.cfg.Service + ":" + handler + ":" + eventID
+	return d.key(handler, eventID, "")
+}
+
+// key is Key with the replay suffix when replay is set, built in one
+// concatenation.
+func (d *Dedup) key(handler, eventID, replay string) string {
+	if replay == "" {
+		return d.cfg.Service + ":" + handler + ":" + eventID
+	}
+	return d.cfg.Service + ":" + handler + ":" + eventID + ":replay:" + replay
 }
 
 // Middleware implements message.HandlerMiddleware.
@@ -183,8 +192,17 @@ func (d *Dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		if msg.UUID == "" {
 			return h(msg)
 		}
-		handler := message.HandlerNameFromCtx(msg.Context())
-		key := d.messageKey(handler, msg)
+		ctx := msg.Context()
+		handler := message.HandlerNameFromCtx(ctx)
+		replay := msg.Metadata.Get(envelope.MetaReplay)
+		// The lookup Prefetch started has the key: no need to build it twice.
+		ahead := d.prefetched(ctx, handler, msg.UUID, replay)
+		var key string
+		if ahead != nil {
+			key = ahead.key
+		} else {
+			key = d.key(handler, msg.UUID, replay)
+		}
 		release, recent := d.inflight.acquire(key)
 		ok := false
 		if release != nil {
@@ -193,7 +211,7 @@ func (d *Dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		var seen bool
 		var err error
 		if !recent {
-			seen, err = d.seen(msg.Context(), key)
+			seen, err = d.seen(ctx, key, ahead)
 		}
 		if err != nil {
 			d.storeFailed("cannot check whether the message was processed; processing it", err,
@@ -219,32 +237,22 @@ func (d *Dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	}
 }
 
-// messageKey is Key for a message, with the replay suffix when it has one.
-func (d *Dedup) messageKey(handler string, msg *message.Message) string {
-	key := d.Key(handler, msg.UUID)
-	if replay := msg.Metadata.Get(envelope.MetaReplay); replay != "" {
-		key += ":replay:" + replay
-	}
-	return key
-}
-
 // seen asks the store about key, or waits for the answer to the lookup
-// Prefetch started.
-func (d *Dedup) seen(ctx context.Context, key string) (bool, error) {
+// Prefetch started (ahead, nil when it did not).
+func (d *Dedup) seen(ctx context.Context, key string, ahead *lookahead) (bool, error) {
 	if d.marks != nil && d.marks.has(key) {
 		return true, nil
 	}
-	wait := prefetched(ctx, key)
-	if wait != nil {
+	if ahead != nil {
 		// Most often the answer is in: take it without a timer.
-		if seen, err := wait(answered); !errors.Is(err, context.Canceled) {
+		if seen, err := ahead.wait(answered); !errors.Is(err, context.Canceled) {
 			return seen, err
 		}
 	}
 	ctx, cancel := d.storeContext(ctx)
 	defer cancel()
-	if wait != nil {
-		return wait(ctx)
+	if ahead != nil {
+		return ahead.wait(ctx)
 	}
 	return d.cfg.Store.Seen(ctx, key)
 }

@@ -18,7 +18,8 @@ const recentKeys = 1024
 // whatever the store said. Across replicas the race remains (see Dedup).
 type inflight struct {
 	mu     sync.Mutex
-	held   map[string]chan struct{}
+	freed  sync.Cond // a held key was released; L is &mu once held is made
+	held   map[string]struct{}
 	recent map[string]time.Time // when each was handled
 	window time.Duration        // how long a handled key counts (DedupConfig.Window)
 	ring   []string             // recent's keys, oldest at next
@@ -29,29 +30,31 @@ type inflight struct {
 // key was handled here lately (recent, and release is nil). release(ok)
 // lets the next copy in, remembering key when ok.
 func (f *inflight) acquire(key string) (release func(ok bool), recent bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.held == nil {
+		f.held, f.recent = map[string]struct{}{}, map[string]time.Time{}
+		f.freed.L = &f.mu
+	}
 	for {
-		f.mu.Lock()
 		if at, ok := f.recent[key]; ok && time.Since(at) < f.window {
-			f.mu.Unlock()
 			return nil, true
 		}
-		done, busy := f.held[key]
-		if !busy {
-			if f.held == nil {
-				f.held, f.recent = map[string]chan struct{}{}, map[string]time.Time{}
-			}
-			done = make(chan struct{})
-			f.held[key] = done
-			f.mu.Unlock()
-			return func(ok bool) { f.release(key, done, ok) }, false
+		if _, busy := f.held[key]; !busy {
+			break
 		}
-		f.mu.Unlock()
-		<-done
+		// One condition for every key rather than a channel per key, which
+		// each message would allocate: copies held up are rare, and a
+		// release wakes them all to look again.
+		f.freed.Wait()
 	}
+	f.held[key] = struct{}{}
+	return func(ok bool) { f.release(key, ok) }, false
 }
 
-func (f *inflight) release(key string, done chan struct{}, ok bool) {
+func (f *inflight) release(key string, ok bool) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	delete(f.held, key)
 	if ok {
 		if _, again := f.recent[key]; !again { // else only its time changes
@@ -65,6 +68,5 @@ func (f *inflight) release(key string, done chan struct{}, ok bool) {
 		}
 		f.recent[key] = time.Now()
 	}
-	f.mu.Unlock()
-	close(done)
+	f.freed.Broadcast()
 }
