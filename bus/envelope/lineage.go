@@ -209,16 +209,33 @@ func RootLineage(msg *message.Message) (Lineage, bool) {
 
 type lineageKey struct{}
 
+// lineageCtx carries a lineage. It is context.WithValue in one allocation
+// instead of two (the context and the boxed Lineage): every handled
+// message gets one.
+type lineageCtx struct {
+	context.Context
+	l Lineage
+}
+
+func (c *lineageCtx) Value(key any) any {
+	if key == (lineageKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
 // WithLineage returns a context that says: the event being handled has
 // lineage l, so what is published with it is l.Child().
 func WithLineage(ctx context.Context, l Lineage) context.Context {
-	return context.WithValue(ctx, lineageKey{}, l)
+	return &lineageCtx{Context: ctx, l: l}
 }
 
 // LineageFromContext returns what WithLineage set.
 func LineageFromContext(ctx context.Context) (Lineage, bool) {
-	l, ok := ctx.Value(lineageKey{}).(Lineage)
-	return l, ok
+	if c, ok := ctx.Value(lineageKey{}).(*lineageCtx); ok {
+		return c.l, true
+	}
+	return Lineage{}, false
 }
 
 // StampChild gives msg, published while the event of ctx is handled, the
