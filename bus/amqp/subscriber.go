@@ -126,13 +126,15 @@ func (src *amqpSource) delivery(g *consumeGen, d amqp091.Delivery) transport.Del
 		msg.Metadata[envelope.MetaMalformed] = err.Error()
 	}
 	// An ack or nack fails only when the channel is gone; the broker then
-	// requeues the delivery by itself.
+	// requeues the delivery by itself. The closures capture the tag alone:
+	// capturing d would move the whole delivery struct to the heap.
+	tag := d.DeliveryTag
 	return transport.Delivery{
 		Msg:        msg,
 		Body:       d.Body,
 		RoutingKey: d.RoutingKey,
-		Ack:        func() { g.acks.ack(d.DeliveryTag) },
-		Nack:       func() { g.acks.nack(d.DeliveryTag) },
+		Ack:        func() { g.acks.ack(tag) },
+		Nack:       func() { g.acks.nack(tag) },
 	}
 }
 
