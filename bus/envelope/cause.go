@@ -8,17 +8,33 @@ import (
 
 type causeKey struct{}
 
+// causeCtx carries a cause in one allocation, where context.WithValue
+// would box the id as well: every handled message gets one.
+type causeCtx struct {
+	context.Context
+	id uuid.UUID
+}
+
+func (c *causeCtx) Value(key any) any {
+	if key == (causeKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
 // WithCause returns a context that says: events published with it were
 // caused by the event eventID. Handlers get such a context from the
 // framework, so that what they publish is linked to what they handle.
 func WithCause(ctx context.Context, eventID uuid.UUID) context.Context {
-	return context.WithValue(ctx, causeKey{}, eventID)
+	return &causeCtx{Context: ctx, id: eventID}
 }
 
 // CauseFromContext returns the event that caused the work ctx belongs to.
 func CauseFromContext(ctx context.Context) (uuid.UUID, bool) {
-	id, ok := ctx.Value(causeKey{}).(uuid.UUID)
-	return id, ok
+	if c, ok := ctx.Value(causeKey{}).(*causeCtx); ok {
+		return c.id, true
+	}
+	return uuid.Nil, false
 }
 
 type replayOfKey struct{}
