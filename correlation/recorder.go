@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,14 +137,18 @@ func NewRecorder(w Writer, cfg RecorderConfig) (*Recorder, error) {
 // its event unrecorded. The recorder may read a link's Parents and Metadata
 // after Record returns (a queued or timed-out write): do not modify them.
 func (r *Recorder) Record(ctx context.Context, links ...Link) {
-	// A new slice: a write may outlive Record, and the caller may reuse links.
-	valid := make([]Link, 0, len(links))
-	for _, l := range links {
-		if err := l.Validate(); err != nil {
+	valid, refused := links, false // links itself until one is refused
+	for i, l := range links {
+		if err := validate(l); err != nil {
+			if !refused {
+				valid, refused = slices.Clone(links[:i]), true
+			}
 			r.fail([]Link{l}, err)
 			continue
 		}
-		valid = append(valid, l)
+		if refused {
+			valid = append(valid, l)
+		}
 	}
 	if len(valid) == 0 {
 		return
@@ -156,11 +161,28 @@ func (r *Recorder) Record(ctx context.Context, links ...Link) {
 	}
 	if r.cfg.Batching {
 		defer r.mu.RUnlock() // Close must not close the queue while we send on it
-		r.enqueue(valid)
+		r.enqueue(valid)     // copies each link into the queue
 		return
 	}
 	r.mu.RUnlock()
-	r.write(context.WithoutCancel(ctx), valid)
+	// A slice of its own: a write may outlive Record, and the caller may
+	// reuse links. (Cloning here even when valid is a copy already keeps
+	// links from escaping, so the caller's variadic slice stays on its stack.)
+	r.write(context.WithoutCancel(ctx), slices.Clone(valid))
+}
+
+// validate is Link.Validate without its trial encoding of metadata that
+// cannot fail to encode, which the middleware's always is: a link per
+// consumed message makes that encoding a large share of Record's cost.
+func validate(l Link) error {
+	for _, v := range l.Metadata {
+		switch v.(type) {
+		case string, bool, int, int64, nil:
+		default:
+			return l.Validate()
+		}
+	}
+	return l.checkIDs()
 }
 
 // write waits at most Timeout even if the writer ignores its context.
