@@ -124,8 +124,12 @@ func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 	if len(links) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
-	defer cancel()
+	// The Recorder's deadline is sooner already; a timer per call is not free.
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > s.cfg.WriteTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.WriteTimeout)
+		defer cancel()
+	}
 	roots, err := s.costRoots(ctx, links)
 	if err != nil {
 		return fmt.Errorf("cannot record correlation links: %w", err)
@@ -140,7 +144,8 @@ func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 		if err != nil {
 			return fmt.Errorf("cannot record correlation links: %w", err)
 		}
-		pipe.Set(ctx, s.ForwardKey(l.Child), v, s.cfg.TTL)
+		child := l.Child.String()
+		pipe.Set(ctx, s.fwd+child, v, s.cfg.TTL)
 		if l.Cost != nil {
 			s.queueCost(ctx, pipe, l, cmp.Or(l.Cost.Root, roots[l.Child]))
 		}
@@ -148,7 +153,7 @@ func (s *RedisStore) Record(ctx context.Context, links ...Link) error {
 			if _, ok := members[p]; !ok {
 				order = append(order, p)
 			}
-			members[p] = append(members[p], l.Child.String())
+			members[p] = append(members[p], child)
 		}
 	}
 	for _, p := range order {
