@@ -118,3 +118,22 @@ func BenchmarkGuard_root(b *testing.B) {
 	b.StopTimer()
 	_ = g.Flush(context.Background())
 }
+
+// BenchmarkTracing_off is the tracing middleware with no TracerProvider
+// installed, as the binaries run by default (BB_TRACING=off): spans are
+// no-ops, so no attributes should be built for them.
+func BenchmarkTracing_off(b *testing.B) {
+	tr := middleware.NewTracing(middleware.TracingConfig{})
+	h := tr.Middleware(func(msg *message.Message) ([]*message.Message, error) { return nil, nil })
+	msg := message.NewMessage(uuid.NewString(), nil)
+	msg.Metadata.Set("bb_event_type", "agent.thread.prompt")
+	msg.Metadata.Set("bb_correlation_ids", uuid.NewString())
+	ctx := msg.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		msg.SetContext(ctx)
+		if _, err := h(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

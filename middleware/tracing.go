@@ -65,7 +65,10 @@ type TracingConfig struct {
 // `bb trace <id>` meet. Without a TracerProvider every span is a no-op, but
 // a delivery's traceparent still reaches what its handler publishes, as in
 // a Python service. The binaries turn spans on with BB_TRACING=stdout
-// (examples/tracing). Safe for concurrent use.
+// (examples/tracing). Attributes are set once a span has started, and only
+// on a span that records: a service with tracing off builds none per
+// message (a sampler therefore sees a span's name and kind, not its
+// attributes). Safe for concurrent use.
 type Tracing struct {
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
@@ -139,9 +142,10 @@ func (p *tracingPublisher) Publish(topic string, msgs ...*message.Message) error
 		if !trace.SpanContextFromContext(ctx).IsValid() {
 			ctx = p.t.propagator.Extract(ctx, MetadataCarrier(msg.Metadata))
 		}
-		attrs := p.t.eventAttributes(msg, topic, semconv.MessagingOperationTypeSend, "publish")
-		_, span := p.t.tracer.Start(ctx, "publish "+topic,
-			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+		_, span := p.t.tracer.Start(ctx, "publish "+topic, trace.WithSpanKind(trace.SpanKindProducer))
+		if span.IsRecording() {
+			span.SetAttributes(p.t.eventAttributes(msg, topic, semconv.MessagingOperationTypeSend, "publish")...)
+		}
 		// A stale context from an earlier hop must not survive next to the
 		// new one: Inject writes tracestate only when it is not empty.
 		delete(msg.Metadata, HeaderTraceParent)
@@ -167,12 +171,14 @@ func (t *Tracing) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) (out []*message.Message, err error) {
 		ctx := t.propagator.Extract(msg.Context(), MetadataCarrier(msg.Metadata))
 		key := routingKeyOf(msg)
-		attrs := t.eventAttributes(msg, key, semconv.MessagingOperationTypeProcess, "handle")
-		if name := message.HandlerNameFromCtx(msg.Context()); name != "" {
-			attrs = append(attrs, AttrHandler.String(name))
+		ctx, span := t.tracer.Start(ctx, "handle "+key, trace.WithSpanKind(trace.SpanKindConsumer))
+		if span.IsRecording() {
+			attrs := t.eventAttributes(msg, key, semconv.MessagingOperationTypeProcess, "handle")
+			if name := message.HandlerNameFromCtx(msg.Context()); name != "" {
+				attrs = append(attrs, AttrHandler.String(name))
+			}
+			span.SetAttributes(attrs...)
 		}
-		ctx, span := t.tracer.Start(ctx, "handle "+key,
-			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
 		defer endSpan(span, &err)
 		msg.SetContext(ctx)
 		out, err = h(msg)
@@ -207,24 +213,29 @@ type ExecuteParams struct {
 // examples/tracing).
 func (t *Tracing) Execute(ctx context.Context, p ExecuteParams, fn func(ctx context.Context) error) (err error) {
 	kind := trace.SpanKindInternal
-	var attrs []attribute.KeyValue
-	switch {
-	case p.Message != nil && !trace.SpanContextFromContext(ctx).IsValid():
+	delivery := p.Message != nil && !trace.SpanContextFromContext(ctx).IsValid()
+	if delivery {
 		// No handle span: this one processes the delivery.
 		ctx = t.propagator.Extract(ctx, MetadataCarrier(p.Message.Metadata))
 		kind = trace.SpanKindConsumer
-		attrs = t.eventAttributes(p.Message, routingKeyOf(p.Message), semconv.MessagingOperationTypeProcess, "execute")
-	case p.Message != nil:
-		attrs = identityAttributes(p.Message, p.Command)
-	default:
-		attrs = []attribute.KeyValue{AttrEventType.String(p.Command)}
-		if p.EventID != "" {
-			attrs = append(attrs, AttrEventID.String(p.EventID))
-		}
 	}
-	attrs = append(append(attrs, AttrCommand.String(p.Command)), p.Attributes...)
-	ctx, span := t.tracer.Start(ctx, "execute "+p.Command, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	ctx, span := t.tracer.Start(ctx, "execute "+p.Command, trace.WithSpanKind(kind))
 	defer endSpan(span, &err)
+	if span.IsRecording() {
+		var attrs []attribute.KeyValue
+		switch {
+		case delivery:
+			attrs = t.eventAttributes(p.Message, routingKeyOf(p.Message), semconv.MessagingOperationTypeProcess, "execute")
+		case p.Message != nil:
+			attrs = identityAttributes(p.Message, p.Command)
+		default:
+			attrs = []attribute.KeyValue{AttrEventType.String(p.Command)}
+			if p.EventID != "" {
+				attrs = append(attrs, AttrEventID.String(p.EventID))
+			}
+		}
+		span.SetAttributes(append(append(attrs, AttrCommand.String(p.Command)), p.Attributes...)...)
+	}
 	return fn(ctx)
 }
 
