@@ -29,14 +29,7 @@ func BenchmarkGuard_headers(b *testing.B) {
 	envelope.SetLineage(msg, envelope.Lineage{Depth: 6, Root: uuid.New(),
 		Repeats: map[string]int{"agent.thread.prompt|agent-a": 3, "agent.thread.response|agent-b": 3}})
 	h := g.Middleware(func(*message.Message) ([]*message.Message, error) { return nil, nil })
-	ctx := msg.Context()
-	b.ReportAllocs()
-	for b.Loop() {
-		msg.SetContext(ctx)
-		if _, err := h(msg); err != nil {
-			b.Fatal(err)
-		}
-	}
+	loopHandler(b, h, msg)
 	b.StopTimer()
 	_ = g.Flush(context.Background())
 }
