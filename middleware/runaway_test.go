@@ -277,13 +277,7 @@ func pythonChain(t testing.TB, store correlation.Writer, n int) []uuid.UUID {
 }
 
 func TestGuard_pythonOrigin_placedThroughRedis(t *testing.T) {
-	store, err := correlation.NewEmbeddedStore(correlation.RedisConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	links := &countingLinks{LinkReader: store}
-	g := newGuard(t, middleware.GuardConfig{MaxDepth: 32, Links: links})
+	store, links, g := pythonGuard(t)
 
 	chain := pythonChain(t, store, 5) // depths 0..5
 	msg := guardMsg(t, "agent.thread.prompt", "py", chain[5])
@@ -315,13 +309,7 @@ func TestGuard_pythonOrigin_placedThroughRedis(t *testing.T) {
 }
 
 func TestGuard_pythonChain40Deep_nextEventParkedByDepth(t *testing.T) {
-	store, err := correlation.NewEmbeddedStore(correlation.RedisConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	links := &countingLinks{LinkReader: store}
-	g := newGuard(t, middleware.GuardConfig{MaxDepth: 32, Links: links})
+	store, links, g := pythonGuard(t)
 	chain := pythonChain(t, store, 40)
 	_, ran, err := runGuarded(g, guardMsg(t, "agent.thread.prompt", "py", chain[40]))
 	re := wantRunaway(t, err, envelope.RuleDepth, ran)
@@ -380,4 +368,17 @@ func TestRecordingPublisher_stampsLineageAndRecordsIt(t *testing.T) {
 	if len(links) != 1 || links[0].Metadata["depth"] != 3 || links[0].Metadata["root"] != root.String() || links[0].Metadata["repeats"] != "x%7Cy=1" {
 		t.Errorf("links %+v, want depth 3, root and repeats in the metadata", links)
 	}
+}
+
+// pythonGuard is a guard with depth 32 that places header-less events
+// through an in-process correlation store, counting its round trips.
+func pythonGuard(t *testing.T) (*correlation.EmbeddedStore, *countingLinks, *middleware.Guard) {
+	t.Helper()
+	store, err := correlation.NewEmbeddedStore(correlation.RedisConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	links := &countingLinks{LinkReader: store}
+	return store, links, newGuard(t, middleware.GuardConfig{MaxDepth: 32, Links: links})
 }
