@@ -313,7 +313,7 @@ func (e *env) cleanup(ctx context.Context) error {
 // scanned and its keys unlinked one per command, pipelined.
 func deleteKeys(ctx context.Context, c redis.UniversalClient, pattern string) error {
 	onNode := func(ctx context.Context, node redis.UniversalClient) error {
-		iter := node.Scan(ctx, 0, pattern, 1000).Iterator()
+		iter := node.Scan(ctx, 0, pattern, 10000).Iterator()
 		pipe := node.Pipeline()
 		for iter.Next(ctx) {
 			pipe.Unlink(ctx, iter.Val())

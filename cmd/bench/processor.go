@@ -50,6 +50,7 @@ type processor struct {
 	log     string
 	service string // SERVICE_NAME
 	prompts []uuid.UUID
+	roots   []uuid.UUID // the prompts' parents, the roots of their chains
 }
 
 // processorService is the child's SERVICE_NAME: its queue and its dedup
@@ -72,8 +73,11 @@ func (e *env) buildProcessor(ctx context.Context) (*processor, error) {
 }
 
 // close deletes the binary, the log, and the Redis keys the processor
-// wrote: its dedup marks (under its own service name) and the links of
-// each prompt and its response.
+// wrote: its dedup marks (under its own service name), the links of each
+// prompt and its response, and per chain root the cost totals and the
+// runaway guard's descendant count. All but the dedup marks are under the
+// processor's default prefixes, as a deployed one's are, and live a day:
+// left behind, every round would leave two keys per prompt for a day.
 func (p *processor) close(ctx context.Context) error {
 	defer func() { _ = os.RemoveAll(p.dir) }()
 	r := p.e.redis
@@ -84,6 +88,14 @@ func (p *processor) close(ctx context.Context) error {
 	for _, id := range p.prompts {
 		pipe.Unlink(ctx, correlation.DefaultKeyPrefix+"reverse:"+id.String())
 		pipe.Unlink(ctx, correlation.DefaultKeyPrefix+"forward:"+cqrs.SideEffectID(thread.RoutingKeyResponse, id, 0).String())
+		if pipe.Len() >= 1000 {
+			_, err := pipe.Exec(ctx)
+			errs = append(errs, err)
+		}
+	}
+	for _, root := range p.roots {
+		pipe.Unlink(ctx, correlation.DefaultKeyPrefix+"cost:"+root.String())
+		pipe.Unlink(ctx, middleware.DefaultDescendantsKeyPrefix+root.String())
 		if pipe.Len() >= 1000 {
 			_, err := pipe.Exec(ctx)
 			errs = append(errs, err)
@@ -127,8 +139,9 @@ func (p *processor) prefill(ctx context.Context, conn *amqp091.Connection, excha
 		return err
 	}
 	_, err := rawPublishPipelined(ctx, conn, exchange, thread.RoutingKeyPrompt, 256, func() amqp091.Publishing {
-		body, id := p.e.tmpl.promptBody()
+		body, id, root := p.e.tmpl.promptBodyOf()
 		p.prompts = append(p.prompts, id)
+		p.roots = append(p.roots, root)
 		pub := rawPublishing(body)
 		pub.MessageId = id.String()
 		return pub

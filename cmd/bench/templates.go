@@ -71,11 +71,19 @@ func newTemplates(size int) (*templates, error) {
 // prefilling queues: every message is a distinct event, as deduplication
 // must see them.
 func (t *templates) promptBody() (body []byte, id uuid.UUID) {
-	body = bytes.Clone(t.prompt)
-	id = uuid.New()
-	putUUID(body[t.idOff:], id)
-	putUUID(body[t.parOff:], uuid.New())
+	body, id, _ = t.promptBodyOf()
 	return body, id
+}
+
+// promptBodyOf is promptBody that also returns the prompt's parent, in no
+// link and so the root of its chain: the key the command processor's
+// cost totals and descendant count are kept under.
+func (t *templates) promptBodyOf() (body []byte, id, parent uuid.UUID) {
+	body = bytes.Clone(t.prompt)
+	id, parent = uuid.New(), uuid.New()
+	putUUID(body[t.idOff:], id)
+	putUUID(body[t.parOff:], parent)
+	return body, id, parent
 }
 
 // promptEnvelope is a new prompt envelope, built as a producer builds one.
