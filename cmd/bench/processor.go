@@ -49,9 +49,11 @@ type processor struct {
 	bin     string
 	log     string
 	service string // SERVICE_NAME
-	prompts []uuid.UUID
-	roots   []uuid.UUID // the prompts' parents, the roots of their chains
+	prompts []sentPrompt
 }
+
+// sentPrompt is a prefilled prompt and its parent, the root of its chain.
+type sentPrompt struct{ id, root uuid.UUID }
 
 // processorService is the child's SERVICE_NAME: its queue and its dedup
 // keys are this run's.
@@ -85,17 +87,11 @@ func (p *processor) close(ctx context.Context) error {
 	errs = append(errs, deleteKeys(ctx, r, middleware.DefaultDedupKeyPrefix+p.service+":*"))
 	// One key per UNLINK: on a Redis Cluster the keys are in different slots.
 	pipe := r.Pipeline()
-	for _, id := range p.prompts {
-		pipe.Unlink(ctx, correlation.DefaultKeyPrefix+"reverse:"+id.String())
-		pipe.Unlink(ctx, correlation.DefaultKeyPrefix+"forward:"+cqrs.SideEffectID(thread.RoutingKeyResponse, id, 0).String())
-		if pipe.Len() >= 1000 {
-			_, err := pipe.Exec(ctx)
-			errs = append(errs, err)
-		}
-	}
-	for _, root := range p.roots {
-		pipe.Unlink(ctx, correlation.DefaultKeyPrefix+"cost:"+root.String())
-		pipe.Unlink(ctx, middleware.DefaultDescendantsKeyPrefix+root.String())
+	for _, sp := range p.prompts {
+		pipe.Unlink(ctx, correlation.DefaultKeyPrefix+"reverse:"+sp.id.String())
+		pipe.Unlink(ctx, correlation.DefaultKeyPrefix+"forward:"+cqrs.SideEffectID(thread.RoutingKeyResponse, sp.id, 0).String())
+		pipe.Unlink(ctx, correlation.DefaultKeyPrefix+"cost:"+sp.root.String())
+		pipe.Unlink(ctx, middleware.DefaultDescendantsKeyPrefix+sp.root.String())
 		if pipe.Len() >= 1000 {
 			_, err := pipe.Exec(ctx)
 			errs = append(errs, err)
@@ -140,8 +136,7 @@ func (p *processor) prefill(ctx context.Context, conn *amqp091.Connection, excha
 	}
 	_, err := rawPublishPipelined(ctx, conn, exchange, thread.RoutingKeyPrompt, 256, func() amqp091.Publishing {
 		body, id, root := p.e.tmpl.promptBodyOf()
-		p.prompts = append(p.prompts, id)
-		p.roots = append(p.roots, root)
+		p.prompts = append(p.prompts, sentPrompt{id: id, root: root})
 		pub := rawPublishing(body)
 		pub.MessageId = id.String()
 		return pub
